@@ -1,0 +1,129 @@
+"""Settings for `borealis up` and the other commands: flags, then environment, then a TOML file.
+
+Precedence is the usual one: a command-line flag wins over a ``BOREALIS_*`` environment variable, which wins
+over the TOML file (``--config FILE``, ``$BOREALIS_CONFIG``, or ``borealis.toml`` in the data directory),
+which wins over the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "Settings", "default_data_dir", "load_settings"]
+
+ACCOUNT_ID = "000000000000"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line for the user."""
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory: ``$XDG_DATA_HOME/borealis`` or ``~/.local/share/borealis``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "borealis"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `borealis up` needs to know before it starts."""
+
+    data_dir: Path = default_data_dir()
+    host: str = "127.0.0.1"
+    api_port: int = 4600
+    port_base: int = 15432
+    region: str = "us-east-1"
+    postgres: str = "embedded"
+    """Which PostgreSQL binaries: "embedded" (16), "embedded:18", or a bin directory / pg_config path."""
+    create_default_cluster: bool = True
+    default_cluster: str = "default"
+    log_level: str = "info"
+
+    @property
+    def account_id(self) -> str:
+        """The AWS account id that ARNs carry."""
+        return ACCOUNT_ID
+
+    @property
+    def api_url(self) -> str:
+        """The URL to give to ``AWS_ENDPOINT_URL``."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        if host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
+
+
+_ENV = {
+    "data_dir": "BOREALIS_DATA_DIR",
+    "host": "BOREALIS_HOST",
+    "api_port": "BOREALIS_API_PORT",
+    "port_base": "BOREALIS_PORT_BASE",
+    "region": "BOREALIS_REGION",
+    "postgres": "BOREALIS_POSTGRES",
+    "create_default_cluster": "BOREALIS_CREATE_DEFAULT_CLUSTER",
+    "default_cluster": "BOREALIS_DEFAULT_CLUSTER",
+    "log_level": "BOREALIS_LOG_LEVEL",
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "Path":
+            return Path(str(value)).expanduser()
+        if kind == "int":
+            port = int(value)
+            if not 0 <= port <= 65535:
+                raise ValueError
+            return port
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return text in ("1", "true", "yes", "on")
+        return str(value)
+    except ValueError:
+        raise ConfigError(f"invalid value for {name}: {value!r}") from None
+
+
+def load_settings(
+    flags: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, the environment and the flags (None values in flags are unset)."""
+    env = dict(os.environ) if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    for name, var in _ENV.items():
+        if var in env and env[var] != "":
+            values[name] = _coerce(name, env[var])
+    values.update({k: _coerce(k, v) for k, v in flags.items() if k in _ENV})
+    data_dir = values.get("data_dir", Settings.data_dir)
+
+    path = config_file or (Path(env["BOREALIS_CONFIG"]) if env.get("BOREALIS_CONFIG") else None)
+    explicit = path is not None
+    path = path or Path(data_dir) / "borealis.toml"
+    file_values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        table = raw.get("borealis", raw)
+        for key, val in table.items():
+            name = key.replace("-", "_")
+            if name not in _ENV:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            file_values[name] = _coerce(name, val)
+    elif explicit:
+        raise ConfigError(f"config file not found: {path}")
+    return replace(Settings(), **{**file_values, **values})

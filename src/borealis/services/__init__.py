@@ -1,0 +1,1 @@
+"""Thin handlers per AWS service, calling the domain."""

@@ -1,0 +1,702 @@
+"""The RDS control-plane API (query protocol): clusters and instances, as boto3 and the aws CLI call them.
+
+Each handler validates its request the way RDS does (codes and messages as AWS gives them), writes the new
+state through the control plane, and renders the stored record as the model's DBCluster or DBInstance shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from typing import Any
+
+from borealis.aws import AWSError, Handler, RequestContext
+from borealis.control import ControlPlane
+from borealis.control._names import (
+    cluster_arn,
+    generate_password,
+    instance_arn,
+    master_secret_name,
+    resource_id,
+    valid_identifier,
+)
+from borealis.secrets import SecretsManager
+
+__all__ = ["handlers"]
+
+ENGINE = "aurora-postgresql"
+_IDENT_MESSAGE = (
+    "The parameter {name} is not a valid identifier. Identifiers must begin with a letter; must contain only "
+    "ASCII letters, digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens."
+)
+_BAD_PASSWORD_CHARS = set('/@" ')
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def _ts(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text)
+
+
+def _invalid(message: str) -> AWSError:
+    return AWSError("InvalidParameterValue", message)
+
+
+def _combination(message: str) -> AWSError:
+    return AWSError("InvalidParameterCombination", message)
+
+
+def _identifier(params: dict[str, Any], name: str) -> str:
+    ident = str(params[name]).lower()
+    if not valid_identifier(ident):
+        raise _invalid(_IDENT_MESSAGE.format(name=name))
+    return ident
+
+
+def _check_password(password: str) -> None:
+    if not 8 <= len(password) <= 128:
+        raise _invalid("The parameter MasterUserPassword is not a valid password because it is shorter than 8 characters.")
+    if any(c in _BAD_PASSWORD_CHARS or not (32 < ord(c) < 127) for c in password):
+        raise _invalid(
+            "The parameter MasterUserPassword is not a valid password. "
+            "Only printable ASCII characters besides '/', '@', '\"', ' ' may be used."
+        )
+
+
+def _check_username(name: str) -> None:
+    if not name:
+        raise _invalid("The parameter MasterUsername must be provided and must not be blank.")
+    ok = name[0].isascii() and name[0].isalpha() and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+    if not ok or len(name) > 63:
+        raise _invalid(
+            "The parameter MasterUsername is not a valid identifier. It must begin with a letter and contain "
+            "only ASCII letters, digits, and underscores, 1 to 63 characters."
+        )
+    if name.lower() in ("rdsadmin", "rdsrepladmin", "rds_superuser", "rds_iam", "rds_replication"):
+        raise _invalid(f"MasterUsername {name} cannot be used as it is a reserved word used by the engine")
+
+
+def _scaling(conf: dict[str, Any] | None, current: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate a ServerlessV2ScalingConfiguration against AWS's documented ranges."""
+    if conf is None:
+        if current is not None:
+            return current
+        return {"min": 0.5, "max": 16.0, "pause": None, "set": False}
+    lo = conf.get("MinCapacity", current["min"] if current and current.get("set") else None)
+    hi = conf.get("MaxCapacity", current["max"] if current and current.get("set") else None)
+    if lo is None or hi is None:
+        raise _invalid(
+            "Both MinCapacity and MaxCapacity must be specified when you initialize Serverless v2 scaling "
+            "configuration."
+        )
+    for label, value in (("MinCapacity", lo), ("MaxCapacity", hi)):
+        if not math.isfinite(value) or value * 2 != int(value * 2):
+            raise _invalid(f"{label} must be a multiple of 0.5 ACUs.")
+    if not 0 <= lo <= 256:
+        raise _invalid("MinCapacity must be between 0 and 256 ACUs.")
+    if not 1 <= hi <= 256:
+        raise _invalid("MaxCapacity must be between 1 and 256 ACUs.")
+    if lo > hi:
+        raise _invalid("MinCapacity must be less than or equal to MaxCapacity.")
+    pause = conf.get("SecondsUntilAutoPause")
+    if pause is not None:
+        if lo != 0:
+            raise _invalid("SecondsUntilAutoPause can be set only when MinCapacity is 0.")
+        if not 300 <= pause <= 86400:
+            raise _invalid("SecondsUntilAutoPause must be between 300 and 86400 seconds.")
+    elif lo == 0:
+        previous = current.get("pause") if current and current.get("min") == 0 else None
+        pause = previous or 300
+    return {"min": float(lo), "max": float(hi), "pause": pause if lo == 0 else None, "set": True}
+
+
+def _tags(params: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"Key": t["Key"], "Value": t.get("Value", "")} for t in params.get("Tags") or []]
+
+
+def _filters(params: dict[str, Any], allowed: dict[str, Callable[[dict[str, Any]], str]]) -> list[Any]:
+    checks = []
+    for f in params.get("Filters") or []:
+        name = f["Name"]
+        if name not in allowed:
+            raise _invalid(f"Unrecognized filter name: {name}.")
+        values = set(f.get("Values") or [])
+        checks.append((allowed[name], values))
+    return checks
+
+
+def _page(items: list[dict[str, Any]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    size = params.get("MaxRecords")
+    if size is None:
+        size = 100
+    elif not 20 <= size <= 100:
+        raise _invalid(f"Invalid value {size} for MaxRecords. Must be between 20 and 100")
+    start = 0
+    if params.get("Marker"):
+        try:
+            start = int(params["Marker"])
+        except ValueError:
+            raise _invalid("The marker is not valid.") from None
+    page = items[start : start + size]
+    more = start + size < len(items)
+    return page, str(start + size) if more else None
+
+
+class _Rds:
+    def __init__(self, control: ControlPlane, secrets: SecretsManager) -> None:
+        self.control = control
+        self.secrets = secrets
+        self.settings = control.settings
+        self.region = self.settings.region
+        self.account = self.settings.account_id
+
+    # ----------------------------------------------------------------------------------- rendering
+
+    def render_cluster(self, doc: dict[str, Any]) -> dict[str, Any]:
+        members = [
+            {
+                "DBInstanceIdentifier": i["id"],
+                "IsClusterWriter": i["role"] == "writer",
+                "DBClusterParameterGroupStatus": "in-sync",
+                "PromotionTier": i["promotion_tier"],
+            }
+            for i in self.control.cluster_instances(doc["id"])
+        ]
+        out: dict[str, Any] = {
+            "AllocatedStorage": 1,
+            "AvailabilityZones": [f"{self.region}a", f"{self.region}b", f"{self.region}c"],
+            "BackupRetentionPeriod": doc["backup_retention"],
+            "DBClusterIdentifier": doc["id"],
+            "DBClusterParameterGroup": f"default.aurora-postgresql{doc['engine_version'].split('.')[0]}",
+            "DBSubnetGroup": "default",
+            "Status": doc["status"],
+            "EarliestRestorableTime": _ts(doc["created"]),
+            "LatestRestorableTime": dt.datetime.now(dt.UTC).replace(microsecond=0),
+            "Endpoint": self.settings.host,
+            "ReaderEndpoint": doc["reader_host"],
+            "CustomEndpoints": [],
+            "MultiAZ": len(members) > 1,
+            "Engine": doc["engine"],
+            "EngineVersion": doc["engine_version"],
+            "Port": doc["port"],
+            "MasterUsername": doc["master_username"],
+            "PreferredBackupWindow": "07:00-07:30",
+            "PreferredMaintenanceWindow": "sun:05:00-sun:05:30",
+            "ReadReplicaIdentifiers": [],
+            "DBClusterMembers": members,
+            "VpcSecurityGroups": [
+                {"VpcSecurityGroupId": g, "Status": "active"} for g in doc.get("vpc_security_groups", [])
+            ],
+            "HostedZoneId": "Z2R2ITUGPM61AM",
+            "StorageEncrypted": doc["storage_encrypted"],
+            "DbClusterResourceId": doc["resource_id"],
+            "DBClusterArn": cluster_arn(self.region, self.account, doc["id"]),
+            "AssociatedRoles": [],
+            "IAMDatabaseAuthenticationEnabled": doc["iam_auth"],
+            "ClusterCreateTime": _ts(doc["created"]),
+            "EngineMode": "provisioned",
+            "DeletionProtection": doc["deletion_protection"],
+            "HttpEndpointEnabled": doc["http_endpoint"],
+            "CopyTagsToSnapshot": doc.get("copy_tags_to_snapshot", False),
+            "CrossAccountClone": False,
+            "DomainMemberships": [],
+            "TagList": doc["tags"],
+            "AutoMinorVersionUpgrade": True,
+            "NetworkType": "IPV4",
+            "StorageType": "aurora",
+            "EngineLifecycleSupport": "open-source-rds-extended-support",
+        }
+        if doc.get("database_name"):
+            out["DatabaseName"] = doc["database_name"]
+        scaling = doc["scaling"]
+        if scaling.get("set"):
+            info: dict[str, Any] = {"MinCapacity": scaling["min"], "MaxCapacity": scaling["max"]}
+            if scaling["min"] == 0:
+                info["SecondsUntilAutoPause"] = scaling["pause"]
+            out["ServerlessV2ScalingConfiguration"] = info
+            out["ServerlessV2PlatformVersion"] = "3"
+        if doc.get("master_secret_arn"):
+            out["MasterUserSecret"] = {
+                "SecretArn": doc["master_secret_arn"],
+                "SecretStatus": "active",
+                "KmsKeyId": f"arn:aws:kms:{self.region}:{self.account}:alias/aws/secretsmanager",
+            }
+        if doc.get("pending"):
+            out["PendingModifiedValues"] = doc["pending"]
+        return out
+
+    def render_instance(self, doc: dict[str, Any]) -> dict[str, Any]:
+        cluster = self.control.cluster(doc["cluster"]) or {}
+        out: dict[str, Any] = {
+            "DBInstanceIdentifier": doc["id"],
+            "DBInstanceClass": doc["instance_class"],
+            "Engine": doc["engine"],
+            "DBInstanceStatus": doc["status"],
+            "MasterUsername": cluster.get("master_username"),
+            "Endpoint": {"Address": self.settings.host, "Port": doc["port"], "HostedZoneId": "Z2R2ITUGPM61AM"},
+            "AllocatedStorage": 1,
+            "InstanceCreateTime": _ts(doc["created"]),
+            "PreferredBackupWindow": "07:00-07:30",
+            "BackupRetentionPeriod": cluster.get("backup_retention", 1),
+            "DBSecurityGroups": [],
+            "VpcSecurityGroups": [],
+            "DBParameterGroups": [
+                {
+                    "DBParameterGroupName": f"default.aurora-postgresql{doc['engine_version'].split('.')[0]}",
+                    "ParameterApplyStatus": "in-sync",
+                }
+            ],
+            "AvailabilityZone": doc["availability_zone"],
+            "PreferredMaintenanceWindow": "sun:05:00-sun:05:30",
+            "PendingModifiedValues": {},
+            "MultiAZ": False,
+            "EngineVersion": doc["engine_version"],
+            "AutoMinorVersionUpgrade": True,
+            "ReadReplicaDBInstanceIdentifiers": [],
+            "LicenseModel": "postgresql-license",
+            "PubliclyAccessible": doc.get("publicly_accessible", False),
+            "StorageType": "aurora",
+            "DbInstancePort": 0,
+            "DBClusterIdentifier": doc["cluster"],
+            "StorageEncrypted": cluster.get("storage_encrypted", False),
+            "DbiResourceId": doc["resource_id"],
+            "CACertificateIdentifier": "rds-ca-rsa2048-g1",
+            "CopyTagsToSnapshot": False,
+            "MonitoringInterval": 0,
+            "PromotionTier": doc["promotion_tier"],
+            "DBInstanceArn": instance_arn(self.region, self.account, doc["id"]),
+            "IAMDatabaseAuthenticationEnabled": cluster.get("iam_auth", False),
+            "PerformanceInsightsEnabled": False,
+            "DeletionProtection": False,
+            "TagList": doc["tags"],
+            "NetworkType": "IPV4",
+        }
+        if cluster.get("database_name"):
+            out["DBName"] = cluster["database_name"]
+        return out
+
+    # ----------------------------------------------------------------------------------- lookups
+
+    def _cluster(self, ident: str) -> dict[str, Any]:
+        key = ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
+        doc = self.control.cluster(key)
+        if doc is None:
+            raise AWSError("DBClusterNotFoundFault", f"DBCluster {ident} not found.")
+        return doc
+
+    def _instance(self, ident: str) -> dict[str, Any]:
+        key = ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
+        doc = self.control.instance(key)
+        if doc is None:
+            raise AWSError("DBInstanceNotFoundFault", f"DBInstance {ident} not found.")
+        return doc
+
+    def _engine_version(self, requested: str | None) -> str:
+        major = self.control.binaries.version
+        if requested is None:
+            return self.control.engine_version
+        if requested.split(".")[0] != str(major):
+            raise _combination(
+                f"Cannot find version {requested} for aurora-postgresql "
+                f"(this Borealis runs PostgreSQL {major}; set `postgres` to a matching installation)"
+            )
+        return requested
+
+    # ----------------------------------------------------------------------------------- clusters
+
+    async def create_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _identifier(p, "DBClusterIdentifier")
+        if p["Engine"] != ENGINE:
+            raise _invalid(f"Invalid DB engine: {p['Engine']}. Borealis runs aurora-postgresql only.")
+        if self.control.cluster(ident) is not None:
+            raise AWSError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+        if p.get("EngineMode", "provisioned") != "provisioned":
+            raise _invalid(
+                f"The engine mode {p['EngineMode']} you requested for your DB cluster is not supported "
+                "(Serverless v1 is retired; use provisioned with ServerlessV2ScalingConfiguration)."
+            )
+        version = self._engine_version(p.get("EngineVersion"))
+        username = p.get("MasterUsername")
+        if username is None:
+            raise _invalid("The parameter MasterUsername must be provided and must not be blank.")
+        _check_username(username)
+        manage = bool(p.get("ManageMasterUserPassword"))
+        password = p.get("MasterUserPassword")
+        if manage and password is not None:
+            raise _combination(
+                "You can't specify both MasterUserPassword and ManageMasterUserPassword. "
+                "Specify only one and try again."
+            )
+        if not manage:
+            if password is None:
+                raise _invalid("The parameter MasterUserPassword must be provided and must not be blank.")
+            _check_password(password)
+        if p.get("MasterUserSecretKmsKeyId") and not manage:
+            raise _combination("MasterUserSecretKmsKeyId requires ManageMasterUserPassword to be enabled.")
+        scaling = _scaling(p.get("ServerlessV2ScalingConfiguration"), None)
+        retention = p.get("BackupRetentionPeriod", 1)
+        if not 1 <= retention <= 35:
+            raise _invalid(f"Invalid backup retention period: {retention}. Valid values are 1 to 35 days.")
+        port_requested = p.get("Port")
+        if port_requested is not None:
+            if not 1150 <= port_requested <= 65535:
+                raise _invalid("Invalid port. Valid values are 1150-65535.")
+            if port_requested in self.control.used_ports():
+                raise _invalid(f"Port {port_requested} is already used by another endpoint of this Borealis.")
+        dbname = p.get("DatabaseName")
+        if dbname is not None and (
+            not dbname or not dbname[0].isalpha() or not all(c.isalnum() or c == "_" for c in dbname) or len(dbname) > 63
+        ):
+            raise _invalid(
+                "The parameter DatabaseName is not a valid identifier: it must begin with a letter and contain "
+                "only alphanumeric characters or underscores, up to 63 characters."
+            )
+        port = port_requested or self.control.allocate_port()
+        reader_host, reader_port = self.control.reader_address(port)
+        arn = cluster_arn(self.region, self.account, ident)
+        doc: dict[str, Any] = {
+            "id": ident,
+            "resource_id": resource_id("cluster"),
+            "engine": ENGINE,
+            "engine_version": version,
+            "status": "creating",
+            "port": port,
+            "reader_host": reader_host,
+            "reader_port": reader_port,
+            "master_username": username,
+            "database_name": dbname,
+            "scaling": scaling,
+            "backup_retention": retention,
+            "deletion_protection": bool(p.get("DeletionProtection", False)),
+            "http_endpoint": bool(p.get("EnableHttpEndpoint", False)),
+            "iam_auth": bool(p.get("EnableIAMDatabaseAuthentication", False)),
+            "storage_encrypted": bool(p.get("StorageEncrypted", False)),
+            "copy_tags_to_snapshot": bool(p.get("CopyTagsToSnapshot", False)),
+            "vpc_security_groups": list(p.get("VpcSecurityGroupIds") or []),
+            "tags": _tags(p),
+            "created": _now(),
+            "admin_password": self.control.sealer.seal(generate_password()),
+            "password_version": 0,
+        }
+        with self.control.store.transaction():
+            if manage:
+                secret = self.secrets.create_secret(
+                    master_secret_name(),
+                    secret_string=_secret_json(username, generate_password()),
+                    description=f"Aurora database user secret for cluster {ident}",
+                    tags=[{"Key": "aws:rds:primaryDBClusterArn", "Value": arn}],
+                    owning_service="rds",
+                )
+                doc["master_secret_arn"] = secret["ARN"]
+            else:
+                doc["master_password"] = self.control.sealer.seal(password)
+            self.control.put_cluster(doc)
+        return {"DBCluster": self.render_cluster(doc)}
+
+    async def describe_db_clusters(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("DBClusterIdentifier"):
+            docs = [self._cluster(p["DBClusterIdentifier"])]
+        else:
+            docs = self.control.clusters.values()
+        checks = _filters(
+            p,
+            {
+                "db-cluster-id": lambda d: d["id"],
+                "engine": lambda d: d["engine"],
+                "db-cluster-resource-id": lambda d: d["resource_id"],
+            },
+        )
+        docs = [d for d in docs if all(get(d) in values or (name_arn(d) in values) for get, values in checks)]
+        page, marker = _page(docs, p)
+        out: dict[str, Any] = {"DBClusters": [self.render_cluster(d) for d in page]}
+        if marker:
+            out["Marker"] = marker
+        return out
+
+    async def modify_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        doc = self._cluster(p["DBClusterIdentifier"])
+        if doc["status"] != "available":
+            raise AWSError("InvalidDBClusterStateFault", f"DB cluster is not available for modification with status {doc['status']}")
+        if p.get("NewDBClusterIdentifier"):
+            raise _combination("Renaming a DB cluster (NewDBClusterIdentifier) is not supported by Borealis yet.")
+        if "EngineVersion" in p:
+            doc["engine_version"] = self._engine_version(p["EngineVersion"])
+        if "ServerlessV2ScalingConfiguration" in p:
+            doc["scaling"] = _scaling(p["ServerlessV2ScalingConfiguration"], doc["scaling"])
+        if "DeletionProtection" in p:
+            doc["deletion_protection"] = bool(p["DeletionProtection"])
+        if "EnableHttpEndpoint" in p:
+            doc["http_endpoint"] = bool(p["EnableHttpEndpoint"])
+        if "EnableIAMDatabaseAuthentication" in p:
+            doc["iam_auth"] = bool(p["EnableIAMDatabaseAuthentication"])
+        if "BackupRetentionPeriod" in p:
+            if not 1 <= p["BackupRetentionPeriod"] <= 35:
+                raise _invalid(f"Invalid backup retention period: {p['BackupRetentionPeriod']}. Valid values are 1 to 35 days.")
+            doc["backup_retention"] = p["BackupRetentionPeriod"]
+        if "CopyTagsToSnapshot" in p:
+            doc["copy_tags_to_snapshot"] = bool(p["CopyTagsToSnapshot"])
+        if p.get("Port") is not None and p["Port"] != doc["port"]:
+            port = p["Port"]
+            if not 1150 <= port <= 65535:
+                raise _invalid("Invalid port. Valid values are 1150-65535.")
+            if port in self.control.used_ports():
+                raise _invalid(f"Port {port} is already used by another endpoint of this Borealis.")
+            doc["port"] = port
+            doc["reader_host"], doc["reader_port"] = self.control.reader_address(port)
+        manage = p.get("ManageMasterUserPassword")
+        password = p.get("MasterUserPassword")
+        rotate = p.get("RotateMasterUserPassword")
+        if manage and password is not None:
+            raise _combination(
+                "You can't specify both MasterUserPassword and ManageMasterUserPassword. "
+                "Specify only one and try again."
+            )
+        arn = cluster_arn(self.region, self.account, doc["id"])
+        with self.control.store.transaction():
+            if rotate:
+                if not doc.get("master_secret_arn"):
+                    raise _combination(
+                        "You can't rotate the master user password because ManageMasterUserPassword is not enabled."
+                    )
+                if not p.get("ApplyImmediately"):
+                    raise _combination("RotateMasterUserPassword requires ApplyImmediately to be enabled.")
+                self.secrets.put_secret_value(
+                    doc["master_secret_arn"],
+                    secret_string=_secret_json(doc["master_username"], generate_password()),
+                    owning_service="rds",
+                )
+                doc["password_version"] = doc.get("password_version", 0) + 1
+            if manage is True and not doc.get("master_secret_arn"):
+                secret = self.secrets.create_secret(
+                    master_secret_name(),
+                    secret_string=_secret_json(doc["master_username"], generate_password()),
+                    description=f"Aurora database user secret for cluster {doc['id']}",
+                    tags=[{"Key": "aws:rds:primaryDBClusterArn", "Value": arn}],
+                    owning_service="rds",
+                )
+                doc["master_secret_arn"] = secret["ARN"]
+                doc.pop("master_password", None)
+                doc["password_version"] = doc.get("password_version", 0) + 1
+            elif manage is False and doc.get("master_secret_arn"):
+                if password is None:
+                    raise _invalid(
+                        "You must specify MasterUserPassword when you turn off ManageMasterUserPassword."
+                    )
+                self.secrets.delete_owned(doc.pop("master_secret_arn"))
+            if password is not None:
+                _check_password(password)
+                if doc.get("master_secret_arn"):
+                    raise _combination(
+                        "You can't specify MasterUserPassword because ManageMasterUserPassword is enabled."
+                    )
+                doc["master_password"] = self.control.sealer.seal(password)
+                doc["password_version"] = doc.get("password_version", 0) + 1
+            self.control.put_cluster(doc)
+        return {"DBCluster": self.render_cluster(doc)}
+
+    async def delete_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        doc = self._cluster(p["DBClusterIdentifier"])
+        skip = bool(p.get("SkipFinalSnapshot", False))
+        final = p.get("FinalDBSnapshotIdentifier")
+        if skip and final:
+            raise _combination("You cannot specify both FinalDBSnapshotIdentifier and SkipFinalSnapshot")
+        if not skip and not final:
+            raise _combination("FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.")
+        if doc["deletion_protection"]:
+            raise _combination("Cannot delete protected Cluster, please disable deletion protection and try again.")
+        if doc["status"] not in ("available", "stopped", "failed", "incompatible-parameters"):
+            raise AWSError("InvalidDBClusterStateFault", f"Cluster cannot be deleted, it is {doc['status']}.")
+        if any(i["status"] != "deleting" for i in self.control.cluster_instances(doc["id"])):
+            raise AWSError(
+                "InvalidDBClusterStateFault",
+                "Cluster cannot be deleted, it still contains DB instances in non-deleting state.",
+            )
+        if final:
+            raise _combination(
+                "Final snapshots are not supported by Borealis yet; delete with SkipFinalSnapshot=true."
+            )
+        doc["status"] = "deleting"
+        self.control.put_cluster(doc)
+        return {"DBCluster": self.render_cluster(doc)}
+
+    async def stop_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        doc = self._cluster(p["DBClusterIdentifier"])
+        if doc["status"] != "available":
+            raise AWSError("InvalidDBClusterStateFault", f"DbCluster {doc['id']} is not in available state.")
+        doc["status"] = "stopping"
+        for inst in self.control.cluster_instances(doc["id"]):
+            if inst["status"] == "available":
+                inst["status"] = "stopping"
+                self.control.instances.put(inst["id"], inst)
+        self.control.put_cluster(doc)
+        return {"DBCluster": self.render_cluster(doc)}
+
+    async def start_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        doc = self._cluster(p["DBClusterIdentifier"])
+        if doc["status"] != "stopped":
+            raise AWSError("InvalidDBClusterStateFault", f"DbCluster {doc['id']} is not in stopped state.")
+        doc["status"] = "starting"
+        for inst in self.control.cluster_instances(doc["id"]):
+            inst["status"] = "starting"
+            self.control.instances.put(inst["id"], inst)
+        self.control.put_cluster(doc)
+        return {"DBCluster": self.render_cluster(doc)}
+
+    # ----------------------------------------------------------------------------------- instances
+
+    async def create_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _identifier(p, "DBInstanceIdentifier")
+        if p["Engine"] != ENGINE:
+            raise _invalid(f"Invalid DB engine: {p['Engine']}. Borealis runs aurora-postgresql only.")
+        if not p.get("DBClusterIdentifier"):
+            raise _invalid(
+                "The requested DB Instance will be a member of a DB Cluster. "
+                "You need to provide a DBClusterIdentifier for aurora-postgresql."
+            )
+        cluster = self._cluster(p["DBClusterIdentifier"])
+        if self.control.instance(ident) is not None:
+            raise AWSError("DBInstanceAlreadyExistsFault", "DB instance already exists")
+        if cluster["status"] not in ("available", "creating"):
+            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is not in available state.")
+        klass = p["DBInstanceClass"]
+        if not klass.startswith("db."):
+            raise _invalid(f"Invalid DB Instance class: {klass}")
+        if klass == "db.serverless" and not cluster["scaling"].get("set"):
+            raise AWSError(
+                "InvalidDBClusterStateFault",
+                "Set the Serverless v2 scaling configuration on the parent DB cluster before creating a "
+                "Serverless v2 DB instance.",
+            )
+        for banned in ("MasterUsername", "MasterUserPassword", "DBName"):
+            if p.get(banned):
+                raise _combination(
+                    f"The requested DB Instance will be a member of a DB Cluster. Set {banned} for the DB Cluster."
+                )
+        tier = p.get("PromotionTier", 1)
+        if not 0 <= tier <= 15:
+            raise _invalid("PromotionTier must be between 0 and 15.")
+        existing = [i for i in self.control.cluster_instances(cluster["id"]) if i["status"] != "deleting"]
+        if existing:
+            raise _combination(
+                "Borealis does not run Aurora reader instances yet: this cluster already has its writer "
+                f"({existing[0]['id']})."
+            )
+        doc = {
+            "id": ident,
+            "cluster": cluster["id"],
+            "resource_id": resource_id("db"),
+            "engine": ENGINE,
+            "engine_version": cluster["engine_version"],
+            "instance_class": klass,
+            "status": "creating",
+            "role": "writer",
+            "port": self.control.allocate_port(),
+            "promotion_tier": tier,
+            "availability_zone": p.get("AvailabilityZone") or f"{self.region}a",
+            "publicly_accessible": bool(p.get("PubliclyAccessible", False)),
+            "tags": _tags(p),
+            "created": _now(),
+        }
+        self.control.put_instance(doc)
+        return {"DBInstance": self.render_instance(doc)}
+
+    async def describe_db_instances(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("DBInstanceIdentifier"):
+            docs = [self._instance(p["DBInstanceIdentifier"])]
+        else:
+            docs = self.control.instances.values()
+        checks = _filters(
+            p,
+            {
+                "db-cluster-id": lambda d: d["cluster"],
+                "db-instance-id": lambda d: d["id"],
+                "dbi-resource-id": lambda d: d["resource_id"],
+                "engine": lambda d: d["engine"],
+            },
+        )
+        docs = [d for d in docs if all(get(d) in values for get, values in checks)]
+        page, marker = _page(docs, p)
+        out: dict[str, Any] = {"DBInstances": [self.render_instance(d) for d in page]}
+        if marker:
+            out["Marker"] = marker
+        return out
+
+    async def modify_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        doc = self._instance(p["DBInstanceIdentifier"])
+        if doc["status"] != "available":
+            raise AWSError("InvalidDBInstanceStateFault", f"Database instance is not in available state.")
+        if p.get("NewDBInstanceIdentifier"):
+            raise _combination("Renaming a DB instance (NewDBInstanceIdentifier) is not supported by Borealis yet.")
+        if p.get("MasterUserPassword") is not None or p.get("ManageMasterUserPassword") is not None:
+            raise _combination(
+                "The specified DB instance is a member of a DB cluster. "
+                "Modify the master user password for the DB cluster instead."
+            )
+        if "PromotionTier" in p:
+            if not 0 <= p["PromotionTier"] <= 15:
+                raise _invalid("PromotionTier must be between 0 and 15.")
+            doc["promotion_tier"] = p["PromotionTier"]
+        if "DBInstanceClass" in p:
+            klass = p["DBInstanceClass"]
+            if not klass.startswith("db."):
+                raise _invalid(f"Invalid DB Instance class: {klass}")
+            doc["instance_class"] = klass
+        if "PubliclyAccessible" in p:
+            doc["publicly_accessible"] = bool(p["PubliclyAccessible"])
+        self.control.put_instance(doc)
+        return {"DBInstance": self.render_instance(doc)}
+
+    async def delete_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        doc = self._instance(p["DBInstanceIdentifier"])
+        if p.get("FinalDBSnapshotIdentifier"):
+            raise _combination("FinalDBSnapshotIdentifier can not be specified when deleting a cluster instance")
+        if doc["status"] == "deleting":
+            raise AWSError("InvalidDBInstanceStateFault", f"Instance {doc['id']} is already being deleted.")
+        cluster = self.control.cluster(doc["cluster"])
+        if cluster is not None and cluster["status"] in ("stopping", "starting", "creating"):
+            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is {cluster['status']}.")
+        doc["status"] = "deleting"
+        self.control.put_instance(doc)
+        return {"DBInstance": self.render_instance(doc)}
+
+    async def reboot_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        doc = self._instance(p["DBInstanceIdentifier"])
+        if doc["status"] != "available":
+            raise AWSError("InvalidDBInstanceStateFault", f"DB instance {doc['id']} is not in available state.")
+        if p.get("ForceFailover"):
+            raise _combination("ForceFailover applies to Multi-AZ DB instances; use FailoverDBCluster for Aurora.")
+        doc["status"] = "rebooting"
+        self.control.put_instance(doc)
+        return {"DBInstance": self.render_instance(doc)}
+
+
+def name_arn(doc: dict[str, Any]) -> str:
+    """Filters accept ARNs as well as identifiers; this gives the ARN-shaped key for matching."""
+    return str(doc.get("arn", ""))
+
+
+def _secret_json(username: str, password: str) -> str:
+    import json
+
+    return json.dumps({"username": username, "password": password})
+
+
+def handlers(control: ControlPlane, secrets: SecretsManager) -> dict[str, Handler]:
+    """The RDS operations Borealis serves, by operation name."""
+    rds = _Rds(control, secrets)
+    return {
+        "CreateDBCluster": rds.create_db_cluster,
+        "DescribeDBClusters": rds.describe_db_clusters,
+        "ModifyDBCluster": rds.modify_db_cluster,
+        "DeleteDBCluster": rds.delete_db_cluster,
+        "StartDBCluster": rds.start_db_cluster,
+        "StopDBCluster": rds.stop_db_cluster,
+        "CreateDBInstance": rds.create_db_instance,
+        "DescribeDBInstances": rds.describe_db_instances,
+        "ModifyDBInstance": rds.modify_db_instance,
+        "DeleteDBInstance": rds.delete_db_instance,
+        "RebootDBInstance": rds.reboot_db_instance,
+    }
