@@ -99,9 +99,13 @@ class App:
         await self._start_http(gateway)
         self._write_state()
         await control.start()
-        if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
+        if (
+            s.create_default_cluster
+            and control.cluster(s.default_cluster) is None
+            and not self._was_created()
+        ):
             await self._create_default_cluster()
-        asyncio.ensure_future(self._watch_ready())
+        self._ready_task = asyncio.ensure_future(self._watch_ready())
 
     async def _start_http(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         config = uvicorn.Config(
@@ -222,7 +226,11 @@ class App:
         if path in ("/health", "/_borealis/health"):
             ready = self.ready.is_set()
             body = json.dumps(
-                {"status": "ready" if ready else "starting", "version": __version__, "clusters": self._summary()}
+                {
+                    "status": "ready" if ready else "starting",
+                    "version": __version__,
+                    "clusters": self._summary(),
+                }
             ).encode()
             await _respond(send, 200 if ready else 503, body, b"application/json")
             return
@@ -243,4 +251,3 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
         }
     )
     await send({"type": "http.response.body", "body": body})
-

@@ -125,7 +125,9 @@ def _banner(app: Any, elapsed: float) -> str:
     lines.append(f"  AWS API     {s.api_url}   (credentials: {s.data_dir / 'credentials'})")
     control = app.control
     for cluster in control.clusters.values():
-        lines.append(f"  cluster {cluster['id']} ({cluster['engine']} {cluster['engine_version']}, {cluster['status']})")
+        lines.append(
+            f"  cluster {cluster['id']} ({cluster['engine']} {cluster['engine_version']}, {cluster['status']})"
+        )
         lines.append(f"    writer endpoint   {s.host}:{cluster['port']}")
         lines.append(f"    reader endpoint   {cluster['reader_host']}:{cluster['reader_port']}")
         for inst in control.cluster_instances(cluster["id"]):
@@ -140,7 +142,7 @@ def _banner(app: Any, elapsed: float) -> str:
             f'  PGPASSWORD="$(borealis password {default["id"]}{env_dir})" psql -h {s.host} '
             f"-p {default['port']} -U {default['master_username']} {default.get('database_name') or 'postgres'}"
         )
-    lines.append("AWS SDKs and the aws CLI (or: eval \"$(borealis env)\"):")
+    lines.append('AWS SDKs and the aws CLI (or: eval "$(borealis env)"):')
     lines.extend("  " + line for line in _exports(s, _credentials(s)))
     lines.append("")
     lines.append("Ctrl-C stops Borealis and every postgres it runs.")
@@ -230,7 +232,14 @@ def _cmd_status(args: argparse.Namespace) -> None:
         scaling = c.get("ServerlessV2ScalingConfiguration") or {}
         acu = f"{scaling.get('MinCapacity')}-{scaling.get('MaxCapacity')}" if scaling else "-"
         rows.append(
-            [c["DBClusterIdentifier"], c["Status"], c["EngineVersion"], f"{c['Endpoint']}:{c['Port']}", c["ReaderEndpoint"], acu]
+            [
+                c["DBClusterIdentifier"],
+                c["Status"],
+                c["EngineVersion"],
+                f"{c['Endpoint']}:{c['Port']}",
+                c["ReaderEndpoint"],
+                acu,
+            ]
         )
     print(_table(rows, ["CLUSTER", "STATUS", "VERSION", "WRITER", "READER", "ACU"]))
     print()
@@ -269,7 +278,9 @@ def _cmd_password(args: argparse.Namespace) -> None:
     settings = _settings(args)
     _, password = _master(settings, args.cluster or settings.default_cluster)
     if password is None:
-        raise CliError("this cluster's master password is not managed by Secrets Manager; Borealis does not show it")
+        raise CliError(
+            "this cluster's master password is not managed by Secrets Manager; Borealis does not show it"
+        )
     print(password)
 
 
@@ -317,7 +328,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="borealis", description="A self-hosted Aurora PostgreSQL Serverless v2.")
+    parser = argparse.ArgumentParser(
+        prog="borealis", description="A self-hosted Aurora PostgreSQL Serverless v2."
+    )
     parser.add_argument("--version", action="version", version=f"borealis {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -325,10 +338,14 @@ def _parser() -> argparse.ArgumentParser:
     _common(up)
     up.add_argument("--api-port", type=int, help="port of the HTTP API (default 4600, $BOREALIS_API_PORT)")
     up.add_argument(
-        "--port-base", type=int, help="first port for PostgreSQL endpoints (default 15432, $BOREALIS_PORT_BASE)"
+        "--port-base",
+        type=int,
+        help="first port for PostgreSQL endpoints (default 15432, $BOREALIS_PORT_BASE)",
     )
     up.add_argument("--host", help="address to listen on (default 127.0.0.1, $BOREALIS_HOST)")
-    up.add_argument("--postgres", help='PostgreSQL binaries: "embedded", "embedded:18", or a bin dir / pg_config')
+    up.add_argument(
+        "--postgres", help='PostgreSQL binaries: "embedded", "embedded:18", or a bin dir / pg_config'
+    )
     up.add_argument("--no-default-cluster", action="store_true", help="do not create the `default` cluster")
     up.add_argument("--log-level", help="log level for DATA_DIR/borealis.log (default info)")
     up.set_defaults(func=_cmd_up)

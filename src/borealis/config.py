@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def default_data_dir() -> Path:
 class Settings:
     """Everything `borealis up` needs to know before it starts."""
 
-    data_dir: Path = default_data_dir()
+    data_dir: Path = field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
     api_port: int = 4600
     port_base: int = 15432
@@ -107,7 +107,7 @@ def load_settings(
         if var in env and env[var] != "":
             values[name] = _coerce(name, env[var])
     values.update({k: _coerce(k, v) for k, v in flags.items() if k in _ENV})
-    data_dir = values.get("data_dir", Settings.data_dir)
+    data_dir = values.get("data_dir") or default_data_dir()
 
     path = config_file or (Path(env["BOREALIS_CONFIG"]) if env.get("BOREALIS_CONFIG") else None)
     explicit = path is not None

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 __all__ = ["EndpointUnavailable", "Listener", "Resolver"]
 
@@ -55,8 +56,8 @@ class _Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.client.transport.write(data)
@@ -83,8 +84,8 @@ class _Client(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         self.listener._clients.add(self)
         self.listener.connections_received += 1
         self.task = asyncio.ensure_future(self._connect())

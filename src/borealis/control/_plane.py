@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
-import subprocess
+import itertools
 import logging
+import re
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,6 @@ from psycopg import sql
 
 from borealis.config import Settings
 from borealis.control._listener import EndpointUnavailable, Listener
-from borealis.control._names import generate_password
 from borealis.engine import Binaries, PostgresServer
 from borealis.store import Sealer, Store
 
@@ -56,9 +56,9 @@ def max_connections_for(max_acu: float) -> int:
     points = [(0.5, 90.0), (1.0, 189.0), (4.0, 823.0), (8.0, 1669.0), (16.0, 3360.0), (32.0, 5000.0)]
     if max_acu <= points[0][0]:
         return int(points[0][1])
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if max_acu <= x1:
-            return int(round(y0 + (y1 - y0) * (max_acu - x0) / (x1 - x0)))
+            return round(y0 + (y1 - y0) * (max_acu - x0) / (x1 - x0))
     return 5000
 
 
@@ -106,6 +106,7 @@ class ControlPlane:
         self._listeners: dict[str, Listener] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        self._background: set[asyncio.Future[None]] = set()
         self._closing = False
         self._changed = asyncio.Condition()
 
@@ -208,7 +209,8 @@ class ControlPlane:
         task = self._tasks.get(cluster_id)
         if task is None or task.done():
             self._tasks[cluster_id] = asyncio.ensure_future(self._reconcile_loop(cluster_id))
-        asyncio.ensure_future(self._notify())
+        self._background.add(asyncio.ensure_future(self._notify()))
+        self._background = {t for t in self._background if not t.done()}
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -291,7 +293,7 @@ class ControlPlane:
                 await self._ensure_instance(doc, inst)
 
         doc = self.clusters.get(cluster_id) or doc
-        if doc["status"] in ("creating", "starting", "modifying"):
+        if doc["status"] in ("creating", "starting", "modifying", "resetting-master-credentials"):
             doc["status"] = "available"
             self.clusters.put(cluster_id, doc)
             self._emit(cluster_id, None, "cluster available")
@@ -301,10 +303,10 @@ class ControlPlane:
             self._emit(cluster_id, None, "cluster stopped")
 
     def _volume(self, doc: dict[str, Any]) -> Path:
-        return self.root / doc["id"] / "volume"
+        return self.root / str(doc["id"]) / "volume"
 
     def _instance_dir(self, inst: dict[str, Any]) -> Path:
-        return self.root / inst["cluster"] / "instances" / inst["id"]
+        return self.root / str(inst["cluster"]) / "instances" / str(inst["id"])
 
     async def _ensure_volume(self, doc: dict[str, Any]) -> None:
         volume = self._volume(doc)
@@ -318,7 +320,9 @@ class ControlPlane:
         admin_password = self.sealer.open(doc["admin_password"])
         settings = {"max_connections": str(max_connections_for(doc["scaling"]["max"]))}
         # The port is only a placeholder in the config file: every start passes the instance's real one.
-        server = PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log")
+        server = PostgresServer(
+            volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log"
+        )
         await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=settings)
 
     async def _ensure_listeners(self, doc: dict[str, Any]) -> None:
@@ -476,15 +480,21 @@ class ControlPlane:
         conn = await self._admin(server, cluster)
         async with conn:
             for role in ("rds_superuser", "rds_iam", "rds_replication", "rds_password"):
-                exists = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])).fetchone()
+                exists = await (
+                    await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+                ).fetchone()
                 if not exists:
                     await conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-            exists = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [master])).fetchone()
+            exists = await (
+                await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [master])
+            ).fetchone()
             if not exists:
                 # The master user is a real superuser here (on Aurora it holds rds_superuser), so that
                 # everything a developer does on Aurora, CREATE EXTENSION included, works locally.
                 await conn.execute(
-                    sql.SQL("CREATE ROLE {} LOGIN SUPERUSER CREATEDB CREATEROLE").format(sql.Identifier(master))
+                    sql.SQL("CREATE ROLE {} LOGIN SUPERUSER CREATEDB CREATEROLE").format(
+                        sql.Identifier(master)
+                    )
                 )
                 await conn.execute(
                     sql.SQL("GRANT rds_superuser TO {} WITH ADMIN OPTION").format(sql.Identifier(master))
@@ -496,7 +506,9 @@ class ControlPlane:
                 ).fetchone()
                 if not exists:
                     await conn.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(master))
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(dbname), sql.Identifier(master)
+                        )
                     )
         fresh = self.clusters.get(cluster["id"]) or cluster
         fresh["bootstrapped"] = True
@@ -558,4 +570,3 @@ class ControlPlane:
                 log.exception("deleting the master secret of %s failed", cid)
         self.clusters.delete(cid)
         self._emit(cid, None, "cluster deleted")
-

@@ -58,7 +58,9 @@ def _identifier(params: dict[str, Any], name: str) -> str:
 
 def _check_password(password: str) -> None:
     if not 8 <= len(password) <= 128:
-        raise _invalid("The parameter MasterUserPassword is not a valid password because it is shorter than 8 characters.")
+        raise _invalid(
+            "The parameter MasterUserPassword is not a valid password because it is shorter than 8 characters."
+        )
     if any(c in _BAD_PASSWORD_CHARS or not (32 < ord(c) < 127) for c in password):
         raise _invalid(
             "The parameter MasterUserPassword is not a valid password. "
@@ -69,7 +71,11 @@ def _check_password(password: str) -> None:
 def _check_username(name: str) -> None:
     if not name:
         raise _invalid("The parameter MasterUsername must be provided and must not be blank.")
-    ok = name[0].isascii() and name[0].isalpha() and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+    ok = (
+        name[0].isascii()
+        and name[0].isalpha()
+        and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+    )
     if not ok or len(name) > 63:
         raise _invalid(
             "The parameter MasterUsername is not a valid identifier. It must begin with a letter and contain "
@@ -236,7 +242,11 @@ class _Rds:
             "Engine": doc["engine"],
             "DBInstanceStatus": doc["status"],
             "MasterUsername": cluster.get("master_username"),
-            "Endpoint": {"Address": self.settings.host, "Port": doc["port"], "HostedZoneId": "Z2R2ITUGPM61AM"},
+            "Endpoint": {
+                "Address": self.settings.host,
+                "Port": doc["port"],
+                "HostedZoneId": "Z2R2ITUGPM61AM",
+            },
             "AllocatedStorage": 1,
             "InstanceCreateTime": _ts(doc["created"]),
             "PreferredBackupWindow": "07:00-07:30",
@@ -348,7 +358,10 @@ class _Rds:
                 raise _invalid(f"Port {port_requested} is already used by another endpoint of this Borealis.")
         dbname = p.get("DatabaseName")
         if dbname is not None and (
-            not dbname or not dbname[0].isalpha() or not all(c.isalnum() or c == "_" for c in dbname) or len(dbname) > 63
+            not dbname
+            or not dbname[0].isalpha()
+            or not all(c.isalnum() or c == "_" for c in dbname)
+            or len(dbname) > 63
         ):
             raise _invalid(
                 "The parameter DatabaseName is not a valid identifier: it must begin with a letter and contain "
@@ -392,7 +405,7 @@ class _Rds:
                 )
                 doc["master_secret_arn"] = secret["ARN"]
             else:
-                doc["master_password"] = self.control.sealer.seal(password)
+                doc["master_password"] = self.control.sealer.seal(str(password))
             self.control.put_cluster(doc)
         return {"DBCluster": self.render_cluster(doc)}
 
@@ -409,7 +422,7 @@ class _Rds:
                 "db-cluster-resource-id": lambda d: d["resource_id"],
             },
         )
-        docs = [d for d in docs if all(get(d) in values or (name_arn(d) in values) for get, values in checks)]
+        docs = [d for d in docs if all(get(d) in values for get, values in checks)]
         page, marker = _page(docs, p)
         out: dict[str, Any] = {"DBClusters": [self.render_cluster(d) for d in page]}
         if marker:
@@ -419,9 +432,14 @@ class _Rds:
     async def modify_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._cluster(p["DBClusterIdentifier"])
         if doc["status"] != "available":
-            raise AWSError("InvalidDBClusterStateFault", f"DB cluster is not available for modification with status {doc['status']}")
+            raise AWSError(
+                "InvalidDBClusterStateFault",
+                f"DB cluster is not available for modification with status {doc['status']}",
+            )
         if p.get("NewDBClusterIdentifier"):
-            raise _combination("Renaming a DB cluster (NewDBClusterIdentifier) is not supported by Borealis yet.")
+            raise _combination(
+                "Renaming a DB cluster (NewDBClusterIdentifier) is not supported by Borealis yet."
+            )
         if "EngineVersion" in p:
             doc["engine_version"] = self._engine_version(p["EngineVersion"])
         if "ServerlessV2ScalingConfiguration" in p:
@@ -434,7 +452,9 @@ class _Rds:
             doc["iam_auth"] = bool(p["EnableIAMDatabaseAuthentication"])
         if "BackupRetentionPeriod" in p:
             if not 1 <= p["BackupRetentionPeriod"] <= 35:
-                raise _invalid(f"Invalid backup retention period: {p['BackupRetentionPeriod']}. Valid values are 1 to 35 days.")
+                raise _invalid(
+                    f"Invalid backup retention period: {p['BackupRetentionPeriod']}. Valid values are 1 to 35 days."
+                )
             doc["backup_retention"] = p["BackupRetentionPeriod"]
         if "CopyTagsToSnapshot" in p:
             doc["copy_tags_to_snapshot"] = bool(p["CopyTagsToSnapshot"])
@@ -455,6 +475,7 @@ class _Rds:
                 "Specify only one and try again."
             )
         arn = cluster_arn(self.region, self.account, doc["id"])
+        password_before = doc.get("password_version", 0)
         with self.control.store.transaction():
             if rotate:
                 if not doc.get("master_secret_arn"):
@@ -487,13 +508,15 @@ class _Rds:
                     )
                 self.secrets.delete_owned(doc.pop("master_secret_arn"))
             if password is not None:
-                _check_password(password)
+                _check_password(str(password))
                 if doc.get("master_secret_arn"):
                     raise _combination(
                         "You can't specify MasterUserPassword because ManageMasterUserPassword is enabled."
                     )
-                doc["master_password"] = self.control.sealer.seal(password)
+                doc["master_password"] = self.control.sealer.seal(str(password))
                 doc["password_version"] = doc.get("password_version", 0) + 1
+            if doc.get("password_version", 0) != password_before:
+                doc["status"] = "resetting-master-credentials"
             self.control.put_cluster(doc)
         return {"DBCluster": self.render_cluster(doc)}
 
@@ -506,7 +529,9 @@ class _Rds:
         if not skip and not final:
             raise _combination("FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.")
         if doc["deletion_protection"]:
-            raise _combination("Cannot delete protected Cluster, please disable deletion protection and try again.")
+            raise _combination(
+                "Cannot delete protected Cluster, please disable deletion protection and try again."
+            )
         if doc["status"] not in ("available", "stopped", "failed", "incompatible-parameters"):
             raise AWSError("InvalidDBClusterStateFault", f"Cluster cannot be deleted, it is {doc['status']}.")
         if any(i["status"] != "deleting" for i in self.control.cluster_instances(doc["id"])):
@@ -560,7 +585,9 @@ class _Rds:
         if self.control.instance(ident) is not None:
             raise AWSError("DBInstanceAlreadyExistsFault", "DB instance already exists")
         if cluster["status"] not in ("available", "creating"):
-            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is not in available state.")
+            raise AWSError(
+                "InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is not in available state."
+            )
         klass = p["DBInstanceClass"]
         if not klass.startswith("db."):
             raise _invalid(f"Invalid DB Instance class: {klass}")
@@ -627,9 +654,11 @@ class _Rds:
     async def modify_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._instance(p["DBInstanceIdentifier"])
         if doc["status"] != "available":
-            raise AWSError("InvalidDBInstanceStateFault", f"Database instance is not in available state.")
+            raise AWSError("InvalidDBInstanceStateFault", "Database instance is not in available state.")
         if p.get("NewDBInstanceIdentifier"):
-            raise _combination("Renaming a DB instance (NewDBInstanceIdentifier) is not supported by Borealis yet.")
+            raise _combination(
+                "Renaming a DB instance (NewDBInstanceIdentifier) is not supported by Borealis yet."
+            )
         if p.get("MasterUserPassword") is not None or p.get("ManageMasterUserPassword") is not None:
             raise _combination(
                 "The specified DB instance is a member of a DB cluster. "
@@ -652,12 +681,16 @@ class _Rds:
     async def delete_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._instance(p["DBInstanceIdentifier"])
         if p.get("FinalDBSnapshotIdentifier"):
-            raise _combination("FinalDBSnapshotIdentifier can not be specified when deleting a cluster instance")
+            raise _combination(
+                "FinalDBSnapshotIdentifier can not be specified when deleting a cluster instance"
+            )
         if doc["status"] == "deleting":
             raise AWSError("InvalidDBInstanceStateFault", f"Instance {doc['id']} is already being deleted.")
         cluster = self.control.cluster(doc["cluster"])
         if cluster is not None and cluster["status"] in ("stopping", "starting", "creating"):
-            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is {cluster['status']}.")
+            raise AWSError(
+                "InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is {cluster['status']}."
+            )
         doc["status"] = "deleting"
         self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
@@ -665,17 +698,16 @@ class _Rds:
     async def reboot_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._instance(p["DBInstanceIdentifier"])
         if doc["status"] != "available":
-            raise AWSError("InvalidDBInstanceStateFault", f"DB instance {doc['id']} is not in available state.")
+            raise AWSError(
+                "InvalidDBInstanceStateFault", f"DB instance {doc['id']} is not in available state."
+            )
         if p.get("ForceFailover"):
-            raise _combination("ForceFailover applies to Multi-AZ DB instances; use FailoverDBCluster for Aurora.")
+            raise _combination(
+                "ForceFailover applies to Multi-AZ DB instances; use FailoverDBCluster for Aurora."
+            )
         doc["status"] = "rebooting"
         self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
-
-
-def name_arn(doc: dict[str, Any]) -> str:
-    """Filters accept ARNs as well as identifiers; this gives the ARN-shaped key for matching."""
-    return str(doc.get("arn", ""))
 
 
 def _secret_json(username: str, password: str) -> str:

@@ -1,0 +1,5 @@
+"""`python -m borealis` runs the `borealis` command."""
+
+from borealis.cli import main
+
+main()

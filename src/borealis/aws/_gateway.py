@@ -1,0 +1,299 @@
+"""The ASGI application serving every registered AWS service on one HTTP port.
+
+How a request is recognised (the same signals real AWS front ends use):
+
+1. signed (SigV4 `Authorization` header, or `X-Amz-Credential` in the query string): the credential
+   scope's service ("rds", "monitoring", ...) names the service; then `X-Amz-Target` means json, a
+   rest-json service routes by method and path, and otherwise it is query (form `Action=...`);
+2. unsigned with `X-Amz-Target`, on a rest-json route, or a form POST with `Action=`: an AWS request
+   missing its signature, refused in that protocol's terms;
+3. anything else (`/health`, `/metrics`, the console) goes to the `fallback` app, or 404.
+
+Every AWS request is verified with SigV4 before its body is parsed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._errors import InputError
+from ._query import parse_form
+from ._service import AUTH_ERRORS, Reply, ServiceEndpoint, protocol_error
+from ._sigv4 import AuthFailure, SigV4Verifier, query_params, read_signature
+from ._types import ASGIApp, Handler, Receive, RequestContext, Scope, Send
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("borealis.aws")
+
+MAX_BODY = 32 * 1024 * 1024  # well above any AWS request limit we emulate (Data API: 4 MiB)
+_FORM = "application/x-www-form-urlencoded"
+
+
+class Gateway:
+    """An ASGI 3 application speaking query, json and rest-json for the services it is given."""
+
+    def __init__(
+        self,
+        services: Mapping[str, Mapping[str, Handler]],
+        credentials: Callable[[str], str | None],
+        *,
+        fallback: ASGIApp | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        """Compile every service (botocore model name -> operation -> handler).
+
+        `credentials` maps an access key id to its secret key (None when unknown). `fallback` serves
+        requests that are not AWS API calls. `clock` replaces the current time (tests of signature expiry).
+        """
+        self._fallback = fallback
+        self._verifier = SigV4Verifier(credentials, clock=clock)
+        self._by_signing: dict[str, ServiceEndpoint] = {}
+        self._by_target: dict[str, ServiceEndpoint] = {}
+        self._rest: list[ServiceEndpoint] = []
+        self._query: list[ServiceEndpoint] = []
+        for name, handlers in services.items():
+            endpoint = ServiceEndpoint(name, handlers)
+            self._by_signing[endpoint.signing_name] = endpoint
+            if endpoint.target_prefix and "json" in endpoint.protocols:
+                self._by_target[endpoint.target_prefix] = endpoint
+            if endpoint.router is not None:
+                self._rest.append(endpoint)
+            if "query" in endpoint.protocols:
+                self._query.append(endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        kind = scope["type"]
+        if kind != "http":
+            if self._fallback is not None:
+                await self._fallback(scope, receive, send)
+            elif kind == "lifespan":
+                await _lifespan(receive, send)
+            return
+        headers = _header_map(scope)
+        raw_query: bytes = scope.get("query_string", b"")
+        query_text = raw_query.decode("latin-1")
+        method: str = scope["method"]
+        path: str = scope["path"]
+        authorization = headers.get("authorization")
+        target = headers.get("x-amz-target")
+        presigned = "X-Amz-Credential=" in query_text
+        signed_service: str | None = None
+        if authorization is not None and authorization.startswith("AWS4-HMAC-SHA256"):
+            signed_service = _scope_service(authorization.partition("Credential=")[2].partition(",")[0])
+        elif presigned:
+            signed_service = _scope_service(query_params(query_text).get("X-Amz-Credential", ""))
+
+        request_id = str(uuid.uuid4())
+        route = self._identify(signed_service, target, method, path, headers, query_text)
+        if route is None:
+            if authorization is None and target is None and not presigned:
+                await self._to_fallback(scope, receive, send)
+                return
+            await _send(send, self._unknown_service(signed_service, target, headers, request_id))
+            return
+        endpoint, protocol = route
+
+        body = await _read_body(receive)
+        if body is None:
+            await _send(
+                send, protocol_error(protocol, "RequestEntityTooLarge", "Request too large", 413, request_id)
+            )
+            return
+        try:
+            signed = read_signature(authorization, query_params(query_text) if presigned else {}, headers)
+            if signed.credential.service != endpoint.signing_name:
+                raise AuthFailure("incomplete", "Credential should be scoped to correct service.")
+            raw_path = scope.get("raw_path") or path.encode()
+            self._verifier.verify(
+                signed,
+                method=method,
+                raw_path=raw_path.decode("latin-1"),
+                query_string=query_text,
+                headers=headers,
+                body=body,
+            )
+        except AuthFailure as failure:
+            code, status = AUTH_ERRORS[protocol][failure.reason]
+            await _send(send, endpoint.error_reply(protocol, code, failure.message, status, request_id))
+            return
+
+        credential = signed.credential
+        try:
+            reply = await self._dispatch(
+                endpoint,
+                protocol,
+                credential.region,
+                credential.access_key,
+                request_id,
+                method,
+                path,
+                raw_query,
+                headers,
+                target,
+                body,
+            )
+        except Exception:
+            log.exception("request %s to %s failed", request_id, endpoint.name)
+            reply = endpoint.internal_error(protocol, request_id)
+        await _send(send, reply)
+
+    # -------------------------------------------------------------- routing
+
+    def _identify(
+        self,
+        signed_service: str | None,
+        target: str | None,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        query_text: str,
+    ) -> tuple[ServiceEndpoint, str] | None:
+        """The service and protocol of a request, or None when no registered service claims it."""
+        if signed_service is not None:
+            endpoint = self._by_signing.get(signed_service)
+            if endpoint is None:
+                return None
+            if target is not None and "json" in endpoint.protocols:
+                return endpoint, "json"
+            if endpoint.router is not None and "query" not in endpoint.protocols:
+                return endpoint, "rest-json"
+            if "query" in endpoint.protocols and _looks_like_query(method, headers, query_text):
+                return endpoint, "query"
+            if endpoint.router is not None:
+                return endpoint, "rest-json"
+            return None
+        # Unsigned: recognise the protocol so the refusal is in its terms.
+        if target is not None:
+            endpoint = self._by_target.get(target.partition(".")[0])
+            return (endpoint, "json") if endpoint is not None else None
+        for endpoint in self._rest:
+            assert endpoint.router is not None
+            if endpoint.router.knows_path(path):
+                return endpoint, "rest-json"
+        if self._query and path == "/" and _looks_like_query(method, headers, query_text):
+            return self._query[0], "query"
+        return None
+
+    async def _dispatch(
+        self,
+        endpoint: ServiceEndpoint,
+        protocol: str,
+        region: str,
+        access_key: str,
+        request_id: str,
+        method: str,
+        path: str,
+        raw_query: bytes,
+        headers: Mapping[str, str],
+        target: str | None,
+        body: bytes,
+    ) -> Reply:
+        if protocol == "query":
+            try:
+                params = parse_form(body, raw_query)
+            except InputError as exc:
+                return endpoint.input_error("query", exc, request_id)
+            action = params.get("Action")
+            if not action:
+                return endpoint.error_reply(
+                    "query", "MissingAction", "The request must contain the parameter Action", 400, request_id
+                )
+            if action not in endpoint.handlers:
+                return endpoint.unknown_operation("query", action, request_id)
+            ctx = RequestContext(endpoint.name, action, region, access_key, request_id)
+            return await endpoint.call_query(ctx, params)
+        if protocol == "json":
+            prefix, _, operation = (target or "").partition(".")
+            if prefix != endpoint.target_prefix or operation not in endpoint.handlers:
+                return endpoint.unknown_operation("json", target or "", request_id)
+            ctx = RequestContext(endpoint.name, operation, region, access_key, request_id)
+            return await endpoint.call_json(ctx, body)
+        assert endpoint.router is not None
+        matched = endpoint.router.match(method, path)
+        if matched is None or matched[0] not in endpoint.handlers:
+            name = matched[0] if matched is not None else f"{method} {path}"
+            return endpoint.unknown_operation("rest-json", name, request_id)
+        operation, labels = matched
+        ctx = RequestContext(endpoint.name, operation, region, access_key, request_id)
+        return await endpoint.call_rest_json(ctx, labels, raw_query, headers, body)
+
+    def _unknown_service(
+        self, signed_service: str | None, target: str | None, headers: Mapping[str, str], request_id: str
+    ) -> Reply:
+        """A signed request for a service we do not serve: answer in the protocol it looks like."""
+        name = signed_service or (target or "").partition(".")[0] or "unknown"
+        message = f"The service {name} is not available on this endpoint."
+        if target is not None:
+            return protocol_error("json", "UnknownOperationException", message, 400, request_id)
+        if headers.get("content-type", "").startswith(_FORM):
+            return protocol_error("query", "InvalidAction", message, 400, request_id)
+        return protocol_error("rest-json", "UnknownOperationException", message, 404, request_id)
+
+    async def _to_fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._fallback is not None:
+            await self._fallback(scope, receive, send)
+            return
+        await _read_body(receive)
+        await _send(send, Reply(404, [(b"content-type", b"text/plain; charset=utf-8")], b"Not Found"))
+
+
+def _scope_service(credential: str) -> str | None:
+    parts = credential.split("/")
+    return parts[3] if len(parts) == 5 else None
+
+
+def _looks_like_query(method: str, headers: Mapping[str, str], query_text: str) -> bool:
+    if method == "POST":
+        return headers.get("content-type", "").startswith(_FORM)
+    return "Action=" in query_text
+
+
+def _header_map(scope: Scope) -> dict[str, str]:
+    """Lowercase header names to values; repeats joined with "," as SigV4 canonicalises them."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        out[name] = f"{out[name]},{value}" if name in out else value
+    return out
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when it exceeds MAX_BODY."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send(send: Send, reply: Reply) -> None:
+    headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Answer lifespan events when no fallback app does: nothing to start or stop here."""
+    while True:
+        message: Any = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,277 @@
+"""SigV4 verification of incoming requests (Authorization header, or a presigned query string).
+
+The server rebuilds the canonical request the way botocore builds it when signing:
+
+- path: dot segments and empty segments removed, then percent-encoded again (`quote(path, safe="/~")`)
+  -- non-S3 services sign the already-encoded path, so `%3A` is signed as `%253A`;
+- query: every pair decoded then re-encoded with `quote(safe="-_.~")`, sorted by key then value;
+- headers: only those named in SignedHeaders, lowercase, values trimmed with runs of spaces collapsed,
+  repeated headers joined with ","; `host` is what the client sent (with the port when not default);
+- payload: SHA-256 of the body (also for presigned URLs: only S3 signs those with UNSIGNED-PAYLOAD);
+  a client's `x-amz-content-sha256` must match it.
+
+A derived signing key depends on (secret, date, region, service) only, so it is cached: verifying a
+request then costs one HMAC for the signature instead of five.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, unquote
+
+__all__ = ["AuthFailure", "Credential", "SigV4Verifier", "parse_credential"]
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+MAX_SKEW = dt.timedelta(minutes=15)
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_KEY_CACHE_LIMIT = 4096
+
+
+class AuthFailure(Exception):
+    """Why a request was refused; the gateway maps `reason` to the protocol's AWS code and status.
+
+    Reasons: "missing", "incomplete", "unknown_key", "signature", "expired".
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """The credential scope of a signed request."""
+
+    access_key: str
+    date: str
+    region: str
+    service: str
+
+
+def parse_credential(text: str) -> Credential | None:
+    """Split `AKID/20240101/us-east-1/rds/aws4_request`; None when it has the wrong form."""
+    parts = text.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts[:4]):
+        return None
+    return Credential(parts[0], parts[1], parts[2], parts[3])
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """The parts of a request's signature, from the header or the query string."""
+
+    credential: Credential
+    signed_headers: tuple[str, ...]
+    signature: str
+    amz_date: str
+    presigned: bool
+    expires: int  # seconds; presigned only
+
+
+def read_signature(
+    authorization: str | None, query: Mapping[str, str], headers: Mapping[str, str]
+) -> SignedRequest:
+    """Read the signature parts, raising `AuthFailure` ("missing"/"incomplete") when absent or malformed."""
+    if authorization is not None:
+        if not authorization.startswith(ALGORITHM + " "):
+            raise AuthFailure(
+                "incomplete", "Unsupported authorization type; only AWS4-HMAC-SHA256 is accepted."
+            )
+        fields: dict[str, str] = {}
+        for item in authorization[len(ALGORITHM) + 1 :].split(","):
+            key, sep, value = item.strip().partition("=")
+            if sep:
+                fields[key] = value
+        missing = [k for k in ("Credential", "SignedHeaders", "Signature") if k not in fields]
+        if missing:
+            raise AuthFailure(
+                "incomplete",
+                f"Authorization header requires '{missing[0]}' parameter. Authorization={authorization}",
+            )
+        credential = parse_credential(fields["Credential"])
+        amz_date = headers.get("x-amz-date") or headers.get("date", "")
+        if credential is None:
+            raise AuthFailure(
+                "incomplete", f"Credential should be scoped to a valid region. {fields['Credential']}"
+            )
+        return SignedRequest(
+            credential,
+            tuple(fields["SignedHeaders"].split(";")),
+            fields["Signature"],
+            amz_date,
+            presigned=False,
+            expires=0,
+        )
+    if "X-Amz-Signature" in query or "X-Amz-Credential" in query:
+        if query.get("X-Amz-Algorithm") != ALGORITHM:
+            raise AuthFailure("incomplete", "Unsupported X-Amz-Algorithm; only AWS4-HMAC-SHA256 is accepted.")
+        credential = parse_credential(query.get("X-Amz-Credential", ""))
+        if credential is None or "X-Amz-Signature" not in query or "X-Amz-Date" not in query:
+            raise AuthFailure("incomplete", "The presigned request is missing signature parameters.")
+        try:
+            expires = int(query.get("X-Amz-Expires", "900"))
+        except ValueError:
+            raise AuthFailure("incomplete", "X-Amz-Expires must be a number of seconds.") from None
+        return SignedRequest(
+            credential,
+            tuple(query.get("X-Amz-SignedHeaders", "host").split(";")),
+            query["X-Amz-Signature"],
+            query["X-Amz-Date"],
+            presigned=True,
+            expires=expires,
+        )
+    raise AuthFailure("missing", "Request is missing Authentication Token")
+
+
+def _parse_amz_date(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def canonical_path(raw_path: str) -> str:
+    """The canonical URI botocore signs for non-S3 services."""
+    segments = [s for s in raw_path.split("/") if s and s != "."]
+    out: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if out:
+                out.pop()
+        else:
+            out.append(segment)
+    path = "/" + "/".join(out)
+    if raw_path.endswith("/") and out:
+        path += "/"
+    return quote(path, safe="/~")
+
+
+def canonical_query(query_string: str, *, drop_signature: bool) -> str:
+    """Decoded, re-encoded and sorted query pairs (the presigned signature itself excluded)."""
+    if not query_string:
+        return ""
+    pairs = []
+    for pair in query_string.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        key, value = unquote(key), unquote(value)
+        if drop_signature and key == "X-Amz-Signature":
+            continue
+        pairs.append((quote(key, safe="-_.~"), quote(value, safe="-_.~")))
+    pairs.sort()
+    return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+class SigV4Verifier:
+    """Verifies requests against secrets from a lookup function, with a derived-key cache."""
+
+    def __init__(
+        self, credentials: Callable[[str], str | None], *, clock: Callable[[], dt.datetime] | None = None
+    ) -> None:
+        """`credentials` maps an access key id to its secret (None if unknown); `clock` is for tests."""
+        self._credentials = credentials
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._keys: dict[tuple[str, str, str, str], bytes] = {}
+
+    def signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
+        """The derived key for a scope, computed once per (secret, date, region, service)."""
+        cache_key = (secret, date, region, service)
+        key = self._keys.get(cache_key)
+        if key is None:
+            key = _hmac(("AWS4" + secret).encode(), date)
+            key = _hmac(key, region)
+            key = _hmac(key, service)
+            key = _hmac(key, "aws4_request")
+            if len(self._keys) >= _KEY_CACHE_LIMIT:
+                self._keys.clear()  # dates roll over daily; a full reset is simpler than LRU here
+            self._keys[cache_key] = key
+        return key
+
+    def verify(
+        self,
+        signed: SignedRequest,
+        *,
+        method: str,
+        raw_path: str,
+        query_string: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> None:
+        """Check one request; raise `AuthFailure` when it must be refused."""
+        credential = signed.credential
+        when = _parse_amz_date(signed.amz_date)
+        if when is None:
+            raise AuthFailure(
+                "incomplete",
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+            )
+        secret = self._credentials(credential.access_key)
+        if secret is None:
+            raise AuthFailure("unknown_key", "The security token included in the request is invalid.")
+        now = self._clock()
+        if signed.presigned:
+            if now > when + dt.timedelta(seconds=signed.expires):
+                raise AuthFailure("expired", f"Request has expired. X-Amz-Date: {signed.amz_date}")
+        elif abs(now - when) > MAX_SKEW:
+            stamp = now.strftime("%Y%m%dT%H%M%SZ")
+            if when < now:
+                earliest = (now - MAX_SKEW).strftime("%Y%m%dT%H%M%SZ")
+                detail = f"is now earlier than {earliest} ({stamp} - 15 min.)"
+            else:
+                latest = (now + MAX_SKEW).strftime("%Y%m%dT%H%M%SZ")
+                detail = f"is now later than {latest} ({stamp} + 15 min.)"
+            raise AuthFailure("expired", f"Signature expired: {signed.amz_date} {detail}")
+        if credential.date != signed.amz_date[:8]:
+            raise AuthFailure("signature", _MISMATCH)
+        payload_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+        claimed = headers.get("x-amz-content-sha256")
+        if claimed is not None and claimed != payload_hash:
+            # The header is signed, but the body must still be the one it describes.
+            raise AuthFailure(
+                "signature", "The provided 'x-amz-content-sha256' header does not match what was computed."
+            )
+        canonical_headers = []
+        for name in signed.signed_headers:
+            value = headers.get(name)
+            if value is None:
+                raise AuthFailure("signature", _MISMATCH)
+            canonical_headers.append(f"{name}:{' '.join(value.split())}\n")
+        canonical_request = "\n".join(
+            (
+                method.upper(),
+                canonical_path(raw_path),
+                canonical_query(query_string, drop_signature=signed.presigned),
+                "".join(canonical_headers),
+                ";".join(signed.signed_headers),
+                payload_hash,
+            )
+        )
+        scope = f"{credential.date}/{credential.region}/{credential.service}/aws4_request"
+        string_to_sign = "\n".join(
+            (ALGORITHM, signed.amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
+        )
+        key = self.signing_key(secret, credential.date, credential.region, credential.service)
+        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signed.signature):
+            raise AuthFailure("signature", _MISMATCH)
+
+
+_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+)
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def query_params(query_string: str) -> dict[str, str]:
+    """The decoded query parameters (last value wins), for reading presigned signatures."""
+    return dict(parse_qsl(query_string, keep_blank_values=True))
