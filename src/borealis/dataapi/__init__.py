@@ -1,0 +1,57 @@
+"""The RDS Data API: named parameters, value codecs, column metadata (the executor builds on these)."""
+
+from ._errors import (
+    BadRequestException,
+    DataApiError,
+    DatabaseErrorException,
+    UnsupportedResultException,
+    ValidationException,
+)
+from ._metadata import ColumnDescription, ColumnSource, column_metadata
+from ._params import BoundParameters, bind_parameters, encode_parameter
+from ._results import (
+    DEFAULT_RESULT_OPTIONS,
+    Field,
+    FieldDecoder,
+    JsonDecoder,
+    ResultOptions,
+    decode_field,
+    decode_records,
+    field_decoder,
+    format_records_json,
+    json_decoder,
+    parse_array,
+)
+from ._sql import ParsedSql, parse_sql
+from ._types import BUILTIN_TYPES, Oid, TypeInfo, type_info
+
+__all__ = [
+    "BUILTIN_TYPES",
+    "DEFAULT_RESULT_OPTIONS",
+    "BadRequestException",
+    "BoundParameters",
+    "ColumnDescription",
+    "ColumnSource",
+    "DataApiError",
+    "DatabaseErrorException",
+    "Field",
+    "FieldDecoder",
+    "JsonDecoder",
+    "Oid",
+    "ParsedSql",
+    "ResultOptions",
+    "TypeInfo",
+    "UnsupportedResultException",
+    "ValidationException",
+    "bind_parameters",
+    "column_metadata",
+    "decode_field",
+    "decode_records",
+    "encode_parameter",
+    "field_decoder",
+    "format_records_json",
+    "json_decoder",
+    "parse_array",
+    "parse_sql",
+    "type_info",
+]

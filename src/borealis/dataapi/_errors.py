@@ -1,0 +1,59 @@
+"""The Data API errors raised by the pure parts of ``borealis.dataapi``.
+
+Each class carries the AWS error code (the ``x-amzn-ErrorType`` the client sees) and the HTTP status the
+botocore ``rds-data`` model gives it.  ``ValidationException`` is not in the model but is what AWS returns
+for Serverless v2 and provisioned clusters (multi-statement SQL, the ``schema`` parameter); boto3 surfaces it
+as a plain ``ClientError``.  The service layer turns any :class:`DataApiError` into an HTTP error response.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequestException",
+    "DataApiError",
+    "DatabaseErrorException",
+    "UnsupportedResultException",
+    "ValidationException",
+]
+
+
+class DataApiError(Exception):
+    """An error the Data API reports to the client: an AWS error code, an HTTP status and a message."""
+
+    code = "InternalServerErrorException"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class BadRequestException(DataApiError):
+    """The call is malformed (deprecated by AWS for SQL errors, still used for array parameters)."""
+
+    code = "BadRequestException"
+    status = 400
+
+
+class ValidationException(DataApiError):
+    """The request breaks a Data API rule checked before any SQL runs (not in the botocore model)."""
+
+    code = "ValidationException"
+    status = 400
+
+
+class DatabaseErrorException(DataApiError):
+    """The database (or the Data API on its behalf) rejected the statement or one of its values."""
+
+    code = "DatabaseErrorException"
+    status = 400
+
+
+class UnsupportedResultException(DataApiError):
+    """The result holds a type the Data API cannot return (money, geometric, multi-dimensional arrays)."""
+
+    code = "UnsupportedResultException"
+    status = 400

@@ -1,0 +1,123 @@
+"""`borealis up` as a process: restart, kill -9, Ctrl-C, and one Borealis per data directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import BorealisProcess, postgres_pids
+
+
+def _wait_no_postgres(data_dir: Path, timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = postgres_pids(data_dir)
+        if not pids:
+            return []
+        time.sleep(0.1)
+    return postgres_pids(data_dir)
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> BorealisProcess:
+    proc = BorealisProcess(tmp_path / "data")
+    yield proc
+    if proc.proc is not None and proc.proc.poll() is None:
+        proc.stop()
+    for pid in postgres_pids(proc.data_dir):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_restart_keeps_clusters_and_data(own: BorealisProcess) -> None:
+    own.start()
+    with own.master_connect() as conn:
+        conn.execute("CREATE TABLE kept (v int)")
+        conn.execute("INSERT INTO kept VALUES (1), (2)")
+        conn.commit()
+    port_before = own.client("rds").describe_db_clusters()["DBClusters"][0]["Port"]
+    assert own.stop(signal.SIGTERM) == 0
+    assert _wait_no_postgres(own.data_dir, timeout=1) == []
+
+    own.start()
+    clusters = own.client("rds").describe_db_clusters()["DBClusters"]
+    assert [(c["DBClusterIdentifier"], c["Status"], c["Port"]) for c in clusters] == [
+        ("default", "available", port_before)
+    ]
+    with own.master_connect() as conn:
+        assert conn.execute("SELECT sum(v) FROM kept").fetchone() == (3,)
+    assert own.stop(signal.SIGINT) == 0  # Ctrl-C
+    assert _wait_no_postgres(own.data_dir, timeout=1) == []
+
+
+def test_kill_9_loses_no_committed_data(own: BorealisProcess) -> None:
+    own.start()
+    with own.master_connect() as conn:
+        conn.execute("CREATE TABLE durable (v int)")
+        conn.execute("INSERT INTO durable SELECT generate_series(1, 1000)")
+        conn.commit()
+    assert postgres_pids(own.data_dir)
+    own.stop(signal.SIGKILL)
+    # Postgres gets a fast shutdown from the kernel when its parent dies: nothing is left running.
+    assert _wait_no_postgres(own.data_dir) == []
+
+    own.start()
+    with own.master_connect() as conn:
+        assert conn.execute("SELECT count(*) FROM durable").fetchone() == (1000,)
+    assert own.stop() == 0
+
+
+def test_adopts_a_postmaster_left_running(own: BorealisProcess) -> None:
+    """A postmaster that outlived Borealis (say the parent-death signal was lost) is stopped and restarted."""
+    own.start()
+    with own.master_connect() as conn:
+        conn.execute("CREATE TABLE adopted (v int)")
+        conn.execute("INSERT INTO adopted VALUES (7)")
+        conn.commit()
+    volume = own.data_dir / "clusters" / "default" / "volume"
+    postmaster_pid = int((volume / "postmaster.pid").read_text().split()[0])
+    # Detach the postmaster from Borealis' death: SIGSTOP Borealis, re-parent is not possible, so instead
+    # kill Borealis while the postmaster ignores the death signal by being stopped, then continue it.
+    os.kill(postmaster_pid, signal.SIGSTOP)
+    own.stop(signal.SIGKILL)
+    os.kill(postmaster_pid, signal.SIGCONT)
+    time.sleep(0.5)
+    own.start()
+    with own.master_connect() as conn:
+        assert conn.execute("SELECT v FROM adopted").fetchone() == (7,)
+    assert own.stop() == 0
+    assert _wait_no_postgres(own.data_dir, timeout=5) == []
+
+
+def test_one_borealis_per_data_directory(own: BorealisProcess) -> None:
+    own.start()
+    second = subprocess.run(
+        [sys.executable, "-m", "borealis", "up", "--data-dir", str(own.data_dir), "--api-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert "another Borealis is already running" in second.stderr
+    assert "Traceback" not in second.stderr
+    own.stop()
+
+
+def test_credentials_file(own: BorealisProcess) -> None:
+    own.start()
+    creds = own.data_dir / "credentials"
+    assert creds.stat().st_mode & 0o777 == 0o600
+    text = creds.read_text()
+    assert text.startswith("[default]\naws_access_key_id = AKIA")
+    key, secret = own.credentials()
+    # The same key pair survives a restart.
+    own.stop()
+    own.start()
+    assert own.credentials() == (key, secret)
+    assert secret not in (own.data_dir / "borealis.log").read_text()
+    own.stop()
