@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
+from unittest.mock import ANY
 
 import psycopg
 import pytest
@@ -120,9 +121,7 @@ def test_cluster_life_cycle(borealis: BorealisProcess, rds: Any) -> None:
         conn.execute("CREATE TABLE t (v text)")
         conn.execute("INSERT INTO t VALUES ('kept')")
 
-    rds.modify_db_cluster(
-        DBClusterIdentifier=cid, MasterUserPassword="second-password-2", ApplyImmediately=True
-    )
+    rds.modify_db_cluster(DBClusterIdentifier=cid, MasterUserPassword="second-password-2", ApplyImmediately=True)
     rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=cid, WaiterConfig=FAST)
     with pytest.raises(psycopg.OperationalError):
         connect("first-password-1").close()
@@ -349,3 +348,29 @@ def _wait_gone(rds: Any, cid: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{cid} was never deleted")
+
+
+def test_http_endpoint_switch(rds: Any) -> None:
+    cid = _name("http")
+    arn = rds.create_db_cluster(
+        DBClusterIdentifier=cid,
+        Engine="aurora-postgresql",
+        MasterUsername="admin",
+        MasterUserPassword="password-123",
+        EnableHttpEndpoint=True,
+    )["DBCluster"]["DBClusterArn"]
+    try:
+        rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=cid, WaiterConfig=FAST)
+        assert rds.describe_db_clusters(DBClusterIdentifier=cid)["DBClusters"][0]["HttpEndpointEnabled"] is True
+        assert rds.disable_http_endpoint(ResourceArn=arn) == {
+            "ResourceArn": arn,
+            "HttpEndpointEnabled": False,
+            "ResponseMetadata": ANY,
+        }
+        assert rds.describe_db_clusters(DBClusterIdentifier=cid)["DBClusters"][0]["HttpEndpointEnabled"] is False
+        assert rds.enable_http_endpoint(ResourceArn=arn)["HttpEndpointEnabled"] is True
+        with pytest.raises(ClientError) as exc:
+            rds.enable_http_endpoint(ResourceArn=arn + "-missing")
+        assert _code(exc) == ("ResourceNotFoundFault", 404)
+    finally:
+        rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)

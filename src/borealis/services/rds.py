@@ -71,11 +71,7 @@ def _check_password(password: str) -> None:
 def _check_username(name: str) -> None:
     if not name:
         raise _invalid("The parameter MasterUsername must be provided and must not be blank.")
-    ok = (
-        name[0].isascii()
-        and name[0].isalpha()
-        and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
-    )
+    ok = name[0].isascii() and name[0].isalpha() and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
     if not ok or len(name) > 63:
         raise _invalid(
             "The parameter MasterUsername is not a valid identifier. It must begin with a letter and contain "
@@ -437,9 +433,7 @@ class _Rds:
                 f"DB cluster is not available for modification with status {doc['status']}",
             )
         if p.get("NewDBClusterIdentifier"):
-            raise _combination(
-                "Renaming a DB cluster (NewDBClusterIdentifier) is not supported by Borealis yet."
-            )
+            raise _combination("Renaming a DB cluster (NewDBClusterIdentifier) is not supported by Borealis yet.")
         if "EngineVersion" in p:
             doc["engine_version"] = self._engine_version(p["EngineVersion"])
         if "ServerlessV2ScalingConfiguration" in p:
@@ -503,9 +497,7 @@ class _Rds:
                 doc["password_version"] = doc.get("password_version", 0) + 1
             elif manage is False and doc.get("master_secret_arn"):
                 if password is None:
-                    raise _invalid(
-                        "You must specify MasterUserPassword when you turn off ManageMasterUserPassword."
-                    )
+                    raise _invalid("You must specify MasterUserPassword when you turn off ManageMasterUserPassword.")
                 self.secrets.delete_owned(doc.pop("master_secret_arn"))
             if password is not None:
                 _check_password(str(password))
@@ -529,9 +521,7 @@ class _Rds:
         if not skip and not final:
             raise _combination("FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.")
         if doc["deletion_protection"]:
-            raise _combination(
-                "Cannot delete protected Cluster, please disable deletion protection and try again."
-            )
+            raise _combination("Cannot delete protected Cluster, please disable deletion protection and try again.")
         if doc["status"] not in ("available", "stopped", "failed", "incompatible-parameters"):
             raise AWSError("InvalidDBClusterStateFault", f"Cluster cannot be deleted, it is {doc['status']}.")
         if any(i["status"] != "deleting" for i in self.control.cluster_instances(doc["id"])):
@@ -540,9 +530,7 @@ class _Rds:
                 "Cluster cannot be deleted, it still contains DB instances in non-deleting state.",
             )
         if final:
-            raise _combination(
-                "Final snapshots are not supported by Borealis yet; delete with SkipFinalSnapshot=true."
-            )
+            raise _combination("Final snapshots are not supported by Borealis yet; delete with SkipFinalSnapshot=true.")
         doc["status"] = "deleting"
         self.control.put_cluster(doc)
         return {"DBCluster": self.render_cluster(doc)}
@@ -585,9 +573,7 @@ class _Rds:
         if self.control.instance(ident) is not None:
             raise AWSError("DBInstanceAlreadyExistsFault", "DB instance already exists")
         if cluster["status"] not in ("available", "creating"):
-            raise AWSError(
-                "InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is not in available state."
-            )
+            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is not in available state.")
         klass = p["DBInstanceClass"]
         if not klass.startswith("db."):
             raise _invalid(f"Invalid DB Instance class: {klass}")
@@ -656,9 +642,7 @@ class _Rds:
         if doc["status"] != "available":
             raise AWSError("InvalidDBInstanceStateFault", "Database instance is not in available state.")
         if p.get("NewDBInstanceIdentifier"):
-            raise _combination(
-                "Renaming a DB instance (NewDBInstanceIdentifier) is not supported by Borealis yet."
-            )
+            raise _combination("Renaming a DB instance (NewDBInstanceIdentifier) is not supported by Borealis yet.")
         if p.get("MasterUserPassword") is not None or p.get("ManageMasterUserPassword") is not None:
             raise _combination(
                 "The specified DB instance is a member of a DB cluster. "
@@ -681,16 +665,12 @@ class _Rds:
     async def delete_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._instance(p["DBInstanceIdentifier"])
         if p.get("FinalDBSnapshotIdentifier"):
-            raise _combination(
-                "FinalDBSnapshotIdentifier can not be specified when deleting a cluster instance"
-            )
+            raise _combination("FinalDBSnapshotIdentifier can not be specified when deleting a cluster instance")
         if doc["status"] == "deleting":
             raise AWSError("InvalidDBInstanceStateFault", f"Instance {doc['id']} is already being deleted.")
         cluster = self.control.cluster(doc["cluster"])
         if cluster is not None and cluster["status"] in ("stopping", "starting", "creating"):
-            raise AWSError(
-                "InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is {cluster['status']}."
-            )
+            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is {cluster['status']}.")
         doc["status"] = "deleting"
         self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
@@ -698,16 +678,32 @@ class _Rds:
     async def reboot_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._instance(p["DBInstanceIdentifier"])
         if doc["status"] != "available":
-            raise AWSError(
-                "InvalidDBInstanceStateFault", f"DB instance {doc['id']} is not in available state."
-            )
+            raise AWSError("InvalidDBInstanceStateFault", f"DB instance {doc['id']} is not in available state.")
         if p.get("ForceFailover"):
-            raise _combination(
-                "ForceFailover applies to Multi-AZ DB instances; use FailoverDBCluster for Aurora."
-            )
+            raise _combination("ForceFailover applies to Multi-AZ DB instances; use FailoverDBCluster for Aurora.")
         doc["status"] = "rebooting"
         self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
+
+    # ----------------------------------------------------------------------------------- Data API switch
+
+    async def _http_endpoint(self, p: dict[str, Any], enabled: bool) -> dict[str, Any]:
+        arn = p["ResourceArn"]
+        prefix = f"arn:aws:rds:{self.region}:{self.account}:cluster:"
+        doc = self.control.cluster(arn[len(prefix) :]) if arn.startswith(prefix) else None
+        if doc is None:
+            raise AWSError("ResourceNotFoundFault", f"The specified resource ARN {arn} is not found.")
+        if doc["status"] not in ("available", "stopped"):
+            raise AWSError("InvalidResourceStateFault", f"The DB cluster {doc['id']} is in the {doc['status']} state.")
+        doc["http_endpoint"] = enabled
+        self.control.put_cluster(doc)
+        return {"ResourceArn": arn, "HttpEndpointEnabled": enabled}
+
+    async def enable_http_endpoint(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        return await self._http_endpoint(p, True)
+
+    async def disable_http_endpoint(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        return await self._http_endpoint(p, False)
 
 
 def _secret_json(username: str, password: str) -> str:
@@ -731,4 +727,6 @@ def handlers(control: ControlPlane, secrets: SecretsManager) -> dict[str, Handle
         "ModifyDBInstance": rds.modify_db_instance,
         "DeleteDBInstance": rds.delete_db_instance,
         "RebootDBInstance": rds.reboot_db_instance,
+        "EnableHttpEndpoint": rds.enable_http_endpoint,
+        "DisableHttpEndpoint": rds.disable_http_endpoint,
     }
