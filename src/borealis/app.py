@@ -202,7 +202,11 @@ class App:
         if self.settings.create_default_cluster and control.cluster(name) is not None:
             cluster = control.cluster(name) or {}
             insts = control.cluster_instances(name)
-            return cluster.get("status") == "available" and all(i["status"] == "available" for i in insts)
+            # Stored statuses say what should be; a started server says what is (after a restart the
+            # records read "available" before their postgres runs again).
+            return cluster.get("status") == "available" and all(
+                i["status"] == "available" and control.server(i["id"]) is not None for i in insts
+            )
         return True
 
     async def _watch_ready(self) -> None:
