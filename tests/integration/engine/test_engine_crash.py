@@ -115,7 +115,7 @@ def test_postmaster_from_an_earlier_run_is_stopped(make_server: MakeServer) -> N
             "-l",
             "/dev/null",
             "-o",
-            f"-p {server.port} -k {server.socket_dir}",
+            f"-p {server.port} -k /tmp",
         ],
         check=True,
         capture_output=True,

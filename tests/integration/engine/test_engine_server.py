@@ -34,9 +34,9 @@ def query(server: PostgresServer, sql: str) -> object:
 
 def test_connects_with_scram(pg_server: PostgresServer) -> None:
     assert query(pg_server, "SELECT current_setting('server_version_num')::int / 10000") == 16
-    assert str(
-        query(pg_server, f"SELECT rolpassword FROM pg_authid WHERE rolname = '{SUPERUSER}'")
-    ).startswith("SCRAM-SHA-256$")
+    assert str(query(pg_server, f"SELECT rolpassword FROM pg_authid WHERE rolname = '{SUPERUSER}'")).startswith(
+        "SCRAM-SHA-256$"
+    )
     assert query(pg_server, "SELECT current_setting('server_encoding')") == "UTF8"
     assert query(pg_server, "SELECT datcollate FROM pg_database WHERE datname = current_database()") == "C"
 
@@ -77,9 +77,7 @@ def test_status(pg_server: PostgresServer) -> None:
     assert status.running
     assert status.port == pg_server.port
     # The postmaster is our direct child.
-    ppid = next(
-        ln for ln in Path(f"/proc/{status.pid}/status").read_text().splitlines() if ln.startswith("PPid:")
-    )
+    ppid = next(ln for ln in Path(f"/proc/{status.pid}/status").read_text().splitlines() if ln.startswith("PPid:"))
     assert int(ppid.split()[1]) == os.getpid()
 
 
@@ -94,9 +92,7 @@ def test_reload_applies_settings(pg_server: PostgresServer) -> None:
     asyncio.run(pg_server.reload())
 
 
-def test_password_is_not_logged_nor_left_on_disk(
-    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_password_is_not_logged_nor_left_on_disk(make_server: MakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[str] = []
 
     def mkstemp(**kwargs: str) -> tuple[int, str]:
@@ -167,9 +163,7 @@ def test_wait_exit_reports_stop_and_crash(make_server: MakeServer) -> None:
     assert not server.status().running
 
 
-def test_initdb_refuses_an_initialized_or_foreign_directory(
-    make_server: MakeServer, server_root: Path
-) -> None:
+def test_initdb_refuses_an_initialized_or_foreign_directory(make_server: MakeServer, server_root: Path) -> None:
     server = make_server()
     with pytest.raises(EngineError, match="already initialized"):
         asyncio.run(server.initdb(superuser="x", password="y"))

@@ -1,0 +1,7 @@
+"""PostgreSQL processes: binaries, initdb, start/stop, reload, status (replication and backup to come)."""
+
+from ._binaries import Binaries
+from ._errors import EngineError
+from ._server import PostgresServer, ServerStatus
+
+__all__ = ["Binaries", "EngineError", "PostgresServer", "ServerStatus"]

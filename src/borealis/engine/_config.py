@@ -1,0 +1,135 @@
+"""Pure rendering and parsing of PostgreSQL's files: pg_hba.conf, our settings file, postmaster.pid, conninfo.
+
+Nothing here touches the disk or starts a process, so the pure tests cover it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import EngineError
+
+__all__ = [
+    "SETTINGS_FILE",
+    "PidFile",
+    "conninfo",
+    "include_line",
+    "parse_pidfile",
+    "quote_setting",
+    "render_hba",
+    "render_settings",
+    "socket_dir_for",
+]
+
+# Our settings live in their own file, included from postgresql.conf, so they can be rewritten wholesale
+# without editing the file initdb wrote (and postgresql.auto.conf stays ALTER SYSTEM's alone).
+SETTINGS_FILE = "borealis.conf"
+
+# Unix socket paths are limited to 107 bytes (sun_path), and a datadir under pytest's or a user's tree easily
+# exceeds that once `/.s.PGSQL.NNNNN.lock` is added: sockets live in a short directory keyed by the datadir.
+_SOCKET_ROOT = Path("/tmp")
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def socket_dir_for(datadir: Path) -> Path:
+    """The unix-socket directory of the server on `datadir`: short, stable, one per data directory."""
+    digest = hashlib.sha256(str(datadir.absolute()).encode()).hexdigest()[:16]
+    return _SOCKET_ROOT / f"borealis-{digest}"
+
+
+def render_hba() -> str:
+    """pg_hba.conf: SCRAM passwords over TCP (queries and replication), trust only on the unix socket.
+
+    The socket's directory and file are mode 0700 and owned by the OS user running the server, so "trust"
+    there extends to that user (and root) only; every TCP client must present a SCRAM password.
+    """
+    return (
+        "# Written by Borealis. TYPE DATABASE USER ADDRESS METHOD\n"
+        "local   all          all                 trust\n"
+        "host    all          all   127.0.0.1/32  scram-sha-256\n"
+        "host    all          all   ::1/128       scram-sha-256\n"
+        "host    replication  all   127.0.0.1/32  scram-sha-256\n"
+        "host    replication  all   ::1/128       scram-sha-256\n"
+    )
+
+
+def quote_setting(value: str) -> str:
+    """A postgresql.conf value, single-quoted (PostgreSQL accepts quotes around values of every type)."""
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise EngineError("a PostgreSQL setting value cannot contain a line break or NUL")
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def render_settings(*, host: str, port: int, socket_dir: Path, settings: Mapping[str, str] | None = None) -> str:
+    """The content of borealis.conf: where to listen, how to log, then the caller's `settings` (which win)."""
+    base: dict[str, str] = {
+        "listen_addresses": host,
+        "port": str(port),
+        "unix_socket_directories": str(socket_dir),
+        "unix_socket_permissions": "0700",
+        "password_encryption": "scram-sha-256",
+        # The postmaster's stderr is a file Borealis opens (log_dir/postgresql.log), which also catches the
+        # messages written before a logging collector could start; so no collector.
+        "log_destination": "stderr",
+        "logging_collector": "off",
+        "log_line_prefix": "%m [%p] %q%u@%d ",
+    }
+    merged = {**base, **(settings or {})}
+    lines = ["# Written by Borealis; rewritten on reconfiguration, do not edit by hand."]
+    for name, value in merged.items():
+        if not _NAME_RE.match(name):
+            raise EngineError(f"invalid PostgreSQL setting name {name!r}")
+        lines.append(f"{name} = {quote_setting(str(value))}")
+    return "\n".join(lines) + "\n"
+
+
+def include_line() -> str:
+    """The line appended to postgresql.conf so that our settings file is read last (and so wins)."""
+    return f"\n# Added by Borealis\ninclude_if_exists = '{SETTINGS_FILE}'\n"
+
+
+def conninfo(*, host: str, port: int, user: str, password: str, dbname: str) -> str:
+    """A libpq conninfo string with every value quoted, as psycopg.connect() accepts it."""
+
+    def q(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return f"host={q(host)} port={port} user={q(user)} password={q(password)} dbname={q(dbname)}"
+
+
+@dataclass(frozen=True)
+class PidFile:
+    """What postmaster.pid says (see PostgreSQL's LOCK_FILE_LINE_* in miscadmin.h)."""
+
+    pid: int
+    datadir: str
+    port: int | None
+    socket_dir: str | None
+    status: str | None  # "starting", "ready", "standby", "stopping", or None while not yet written
+
+
+def parse_pidfile(text: str) -> PidFile | None:
+    """Parse postmaster.pid; None if it is empty or torn (the postmaster writes it in several steps)."""
+    lines = text.split("\n")
+    try:
+        pid = int(lines[0].strip())
+    except (ValueError, IndexError):
+        return None
+
+    def line(n: int) -> str | None:
+        value = lines[n - 1].strip() if len(lines) >= n else ""
+        return value or None
+
+    port_text = line(4)
+    return PidFile(
+        pid=pid,
+        datadir=line(2) or "",
+        port=int(port_text) if port_text and port_text.isdigit() else None,
+        socket_dir=line(5),
+        status=line(8),
+    )
