@@ -78,9 +78,7 @@ class App:
         keys = AccessKeys(store, sealer)
         key_id, secret = keys.admin()
         write_credentials_file(s.data_dir / "credentials", key_id, secret)
-        self.secrets = SecretsManager(
-            store, s.data_dir / "secrets.key", account_id=s.account_id, region=s.region
-        )
+        self.secrets = SecretsManager(store, s.data_dir / "secrets.key", account_id=s.account_id, region=s.region)
         try:
             binaries = Binaries.find(None if s.postgres == "embedded" else s.postgres)
         except Exception as exc:
@@ -99,11 +97,7 @@ class App:
         await self._start_http(gateway)
         self._write_state()
         await control.start()
-        if (
-            s.create_default_cluster
-            and control.cluster(s.default_cluster) is None
-            and not self._was_created()
-        ):
+        if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
             await self._create_default_cluster()
         self._ready_task = asyncio.ensure_future(self._watch_ready())
 

@@ -278,9 +278,7 @@ def _cmd_password(args: argparse.Namespace) -> None:
     settings = _settings(args)
     _, password = _master(settings, args.cluster or settings.default_cluster)
     if password is None:
-        raise CliError(
-            "this cluster's master password is not managed by Secrets Manager; Borealis does not show it"
-        )
+        raise CliError("this cluster's master password is not managed by Secrets Manager; Borealis does not show it")
     print(password)
 
 
@@ -328,9 +326,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="borealis", description="A self-hosted Aurora PostgreSQL Serverless v2."
-    )
+    parser = argparse.ArgumentParser(prog="borealis", description="A self-hosted Aurora PostgreSQL Serverless v2.")
     parser.add_argument("--version", action="version", version=f"borealis {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -343,9 +339,7 @@ def _parser() -> argparse.ArgumentParser:
         help="first port for PostgreSQL endpoints (default 15432, $BOREALIS_PORT_BASE)",
     )
     up.add_argument("--host", help="address to listen on (default 127.0.0.1, $BOREALIS_HOST)")
-    up.add_argument(
-        "--postgres", help='PostgreSQL binaries: "embedded", "embedded:18", or a bin dir / pg_config'
-    )
+    up.add_argument("--postgres", help='PostgreSQL binaries: "embedded", "embedded:18", or a bin dir / pg_config')
     up.add_argument("--no-default-cluster", action="store_true", help="do not create the `default` cluster")
     up.add_argument("--log-level", help="log level for DATA_DIR/borealis.log (default info)")
     up.set_defaults(func=_cmd_up)

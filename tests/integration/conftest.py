@@ -94,9 +94,7 @@ class BorealisProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"borealis up exited with {self.proc.returncode}:\n{self.output.read_text()}"
-                )
+                raise RuntimeError(f"borealis up exited with {self.proc.returncode}:\n{self.output.read_text()}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
                     if resp.status == 200:
@@ -158,9 +156,7 @@ class BorealisProcess:
         """Connect as the master user with the password from the cluster's managed secret."""
         rds = self.client("rds")
         cluster = rds.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
-        secret = self.client("secretsmanager").get_secret_value(
-            SecretId=cluster["MasterUserSecret"]["SecretArn"]
-        )
+        secret = self.client("secretsmanager").get_secret_value(SecretId=cluster["MasterUserSecret"]["SecretArn"])
         value = json.loads(secret["SecretString"])
         return psycopg.connect(
             host=host or cluster["Endpoint"],

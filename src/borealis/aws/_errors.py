@@ -26,9 +26,7 @@ class AWSError(Exception):
     (e.g. rds-data's `dbConnectionId`) to JSON error bodies.
     """
 
-    def __init__(
-        self, code: str, message: str, status: int = 400, *, fields: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, *, fields: Mapping[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

@@ -101,9 +101,7 @@ class Gateway:
 
         body = await _read_body(receive)
         if body is None:
-            await _send(
-                send, protocol_error(protocol, "RequestEntityTooLarge", "Request too large", 413, request_id)
-            )
+            await _send(send, protocol_error(protocol, "RequestEntityTooLarge", "Request too large", 413, request_id))
             return
         try:
             signed = read_signature(authorization, query_params(query_text) if presigned else {}, headers)

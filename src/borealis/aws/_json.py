@@ -51,12 +51,8 @@ class JSONCodec:
 
     def struct_reader(self, members: Mapping[str, Shape], required: list[str]) -> Convert:
         """A reader for a structure made of some members only (rest-json body members)."""
-        fields = [
-            (name, json_member_name(name, shape), self.reader(shape)) for name, shape in members.items()
-        ]
-        wire_required = [
-            (name, json_member_name(name, members[name])) for name in required if name in members
-        ]
+        fields = [(name, json_member_name(name, shape), self.reader(shape)) for name, shape in members.items()]
+        wire_required = [(name, json_member_name(name, members[name])) for name in required if name in members]
 
         def read_struct(value: Any) -> dict[str, Any]:
             if not isinstance(value, dict):
@@ -125,9 +121,7 @@ class JSONCodec:
 
     def struct_writer(self, members: Mapping[str, Shape]) -> Convert:
         """A writer for a structure made of some members only (rest-json body members)."""
-        fields = {
-            name: (json_member_name(name, shape), self.writer(shape)) for name, shape in members.items()
-        }
+        fields = {name: (json_member_name(name, shape), self.writer(shape)) for name, shape in members.items()}
 
         def write_struct(value: Any) -> dict[str, Any]:
             out: dict[str, Any] = {}

@@ -116,9 +116,7 @@ class QueryCodec:
         return read_scalar
 
     def _struct_reader(self, shape: Shape) -> Reader:
-        members = [
-            (name, _member_name(name, member), self.reader(member)) for name, member in shape.members.items()
-        ]
+        members = [(name, _member_name(name, member), self.reader(member)) for name, member in shape.members.items()]
         required = [(name, _member_name(name, shape.members[name])) for name in shape.required_members]
 
         def read_struct(node: Node) -> dict[str, Any]:

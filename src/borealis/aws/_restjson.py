@@ -135,9 +135,7 @@ class RestJSONOperation:
         elif bound.location == "querystring":
             values = [v for k, v in query if k == bound.wire]
             if values:
-                args[bound.name] = (
-                    [bound.read(v) for v in values] if bound.is_list else bound.read(values[-1])
-                )
+                args[bound.name] = [bound.read(v) for v in values] if bound.is_list else bound.read(values[-1])
         elif bound.location == "header":
             text = headers.get(bound.wire.lower())
             if text is not None:

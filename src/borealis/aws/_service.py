@@ -77,9 +77,7 @@ def protocol_error(
 ) -> Reply:
     """An unmodeled error in a protocol's envelope, usable before a service is identified."""
     if protocol == "query":
-        return Reply(
-            status, _headers(b"text/xml", request_id), xml_error(xmlns, code, message, sender, request_id)
-        )
+        return Reply(status, _headers(b"text/xml", request_id), xml_error(xmlns, code, message, sender, request_id))
     if protocol == "json":
         body = json.dumps({"__type": code, "Message": message}).encode()
         return Reply(status, _headers(f"application/x-amz-json-{json_version}".encode(), request_id), body)
@@ -136,9 +134,7 @@ class ServiceEndpoint:
             # path that is no AWS route at all (which goes to the fallback app when unsigned).
             all_ops = {op: self.model.operation_model(op) for op in self.model.operation_names}
             self.router = RestJSONRouter(all_ops)
-            self._rest_ops = {
-                op: RestJSONOperation(model, self._json) for op, model in self.operations.items()
-            }
+            self._rest_ops = {op: RestJSONOperation(model, self._json) for op, model in self.operations.items()}
 
     # ------------------------------------------------------------- protocols
 
@@ -170,9 +166,7 @@ class ServiceEndpoint:
         try:
             parsed = json.loads(body) if body.strip() else {}
         except (UnicodeDecodeError, ValueError):
-            return self.error_reply(
-                "json", "SerializationException", "Malformed JSON body", 400, ctx.request_id
-            )
+            return self.error_reply("json", "SerializationException", "Malformed JSON body", 400, ctx.request_id)
         try:
             if not isinstance(parsed, dict):
                 raise InputError("expected a JSON object", malformed=True)
@@ -216,9 +210,7 @@ class ServiceEndpoint:
         reply_headers.extend(extra)
         return Reply(operation.status, reply_headers, out)
 
-    async def _invoke(
-        self, ctx: RequestContext, args: dict[str, Any], protocol: str
-    ) -> dict[str, Any] | Reply:
+    async def _invoke(self, ctx: RequestContext, args: dict[str, Any], protocol: str) -> dict[str, Any] | Reply:
         try:
             result = await self.handlers[ctx.operation](ctx, args)
         except AWSError as exc:
@@ -230,9 +222,7 @@ class ServiceEndpoint:
         if result is None:
             return {}
         if not isinstance(result, dict):
-            log.error(
-                "handler %s.%s returned %s, not a dict", self.name, ctx.operation, type(result).__name__
-            )
+            log.error("handler %s.%s returned %s, not a dict", self.name, ctx.operation, type(result).__name__)
             return self.internal_error(protocol, ctx.request_id)
         return result
 

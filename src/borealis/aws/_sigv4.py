@@ -73,15 +73,11 @@ class SignedRequest:
     expires: int  # seconds; presigned only
 
 
-def read_signature(
-    authorization: str | None, query: Mapping[str, str], headers: Mapping[str, str]
-) -> SignedRequest:
+def read_signature(authorization: str | None, query: Mapping[str, str], headers: Mapping[str, str]) -> SignedRequest:
     """Read the signature parts, raising `AuthFailure` ("missing"/"incomplete") when absent or malformed."""
     if authorization is not None:
         if not authorization.startswith(ALGORITHM + " "):
-            raise AuthFailure(
-                "incomplete", "Unsupported authorization type; only AWS4-HMAC-SHA256 is accepted."
-            )
+            raise AuthFailure("incomplete", "Unsupported authorization type; only AWS4-HMAC-SHA256 is accepted.")
         fields: dict[str, str] = {}
         for item in authorization[len(ALGORITHM) + 1 :].split(","):
             key, sep, value = item.strip().partition("=")
@@ -96,9 +92,7 @@ def read_signature(
         credential = parse_credential(fields["Credential"])
         amz_date = headers.get("x-amz-date") or headers.get("date", "")
         if credential is None:
-            raise AuthFailure(
-                "incomplete", f"Credential should be scoped to a valid region. {fields['Credential']}"
-            )
+            raise AuthFailure("incomplete", f"Credential should be scoped to a valid region. {fields['Credential']}")
         return SignedRequest(
             credential,
             tuple(fields["SignedHeaders"].split(";")),

@@ -320,9 +320,7 @@ class ControlPlane:
         admin_password = self.sealer.open(doc["admin_password"])
         settings = {"max_connections": str(max_connections_for(doc["scaling"]["max"]))}
         # The port is only a placeholder in the config file: every start passes the instance's real one.
-        server = PostgresServer(
-            volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log"
-        )
+        server = PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log")
         await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=settings)
 
     async def _ensure_listeners(self, doc: dict[str, Any]) -> None:
@@ -361,9 +359,7 @@ class ControlPlane:
             raise EndpointUnavailable(f"{what} has no DB instance to serve it", "57P03")
         server = self._servers.get(inst["id"])
         if server is None or inst["status"] not in ("available", "modifying", "backing-up"):
-            raise EndpointUnavailable(
-                f"DB instance {inst['id']} is not available (status: {inst['status']})", "57P03"
-            )
+            raise EndpointUnavailable(f"DB instance {inst['id']} is not available (status: {inst['status']})", "57P03")
         return server.host, server.port
 
     def _writer_resolver(self, cid: str) -> Callable[[], Any]:
@@ -467,9 +463,7 @@ class ControlPlane:
 
     async def _admin(self, server: PostgresServer, cluster: dict[str, Any]) -> psycopg.AsyncConnection[Any]:
         password = self.sealer.open(cluster["admin_password"])
-        return await psycopg.AsyncConnection.connect(
-            server.dsn(user=ADMIN_USER, password=password), autocommit=True
-        )
+        return await psycopg.AsyncConnection.connect(server.dsn(user=ADMIN_USER, password=password), autocommit=True)
 
     async def _bootstrap(self, cluster: dict[str, Any], server: PostgresServer) -> None:
         """Create the master user, Aurora's predefined roles and the initial database, once."""
@@ -480,35 +474,25 @@ class ControlPlane:
         conn = await self._admin(server, cluster)
         async with conn:
             for role in ("rds_superuser", "rds_iam", "rds_replication", "rds_password"):
-                exists = await (
-                    await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
-                ).fetchone()
+                exists = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])).fetchone()
                 if not exists:
                     await conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-            exists = await (
-                await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [master])
-            ).fetchone()
+            exists = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [master])).fetchone()
             if not exists:
                 # The master user is a real superuser here (on Aurora it holds rds_superuser), so that
                 # everything a developer does on Aurora, CREATE EXTENSION included, works locally.
                 await conn.execute(
-                    sql.SQL("CREATE ROLE {} LOGIN SUPERUSER CREATEDB CREATEROLE").format(
-                        sql.Identifier(master)
-                    )
+                    sql.SQL("CREATE ROLE {} LOGIN SUPERUSER CREATEDB CREATEROLE").format(sql.Identifier(master))
                 )
                 await conn.execute(
                     sql.SQL("GRANT rds_superuser TO {} WITH ADMIN OPTION").format(sql.Identifier(master))
                 )
             dbname = cluster.get("database_name")
             if dbname and dbname != "postgres":
-                exists = await (
-                    await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname])
-                ).fetchone()
+                exists = await (await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname])).fetchone()
                 if not exists:
                     await conn.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(dbname), sql.Identifier(master)
-                        )
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(master))
                     )
         fresh = self.clusters.get(cluster["id"]) or cluster
         fresh["bootstrapped"] = True

@@ -8,10 +8,20 @@ as a plain ``ClientError``.  The service layer turns any :class:`DataApiError` i
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BadRequestException",
     "DataApiError",
     "DatabaseErrorException",
+    "DatabaseNotFoundException",
+    "DatabaseResumingException",
+    "HttpEndpointNotEnabledException",
+    "InvalidResourceStateException",
+    "InvalidSecretException",
+    "SecretsErrorException",
+    "StatementTimeoutException",
+    "TransactionNotFoundException",
     "UnsupportedResultException",
     "ValidationException",
 ]
@@ -23,9 +33,11 @@ class DataApiError(Exception):
     code = "InternalServerErrorException"
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
         self.message = message
+        # Modeled members of the error shape besides the message (StatementTimeoutException's dbConnectionId).
+        self.fields: dict[str, Any] = fields
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -56,4 +68,60 @@ class UnsupportedResultException(DataApiError):
     """The result holds a type the Data API cannot return (money, geometric, multi-dimensional arrays)."""
 
     code = "UnsupportedResultException"
+    status = 400
+
+
+class StatementTimeoutException(DataApiError):
+    """The call ran past its time limit (45 s); ``dbConnectionId`` names the backend that ran it."""
+
+    code = "StatementTimeoutException"
+    status = 400
+
+
+class TransactionNotFoundException(DataApiError):
+    """The transaction id is unknown, ended, or expired."""
+
+    code = "TransactionNotFoundException"
+    status = 404
+
+
+class HttpEndpointNotEnabledException(DataApiError):
+    """The cluster does not exist or its HTTP endpoint (the Data API) is disabled."""
+
+    code = "HttpEndpointNotEnabledException"
+    status = 400
+
+
+class SecretsErrorException(DataApiError):
+    """The secret could not be fetched (not found, deleted)."""
+
+    code = "SecretsErrorException"
+    status = 400
+
+
+class InvalidSecretException(DataApiError):
+    """The secret exists but holds no usable username and password."""
+
+    code = "InvalidSecretException"
+    status = 400
+
+
+class DatabaseNotFoundException(DataApiError):
+    """The cluster has no writer DB instance."""
+
+    code = "DatabaseNotFoundException"
+    status = 404
+
+
+class DatabaseResumingException(DataApiError):
+    """The writer is starting (or resuming); the client should retry in a few seconds."""
+
+    code = "DatabaseResumingException"
+    status = 400
+
+
+class InvalidResourceStateException(DataApiError):
+    """The cluster is in a state that cannot serve SQL (stopped)."""
+
+    code = "InvalidResourceStateException"
     status = 400

@@ -149,25 +149,20 @@ class SecretsManager:
         _check_description(description)
         new_tags = _merge_tags([], tags or [], reserved_ok=owning_service is not None)
         if owning_service is not None:
-            new_tags = _merge_tags(
-                new_tags, [{"Key": _OWNING_SERVICE_TAG, "Value": owning_service}], reserved_ok=True
-            )
+            new_tags = _merge_tags(new_tags, [{"Key": _OWNING_SERVICE_TAG, "Value": owning_service}], reserved_ok=True)
         version_id = _version_id(client_request_token)
         existing = self._find(name)
         if existing is not None:
             if existing["deleted"] is not None:
                 raise _invalid_request(
-                    "You can't create this secret because a secret with this name is already "
-                    "scheduled for deletion."
+                    "You can't create this secret because a secret with this name is already scheduled for deletion."
                 )
             # A retried CreateSecret (same token, same value) succeeds without doing anything.
             if value is not None and client_request_token is not None:
                 old = existing["versions"].get(client_request_token)
                 if old is not None and self._same_value(old, value):
                     return {"ARN": existing["arn"], "Name": name, "VersionId": client_request_token}
-            raise AWSError(
-                "ResourceExistsException", f"The operation failed because the secret {name} already exists."
-            )
+            raise AWSError("ResourceExistsException", f"The operation failed because the secret {name} already exists.")
         now = self._clock()
         arn = self._arn_prefix + name + "-" + "".join(_random.choice(_SUFFIX_ALPHABET) for _ in range(6))
         doc: Doc = {
@@ -309,9 +304,7 @@ class SecretsManager:
             raise _invalid_parameter("Invalid SortBy or SortOrder.")
         self._purge_due()
         docs = [
-            d
-            for d in self._docs.values()
-            if (include_planned_deletion or d["deleted"] is None) and matches(filters, d)
+            d for d in self._docs.values() if (include_planned_deletion or d["deleted"] is None) and matches(filters, d)
         ]
         docs.sort(key=lambda d: (sort_key(d), d["arn"]), reverse=sort_order == "desc")
         start = 0 if next_token is None else _decode_token(next_token)
@@ -331,9 +324,7 @@ class SecretsManager:
     ) -> dict[str, Any]:
         """DeleteSecret: schedule deletion after the recovery window, or delete now when forced."""
         if recovery_window_in_days is not None and not 7 <= recovery_window_in_days <= 30:
-            raise _invalid_parameter(
-                "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive)."
-            )
+            raise _invalid_parameter("The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).")
         if recovery_window_in_days is not None and force_delete_without_recovery:
             raise _invalid_parameter(
                 "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays."
@@ -352,9 +343,7 @@ class SecretsManager:
             self._purge(found)
             return {"ARN": found["arn"], "Name": found["name"], "DeletionDate": _when(now)}
         if found["deleted"] is not None:
-            raise _invalid_request(
-                "You tried to perform the operation on a secret that's currently marked deleted."
-            )
+            raise _invalid_request("You tried to perform the operation on a secret that's currently marked deleted.")
         doc = copy.deepcopy(found)
         doc["deleted"] = now + (30 if recovery_window_in_days is None else recovery_window_in_days) * _DAY
         doc["changed"] = now
@@ -561,9 +550,7 @@ class SecretsManager:
             self.purge_expired()
 
     def _earliest_deletion(self) -> float:
-        return min(
-            (d["deleted"] for d in self._docs.values() if d["deleted"] is not None), default=float("inf")
-        )
+        return min((d["deleted"] for d in self._docs.values() if d["deleted"] is not None), default=float("inf"))
 
     def _touch(self, doc: Doc, vid: str) -> None:
         """Record access with AWS's date precision, so a read writes at most once a day per version."""
@@ -632,9 +619,7 @@ class SecretsManager:
             out["DeletedDate"] = _when(doc["deleted"])
         if doc["tags"]:
             out["Tags"] = [dict(t) for t in doc["tags"]]
-        out["SecretVersionsToStages"] = {
-            vid: list(v["stages"]) for vid, v in doc["versions"].items() if v["stages"]
-        }
+        out["SecretVersionsToStages"] = {vid: list(v["stages"]) for vid, v in doc["versions"].items() if v["stages"]}
         if doc["owning_service"]:
             out["OwningService"] = doc["owning_service"]
         out["CreatedDate"] = _when(doc["created"])
@@ -644,14 +629,10 @@ class SecretsManager:
 # ---- pure helpers -------------------------------------------------------------------------------
 
 
-def _value(
-    secret_string: str | None, secret_binary: bytes | None, *, required: bool
-) -> tuple[str, bytes] | None:
+def _value(secret_string: str | None, secret_binary: bytes | None, *, required: bool) -> tuple[str, bytes] | None:
     """The (kind, bytes) of a request's value, checked as AWS does."""
     if secret_string is not None and secret_binary is not None:
-        raise _invalid_parameter(
-            "You can't specify both a SecretString and a SecretBinary in the same request."
-        )
+        raise _invalid_parameter("You can't specify both a SecretString and a SecretBinary in the same request.")
     if secret_string is not None:
         value = ("string", secret_string.encode("utf-8"))
     elif secret_binary is not None:
@@ -687,8 +668,7 @@ def _check_owner(doc: Doc, caller: str | None) -> None:
     owner = doc["owning_service"]
     if owner is not None and owner != caller:
         raise _invalid_request(
-            f"You can't modify secret {doc['name']} because it is managed by {owner}; "
-            "use that service to change it."
+            f"You can't modify secret {doc['name']} because it is managed by {owner}; use that service to change it."
         )
 
 
@@ -699,12 +679,7 @@ def _merge_tags(
     merged = {t["Key"]: t.get("Value", "") for t in current}
     for tag in new:
         key, value = tag.get("Key"), tag.get("Value", "")
-        if (
-            not isinstance(key, str)
-            or not 1 <= len(key) <= 128
-            or not isinstance(value, str)
-            or len(value) > 256
-        ):
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or not isinstance(value, str) or len(value) > 256:
             raise _invalid_parameter("Tag keys must be 1 to 128 characters and values at most 256.")
         if key.startswith("aws:") and not reserved_ok:
             raise _invalid_parameter("Tag keys that start with aws: are reserved for AWS use.")
@@ -744,9 +719,7 @@ def _select_version(doc: Doc, version_id: str | None, version_stage: str | None)
                 f"Secrets Manager can't find the specified secret value for VersionId: {version_id}",
             )
         if version_stage is not None and version_stage not in version["stages"]:
-            raise _invalid_request(
-                "You provided a VersionStage that is not associated to the provided VersionId."
-            )
+            raise _invalid_request("You provided a VersionStage that is not associated to the provided VersionId.")
         return version_id
     stage = version_stage or AWSCURRENT
     vid = _holder(doc, stage)

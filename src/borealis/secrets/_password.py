@@ -43,16 +43,12 @@ def random_password(
         "digits": not exclude_numbers,
         "punctuation": not exclude_punctuation,
     }
-    pools = [
-        "".join(c for c in chars if c not in excluded) for name, chars in _CLASSES.items() if wanted[name]
-    ]
+    pools = ["".join(c for c in chars if c not in excluded) for name, chars in _CLASSES.items() if wanted[name]]
     if include_space and " " not in excluded:
         pools.append(" ")
     pools = [p for p in pools if p]
     if not pools:
-        raise AWSError(
-            "InvalidParameterException", "The password cannot be generated: every character is excluded."
-        )
+        raise AWSError("InvalidParameterException", "The password cannot be generated: every character is excluded.")
     if require_each_included_type and password_length < len(pools):
         raise AWSError(
             "InvalidParameterException",

@@ -19,9 +19,7 @@ from typing import Any
 
 __all__ = ["FILTER_KEYS", "matches", "words"]
 
-FILTER_KEYS = frozenset(
-    {"description", "name", "tag-key", "tag-value", "primary-region", "owning-service", "all"}
-)
+FILTER_KEYS = frozenset({"description", "name", "tag-key", "tag-value", "primary-region", "owning-service", "all"})
 
 # A word is a run of capitals followed by lower case letters, a run of lower case letters, or of digits:
 # "credsDatabase#892" -> creds, Database, 892 (the user guide's own example).

@@ -100,9 +100,7 @@ class Table:
     def delete(self, key: str) -> bool:
         """Remove ``key``; True if it was there."""
         with self._store.transaction():
-            cur = self._store._conn.execute(
-                "DELETE FROM documents WHERE tbl = ? AND id = ?", (self.name, key)
-            )
+            cur = self._store._conn.execute("DELETE FROM documents WHERE tbl = ? AND id = ?", (self.name, key))
             return cur.rowcount > 0
 
     def items(self) -> list[tuple[str, Document]]:

@@ -46,14 +46,10 @@ class Harness:
     def close(self) -> None:
         self.loop.close()
 
-    def asgi(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    def asgi(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         """Run one HTTP request through the ASGI app; return status, headers and body."""
         parts = urlsplit(url)
-        header_list = [
-            (k.lower().encode(), v if isinstance(v, bytes) else str(v).encode()) for k, v in headers.items()
-        ]
+        header_list = [(k.lower().encode(), v if isinstance(v, bytes) else str(v).encode()) for k, v in headers.items()]
         if "host" not in {k.lower() for k in headers}:
             header_list.append((b"host", parts.netloc.encode()))
         scope = {
@@ -99,9 +95,7 @@ class Harness:
 
     def client(self, service: str, *, secret: str = SECRET_KEY, key: str = ACCESS_KEY, **config: Any) -> Any:
         """A boto3 client for `service` whose requests go to the in-process gateway."""
-        session = boto3.session.Session(
-            aws_access_key_id=key, aws_secret_access_key=secret, region_name=REGION
-        )
+        session = boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=REGION)
         client = session.client(
             service,
             endpoint_url=ENDPOINT,

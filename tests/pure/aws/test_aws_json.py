@@ -51,11 +51,7 @@ def test_create_secret_blob_input(harness_factory, recorder: Recorder) -> None:
 
 def test_modeled_json_error(harness_factory, recorder: Recorder) -> None:
     harness = harness_factory(
-        {
-            "secretsmanager": {
-                "GetSecretValue": recorder.raising(AWSError("ResourceNotFoundException", "no such"))
-            }
-        }
+        {"secretsmanager": {"GetSecretValue": recorder.raising(AWSError("ResourceNotFoundException", "no such"))}}
     )
     sm = harness.client("secretsmanager")
     with pytest.raises(sm.exceptions.ResourceNotFoundException) as caught:
@@ -153,13 +149,8 @@ def test_cloudwatch_query_compatible_error(harness_factory, recorder: Recorder) 
 
 def test_cloudwatch_query_mode(harness_factory, recorder: Recorder) -> None:
     """Older botocore (<= 1.42.6) speaks query to cloudwatch; both must work."""
-    harness = harness_factory(
-        {"cloudwatch": {"ListMetrics": recorder.returning({"Metrics": [{"MetricName": "m"}]})}}
-    )
-    body = (
-        b"Action=ListMetrics&Version=2010-08-01&Namespace=AWS%2FRDS"
-        b"&Dimensions.member.1.Name=DBClusterIdentifier"
-    )
+    harness = harness_factory({"cloudwatch": {"ListMetrics": recorder.returning({"Metrics": [{"MetricName": "m"}]})}})
+    body = b"Action=ListMetrics&Version=2010-08-01&Namespace=AWS%2FRDS&Dimensions.member.1.Name=DBClusterIdentifier"
     status, _, out = harness.signed(
         "monitoring", "POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"}
     )

@@ -124,15 +124,11 @@ def test_list_member_names_come_from_the_model(harness_factory, recorder: Record
     )
     _, args = recorder.calls[-1]
     assert args["VpcSubnetIds"] == ["s-1", "s-2"]
-    assert args["Auth"] == [
-        {"AuthScheme": "SECRETS", "SecretArn": "arn:aws:secretsmanager:x", "IAMAuth": "DISABLED"}
-    ]
+    assert args["Auth"] == [{"AuthScheme": "SECRETS", "SecretArn": "arn:aws:secretsmanager:x", "IAMAuth": "DISABLED"}]
 
 
 def test_timestamp_input_becomes_aware_datetime(harness_factory, recorder: Recorder) -> None:
-    harness = harness_factory(
-        {"rds": {"RestoreDBClusterToPointInTime": recorder.returning({"DBCluster": CLUSTER})}}
-    )
+    harness = harness_factory({"rds": {"RestoreDBClusterToPointInTime": recorder.returning({"DBCluster": CLUSTER})}})
     harness.client("rds").restore_db_cluster_to_point_in_time(
         DBClusterIdentifier="copy", SourceDBClusterIdentifier="app", RestoreToTime=CREATED
     )
@@ -145,12 +141,8 @@ def test_modeled_error_takes_code_and_status_from_model(harness_factory, recorde
     harness = harness_factory(
         {
             "rds": {
-                "DescribeDBClusters": recorder.raising(
-                    AWSError("DBClusterNotFoundFault", "DBCluster nope not found.")
-                ),
-                "DescribeDBInstances": recorder.raising(
-                    AWSError("DBInstanceNotFoundFault", "DBInstance x not found.")
-                ),
+                "DescribeDBClusters": recorder.raising(AWSError("DBClusterNotFoundFault", "DBCluster nope not found.")),
+                "DescribeDBInstances": recorder.raising(AWSError("DBInstanceNotFoundFault", "DBInstance x not found.")),
             }
         }
     )
@@ -182,8 +174,7 @@ def test_unknown_and_unimplemented_actions(harness_factory, recorder: Recorder) 
         harness.client("rds").describe_db_instances()  # modeled, but no handler here
     assert caught.value.response["Error"]["Code"] == "InvalidAction"
     assert (
-        caught.value.response["Error"]["Message"]
-        == "The action DescribeDBInstances is not valid for this web service."
+        caught.value.response["Error"]["Message"] == "The action DescribeDBInstances is not valid for this web service."
     )
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     status, _, body = harness.signed(
@@ -224,21 +215,15 @@ def test_missing_required_parameter(harness_factory, recorder: Recorder) -> None
 )
 def test_malformed_values_are_400_not_500(harness_factory, recorder: Recorder, body: bytes) -> None:
     harness = harness_factory({"rds": {"CreateDBCluster": recorder.returning({})}})
-    status, _, out = harness.signed(
-        "rds", "POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"}
-    )
+    status, _, out = harness.signed("rds", "POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 400, out
     assert b"<ErrorResponse" in out
     assert b"Traceback" not in out
     assert recorder.calls == []
 
 
-def test_handler_crash_is_internal_failure_without_traceback(
-    harness_factory, recorder: Recorder, caplog
-) -> None:
-    harness = harness_factory(
-        {"rds": {"DescribeDBClusters": recorder.raising(RuntimeError("secret detail"))}}
-    )
+def test_handler_crash_is_internal_failure_without_traceback(harness_factory, recorder: Recorder, caplog) -> None:
+    harness = harness_factory({"rds": {"DescribeDBClusters": recorder.raising(RuntimeError("secret detail"))}})
     with pytest.raises(ClientError) as caught:
         harness.client("rds").describe_db_clusters()
     assert caught.value.response["Error"]["Code"] == "InternalFailure"
@@ -250,9 +235,7 @@ def test_handler_crash_is_internal_failure_without_traceback(
 
 
 def test_output_that_does_not_fit_is_internal_failure(harness_factory, recorder: Recorder) -> None:
-    harness = harness_factory(
-        {"rds": {"DescribeDBClusters": recorder.returning({"DBClusters": [{"Port": "x"}]})}}
-    )
+    harness = harness_factory({"rds": {"DescribeDBClusters": recorder.returning({"DBClusters": [{"Port": "x"}]})}})
     with pytest.raises(ClientError) as caught:
         harness.client("rds").describe_db_clusters()
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500

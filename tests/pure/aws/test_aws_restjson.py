@@ -68,9 +68,9 @@ def test_begin_commit_transaction(harness_factory, recorder: Recorder) -> None:
     )
     data = harness.client("rds-data")
     tx = data.begin_transaction(resourceArn=ARN, secretArn=SECRET)["transactionId"]
-    assert data.commit_transaction(resourceArn=ARN, secretArn=SECRET, transactionId=tx)[
-        "transactionStatus"
-    ] == ("Transaction Committed")
+    assert data.commit_transaction(resourceArn=ARN, secretArn=SECRET, transactionId=tx)["transactionStatus"] == (
+        "Transaction Committed"
+    )
     assert [c[0].operation for c in recorder.calls] == ["BeginTransaction", "CommitTransaction"]
 
 
@@ -102,9 +102,7 @@ def test_unimplemented_and_unknown_routes(harness_factory, recorder: Recorder) -
         harness.client("rds-data").begin_transaction(resourceArn=ARN, secretArn=SECRET)
     assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    status, headers, _ = harness.signed(
-        "rds-data", "POST", "/Nope", b"{}", {"Content-Type": "application/json"}
-    )
+    status, headers, _ = harness.signed("rds-data", "POST", "/Nope", b"{}", {"Content-Type": "application/json"})
     assert status == 404
     assert headers["x-amzn-errortype"] == "UnknownOperationException"
 
@@ -122,9 +120,7 @@ def test_unimplemented_and_unknown_routes(harness_factory, recorder: Recorder) -
 )
 def test_bad_bodies_are_bad_request(harness_factory, recorder: Recorder, body: bytes) -> None:
     harness = harness_factory({"rds-data": {"ExecuteStatement": recorder.returning({})}})
-    status, headers, out = harness.signed(
-        "rds-data", "POST", "/Execute", body, {"Content-Type": "application/json"}
-    )
+    status, headers, out = harness.signed("rds-data", "POST", "/Execute", body, {"Content-Type": "application/json"})
     assert status == 400
     assert headers["x-amzn-errortype"] == "BadRequestException"
     assert "message" in json.loads(out)

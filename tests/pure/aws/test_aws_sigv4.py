@@ -56,9 +56,7 @@ def test_valid_signature(harness_factory, recorder: Recorder, service: str) -> N
         ("rds-data", "UnrecognizedClientException", 403),
     ],
 )
-def test_unknown_access_key(
-    harness_factory, recorder: Recorder, service: str, code: str, status: int
-) -> None:
+def test_unknown_access_key(harness_factory, recorder: Recorder, service: str, code: str, status: int) -> None:
     harness = harness_factory(_services(recorder))
     assert _error(harness, service, key="AKIDNOBODY")[:2] == (code, status)
     assert recorder.calls == []
@@ -97,9 +95,7 @@ def test_clock_skew(
 
 
 def test_small_skew_is_accepted(harness_factory, recorder: Recorder) -> None:
-    harness = harness_factory(
-        _services(recorder), clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
-    )
+    harness = harness_factory(_services(recorder), clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10))
     CALLS["rds"](harness.client("rds"))
     assert len(recorder.calls) == 1
 
@@ -112,9 +108,7 @@ def test_small_skew_is_accepted(harness_factory, recorder: Recorder) -> None:
         ("rds-data", "MissingAuthenticationTokenException", 403),
     ],
 )
-def test_missing_authorization(
-    harness_factory, recorder: Recorder, service: str, code: str, status: int
-) -> None:
+def test_missing_authorization(harness_factory, recorder: Recorder, service: str, code: str, status: int) -> None:
     harness = harness_factory(_services(recorder))
     assert _error(harness, service, signature_version=UNSIGNED)[:2] == (code, status)
     assert recorder.calls == []
@@ -151,9 +145,7 @@ def test_presigned_query_auth(harness_factory, recorder: Recorder) -> None:
     request = AWSRequest(
         "GET", "http://localhost:4566/", params={"Action": "DescribeDBClusters", "Version": "2014-10-31"}
     )
-    SigV4QueryAuth(Credentials("AKIDBOREALISTEST", "borealis-secret-key"), "rds", "eu-west-1", 300).add_auth(
-        request
-    )
+    SigV4QueryAuth(Credentials("AKIDBOREALISTEST", "borealis-secret-key"), "rds", "eu-west-1", 300).add_auth(request)
     prepared = request.prepare()
     status, _, body = harness.asgi("GET", prepared.url, {}, b"")
     assert status == 200, body

@@ -61,9 +61,7 @@ def code_of(fn: Any, *args: Any, **kwargs: Any) -> str:
 
 def test_create_and_get(sm: SecretsManager) -> None:
     out = sm.create_secret("app/db", secret_string='{"username":"u","password":"p"}', description="d")
-    assert re.fullmatch(
-        rf"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:app/db-[A-Za-z0-9]{{6}}", out["ARN"]
-    )
+    assert re.fullmatch(rf"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:app/db-[A-Za-z0-9]{{6}}", out["ARN"])
     assert out["Name"] == "app/db"
     got = sm.get_secret_value("app/db")
     assert got["SecretString"] == '{"username":"u","password":"p"}'
@@ -100,19 +98,14 @@ def test_create_without_value_has_no_version(sm: SecretsManager) -> None:
 
 
 def test_value_validation(sm: SecretsManager) -> None:
-    assert (
-        code_of(sm.create_secret, "a", secret_string="s", secret_binary=b"b") == "InvalidParameterException"
-    )
+    assert code_of(sm.create_secret, "a", secret_string="s", secret_binary=b"b") == "InvalidParameterException"
     assert code_of(sm.create_secret, "a", secret_string="x" * 65537) == "InvalidParameterException"
     assert code_of(sm.create_secret, "bad name") == "InvalidParameterException"
     assert code_of(sm.create_secret, "rds!cluster-1") == "InvalidParameterException"
     assert code_of(sm.create_secret, "a", client_request_token="short") == "InvalidParameterException"
     sm.create_secret("a", secret_string="v")
     assert code_of(sm.put_secret_value, "a") == "InvalidRequestException"
-    assert (
-        code_of(sm.put_secret_value, "a", secret_string="s", secret_binary=b"b")
-        == "InvalidParameterException"
-    )
+    assert code_of(sm.put_secret_value, "a", secret_string="s", secret_binary=b"b") == "InvalidParameterException"
 
 
 def test_name_taken(sm: SecretsManager) -> None:
@@ -124,10 +117,7 @@ def test_create_is_idempotent_by_token(sm: SecretsManager) -> None:
     first = sm.create_secret("a", secret_string="v", client_request_token=TOKEN_A)
     assert first["VersionId"] == TOKEN_A
     assert sm.create_secret("a", secret_string="v", client_request_token=TOKEN_A) == first
-    assert (
-        code_of(sm.create_secret, "a", secret_string="w", client_request_token=TOKEN_A)
-        == "ResourceExistsException"
-    )
+    assert code_of(sm.create_secret, "a", secret_string="w", client_request_token=TOKEN_A) == "ResourceExistsException"
 
 
 # ---- versions and stages --------------------------------------------------------------------------
@@ -202,8 +192,7 @@ def test_update_secret_version_stage(sm: SecretsManager) -> None:
     v2 = sm.put_secret_value("s", secret_string="two")["VersionId"]
     # Roll back: AWSCURRENT must name the version it comes from.
     assert (
-        code_of(sm.update_secret_version_stage, "s", "AWSCURRENT", move_to_version_id=v1)
-        == "InvalidParameterException"
+        code_of(sm.update_secret_version_stage, "s", "AWSCURRENT", move_to_version_id=v1) == "InvalidParameterException"
     )
     sm.update_secret_version_stage("s", "AWSCURRENT", move_to_version_id=v1, remove_from_version_id=v2)
     assert sm.get_secret_value("s")["VersionId"] == v1
@@ -363,10 +352,7 @@ def test_rds_owned_secret(sm: SecretsManager) -> None:
     assert code_of(sm.delete_secret, name) == "InvalidRequestException"
     sm.put_secret_value(name, secret_string='{"username":"postgres","password":"q"}', owning_service="rds")
     assert sm.secret_json(name)["password"] == "q"
-    assert (
-        sm.list_secrets(filters=[{"Key": "owning-service", "Values": ["rds"]}])["SecretList"][0]["Name"]
-        == name
-    )
+    assert sm.list_secrets(filters=[{"Key": "owning-service", "Values": ["rds"]}])["SecretList"][0]["Name"] == name
     sm.delete_owned(out["ARN"])
     sm.delete_owned(out["ARN"])
     assert code_of(sm.describe_secret, name) == "ResourceNotFoundException"
@@ -379,9 +365,7 @@ def test_tags(sm: SecretsManager) -> None:
     sm.untag_resource("s", ["a", "zzz"])
     assert sm.describe_secret("s")["Tags"] == [{"Key": "b", "Value": "2"}]
     assert code_of(sm.tag_resource, "s", [{"Key": "aws:x", "Value": "1"}]) == "InvalidParameterException"
-    assert (
-        code_of(sm.create_secret, "t", tags=[{"Key": "aws:x", "Value": "1"}]) == "InvalidParameterException"
-    )
+    assert code_of(sm.create_secret, "t", tags=[{"Key": "aws:x", "Value": "1"}]) == "InvalidParameterException"
     assert code_of(sm.tag_resource, "missing", [{"Key": "a", "Value": "1"}]) == "ResourceNotFoundException"
 
 
@@ -420,9 +404,9 @@ def test_list_filters(listed: SecretsManager) -> None:
         "dev/databaseSecret",
     ]
     # Filters are AND-ed.
-    assert names(
-        listed, [{"Key": "tag-value", "Values": ["prod"]}, {"Key": "name", "Values": ["prod/D"]}]
-    ) == ["prod/DatabaseSecret"]
+    assert names(listed, [{"Key": "tag-value", "Values": ["prod"]}, {"Key": "name", "Values": ["prod/D"]}]) == [
+        "prod/DatabaseSecret"
+    ]
     assert names(listed, [{"Key": "all", "Values": ["payment"]}]) == ["prod/api-key"]
     assert names(listed, [{"Key": "all", "Values": ["DATABASE"]}]) == [
         "prod/DatabaseSecret",
@@ -445,12 +429,6 @@ def test_list_sorting_and_pages(listed: SecretsManager) -> None:
 
 def test_list_errors(listed: SecretsManager) -> None:
     assert code_of(listed.list_secrets, next_token="garbage") == "InvalidNextTokenException"
-    assert (
-        code_of(listed.list_secrets, filters=[{"Key": "colour", "Values": ["x"]}])
-        == "InvalidParameterException"
-    )
-    assert (
-        code_of(listed.list_secrets, filters=[{"Key": "name", "Values": ["a*"]}])
-        == "InvalidParameterException"
-    )
+    assert code_of(listed.list_secrets, filters=[{"Key": "colour", "Values": ["x"]}]) == "InvalidParameterException"
+    assert code_of(listed.list_secrets, filters=[{"Key": "name", "Values": ["a*"]}]) == "InvalidParameterException"
     assert code_of(listed.list_secrets, max_results=101) == "InvalidParameterException"

@@ -34,9 +34,7 @@ def test_random_password_defaults() -> None:
 )
 def test_random_password_respects_exclusions(length: int, exclude: str, no_punct: bool) -> None:
     try:
-        password = random_password(
-            password_length=length, exclude_characters=exclude, exclude_punctuation=no_punct
-        )
+        password = random_password(password_length=length, exclude_characters=exclude, exclude_punctuation=no_punct)
     except AWSError as e:
         assert e.code == "InvalidParameterException"
         return
