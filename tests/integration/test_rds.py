@@ -204,6 +204,13 @@ def test_managed_password_rotation(borealis: BorealisProcess, rds: Any, secretsm
     with borealis.master_connect(cid) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
+    # Neither password is in any log: Borealis's own, or the postgres logs of the cluster.
+    logs = [borealis.data_dir / "borealis.log", *(borealis.data_dir / "clusters" / cid).rglob("*.log")]
+    assert len(logs) >= 2
+    for path in logs:
+        text = path.read_text(errors="replace")
+        assert first["password"] not in text and second["password"] not in text, path
+
     rds.delete_db_instance(DBInstanceIdentifier=iid)
     rds.get_waiter("db_instance_deleted").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
     rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)

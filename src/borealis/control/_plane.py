@@ -519,8 +519,10 @@ class ControlPlane:
             return
         conn = await self._admin(server, cluster)
         async with conn:
-            # A password cannot be a bind parameter in ALTER ROLE; sql.Literal quotes it safely, and the
-            # statement is never logged.
+            # A password cannot be a bind parameter in ALTER ROLE; sql.Literal quotes it safely. Postgres
+            # would write the statement to its log if it failed, so statement logging is off for it.
+            await conn.execute("SET log_min_error_statement TO panic")
+            await conn.execute("SET log_statement TO none")
             await conn.execute(
                 sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
                     sql.Identifier(cluster["master_username"]), sql.Literal(password)
