@@ -24,10 +24,14 @@ from borealis import __version__
 from borealis.aws import Gateway, RequestContext
 from borealis.config import Settings
 from borealis.control import ControlPlane, Event
+from borealis.dataapi import DataApi
 from borealis.engine import Binaries
 from borealis.iam import AccessKeys, write_credentials_file
+from borealis.proxy import ProxyManager
 from borealis.secrets import SecretsManager
 from borealis.services import rds as rds_service
+from borealis.services import rds_data as rds_data_service
+from borealis.services import rds_proxy as rds_proxy_service
 from borealis.services import secretsmanager as secretsmanager_service
 from borealis.store import Sealer, Store
 
@@ -65,6 +69,8 @@ class App:
         self._http_task: asyncio.Task[None] | None = None
         self.store: Store | None = None
         self.control: ControlPlane | None = None
+        self.proxies: ProxyManager | None = None
+        self.data_api: DataApi | None = None
 
     # --------------------------------------------------------------------------------------- life cycle
 
@@ -88,15 +94,26 @@ class App:
         control.delete_secret = self.secrets.delete_owned
         if self.on_event is not None:
             control.on_event = self.on_event
-        self.rds = rds_service.handlers(control, self.secrets)
+        self.proxies = ProxyManager(control, self.secrets)
+        control.extra_ports = self.proxies.registry.used_ports
+        self.rds = {
+            **rds_service.handlers(control, self.secrets),
+            **rds_proxy_service.handlers(self.proxies.registry),
+        }
+        self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id)
         gateway = Gateway(
-            {"rds": self.rds, "secretsmanager": secretsmanager_service.handlers(self.secrets)},
+            {
+                "rds": self.rds,
+                "rds-data": rds_data_service.handlers(self.data_api),
+                "secretsmanager": secretsmanager_service.handlers(self.secrets),
+            },
             keys.secret_for,
             fallback=self._fallback,
         )
         await self._start_http(gateway)
         self._write_state()
         await control.start()
+        await self.proxies.start()
         if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
             await self._create_default_cluster()
         self._ready_task = asyncio.ensure_future(self._watch_ready())
@@ -126,6 +143,10 @@ class App:
 
     async def stop(self) -> None:
         """Stop every postgres and listener, then the API; the stored state stays for the next start."""
+        if self.data_api is not None:
+            await self.data_api.close()
+        if self.proxies is not None:
+            await self.proxies.close()
         if self.control is not None:
             await self.control.close()
         if self._http is not None and self._http_task is not None:

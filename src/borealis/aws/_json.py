@@ -141,7 +141,8 @@ class JSONCodec:
             return self.struct_writer(shape.members)
         if kind == "list":
             write_item = self.writer(shape.member)
-            return lambda value: [write_item(item) for item in value]
+            # Sparse lists (rds-data's array values) carry nulls; a handler never puts None in other lists.
+            return lambda value: [None if item is None else write_item(item) for item in value]
         if kind == "map":
             write_value = self.writer(shape.value)
             return lambda value: {str(k): write_value(v) for k, v in value.items() if v is not None}

@@ -101,6 +101,8 @@ class ControlPlane:
         self.on_event: Callable[[Event], None] = lambda e: None
         self.secret_value: Callable[[str], dict[str, Any]] = lambda arn: {}
         self.delete_secret: Callable[[str], None] = lambda arn: None
+        self.extra_ports: Callable[[], set[int]] = set
+        """Ports other parts (proxy endpoints off loopback) hold, so no endpoint gets one twice."""
         self._servers: dict[str, PostgresServer] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, Listener] = {}
@@ -149,7 +151,7 @@ class ControlPlane:
         ports = {c["port"] for c in self.clusters.values()}
         ports |= {c["reader_port"] for c in self.clusters.values()}
         ports |= {i["port"] for i in self.instances.values()}
-        return ports
+        return ports | self.extra_ports()
 
     def allocate_port(self, host: str | None = None) -> int:
         """The first port from the port base that no endpoint uses and the OS has free."""

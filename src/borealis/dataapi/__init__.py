@@ -1,9 +1,12 @@
-"""The RDS Data API: named parameters, value codecs, column metadata (the executor builds on these)."""
+"""The RDS Data API: named parameters, value codecs, column metadata, and the executor with its pools."""
 
+from ._api import DataApi
 from ._errors import (
     BadRequestException,
     DataApiError,
     DatabaseErrorException,
+    StatementTimeoutException,
+    TransactionNotFoundException,
     UnsupportedResultException,
     ValidationException,
 )
@@ -22,6 +25,7 @@ from ._results import (
     json_decoder,
     parse_array,
 )
+from ._settings import DataApiSettings
 from ._sql import ParsedSql, parse_sql
 from ._types import BUILTIN_TYPES, Oid, TypeInfo, type_info
 
@@ -32,7 +36,9 @@ __all__ = [
     "BoundParameters",
     "ColumnDescription",
     "ColumnSource",
+    "DataApi",
     "DataApiError",
+    "DataApiSettings",
     "DatabaseErrorException",
     "Field",
     "FieldDecoder",
@@ -40,6 +46,8 @@ __all__ = [
     "Oid",
     "ParsedSql",
     "ResultOptions",
+    "StatementTimeoutException",
+    "TransactionNotFoundException",
     "TypeInfo",
     "UnsupportedResultException",
     "ValidationException",

@@ -1,0 +1,218 @@
+"""Data API throughput and latency next to pgbench on the same PostgreSQL, in one run.
+
+    python bench/dataapi/bench.py [--duration 10] [--connections 32] [--rows 10000]
+
+Starts its own `borealis up` (a temporary data directory, free ports), loads a table of ``--rows`` rows,
+then runs the same primary-key SELECT twice at ``--connections`` concurrent connections:
+
+1. pgbench, directly against the writer's postgres (the limit: no HTTP, no JSON, no signing);
+2. wrk against ``POST /Execute``, replaying 256 requests SigV4-signed up front (a signature is valid for
+   15 minutes, so the run must be shorter) with random ids, through a Lua script.
+
+Prints one table (requests/s, p50, p99, errors). Needs pgbench and wrk on PATH (``apt-get install wrk``).
+``--profile`` also records a py-spy profile of Borealis during the wrk run (py-spy on PATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+SQL = "SELECT id, v FROM bench_kv WHERE id = :id"
+PGBENCH_SQL = "\\set id random(1, {rows})\nSELECT id, v FROM bench_kv WHERE id = :id;\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_borealis(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "borealis", "up", "--data-dir", str(data_dir), "--api-port", str(port),
+           "--port-base", str(free_port())]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("borealis did not become ready")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", type=int, default=10000)
+    ap.add_argument("--profile", type=Path, help="write a py-spy profile (raw/flamegraph by extension)")
+    args = ap.parse_args()
+    for tool in ("pgbench", "wrk"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not on PATH")
+
+    work = Path(tempfile.mkdtemp(prefix="borealis-bench-"))
+    proc, url = start_borealis(work / "data", dict(os.environ))
+    try:
+        creds = dict(
+            line.split(" = ", 1) for line in (work / "data" / "credentials").read_text().splitlines() if " = " in line
+        )
+        key, secret = creds["aws_access_key_id"], creds["aws_secret_access_key"]
+        kw: dict[str, Any] = dict(
+            endpoint_url=url, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
+        )
+        cluster = boto3.client("rds", **kw).describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+        arn, secret_arn = cluster["DBClusterArn"], cluster["MasterUserSecret"]["SecretArn"]
+        value = json.loads(boto3.client("secretsmanager", **kw).get_secret_value(SecretId=secret_arn)["SecretString"])
+        with psycopg.connect(
+            host=cluster["Endpoint"], port=cluster["Port"], user=value["username"], password=value["password"],
+            dbname="postgres", autocommit=True,
+        ) as conn:  # fmt: skip
+            conn.execute("DROP TABLE IF EXISTS bench_kv")
+            conn.execute("CREATE TABLE bench_kv (id int PRIMARY KEY, v text NOT NULL)")
+            conn.execute("INSERT INTO bench_kv SELECT i, md5(i::text) FROM generate_series(1, %s) i", (args.rows,))
+            conn.execute("VACUUM ANALYZE bench_kv")
+            row = conn.execute("SELECT inet_server_addr()::text, inet_server_port()").fetchone()
+            assert row is not None
+            pg_host, pg_port = row[0].split("/")[0], int(row[1])
+            pg_version = conn.execute("SHOW server_version").fetchone()
+
+        # 1. pgbench, straight to the writer's postgres.
+        script = work / "select.sql"
+        script.write_text(PGBENCH_SQL.format(rows=args.rows))
+        env = dict(os.environ, PGPASSWORD=value["password"])
+        pgbench = subprocess.run(
+            ["pgbench", "-n", "-M", "extended", "-h", pg_host, "-p", str(pg_port), "-U", value["username"],
+             "-c", str(args.connections), "-j", str(args.threads), "-T", str(args.duration), "-f", str(script),
+             "-l", "--log-prefix", str(work / "pgbench"), "postgres"],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if pgbench.returncode != 0:
+            raise SystemExit(f"pgbench failed:\n{pgbench.stdout}\n{pgbench.stderr}")
+        pg_tps = float(re.search(r"tps = ([\d.]+)", pgbench.stdout).group(1))  # type: ignore[union-attr]
+        latencies = sorted(
+            int(line.split()[2]) for log in work.glob("pgbench.*") for line in log.read_text().splitlines()
+        )
+        pg_p50 = latencies[len(latencies) // 2] / 1000
+        pg_p99 = latencies[int(len(latencies) * 0.99)] / 1000
+        pg_failed = re.search(r"number of failed transactions: (\d+)", pgbench.stdout)
+
+        # 2. wrk on POST /Execute with pre-signed requests.
+        signer = SigV4Auth(Credentials(key, secret), "rds-data", "us-east-1")
+        requests = []
+        for _ in range(256):
+            body = json.dumps(
+                {
+                    "resourceArn": arn,
+                    "secretArn": secret_arn,
+                    "sql": SQL,
+                    "parameters": [{"name": "id", "value": {"longValue": random.randint(1, args.rows)}}],
+                },
+                separators=(",", ":"),
+            )
+            req = AWSRequest("POST", url + "/Execute", data=body, headers={"Content-Type": "application/json"})
+            signer.add_auth(req)
+            headers = dict(req.headers.items())
+            # The table is built when the script loads, before wrk knows the Host header: send the signed one.
+            headers["Host"] = url.removeprefix("http://")
+            requests.append({"body": body, "headers": headers})
+        lua = work / "execute.lua"
+        lua.write_text(_lua(requests))
+        # One warm-up pass so the pool holds its connections before measuring.
+        subprocess.run(["wrk", "-t1", f"-c{args.connections}", "-d2s", "-s", str(lua), url], capture_output=True)
+        profiler = None
+        if args.profile is not None and shutil.which("py-spy"):
+            fmt = "flamegraph" if args.profile.suffix == ".svg" else "raw"
+            profiler = subprocess.Popen(
+                ["py-spy", "record", "-p", str(proc.pid), "-o", str(args.profile), "-f", fmt,
+                 "-d", str(args.duration), "-r", "200", "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        wrk = subprocess.run(
+            ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+             "-s", str(lua), url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        if profiler is not None:
+            profiler.wait(timeout=60)
+        out = wrk.stdout
+        if wrk.stderr.strip():
+            print("first error responses:", wrk.stderr.strip()[:600], file=sys.stderr)
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        p50 = _wrk_latency(out, "50%")
+        p99 = _wrk_latency(out, "99%")
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        socket_errors = re.search(r"Socket errors: (.*)", out)
+        errors = (int(non2xx.group(1)) if non2xx else 0, socket_errors.group(1) if socket_errors else "none")
+
+        print(f"machine: {os.cpu_count()} CPUs, PostgreSQL {pg_version[0] if pg_version else '?'}")
+        print(f"query: {SQL} (id random in 1..{args.rows}), {args.connections} connections, {args.duration} s")
+        print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}  errors")
+        print(
+            f"{'pgbench (direct)':24}{pg_tps:10.0f}{pg_p50:9.2f}{pg_p99:9.2f}  {pg_failed.group(1) if pg_failed else 0}"
+        )
+        print(f"{'Data API (wrk)':24}{rps:10.0f}{p50:9.2f}{p99:9.2f}  non-2xx {errors[0]}, sockets {errors[1]}")
+        print(f"Data API / pgbench: {100 * rps / pg_tps:.1f}%")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wrk_latency(out: str, pct: str) -> float:
+    m = re.search(rf"^\s*{re.escape(pct)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if m is None:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def _lua(requests: list[dict[str, Any]]) -> str:
+    def q(s: str) -> str:
+        return json.dumps(s)  # a JSON string literal is a valid Lua string literal for this ASCII content
+
+    items = []
+    for r in requests:
+        headers = ", ".join(f"[{q(k)}] = {q(v)}" for k, v in r["headers"].items())
+        items.append(f'wrk.format("POST", "/Execute", {{{headers}}}, {q(r["body"])})')
+    return (
+        "local requests = {\n  " + ",\n  ".join(items) + "\n}\n"
+        "local i = 0\n"
+        "request = function()\n  i = i % #requests + 1\n  return requests[i]\nend\n"
+        "local bad = 0\n"
+        "response = function(status, headers, body)\n"
+        "  if status ~= 200 and bad < 3 then bad = bad + 1; io.stderr:write(body .. '\\n') end\nend\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

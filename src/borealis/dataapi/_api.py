@@ -1,0 +1,784 @@
+"""The Data API executor: ExecuteStatement, BatchExecuteStatement and transactions on warm connections.
+
+Request path, in order (nothing on it touches the disk once the cluster and secret are cached):
+
+1. cheap checks on the request (SQL length, request size, ``schema``, multi-statement SQL);
+2. the cluster from ``resourceArn`` (its record cached for a second, so a disabled HTTP endpoint or a
+   stopped cluster is seen at once in practice) and its running writer (an in-memory lookup every call);
+3. the secret's username and password (Secrets Manager keeps parsed values in memory);
+4. a warm connection from the pool of (cluster, user, password, database), or the transaction's own;
+5. one ``PQsendQueryParams`` round trip with server-side parameters, under the call's time limit;
+6. the text results decoded column by column into ``records``, ``formattedRecords`` and metadata.
+
+Transactions (BeginTransaction) hold a connection of their own until commit, rollback or expiry (3 minutes
+idle, 24 hours in all, both configurable).  A call on a transaction that is still running one fails at once
+with ``DatabaseErrorException: Transaction is still running a query``, as on Serverless v2.  A failed
+statement leaves the transaction aborted as PostgreSQL does: later statements fail with SQLSTATE 25P02 and
+a commit rolls back.  A janitor task rolls back expired transactions and closes idle pooled connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from psycopg import pq
+
+from ._errors import (
+    BadRequestException,
+    DataApiError,
+    DatabaseErrorException,
+    DatabaseNotFoundException,
+    DatabaseResumingException,
+    HttpEndpointNotEnabledException,
+    InvalidResourceStateException,
+    InvalidSecretException,
+    SecretsErrorException,
+    StatementTimeoutException,
+    TransactionNotFoundException,
+    UnsupportedResultException,
+    ValidationException,
+)
+from ._metadata import ColumnDescription, ColumnSource, column_metadata
+from ._params import BoundParameters, bind_parameters
+from ._pool import PgConnection, PgError, Pool, PoolKey
+from ._results import ResultOptions, field_decoder, format_records_json, json_decoder
+from ._settings import DataApiSettings
+from ._sql import ParsedSql, parse_sql
+from ._types import BUILTIN_TYPES, TypeInfo
+
+__all__ = ["ClusterSource", "DataApi", "SecretSource"]
+
+log = logging.getLogger("borealis.dataapi")
+
+_CLUSTER_ARN = re.compile(r"arn:aws[a-z-]*:rds:([a-z0-9-]+):(\d{12}):cluster:([A-Za-z0-9-]{1,63})")
+_CLUSTER_TTL = 1.0  # seconds a cluster record is trusted before it is read again
+_ENDED_KEEP = 10000  # ended transaction ids remembered, for the cause in TransactionNotFound
+_COLUMN_TTL = 10.0  # seconds catalog facts about table columns are trusted (DDL may change them)
+
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
+_COMMAND_OK = pq.ExecStatus.COMMAND_OK
+_FATAL = pq.ExecStatus.FATAL_ERROR
+_EMPTY = pq.ExecStatus.EMPTY_QUERY
+_OID_ARRAY = 1028
+
+_WRITER_UP = ("available", "modifying", "backing-up", "configuring-log-exports", "upgrading")
+
+
+class ClusterSource(Protocol):
+    """What the executor needs from the control plane (``borealis.control.ControlPlane`` fits)."""
+
+    def cluster(self, ident: str) -> dict[str, Any] | None: ...
+
+    def writer_of(self, cluster_id: str) -> dict[str, Any] | None: ...
+
+    def server(self, instance_id: str) -> Any: ...
+
+
+class SecretSource(Protocol):
+    """What the executor needs from Secrets Manager (``borealis.secrets.SecretsManager`` fits)."""
+
+    def secret_json(self, secret_id: str) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class _Cluster:
+    id: str
+    http_endpoint: bool
+    status: str
+    writer: str | None
+    writer_status: str
+    database: str
+    expires: float
+
+
+class _Transaction:
+    __slots__ = ("aborted", "busy", "cluster_id", "conn", "created", "id", "last_used", "pool")
+
+    def __init__(self, tid: str, cluster_id: str, pool: Pool, conn: PgConnection) -> None:
+        self.id = tid
+        self.cluster_id = cluster_id
+        self.pool = pool
+        self.conn = conn
+        self.created = self.last_used = time.monotonic()
+        self.busy = 0  # 0 free, 1 running a call, 2 running a statement whose call timed out
+        self.aborted: str | None = None  # the error that aborted it, as the client saw it
+
+
+def _new_transaction_id() -> str:
+    # AWS's ids are opaque base64 text of about this length; 138 random bytes -> 184 characters.
+    return base64.b64encode(os.urandom(138)).decode("ascii")
+
+
+class DataApi:
+    """The Data API of one Borealis: pools, open transactions and the janitor that expires them."""
+
+    def __init__(
+        self,
+        control: ClusterSource,
+        secrets: SecretSource,
+        *,
+        region: str,
+        account_id: str = "000000000000",
+        settings: DataApiSettings | None = None,
+    ) -> None:
+        self.control = control
+        self.secrets = secrets
+        self.region = region
+        self.account_id = account_id
+        self.settings = settings or DataApiSettings.from_env()
+        self._clusters: dict[str, _Cluster] = {}
+        self._pools: dict[PoolKey, Pool] = {}
+        self._transactions: dict[str, _Transaction] = {}
+        self._ended: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._janitor: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------ public
+
+    async def execute_statement(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """ExecuteStatement: run one statement, in a transaction if ``transactionId`` is given."""
+        sql = self._check_sql(p)
+        self._check_request_size(sql, p.get("parameters"))
+        parsed = self._parse(sql)
+        bound = bind_parameters(parsed, p.get("parameters"))
+        options = ResultOptions.from_request(p.get("resultSetOptions"))
+        json_mode = p.get("formatRecordsAs") == "JSON"
+        metadata = bool(p.get("includeResultMetadata")) and not json_mode
+        continue_after = bool(p.get("continueAfterTimeout"))
+        try:
+            return await self._execute(p, sql, parsed, bound, options, json_mode, metadata, continue_after)
+        except _Detached as detached:
+            raise detached.error from None
+
+    async def _execute(
+        self,
+        p: Mapping[str, Any],
+        sql: str,
+        parsed: ParsedSql,
+        bound: BoundParameters,
+        options: ResultOptions,
+        json_mode: bool,
+        metadata: bool,
+        continue_after: bool,
+    ) -> dict[str, Any]:
+        async with self._connection(p) as (conn, pool, tx):
+            results = await self._run(conn, pool, tx, parsed.sql.encode(), bound, continue_after)
+            res = results[-1]
+            status = res.status
+            if status == _FATAL:
+                raise self._sql_error(PgError.from_result(res), parsed, tx, sql)
+            if status == _TUPLES_OK:
+                return await self._records(conn, pool, res, options, json_mode, metadata)
+            if status in (_COMMAND_OK, _EMPTY):
+                return {"numberOfRecordsUpdated": int(res.command_tuples or 0), "generatedFields": []}
+            raise self._unexpected(pool, conn, tx, status)
+
+    async def batch_execute_statement(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """BatchExecuteStatement: one statement per parameter set, all or nothing outside a transaction."""
+        sql = self._check_sql(p)
+        sets = p.get("parameterSets") or [[]]
+        self._check_request_size(sql, [param for one in sets for param in (one or ())])
+        parsed = self._parse(sql)
+        bound_sets = [bind_parameters(parsed, one) for one in sets]
+        text = parsed.sql.encode()
+        async with self._connection(p) as (conn, pool, tx):
+            deadline = time.monotonic() + self.settings.call_timeout
+            # Outside a transaction the batch is atomic, as pgJDBC's executeBatch is in autocommit
+            # (one Sync for all statements makes them one implicit transaction).
+            own = tx is None
+            if own:
+                await conn.simple(b"BEGIN")
+            try:
+                for bound in bound_sets:
+                    left = max(0.001, deadline - time.monotonic())
+                    results = await self._run(conn, pool, tx, text, bound, False, left)
+                    res = results[-1]
+                    if res.status == _FATAL:
+                        raise self._sql_error(PgError.from_result(res), parsed, tx, sql)
+                    if res.status not in (_TUPLES_OK, _COMMAND_OK, _EMPTY):
+                        raise self._unexpected(pool, conn, tx, res.status)
+                if own:
+                    await conn.simple(b"COMMIT")
+            except BaseException:
+                if own and conn.ok and conn.in_transaction:
+                    with contextlib.suppress(Exception):
+                        await conn.simple(b"ROLLBACK")
+                raise
+        return {"updateResults": [{"generatedFields": []} for _ in bound_sets]}
+
+    async def begin_transaction(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """BeginTransaction: a connection of its own, ``BEGIN``, and an id naming it."""
+        self._check_schema(p)
+        cluster = self._cluster(p.get("resourceArn"))
+        pool = self._pool(cluster, p)
+        conn = await self._acquire(pool)
+        try:
+            res = await conn.simple(b"BEGIN")
+            if res.status == _FATAL:
+                raise self._sql_error(PgError.from_result(res), None, None)
+        except BaseException:
+            pool.discard(conn)
+            raise
+        tid = _new_transaction_id()
+        self._transactions[tid] = _Transaction(tid, cluster.id, pool, conn)
+        self._start_janitor()
+        return {"transactionId": tid}
+
+    async def commit_transaction(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """CommitTransaction: ``COMMIT`` and give the connection back; an aborted one rolls back."""
+        tx = self._claim(p)
+        try:
+            res = await self._end_command(tx, b"COMMIT")
+        finally:
+            self._finish(tx, "One previous call resulted in a termination of your transaction")
+        if res.status == _FATAL:
+            raise self._sql_error(PgError.from_result(res), None, None)
+        if tx.aborted is not None or res.command_status == b"ROLLBACK":
+            raise DatabaseErrorException(
+                "The database returned ROLLBACK, so the transaction cannot be committed. "
+                f"Transaction failure cause is <<{tx.aborted or 'an earlier error'}>>"
+            )
+        return {"transactionStatus": "Transaction Committed"}
+
+    async def rollback_transaction(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """RollbackTransaction: ``ROLLBACK`` and give the connection back."""
+        tx = self._claim(p)
+        try:
+            res = await self._end_command(tx, b"ROLLBACK")
+        finally:
+            self._finish(tx, "One previous call resulted in a termination of your transaction")
+        if res.status == _FATAL:
+            raise self._sql_error(PgError.from_result(res), None, None)
+        return {"transactionStatus": "Rollback Complete"}
+
+    async def close(self) -> None:
+        """Roll back open transactions and close every connection (Borealis is stopping)."""
+        self._closed = True
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(BaseException):
+                await self._janitor
+        for tx in list(self._transactions.values()):
+            self._transactions.pop(tx.id, None)
+            tx.pool.discard(tx.conn)
+        for pool in list(self._pools.values()):
+            await pool.close()
+        self._pools.clear()
+        for task in list(self._background):
+            task.cancel()
+
+    # ------------------------------------------------------------------------------------ checks
+
+    def _check_sql(self, p: Mapping[str, Any]) -> str:
+        self._check_schema(p)
+        sql = p.get("sql")
+        if not isinstance(sql, str):
+            raise BadRequestException("sql must be a string")
+        if len(sql) > self.settings.max_sql:
+            raise BadRequestException(
+                "1 validation error detected: Value at 'sql' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {self.settings.max_sql}"
+            )
+        return sql
+
+    def _check_schema(self, p: Mapping[str, Any]) -> None:
+        if p.get("schema") and not self.settings.allow_schema:
+            raise ValidationException("The schema parameter isn't supported")
+
+    def _check_request_size(self, sql: str, parameters: Any) -> None:
+        # The gateway has read the body already; this bounds what the request carries, which is what
+        # AWS's 4 MiB limit is about (the JSON envelope adds a few bytes per value, counted roughly).
+        size = len(sql)
+        limit = self.settings.max_request
+        if parameters:
+            for param in parameters:
+                if not isinstance(param, Mapping):
+                    continue
+                value = param.get("value")
+                size += 48
+                if isinstance(value, Mapping):
+                    for raw in value.values():
+                        if isinstance(raw, str | bytes):
+                            size += len(raw) * 4 // 3 if isinstance(raw, bytes) else len(raw)
+                if size > limit:
+                    break
+        if size > limit:
+            raise BadRequestException(f"Request size exceeds the maximum of {limit} bytes")
+
+    def _parse(self, sql: str) -> ParsedSql:
+        parsed = parse_sql(sql)
+        if parsed.multi_statement and not self.settings.allow_multi_statement:
+            raise ValidationException("Multistatements aren't supported.")
+        return parsed
+
+    # ------------------------------------------------------------------------- cluster and secret
+
+    def _cluster(self, arn: Any) -> _Cluster:
+        if not isinstance(arn, str):
+            raise BadRequestException("resourceArn must be a string")
+        now = time.monotonic()
+        cached = self._clusters.get(arn)
+        if cached is None or cached.expires < now:
+            cached = self._load_cluster(arn, now)
+        if not cached.http_endpoint:
+            raise HttpEndpointNotEnabledException(
+                f"HttpEndpoint is not enabled for cluster {cached.id}. Please refer to "
+                "https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/data-api.html"
+                "#data-api.troubleshooting"
+            )
+        if cached.status in ("stopped", "stopping"):
+            raise InvalidResourceStateException(f"The DB cluster {cached.id} is {cached.status}.")
+        return cached
+
+    def _load_cluster(self, arn: str, now: float) -> _Cluster:
+        m = _CLUSTER_ARN.fullmatch(arn)
+        if m is None:
+            raise BadRequestException(f"Invalid resource ARN: {arn}")
+        region, account, cid = m.groups()
+        doc = self.control.cluster(cid) if (region, account) == (self.region, self.account_id) else None
+        if doc is None:
+            # AWS answers an unknown cluster (a renamed one, a wrong letter case) with this same message.
+            entry = _Cluster(cid, False, "missing", None, "", "postgres", now + _CLUSTER_TTL)
+        else:
+            writer = self.control.writer_of(cid)
+            entry = _Cluster(
+                cid,
+                bool(doc.get("http_endpoint")),
+                str(doc.get("status", "")),
+                None if writer is None else str(writer["id"]),
+                "" if writer is None else str(writer.get("status", "")),
+                str(doc.get("database_name") or "postgres"),
+                now + _CLUSTER_TTL,
+            )
+        if len(self._clusters) > 1000:
+            self._clusters.clear()
+        self._clusters[arn] = entry
+        return entry
+
+    def _credentials(self, secret_arn: Any) -> tuple[str, str, str | None]:
+        if not isinstance(secret_arn, str):
+            raise BadRequestException("secretArn must be a string")
+        try:
+            value = self.secrets.secret_json(secret_arn)
+        except Exception as exc:
+            code = getattr(exc, "code", "")
+            if code == "ResourceNotFoundException":
+                raise SecretsErrorException(
+                    f"Error fetching secret {secret_arn} : Secrets Manager can't find the specified secret."
+                ) from None
+            if code in ("InvalidRequestException", "InvalidParameterException"):
+                raise InvalidSecretException(f"The secret {secret_arn} is not a valid JSON secret.") from None
+            raise SecretsErrorException(f"Error fetching secret {secret_arn}") from None
+        user, password = value.get("username"), value.get("password")
+        if not isinstance(user, str) or not user or not isinstance(password, str):
+            raise InvalidSecretException(
+                f"The secret {secret_arn} doesn't have the username and password keys the Data API needs."
+            )
+        dbname = value.get("dbname")
+        return user, password, dbname if isinstance(dbname, str) and dbname else None
+
+    def _pool(self, cluster: _Cluster, p: Mapping[str, Any]) -> Pool:
+        user, password, secret_db = self._credentials(p.get("secretArn"))
+        if cluster.writer is None:
+            raise DatabaseNotFoundException(f"The DB cluster {cluster.id} doesn't have a DB instance.")
+        server = self.control.server(cluster.writer)
+        if server is None or cluster.writer_status not in _WRITER_UP:
+            raise DatabaseResumingException(
+                f"The Aurora DB instance arn:aws:rds:{self.region}:{self.account_id}:db:{cluster.writer} is "
+                "resuming after being auto-paused. Please wait a few seconds and try again."
+            )
+        database = p.get("database") or secret_db or cluster.database
+        key: PoolKey = (cluster.id, user, password, database)
+        pool = self._pools.get(key)
+        if pool is None or pool.server is not server:
+            if pool is not None:
+                self._spawn(pool.close())
+            pool = Pool(
+                key,
+                server,
+                server.host,
+                server.port,
+                size=self.settings.pool_size,
+                connect_timeout=self.settings.connect_timeout,
+            )
+            self._pools[key] = pool
+            self._start_janitor()
+        return pool
+
+    async def _acquire(self, pool: Pool) -> PgConnection:
+        conn = pool.try_acquire()
+        if conn is not None:
+            return conn
+        try:
+            return await asyncio.wait_for(pool.acquire(), self.settings.call_timeout)
+        except TimeoutError:
+            raise StatementTimeoutException("Timed out waiting for a database connection") from None
+        except PgError as err:
+            # v2 reports connection failures (wrong password, unknown database) as database errors.
+            raise DatabaseErrorException(f"ERROR: {err.message}; SQLState: {err.sqlstate or '08006'}") from None
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, p: Mapping[str, Any]) -> Any:
+        """The connection a statement runs on: the transaction's, or one borrowed from the pool."""
+        tid = p.get("transactionId")
+        if tid:
+            tx = self._claim(p)
+            try:
+                yield tx.conn, tx.pool, tx
+            except DatabaseErrorException as exc:
+                if tx.aborted is None and tx.conn.pgconn.transaction_status == pq.TransactionStatus.INERROR:
+                    tx.aborted = exc.message
+                raise
+            finally:
+                tx.last_used = time.monotonic()
+                if tx.busy == 1:
+                    tx.busy = 0
+                if not tx.conn.ok:
+                    self._finish(tx, "Transaction has been aborted due to an error from a previous call")
+            return
+        cluster = self._cluster(p.get("resourceArn"))
+        pool = self._pool(cluster, p)
+        conn = await self._acquire(pool)
+        detached = False
+        try:
+            yield conn, pool, None
+        except _Detached:
+            detached = True
+            raise
+        finally:
+            if not detached:
+                pool.release(conn)
+
+    # ------------------------------------------------------------------------------- transactions
+
+    def _claim(self, p: Mapping[str, Any]) -> _Transaction:
+        """The live transaction named by the request, marked busy; raises the errors AWS gives."""
+        tid = p.get("transactionId")
+        if not isinstance(tid, str) or not tid:
+            raise BadRequestException("transactionId must be a non-empty string")
+        tx = self._transactions.get(tid)
+        if tx is None:
+            raise TransactionNotFoundException(f"Transaction {tid} isn't found")
+        now = time.monotonic()
+        if not tx.busy and (
+            now - tx.last_used > self.settings.transaction_idle_timeout
+            or now - tx.created > self.settings.transaction_max_age
+        ):
+            self._expire(tx)
+            raise TransactionNotFoundException(f"Transaction {tid} isn't found")
+        arn = p.get("resourceArn")
+        m = _CLUSTER_ARN.fullmatch(arn) if isinstance(arn, str) else None
+        if m is None or m.group(3) != tx.cluster_id:
+            raise TransactionNotFoundException(f"Transaction {tid} isn't found")
+        if tx.busy:
+            raise DatabaseErrorException("Transaction is still running a query")
+        tx.busy = 1
+        return tx
+
+    async def _end_command(self, tx: _Transaction, command: bytes) -> Any:
+        try:
+            return await asyncio.wait_for(tx.conn.simple(command), self.settings.call_timeout)
+        except PgError as err:
+            raise DatabaseErrorException(f"ERROR: {err.message}; SQLState: {err.sqlstate}") from None
+        except TimeoutError:
+            raise StatementTimeoutException("The statement timed out", dbConnectionId=tx.conn.backend_pid) from None
+
+    def _finish(self, tx: _Transaction, cause: str) -> None:
+        """Forget a transaction and give its connection back (closed unless it is idle and healthy)."""
+        if self._transactions.pop(tx.id, None) is None:
+            return
+        tx.busy = 0
+        self._ended[tx.id] = cause
+        while len(self._ended) > _ENDED_KEEP:
+            self._ended.popitem(last=False)
+        tx.pool.release(tx.conn)
+
+    def _expire(self, tx: _Transaction) -> None:
+        """Roll back an expired transaction in the background."""
+        if self._transactions.pop(tx.id, None) is None:
+            return
+        self._ended[tx.id] = "Transaction may be expired"
+
+        async def rollback() -> None:
+            try:
+                await asyncio.wait_for(tx.conn.simple(b"ROLLBACK"), 10)
+            except Exception:
+                tx.pool.discard(tx.conn)
+                return
+            tx.pool.release(tx.conn)
+
+        self._spawn(rollback())
+
+    def _start_janitor(self) -> None:
+        if self._janitor is None and not self._closed:
+            self._janitor = asyncio.ensure_future(self._janitor_loop())
+
+    async def _janitor_loop(self) -> None:
+        s = self.settings
+        interval = min(5.0, max(0.2, s.transaction_idle_timeout / 4))
+        while not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                now = time.monotonic()
+                for tx in list(self._transactions.values()):
+                    if not tx.busy and (
+                        now - tx.last_used > s.transaction_idle_timeout or now - tx.created > s.transaction_max_age
+                    ):
+                        self._expire(tx)
+                for pool in list(self._pools.values()):
+                    await pool.reap(s.pool_idle)
+            except Exception:
+                log.exception("Data API janitor failed")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ----------------------------------------------------------------------------------- running
+
+    async def _run(
+        self,
+        conn: PgConnection,
+        pool: Pool,
+        tx: _Transaction | None,
+        sql: bytes,
+        bound: BoundParameters,
+        continue_after: bool,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        values: list[bytes | None] | None = None
+        if bound.values:
+            values = [v.encode() if isinstance(v, str) else v for v in bound.values]
+        limit = self.settings.call_timeout if timeout is None else timeout
+        if not continue_after:
+            try:
+                async with asyncio.timeout(limit):
+                    return await conn.execute(sql, values, bound.oids or None, bound.formats or None)
+            except TimeoutError:
+                # psycopg cancelled the statement on the server before we got here.
+                raise StatementTimeoutException("The statement timed out", dbConnectionId=conn.backend_pid) from None
+            except PgError as err:
+                raise self._connection_error(err) from None
+        task = asyncio.ensure_future(conn.execute(sql, values, bound.oids or None, bound.formats or None))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), limit)
+        except TimeoutError:
+            # continueAfterTimeout: the statement goes on; the connection comes back when it ends.
+            def done(_: asyncio.Future[Any]) -> None:
+                if tx is not None:
+                    tx.busy = 0
+                    tx.last_used = time.monotonic()
+                else:
+                    pool.release(conn)
+
+            if tx is not None:
+                tx.busy = 2  # still running: _connection must not clear it
+            task.add_done_callback(done)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            exc = StatementTimeoutException("The statement timed out", dbConnectionId=conn.backend_pid)
+            raise (_Detached(exc) if tx is None else exc) from None
+        except PgError as err:
+            raise self._connection_error(err) from None
+
+    def _connection_error(self, err: PgError) -> DataApiError:
+        return DatabaseErrorException(f"ERROR: {err.message}; SQLState: {err.sqlstate or '08006'}")
+
+    def _unexpected(self, pool: Pool, conn: PgConnection, tx: _Transaction | None, status: int) -> DataApiError:
+        # COPY ... FROM STDIN / TO STDOUT leaves the connection in COPY mode: it cannot be reused.
+        with contextlib.suppress(Exception):
+            conn.pgconn.finish()
+        return DatabaseErrorException(f"The Data API does not support this statement (result status {status})")
+
+    def _sql_error(
+        self, err: PgError, parsed: ParsedSql | None, tx: _Transaction | None, sql: str = ""
+    ) -> DataApiError:
+        lines = [f"ERROR: {err.message}"]
+        if err.detail:
+            lines.append(f"  Detail: {err.detail}")
+        if err.hint:
+            lines.append(f"  Hint: {err.hint}")
+        if err.position:
+            position = err.position if parsed is None else original_position(sql, parsed, err.position)
+            lines.append(f"  Position: {position}")
+        if err.where:
+            lines.append(f"  Where: {err.where}")
+        message = "\n".join(lines) + f"; SQLState: {err.sqlstate}"
+        if tx is not None and tx.aborted is None:
+            tx.aborted = message
+        return DatabaseErrorException(message)
+
+    # ----------------------------------------------------------------------------------- results
+
+    async def _records(
+        self,
+        conn: PgConnection,
+        pool: Pool,
+        res: Any,
+        options: ResultOptions,
+        json_mode: bool,
+        metadata: bool,
+    ) -> dict[str, Any]:
+        nfields = res.nfields
+        ntuples = res.ntuples
+        oids = [res.ftype(i) for i in range(nfields)]
+        mods = [res.fmod(i) for i in range(nfields)]
+        if any(oid not in BUILTIN_TYPES and oid not in pool.types for oid in oids):
+            await self._load_types(conn, pool, oids)
+        types = pool.types
+        cache: dict[Any, Any] = pool.decoders
+        decoders: list[Any] = []
+        for oid, mod in zip(oids, mods, strict=True):
+            key = (oid, mod, options, json_mode)
+            decode = cache.get(key)
+            if decode is None:
+                make = json_decoder if json_mode else field_decoder
+                decode = cache[key] = make(oid, mod, options, types)
+            decoders.append(decode)
+        limit = self.settings.max_json_response if json_mode else self.settings.max_response
+        get = res.get_value
+        size = 0
+        rows: list[list[bytes | None]] = []
+        columns = range(nfields)
+        for r in range(ntuples):
+            row = [get(r, c) for c in columns]
+            for value in row:
+                if value is not None:
+                    size += len(value)
+            if size > limit:
+                raise UnsupportedResultException("Database returned more than the allowed response size limit")
+            rows.append(row)
+        if json_mode:
+            labels = [res.fname(i).decode("utf-8", "replace") for i in columns]
+            text = format_records_json(labels, rows, decoders)
+            if len(text) > limit:
+                raise UnsupportedResultException("Database returned more than the allowed response size limit")
+            return {"formattedRecords": text, "numberOfRecordsUpdated": 0}
+        records = [[decode(value) for decode, value in zip(decoders, row, strict=True)] for row in rows]
+        out: dict[str, Any] = {"records": records, "numberOfRecordsUpdated": 0}
+        if metadata:
+            out["columnMetadata"] = await self._metadata(conn, pool, res, oids, mods)
+        return out
+
+    async def _metadata(
+        self, conn: PgConnection, pool: Pool, res: Any, oids: list[int], mods: list[int]
+    ) -> list[dict[str, Any]]:
+        descriptions = [
+            ColumnDescription(
+                res.fname(i).decode("utf-8", "replace"), res.ftable(i), res.ftablecol(i), oids[i], mods[i]
+            )
+            for i in range(len(oids))
+        ]
+        now = time.monotonic()
+        wanted = set()
+        for d in descriptions:
+            if d.table_oid:
+                known = pool.columns.get((d.table_oid, d.column))
+                if known is None or known[1] < now:
+                    wanted.add(d.table_oid)
+        if wanted:
+            await self._load_columns(conn, pool, wanted, now)
+        out = []
+        for d in descriptions:
+            entry = pool.columns.get((d.table_oid, d.column)) if d.table_oid else None
+            source: ColumnSource | None = entry[0] if entry is not None else None
+            out.append(column_metadata(d, source, pool.types))
+        return out
+
+    async def _load_columns(self, conn: PgConnection, pool: Pool, tables: set[int], now: float) -> None:
+        sql = (
+            b"SELECT a.attrelid, a.attnum, c.relname, a.attnotnull,"
+            b" a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE '%nextval(%', false)"
+            b" FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+            b" LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+            b" WHERE a.attrelid = ANY($1) AND a.attnum > 0"
+        )
+        param = ("{" + ",".join(str(t) for t in sorted(tables)) + "}").encode()
+        results = await conn.execute(sql, [param], [_OID_ARRAY], [0])
+        res = results[-1]
+        if res.status != _TUPLES_OK:
+            return  # e.g. the transaction is aborted: leave the facts unknown
+        expires = now + _COLUMN_TTL
+        for r in range(res.ntuples):
+            relid = int(_text(res, r, 0))
+            attnum = int(_text(res, r, 1))
+            source = ColumnSource(_text(res, r, 2), _text(res, r, 3) == "t", _text(res, r, 4) == "t")
+            pool.columns[(relid, attnum)] = (source, expires)
+        if len(pool.columns) > 100_000:
+            pool.columns.clear()
+
+    async def _load_types(self, conn: PgConnection, pool: Pool, oids: Sequence[int]) -> None:
+        """Read pg_type rows for non-built-in OIDs (enums, domains, extension types) and their elements."""
+        missing = {o for o in oids if o not in BUILTIN_TYPES and o not in pool.types}
+        for _ in range(3):  # the type, then its element type, then the element's base: enough for arrays
+            if not missing:
+                return
+            param = ("{" + ",".join(str(o) for o in sorted(missing)) + "}").encode()
+            results = await conn.execute(
+                b"SELECT oid, typname, typelem, typtype, typdelim FROM pg_catalog.pg_type WHERE oid = ANY($1)",
+                [param],
+                [_OID_ARRAY],
+                [0],
+            )
+            res = results[-1]
+            if res.status != _TUPLES_OK:
+                return
+            found: set[int] = set()
+            for r in range(res.ntuples):
+                oid = int(_text(res, r, 0))
+                info = TypeInfo(oid, _text(res, r, 1), int(_text(res, r, 2)), _text(res, r, 3), _text(res, r, 4))
+                pool.types[oid] = info
+                found.add(oid)
+            missing = {
+                info.elem
+                for o in found
+                if (info := pool.types[o]).elem and info.elem not in BUILTIN_TYPES and info.elem not in pool.types
+            }
+
+
+def _text(res: Any, row: int, column: int) -> str:
+    raw = res.get_value(row, column)
+    return "" if raw is None else bytes(raw).decode("utf-8", "replace")
+
+
+class _Detached(Exception):
+    """The statement goes on after its call timed out: the connection must not return to the pool yet."""
+
+    def __init__(self, error: DataApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def original_position(sql: str, parsed: ParsedSql, position: int) -> int:
+    """Map a 1-based error position in the rewritten SQL (``$n``) back to ``sql``, the text the client sent.
+
+    A position inside a rewritten placeholder maps to the placeholder's ``:``.
+    """
+    if not parsed.spans:
+        return position
+    target = position - 1
+    numbers = {name: parsed.positional + i + 1 for i, name in enumerate(parsed.names)}
+    shift = 0  # rewritten offset minus original offset, before the current span
+    for start, end in parsed.spans:
+        # As _sql._parse writes it: a space when the placeholder follows a word character, then "$n".
+        spaced = 1 if start > 0 and (sql[start - 1].isalnum() or sql[start - 1] in "_$") else 0
+        replacement = spaced + 1 + len(str(numbers.get(sql[start + 1 : end], 0)))
+        rewritten_start = start + shift
+        if target < rewritten_start:
+            break
+        if target < rewritten_start + replacement:
+            return start + 1
+        shift += replacement - (end - start)
+    return target - shift + 1

@@ -1,0 +1,22 @@
+"""The pooling proxy: RDS Proxy's resources (registry) and its PostgreSQL data path (manager).
+
+Split by role, as PgBouncer is: the registry (API state), the manager (listeners, janitor, cancel keys),
+the client side, the server side, the pool, authentication and stats.
+"""
+
+from ._config import DEFAULT_POOL, pool_config
+from ._manager import ProxyManager, ProxyRuntime
+from ._registry import ProxyRegistry
+from ._stats import METRIC_NAMES, REGISTRY, MetricsRegistry, ProxyStats
+
+__all__ = [
+    "DEFAULT_POOL",
+    "METRIC_NAMES",
+    "REGISTRY",
+    "MetricsRegistry",
+    "ProxyManager",
+    "ProxyRegistry",
+    "ProxyRuntime",
+    "ProxyStats",
+    "pool_config",
+]

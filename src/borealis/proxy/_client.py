@@ -1,0 +1,680 @@
+"""The client side: one application connection to a proxy endpoint, from startup packet to Terminate.
+
+A :class:`ClientConn` is an asyncio Protocol that plays a PostgreSQL server: it authenticates the client
+itself (SCRAM-SHA-256 or MD5 against the user's secret), then multiplexes its transactions over pooled
+server connections:
+
+* with no server connection, the first frames of a transaction wait while one is borrowed (within
+  ConnectionBorrowTimeout; on timeout the client gets an ErrorResponse per sync point and stays usable);
+* while it holds one, frames go through as they are, except the few that name prepared statements
+  (Parse, Bind, Describe, Close), which are renamed to the proxy's own server-side names;
+* when the server session is idle (at a boundary, outside a transaction), the connection goes back to its
+  pool, unless the client is pinned (RDS Proxy's pinning rules, :func:`borealis.pgwire.pinning_reason`).
+
+Protocol-level prepared statements are tracked per client (client name -> server name and the Parse to
+replay) and prepared again, privately, on whichever server connection serves a later transaction, as
+PgBouncer 1.21+ does; they never pin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from borealis import pgwire
+from borealis.pgwire import STARTUP, FrameReader, ProtocolViolation
+
+from ._auth import MD5Challenge, ScramError, ScramServer
+from ._pool import BorrowTimeout, Pool
+from ._server import ServerConn, ServerError, query_frame
+
+if TYPE_CHECKING:
+    from ._manager import ProxyRuntime
+
+__all__ = ["ClientConn"]
+
+log = logging.getLogger(__name__)
+
+_int = struct.Struct("!i")
+_Q, _P, _B, _D, _C, _X, _S, _F = b"QPBDCXSF"
+_INSPECT = frozenset(b"QPBDCXSF")
+_SYNC_POINTS = frozenset(b"QSF")
+#: Startup parameters that are not GUCs to replay on server connections.
+_NOT_GUCS = frozenset({"user", "database", "replication", "options"})
+#: Client messages up to this size are accepted; PostgreSQL's own limit is 1 GiB.
+MAX_MESSAGE = 64 << 20
+_PENDING_PAUSE = 64
+_TIMEOUT_STATE = "53300"
+
+
+def _cstr_end(buf: Any, start: int) -> int:
+    """Index of the NUL that ends the string at ``start`` (names are short: scan a bounded window)."""
+    window = bytes(buf[start : start + 128])
+    end = window.find(b"\0")
+    if end < 0:
+        end = bytes(buf[start:]).find(b"\0")
+        if end < 0:
+            raise ProtocolViolation("invalid message: unterminated string")
+    return start + end
+
+
+def _frame(t: int, body: bytes) -> bytes:
+    return bytes((t,)) + _int.pack(len(body) + 4) + body
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _options(value: str) -> dict[str, str]:
+    """``options=-c a=b -c c=d`` (libpq's way to set GUCs at startup) as parameters."""
+    out: dict[str, str] = {}
+    words = value.replace("--", "-c ").split()
+    for i, word in enumerate(words):
+        if word == "-c" and i + 1 < len(words) and "=" in words[i + 1]:
+            k, v = words[i + 1].split("=", 1)
+            out[k.replace("-", "_")] = v
+        elif word.startswith("-c") and "=" in word[2:]:
+            k, v = word[2:].split("=", 1)
+            out[k.replace("-", "_")] = v
+    return out
+
+
+class ClientConn(asyncio.Protocol):
+    """One client connection to a proxy endpoint."""
+
+    _next_id = 0
+
+    def __init__(self, runtime: ProxyRuntime, role: str) -> None:
+        self.runtime = runtime
+        self.role = role
+        self.stats = runtime.stats
+        self.transport: asyncio.Transport | None = None
+        self.reader = FrameReader.for_client(max_message_size=MAX_MESSAGE)
+        self.state = "startup"
+        self.user = ""
+        self.database = ""
+        #: The GUCs the client asked for (startup packet, later ParameterStatus), lower-case names.
+        self.params: dict[str, str] = {}
+        self.server: ServerConn | None = None
+        self.pool: Pool | None = None
+        self.pinned = False
+        self.busy = False
+        self.wait_boundary = False
+        self.skip_until_sync = False
+        self.pending: list[tuple[int, Any]] = []
+        #: client statement name -> (server statement name, the Parse frame that makes it).
+        self.stmts: dict[bytes, tuple[str, bytes]] = {}
+        self.closed = False
+        self.key: tuple[int, bytes] = (0, b"")
+        self.last_active = time.monotonic()
+        self._password = ""
+        self._auth: Any = None
+        self._auth_kind = ""
+        self._paused = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------------------------------- asyncio protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
+        self.transport = transport  # type: ignore[assignment]
+        self.stats.client_connections += 1
+        self.stats.client_connections_received += 1
+        self.runtime.clients.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed and self.transport is None:
+            return
+        self.closed = True
+        self.transport = None
+        self.stats.client_connections -= 1
+        self.stats.client_connections_closed += 1
+        self.runtime.clients.discard(self)
+        self.runtime.manager.forget_key(self.key[0], self)
+        if self.pinned:
+            self.stats.pinned -= 1
+        server, self.server = self.server, None
+        if server is not None and self.pool is not None:
+            server.owner = None
+            _spawn(self._cleanup(server, self.pool, self.pinned))
+        if self._task is not None and self.state != "ready":
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        # The client reads slower than the server answers: stop reading the server.
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.resume_reading()
+
+    def pause_reading(self) -> None:
+        """The server is not taking our bytes fast enough."""
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Resume reading from the client."""
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        reader = self.reader
+        try:
+            clean = reader.buffered == 0
+            reader.feed(data)
+            frames = reader.read_frames()
+            if self.state != "ready":
+                if self.state == "login":
+                    self.pending.extend(frames)  # pipelined ahead of ReadyForQuery: runs after login
+                else:
+                    self._handshake(frames)
+                return
+            if self.busy:
+                self.pending.extend(frames)
+                if len(self.pending) > _PENDING_PAUSE:
+                    self.pause_reading()
+                return
+            if frames:
+                self._dispatch(frames, data if clean and reader.buffered == 0 else None)
+        except ProtocolViolation as exc:
+            self.fail(exc.error_response())
+        except ServerError as exc:
+            self.fail(pgwire.error_response("FATAL", exc.sqlstate, str(exc)))
+
+    # -------------------------------------------------------------------------------- startup and auth
+
+    def _handshake(self, frames: list[pgwire.Frame]) -> None:
+        for t, frame in frames:
+            if self.closed:
+                return
+            if t == STARTUP:
+                self._startup_packet(frame)
+            elif t == ord("p") and self.state == "auth":
+                self._auth_message(frame)
+            elif t == _X:
+                self.close()
+            else:
+                raise ProtocolViolation(f"unexpected message type {chr(t)!r} during authentication")
+
+    def _startup_packet(self, frame: memoryview) -> None:
+        msg = pgwire.decode_startup(frame)
+        if isinstance(msg, pgwire.SSLRequest | pgwire.GSSENCRequest):
+            # TLS is not served yet: answer 'N'; a client with sslmode=require then gives up.
+            self.write(b"N")
+            self.reader.negotiation_done(encrypted=False)
+            return
+        if isinstance(msg, pgwire.CancelRequest):
+            self.runtime.manager.cancel(msg.process_id, msg.secret_key)
+            self.close()
+            return
+        assert isinstance(msg, pgwire.StartupMessage)
+        if self.state != "startup":
+            raise ProtocolViolation("unexpected startup packet")
+        if msg.parameters.get("replication"):
+            raise ProtocolViolation("replication connections are not supported by the proxy", "0A000")
+        negotiate = pgwire.negotiate_protocol(msg)
+        if negotiate is not None:
+            self.write(pgwire.encode(negotiate))
+        doc = self.runtime.doc
+        if doc["require_tls"]:
+            self.fail(pgwire.error_response("FATAL", "28000", "This RDS Proxy requires TLS connections."))
+            return
+        self.user = msg.parameters["user"]
+        self.database = msg.parameters.get("database") or self.user
+        params = {k.lower(): v for k, v in msg.parameters.items() if k not in _NOT_GUCS}
+        if msg.parameters.get("options"):
+            params.update({k.lower(): v for k, v in _options(msg.parameters["options"]).items()})
+        self.params = params
+        entry = self.runtime.auth_for(self.user)
+        if entry is None:
+            self.stats.client_setup_failed_auth += 1
+            self.fail(
+                pgwire.error_response(
+                    "FATAL",
+                    "28000",
+                    f'This RDS Proxy has no credentials for the role "{self.user}". '
+                    "Check the credentials for this role and try again.",
+                )
+            )
+            return
+        kind, password = entry
+        self._password = password
+        self._auth_kind = kind
+        self.state = "auth"
+        if kind == "POSTGRES_MD5":
+            self._auth = MD5Challenge()
+            self.write(pgwire.encode(pgwire.AuthenticationMD5Password(self._auth.salt)))
+        else:
+            self._auth = None
+            self.write(pgwire.encode(pgwire.AuthenticationSASL(("SCRAM-SHA-256",))))
+
+    def _auth_failed(self) -> None:
+        self.stats.client_setup_failed_auth += 1
+        self.fail(pgwire.error_response("FATAL", "28P01", f'password authentication failed for user "{self.user}"'))
+
+    def _auth_message(self, frame: memoryview) -> None:
+        if self._auth_kind == "POSTGRES_MD5":
+            msg = pgwire.decode_frontend_frame(frame)
+            assert isinstance(msg, pgwire.PasswordMessage)
+            if not self._auth.verify(self.user, self._password, msg.password):
+                self._auth_failed()
+                return
+            self._authenticated()
+            return
+        try:
+            if self._auth is None:
+                init = pgwire.decode_frontend_frame(frame, auth=pgwire.SASLInitialResponse)
+                assert isinstance(init, pgwire.SASLInitialResponse)
+                if init.mechanism != "SCRAM-SHA-256" or init.data is None:
+                    raise ProtocolViolation("unsupported SASL mechanism", "28000")
+                self._auth = ScramServer(self.runtime.manager.scram_keys.get(self._password))
+                first = self._auth.first(init.data)
+                self.write(pgwire.encode(pgwire.AuthenticationSASLContinue(first)))
+            else:
+                resp = pgwire.decode_frontend_frame(frame, auth=pgwire.SASLResponse)
+                assert isinstance(resp, pgwire.SASLResponse)
+                final = self._auth.final(resp.data)
+                self.write(pgwire.encode(pgwire.AuthenticationSASLFinal(final)))
+                self._authenticated()
+        except ScramError:
+            self._auth_failed()
+        except UnicodeDecodeError:
+            raise ProtocolViolation("malformed SASL message") from None
+
+    def _authenticated(self) -> None:
+        self._password = ""
+        self.state = "login"
+        self._task = _spawn(self._login())
+
+    async def _login(self) -> None:
+        """Report the server's parameters (as this client's settings make them), then ReadyForQuery."""
+        key = frozenset(self.params.items())
+        try:
+            pool = self.runtime.pool_for(self.role, self.user, self.database)
+            reported = pool.reported.get(key)
+            if reported is None:
+                server = await pool.acquire(self.params, self.runtime.borrow_timeout())
+                try:
+                    await self._apply_params(server)
+                except BaseException:
+                    pool.discard(server)
+                    raise
+                reported = dict(server.session.parameters)
+                pool.release(server)
+                pool.reported[key] = reported
+        except BorrowTimeout:
+            self.fail(self._timeout_error("FATAL"))
+            return
+        except ServerError as exc:
+            self.fail(pgwire.error_response("FATAL", exc.sqlstate, str(exc)))
+            return
+        if self.closed:
+            return
+        self.key = self.runtime.manager.new_key(self)
+        out = [pgwire.encode(pgwire.AuthenticationOk())]
+        out += [pgwire.encode(pgwire.ParameterStatus(k, v)) for k, v in reported.items()]
+        out.append(pgwire.encode(pgwire.BackendKeyData(*self.key)))
+        out.append(pgwire.ready_for_query("I"))
+        self.write(b"".join(out))
+        self.state = "ready"
+        self.stats.client_setup_succeeded += 1
+        if self.pending:
+            frames, self.pending = self.pending, []
+            self._dispatch(frames, None)
+
+    # -------------------------------------------------------------------------------- transactions
+
+    def _dispatch(self, frames: list[pgwire.Frame], raw: bytes | None) -> None:
+        """Send frames to the server connection, borrowing or preparing first when needed."""
+        if self.skip_until_sync:
+            frames = self._skip(frames)
+            raw = None
+            if not frames:
+                return
+        server = self.server
+        if server is None:
+            if all(t == _X for t, _ in frames):
+                self.close()
+                return
+            self.busy = True
+            self.pending = list(frames)
+            self._task = _spawn(self._borrow())
+            return
+        if self.stmts:
+            missing = self._missing(frames, server)
+            if missing:
+                session = server.session
+                if session.at_boundary or session.pending_syncs:
+                    self.busy = True
+                    self.pending = list(frames)
+                    if session.at_boundary:
+                        self._task = _spawn(self._reprepare(missing))
+                    else:
+                        self.wait_boundary = True
+                    return
+        self._forward(frames, raw, server)
+
+    def _forward(self, frames: list[pgwire.Frame], raw: bytes | None, server: ServerConn) -> None:
+        frontend = server.session.frontend
+        out: list[Any] = []
+        rewritten = False
+        terminate = False
+        for t, frame in frames:
+            if t in _INSPECT:
+                if t == _X:
+                    terminate = True
+                    rewritten = True
+                    break
+                new = self._inspect(t, frame, server)
+                if new is not None:
+                    rewritten = True
+                    frontend(t, new)
+                    out.append(new)
+                    continue
+            frontend(t, frame)
+            out.append(frame)
+        if out:
+            server.sent_at = time.monotonic()
+            server.write(raw if raw is not None and not rewritten else b"".join(out))
+        if terminate:
+            self.close()
+
+    def _inspect(self, t: int, frame: Any, server: ServerConn) -> bytes | None:
+        """Look at a frame that may pin, count or name a statement; return a renamed frame or None."""
+        if t in (_S, _F):
+            self.stats.query_requests += 1
+            return None
+        if t == _Q:
+            self.stats.query_requests += 1
+            if not self.pinned:
+                self._check_pin(bytes(frame[5:-1]))
+            return None
+        if t == _P:
+            end = _cstr_end(frame, 5)
+            name = bytes(frame[5:end])
+            if not self.pinned:
+                q_end = _cstr_end(frame, end + 1)
+                self._check_pin(bytes(frame[end + 1 : q_end]))
+            if not name:
+                return None
+            sname = self.runtime.manager.statement_name()
+            body = sname.encode() + bytes(frame[end:])
+            new = _frame(_P, body)
+            self.stmts[name] = (sname, new)
+            server.prepared.add(sname)
+            return new
+        if t == _B:
+            p_end = _cstr_end(frame, 5)
+            s_end = _cstr_end(frame, p_end + 1)
+            if s_end == p_end + 1:
+                return None
+            entry = self.stmts.get(bytes(frame[p_end + 1 : s_end]))
+            if entry is None:
+                return None
+            return _frame(_B, bytes(frame[5 : p_end + 1]) + entry[0].encode() + bytes(frame[s_end:]))
+        if t in (_D, _C):
+            if frame[5] != ord("S") or len(frame) <= 7:
+                return None
+            end = _cstr_end(frame, 6)
+            sname_c = bytes(frame[6:end])
+            entry = self.stmts.pop(sname_c, None) if t == _C else self.stmts.get(sname_c)
+            if entry is None:
+                return None
+            if t == _C:
+                server.prepared.discard(entry[0])
+            return _frame(t, b"S" + entry[0].encode() + b"\0")
+        return None
+
+    def _check_pin(self, sql: bytes) -> None:
+        filters = self.runtime.config()["SessionPinningFilters"]
+        reason = pgwire.pinning_reason(
+            sql.decode(errors="replace"), exclude_variable_sets="EXCLUDE_VARIABLE_SETS" in filters
+        )
+        if reason is not None:
+            self.pinned = True
+            self.stats.pinned += 1
+            self.stats.pins_total += 1
+            log.debug("client of %s pinned: %s", self.runtime.name, reason.value)
+
+    def _missing(self, frames: Iterable[pgwire.Frame], server: ServerConn) -> list[bytes]:
+        """Parse frames of this client's statements that these frames use and ``server`` lacks."""
+        prepared = server.prepared
+        parsed_here: set[bytes] = set()
+        missing: list[bytes] = []
+        for t, frame in frames:
+            if t == _P:
+                end = _cstr_end(frame, 5)
+                parsed_here.add(bytes(frame[5:end]))
+                continue
+            if t == _B:
+                start = _cstr_end(frame, 5) + 1
+            elif t == _D and frame[5] == ord("S"):
+                start = 6
+            else:
+                continue
+            end = _cstr_end(frame, start)
+            if end == start:
+                continue
+            name = bytes(frame[start:end])
+            if name in parsed_here:
+                continue
+            entry = self.stmts.get(name)
+            if entry is not None and entry[0] not in prepared and entry[1] not in missing:
+                missing.append(entry[1])
+        return missing
+
+    async def _borrow(self) -> None:
+        try:
+            pool = self.runtime.pool_for(self.role, self.user, self.database)
+            server = await pool.acquire(self.params, self.runtime.borrow_timeout())
+        except BorrowTimeout:
+            self._answer_pending_with(self._timeout_error("ERROR"))
+            return
+        except ServerError as exc:
+            self._answer_pending_with(pgwire.error_response("ERROR", exc.sqlstate, str(exc)))
+            return
+        if self.closed:
+            pool.release(server)
+            return
+        server.owner = self
+        self.server = server
+        self.pool = pool
+        try:
+            await self._apply_params(server)
+        except ServerError as exc:
+            self.server = None
+            pool.discard(server)
+            self._answer_pending_with(pgwire.error_response("ERROR", exc.sqlstate, str(exc)))
+            return
+        self._continue()
+
+    async def _apply_params(self, server: ServerConn) -> None:
+        diff = {k: v for k, v in self.params.items() if server.applied.get(k) != v}
+        if diff:
+            sql = "; ".join(f"SET {_quote_ident(k)} = {_quote_literal(v)}" for k, v in diff.items())
+            await server.private([query_frame(sql)])
+            server.applied.update(diff)
+
+    async def _reprepare(self, missing: list[bytes]) -> None:
+        server = self.server
+        if server is None:
+            self._continue()
+            return
+        try:
+            await server.private([*missing, b"S\0\0\0\x04"], check=False)
+        except ServerError:
+            return  # the server is gone; server_lost has answered the client
+        for frame in missing:
+            end = _cstr_end(frame, 5)
+            server.prepared.add(bytes(frame[5:end]).decode())
+        self._continue()
+
+    def _continue(self) -> None:
+        """Resume the frames held while borrowing or preparing."""
+        self.busy = False
+        frames, self.pending = self.pending, []
+        self.resume_reading()
+        if self.closed:
+            return
+        try:
+            if frames:
+                self._dispatch(frames, None)
+            elif self.server is not None and self.server.session.idle:
+                self._release()
+        except ProtocolViolation as exc:
+            self.fail(exc.error_response())
+
+    def _release(self) -> None:
+        server, self.server = self.server, None
+        if server is not None and self.pool is not None:
+            self.pool.release(server)
+
+    def server_at_boundary(self, server: ServerConn) -> None:
+        """The server answered every sync point sent: release it, or run what waited for this moment."""
+        if self.wait_boundary:
+            self.wait_boundary = False
+            missing = self._missing(self.pending, server)
+            if missing:
+                self._task = _spawn(self._reprepare(missing))
+            else:
+                self._continue()
+            return
+        if not self.pinned and not self.busy and server.session.transaction_status == "I":
+            self._release()
+
+    def server_lost(self, server: ServerConn) -> None:
+        """The lent server connection broke: the client's transaction or session state is gone."""
+        if self.server is server:
+            self.server = None
+            self.fail(pgwire.error_response("FATAL", "08006", "the database connection was lost; reconnect"))
+
+    def parameter_changed(self, frame: memoryview) -> None:
+        """The server reported a new parameter value in this client's transaction: the client wants it."""
+        msg = pgwire.decode_backend(ord("S"), frame[5:])
+        assert isinstance(msg, pgwire.ParameterStatus)
+        name = msg.name.lower()
+        if name in self.params or self.server is not None:
+            self.params[name] = msg.value
+            if self.server is not None:
+                self.server.applied[name] = msg.value
+
+    # -------------------------------------------------------------------------------- errors
+
+    def _timeout_error(self, severity: str) -> bytes:
+        seconds = self.runtime.borrow_timeout()
+        return pgwire.error_response(
+            severity,
+            _TIMEOUT_STATE,
+            f"Timed-out waiting to acquire database connection (ConnectionBorrowTimeout {seconds:g}s)",
+            hint="Too many clients hold database connections; raise MaxConnectionsPercent or retry.",
+        )
+
+    def _answer_pending_with(self, error: bytes) -> None:
+        """Answer every held sync point with ``error`` + ReadyForQuery; the connection stays usable."""
+        frames, self.pending = self.pending, []
+        self.busy = False
+        self.resume_reading()
+        out: list[bytes] = []
+        unsynced = False
+        terminate = False
+        for t, _ in frames:
+            if t in _SYNC_POINTS:
+                out.append(error)
+                out.append(pgwire.ready_for_query("I"))
+                unsynced = False
+            elif t == _X:
+                terminate = True
+            else:
+                unsynced = True
+        if unsynced:
+            out.append(error)
+            self.skip_until_sync = True
+        self.write(b"".join(out))
+        if terminate:
+            self.close()
+
+    def _skip(self, frames: list[pgwire.Frame]) -> list[pgwire.Frame]:
+        # After an error in an extended batch, a server discards messages until Sync: do the same.
+        for i, (t, _) in enumerate(frames):
+            if t == _S:
+                self.skip_until_sync = False
+                self.write(pgwire.ready_for_query("I"))
+                return frames[i + 1 :]
+            if t == _X:
+                self.close()
+                return []
+        return []
+
+    # -------------------------------------------------------------------------------- output
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Send bytes to the client."""
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def fail(self, error: bytes) -> None:
+        """Send an ErrorResponse and close (errors before or outside a transaction cycle are fatal)."""
+        self.write(error)
+        self.close()
+
+    def close(self) -> None:
+        """Close the client connection; its server connection is cleaned and returned."""
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _cleanup(self, server: ServerConn, pool: Pool, pinned: bool) -> None:
+        """Make a server connection whose client left safe for the next client, or close it."""
+        if server.closed:
+            return
+        session = server.session
+        if not session.at_boundary or server.reader.buffered or session.copy_in or session.copy_out:
+            # Mid-response: the simplest safe thing is a fresh connection later.
+            pool.discard(server)
+            return
+        try:
+            if session.transaction_status != "I":
+                await server.private([query_frame("ROLLBACK")], check=False)
+            if pinned:
+                await server.private([query_frame("DISCARD ALL")])
+                server.prepared.clear()
+                server.applied = {}
+        except ServerError:
+            pool.discard(server)
+            return
+        pool.release(server)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Any) -> asyncio.Task[None]:
+    task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_done)
+    return task
+
+
+def _done(task: asyncio.Task[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("proxy task failed", exc_info=task.exception())
+
+
+def random_key() -> bytes:
+    """A 4-byte cancel secret."""
+    return os.urandom(4)

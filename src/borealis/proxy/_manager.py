@@ -1,0 +1,299 @@
+"""The proxy data path's owner: one :class:`ProxyRuntime` per proxy, listeners per endpoint, the janitor.
+
+``ProxyManager.reconcile(name)`` brings the running listeners in line with the stored proxy (the registry
+calls it on every change): an endpoint listens once its proxy has a target (on the target cluster's port,
+at the endpoint's own loopback address). The janitor closes clients idle longer than IdleClientTimeout and
+server connections idle in a pool for longer than a few minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+from borealis.control import ControlPlane
+
+from ._auth import ScramKeys
+from ._client import ClientConn
+from ._pool import Pool
+from ._registry import ProxyRegistry
+from ._server import ServerError
+from ._stats import REGISTRY, MetricsRegistry, ProxyStats
+
+__all__ = ["ProxyManager", "ProxyRuntime"]
+
+log = logging.getLogger(__name__)
+
+#: Server connections idle in a pool this long are closed (RDS Proxy closes unused ones eventually).
+SERVER_IDLE_SECONDS = 300.0
+_JANITOR_PERIOD = 1.0
+
+
+class ProxyRuntime:
+    """The live side of one proxy: its clients, its pools and its stats."""
+
+    def __init__(self, manager: ProxyManager, name: str) -> None:
+        self.manager = manager
+        self.name = name
+        self.stats: ProxyStats = manager.metrics.stats(name)
+        self.clients: set[ClientConn] = set()
+        self.pools: dict[tuple[str, str, str], Pool] = {}
+        self.stats.in_transaction = lambda: sum(p.in_transaction() for p in self.pools.values())
+        self.doc: dict[str, Any] = manager.registry.proxy(name)
+        self._rr = itertools.count()
+
+    def config(self) -> dict[str, Any]:
+        """The target group's ConnectionPoolConfig."""
+        pool: dict[str, Any] = self.doc["target_group"]["pool"]
+        return pool
+
+    def borrow_timeout(self) -> float:
+        """ConnectionBorrowTimeout, seconds."""
+        return float(self.config()["ConnectionBorrowTimeout"])
+
+    def auth_for(self, user: str) -> tuple[str, str] | None:
+        """(ClientPasswordAuthType, password) of the proxy's secret for ``user``, or None."""
+        for entry in self.doc["auth"]:
+            try:
+                secret = self.manager.secrets.secret_json(entry["SecretArn"])
+            except Exception:
+                continue
+            if secret.get("username") == user and secret.get("password") is not None:
+                return entry["ClientPasswordAuthType"], str(secret["password"])
+        return None
+
+    def _target(self, role: str) -> tuple[str, str, int]:
+        """(instance id, host, port) of the postgres that serves ``role`` now (writer resolved per borrow)."""
+        cid = self.doc["target_group"].get("cluster")
+        if not cid:
+            raise ServerError("this RDS Proxy has no registered target", "08001")
+        control = self.manager.control
+        if role == "READ_ONLY":
+            readers = [
+                i
+                for i in control.cluster_instances(cid)
+                if i["role"] != "writer" and i["status"] == "available" and control.server(i["id"]) is not None
+            ]
+            if not readers:
+                raise ServerError("the read-only proxy endpoint has no available reader instance", "08001")
+            inst = readers[next(self._rr) % len(readers)]
+        else:
+            writer = control.writer_of(cid)
+            if writer is None:
+                raise ServerError(f"the DB cluster {cid} has no writer instance", "08001")
+            inst = writer
+        server = control.server(inst["id"])
+        if server is None:
+            raise ServerError(f"the DB instance {inst['id']} is not running", "08001")
+        return inst["id"], server.host, server.port
+
+    def pool_for(self, role: str, user: str, database: str) -> Pool:
+        """The pool for the current target of ``role``, created on first use."""
+        iid, host, port = self._target(role)
+        key = (iid, user, database)
+        pool = self.pools.get(key)
+        if pool is None or pool.host != host or pool.port != port:
+            if pool is not None:
+                pool.close()
+            pool = self.pools[key] = Pool(
+                host=host,
+                port=port,
+                user=user,
+                database=database,
+                password=lambda: self._password(user),
+                config=self.config,
+                stats=self.stats,
+                max_connections=self.manager.max_connections,
+                key=iid,
+            )
+        return pool
+
+    def _password(self, user: str) -> str | None:
+        found = self.auth_for(user)
+        return found[1] if found else None
+
+    def close(self) -> None:
+        """Disconnect every client and close every pool."""
+        for client in list(self.clients):
+            client.close()
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+
+class ProxyManager:
+    """Every proxy's runtime and listeners, in the Borealis process."""
+
+    def __init__(self, control: ControlPlane, secrets: Any, *, metrics: MetricsRegistry = REGISTRY) -> None:
+        self.control = control
+        self.secrets = secrets
+        self.metrics = metrics
+        self.registry = ProxyRegistry(control)
+        self.registry.on_change = self._changed
+        self.runtimes: dict[str, ProxyRuntime] = {}
+        self.listeners: dict[str, tuple[str, int, asyncio.Server]] = {}
+        self.scram_keys = ScramKeys()
+        #: max_connections per target instance, read once.
+        self.max_connections: dict[str, int] = {}
+        self._keys: dict[int, ClientConn] = {}
+        self._stmt_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._janitor: asyncio.Task[None] | None = None
+        self._closing = False
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Bring back every stored proxy's listeners and start the janitor."""
+        for doc in self.registry.proxies.values():
+            await self.reconcile(doc["name"])
+        self._janitor = asyncio.ensure_future(self._janitor_loop())
+
+    async def close(self) -> None:
+        """Stop listening, disconnect everyone."""
+        self._closing = True
+        if self._janitor is not None:
+            self._janitor.cancel()
+        for name in list(self.listeners):
+            await self._stop_listener(name)
+        for rt in self.runtimes.values():
+            rt.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _changed(self, name: str) -> None:
+        if self._closing:
+            return
+        task = asyncio.ensure_future(self.reconcile(name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reconcile(self, name: str) -> None:
+        """Make the listeners and runtime of proxy ``name`` match its stored record."""
+        async with self._lock:
+            doc = self.registry.proxies.get(name)
+            if doc is None:
+                for ep_name, (proxy, _, _) in list(self.listeners.items()):
+                    if proxy == name:
+                        await self._stop_listener(ep_name)
+                rt = self.runtimes.pop(name, None)
+                if rt is not None:
+                    rt.close()
+                self.metrics.drop(name)
+                return
+            rt = self.runtimes.get(name)
+            if rt is None:
+                rt = self.runtimes[name] = ProxyRuntime(self, name)
+            old_cluster = rt.doc["target_group"].get("cluster")
+            rt.doc = doc
+            if old_cluster != doc["target_group"].get("cluster"):
+                for pool in rt.pools.values():
+                    pool.close()
+                rt.pools.clear()
+            wanted = {}
+            for ep in self.registry.proxy_endpoints(name):
+                port = self.registry.listen_port(ep)
+                if port is not None:
+                    wanted[ep["name"]] = (ep, port)
+            for ep_name, (proxy, port, _) in list(self.listeners.items()):
+                if proxy == name and (ep_name not in wanted or wanted[ep_name][1] != port):
+                    await self._stop_listener(ep_name)
+            for ep_name, (ep, port) in wanted.items():
+                if ep_name not in self.listeners:
+                    await self._start_listener(rt, ep, port)
+            self.registry.set_status(name, "available")
+
+    async def _start_listener(self, rt: ProxyRuntime, ep: dict[str, Any], port: int) -> None:
+        loop = asyncio.get_running_loop()
+        role = ep["role"]
+        try:
+            server = await loop.create_server(
+                lambda: ClientConn(rt, role), ep["host"], port, reuse_address=True, backlog=4096
+            )
+        except OSError as exc:
+            log.error("proxy endpoint %s cannot listen on %s:%s: %s", ep["name"], ep["host"], port, exc)
+            return
+        self.listeners[ep["name"]] = (rt.name, port, server)
+        log.info("proxy endpoint %s listening on %s:%s", ep["name"], ep["host"], port)
+
+    async def _stop_listener(self, ep_name: str) -> None:
+        entry = self.listeners.pop(ep_name, None)
+        if entry is None:
+            return
+        _, _, server = entry
+        server.close()
+        rt = self.runtimes.get(entry[0])
+        if rt is not None:
+            for client in list(rt.clients):
+                client.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+    # ------------------------------------------------------------------------------------------ cancel keys
+
+    def new_key(self, client: ClientConn) -> tuple[int, bytes]:
+        """A BackendKeyData of the proxy's own for ``client`` (its process id is unique among clients)."""
+        while True:
+            pid = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
+            if pid and pid not in self._keys:
+                self._keys[pid] = client
+                return pid, os.urandom(4)
+
+    def forget_key(self, pid: int, client: ClientConn) -> None:
+        """The client left."""
+        if self._keys.get(pid) is client:
+            del self._keys[pid]
+
+    def cancel(self, pid: int, secret: bytes) -> None:
+        """A CancelRequest with the proxy's key: cancel what that client runs on its server connection."""
+        client = self._keys.get(pid)
+        if client is None or client.key[1] != secret:
+            return  # as PostgreSQL: a wrong key is ignored silently
+        server = client.server
+        if server is None or server.backend_key is None or client.pool is None:
+            return
+        spid, skey = server.backend_key
+        pool = client.pool
+        packet = (16).to_bytes(4, "big") + (80877102).to_bytes(4, "big") + spid.to_bytes(4, "big") + skey
+
+        async def send() -> None:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(pool.host, pool.port)
+                writer.write(packet)
+                await writer.drain()
+                writer.close()
+
+        task = asyncio.ensure_future(send())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def statement_name(self) -> str:
+        """A server-side prepared statement name no other statement has."""
+        return f"_bp{next(self._stmt_ids)}"
+
+    # ------------------------------------------------------------------------------------------ janitor
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_JANITOR_PERIOD)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("proxy janitor failed")
+
+    def sweep(self) -> None:
+        """Close idle clients past IdleClientTimeout and pooled connections idle too long."""
+        now = time.monotonic()
+        for rt in self.runtimes.values():
+            limit = float(rt.doc["idle_client_timeout"])
+            for client in list(rt.clients):
+                if now - client.last_active > limit and not client.busy:
+                    client.close()
+            for pool in rt.pools.values():
+                pool.reap(SERVER_IDLE_SECONDS)

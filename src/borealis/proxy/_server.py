@@ -1,0 +1,301 @@
+"""The server side: one proxy-to-PostgreSQL connection, its login, and the bytes it sends back.
+
+A :class:`ServerConn` is an asyncio Protocol. After login it is in one of three modes:
+
+* lent to a client (``owner`` set): every chunk from PostgreSQL is forwarded to the client as it is,
+  after the :class:`~borealis.pgwire.Session` has seen its frames (it says when a transaction ends);
+* private: the proxy itself talks to the server (InitQuery, re-preparing statements, replaying
+  parameters, ROLLBACK/DISCARD ALL after a client left); responses are consumed, never forwarded;
+* idle in its pool: nothing is expected; anything but asynchronous messages closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from borealis import pgwire
+from borealis.pgwire import FrameReader, Phase, ProtocolViolation, Session
+
+from ._auth import md5_response, scram_client
+
+if TYPE_CHECKING:
+    from ._client import ClientConn
+
+__all__ = ["ServerConn", "ServerError", "connect_server", "query_frame"]
+
+log = logging.getLogger(__name__)
+
+_S = 0x53
+_Z = 0x5A
+_E = 0x45
+_D = 0x44
+_d = 0x64
+_int = struct.Struct("!i")
+
+
+class ServerError(Exception):
+    """The server refused us (login or a private query failed): carries its SQLSTATE and message."""
+
+    def __init__(self, message: str, sqlstate: str = "08006") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def query_frame(sql: str) -> bytes:
+    """A simple-protocol Query message."""
+    body = sql.encode() + b"\0"
+    return b"Q" + _int.pack(len(body) + 4) + body
+
+
+class _Private:
+    __slots__ = ("error", "future", "remaining", "value")
+
+    def __init__(self, future: asyncio.Future[None], syncs: int) -> None:
+        self.future = future
+        self.remaining = syncs
+        self.error: pgwire.ErrorResponse | None = None
+        self.value: bytes | None = None
+
+
+class ServerConn(asyncio.Protocol):
+    """One connection to PostgreSQL, owned by a pool, lent to one client at a time."""
+
+    def __init__(self, on_lost: Callable[[ServerConn], None]) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reader = FrameReader.for_server()
+        self.session = Session(Phase.READY)
+        self.owner: ClientConn | None = None
+        self.backend_key: tuple[int, bytes] | None = None
+        #: Server-side names of the statements prepared on this connection.
+        self.prepared: set[str] = set()
+        #: Parameter values applied on this connection (lower-case names), as the clients asked for them.
+        self.applied: dict[str, str] = {}
+        self.closed = False
+        self.pool: Any = None
+        self.idle_since = 0.0
+        self.sent_at = 0.0
+        self._on_lost = on_lost
+        self._private: _Private | None = None
+        self._login: asyncio.Queue[tuple[int, bytes]] | None = asyncio.Queue()
+        self._connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -------------------------------------------------------------------------------- asyncio protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._private is not None and not self._private.future.done():
+            self._private.future.set_exception(ServerError("server connection lost"))
+        if self._login is not None:
+            self._login.put_nowait((-1, b""))
+        owner = self.owner
+        if owner is not None:
+            owner.server_lost(self)
+        self._on_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        try:
+            clean = reader.buffered == 0
+            reader.feed(data)
+            frames = reader.read_frames()
+            if self._login is not None:
+                for t, frame in frames:
+                    self._login.put_nowait((t, bytes(frame)))
+                return
+            if self._private is not None:
+                self._private_frames(frames)
+                return
+            owner = self.owner
+            session = self.session
+            backend = session.backend
+            for t, frame in frames:
+                if t != _D and t != _d:
+                    backend(t, frame)
+                    if t == _S and owner is not None:
+                        owner.parameter_changed(frame)
+            if owner is None:
+                self._unowned(frames)
+                return
+            if clean and reader.buffered == 0:
+                owner.write(data)
+            elif frames:
+                owner.write(b"".join(frames_bytes(frames)))
+            if session.phase is not Phase.READY:
+                self.close()
+                return
+            if reader.buffered == 0 and session.at_boundary:
+                owner.server_at_boundary(self)
+        except ProtocolViolation as exc:
+            log.warning("server sent bad protocol data: %s", exc)
+            if self.owner is not None:
+                self.owner.fail(exc.error_response())
+            self.close()
+
+    # -------------------------------------------------------------------------------- private talk
+
+    def _private_frames(self, frames: list[pgwire.Frame]) -> None:
+        priv = self._private
+        assert priv is not None
+        session = self.session
+        for t, frame in frames:
+            if t == _D:
+                if priv.value is None:
+                    row = pgwire.decode_backend(t, frame[5:])
+                    assert isinstance(row, pgwire.DataRow)
+                    priv.value = row.values[0] if row.values else None
+                continue
+            session.backend(t, frame)
+            if t == _E and priv.error is None:
+                err = pgwire.decode_backend(t, frame[5:])
+                assert isinstance(err, pgwire.ErrorResponse)
+                priv.error = err
+            elif t == _Z:
+                priv.remaining -= 1
+                if priv.remaining == 0:
+                    self._private = None
+                    if not priv.future.done():
+                        priv.future.set_result(None)
+                    return
+        if session.phase is not Phase.READY:
+            self.close()
+
+    async def private(self, frames: list[bytes], *, check: bool = True) -> bytes | None:
+        """Send ``frames`` (each sync point answered by one ReadyForQuery), consume every answer.
+
+        Returns the first column of the first DataRow, if any. With ``check``, an ErrorResponse raises
+        :class:`ServerError`. Only call this when the session is at a boundary.
+        """
+        if self.closed or self.transport is None:
+            raise ServerError("server connection closed")
+        syncs = 0
+        for f in frames:
+            self.session.frontend(f[0], f)
+            if f[0] in b"QSF":
+                syncs += 1
+        loop = asyncio.get_running_loop()
+        priv = _Private(loop.create_future(), syncs)
+        self._private = priv
+        self.transport.write(b"".join(frames))
+        await priv.future
+        if check and priv.error is not None:
+            raise ServerError(priv.error.message, priv.error.sqlstate)
+        return priv.value
+
+    def _unowned(self, frames: list[pgwire.Frame]) -> None:
+        # Idle in the pool: only asynchronous messages may come. A FATAL (admin shutdown) ends it.
+        if self.session.phase is not Phase.READY:
+            self.close()
+
+    # -------------------------------------------------------------------------------- life cycle
+
+    async def login(self, user: str, password: str | None, params: dict[str, str]) -> None:
+        """Send the startup packet and authenticate; raise :class:`ServerError` on refusal."""
+        assert self.transport is not None and self._login is not None
+        body = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in {"user": user, **params}.items())
+        body = _int.pack(196608) + body + b"\0"
+        self.transport.write(_int.pack(len(body) + 4) + body)
+        scram: Any = None
+        queue = self._login
+        while True:
+            t, frame = await queue.get()
+            if t == -1:
+                raise ServerError("the server closed the connection during login")
+            msg = pgwire.decode_backend(t, frame[5:])
+            if isinstance(msg, pgwire.ErrorResponse):
+                raise ServerError(msg.message, msg.sqlstate)
+            if isinstance(msg, pgwire.AuthenticationOk):
+                continue
+            if isinstance(msg, pgwire.AuthenticationCleartextPassword | pgwire.AuthenticationMD5Password):
+                if password is None:
+                    raise ServerError("the server asked for a password and none is known", "28P01")
+                answer = (
+                    password
+                    if isinstance(msg, pgwire.AuthenticationCleartextPassword)
+                    else (md5_response(user, password, msg.salt))
+                )
+                self.transport.write(pgwire.encode(pgwire.PasswordMessage(answer)))
+            elif isinstance(msg, pgwire.AuthenticationSASL):
+                if password is None or "SCRAM-SHA-256" not in msg.mechanisms:
+                    raise ServerError("the server asked for an unsupported SASL mechanism", "28000")
+                scram = scram_client(user, password)
+                first = scram.get_client_first().encode()
+                self.transport.write(pgwire.encode(pgwire.SASLInitialResponse("SCRAM-SHA-256", first)))
+            elif isinstance(msg, pgwire.AuthenticationSASLContinue):
+                scram.set_server_first(msg.data.decode())
+                self.transport.write(pgwire.encode(pgwire.SASLResponse(scram.get_client_final().encode())))
+            elif isinstance(msg, pgwire.AuthenticationSASLFinal):
+                scram.set_server_final(msg.data.decode())
+            elif isinstance(msg, pgwire.ParameterStatus):
+                self.session.parameters[msg.name] = msg.value
+            elif isinstance(msg, pgwire.BackendKeyData):
+                self.backend_key = (msg.process_id, msg.secret_key)
+            elif isinstance(msg, pgwire.ReadyForQuery):
+                self._login = None
+                self.applied = {k.lower(): v for k, v in params.items() if k != "database"}
+                return
+            elif isinstance(msg, pgwire.NoticeResponse | pgwire.NegotiateProtocolVersion):
+                continue
+            else:
+                raise ServerError(f"unexpected message during login: {type(msg).__name__}")
+
+    def write(self, data: bytes) -> None:
+        """Send bytes from the owning client."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        """Close the connection (a Terminate first, as a polite client does)."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            try:
+                self.transport.write(b"X\0\0\0\x04")
+            finally:
+                self.transport.close()
+
+
+def frames_bytes(frames: list[pgwire.Frame]) -> list[memoryview]:
+    """The views of frames, for joining."""
+    return [f for _, f in frames]
+
+
+async def connect_server(
+    host: str,
+    port: int,
+    user: str,
+    password: str | None,
+    params: dict[str, str],
+    on_lost: Callable[[ServerConn], None],
+    timeout: float = 10.0,
+) -> ServerConn:
+    """Open and log in one server connection."""
+    loop = asyncio.get_running_loop()
+
+    async def go() -> ServerConn:
+        _, conn = await loop.create_connection(lambda: ServerConn(on_lost), host, port)
+        try:
+            await conn.login(user, password, params)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    try:
+        return await asyncio.wait_for(go(), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ServerError(f"cannot connect to the database at {host}:{port}: {exc}") from None

@@ -1,0 +1,51 @@
+"""The RDS Data API (``rds-data``, rest-json): thin handlers over :class:`borealis.dataapi.DataApi`.
+
+The gateway routes ``POST /Execute``, ``/BatchExecute``, ``/BeginTransaction``, ``/CommitTransaction``,
+``/RollbackTransaction`` and ``/ExecuteSql`` by botocore's model and hands over typed params; each handler
+calls the domain and turns a :class:`~borealis.dataapi.DataApiError` into the ``AWSError`` the client sees
+(code, HTTP status, and modeled members such as ``dbConnectionId``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from borealis.aws import AWSError, Handler, RequestContext
+from borealis.dataapi import DataApi, DataApiError
+
+__all__ = ["handlers"]
+
+Params = dict[str, Any]
+
+# AWS's answer to ExecuteSql on Serverless v2 and provisioned clusters (the API reference's wording).
+_EXECUTE_SQL = (
+    "ExecuteSql isn't supported for Aurora Serverless v2 and provisioned DB clusters. "
+    "Use the ExecuteStatement or BatchExecuteStatement operation."
+)
+
+
+def _wrap(call: Callable[[Params], Awaitable[Params]]) -> Handler:
+    async def handler(ctx: RequestContext, p: Params) -> Params:
+        try:
+            return await call(p)
+        except DataApiError as exc:
+            raise AWSError(exc.code, exc.message, exc.status, fields=exc.fields or None) from None
+
+    return handler
+
+
+def handlers(api: DataApi) -> dict[str, Handler]:
+    """The handler of every ``rds-data`` operation, by operation name."""
+
+    async def execute_sql(ctx: RequestContext, p: Params) -> Params:
+        raise AWSError("BadRequestException", _EXECUTE_SQL)
+
+    return {
+        "ExecuteStatement": _wrap(api.execute_statement),
+        "BatchExecuteStatement": _wrap(api.batch_execute_statement),
+        "BeginTransaction": _wrap(api.begin_transaction),
+        "CommitTransaction": _wrap(api.commit_transaction),
+        "RollbackTransaction": _wrap(api.rollback_transaction),
+        "ExecuteSql": execute_sql,
+    }
