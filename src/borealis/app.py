@@ -94,7 +94,7 @@ class App:
         control.delete_secret = self.secrets.delete_owned
         if self.on_event is not None:
             control.on_event = self.on_event
-        self.proxies = ProxyManager(control, self.secrets)
+        self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
         control.extra_ports = self.proxies.registry.used_ports
         self.rds = {
             **rds_service.handlers(control, self.secrets),

@@ -1,7 +1,8 @@
 """The pooling proxy: RDS Proxy's resources (registry) and its PostgreSQL data path (manager).
 
 Split by role, as PgBouncer is: the registry (API state), the manager (listeners, janitor, cancel keys),
-the client side, the server side, the pool, authentication and stats.
+the client side, the server side, the pool, authentication (passwords, IAM tokens), TLS (the CA in
+``DATA_DIR/ca``) and stats.
 """
 
 from ._config import DEFAULT_POOL, pool_config

@@ -1,8 +1,11 @@
 """The client side: one application connection to a proxy endpoint, from startup packet to Terminate.
 
-A :class:`ClientConn` is an asyncio Protocol that plays a PostgreSQL server: it authenticates the client
-itself (SCRAM-SHA-256 or MD5 against the user's secret), then multiplexes its transactions over pooled
-server connections:
+A :class:`ClientConn` is an asyncio Protocol that plays a PostgreSQL server. It answers an SSLRequest with
+``S`` and upgrades the connection in place (``loop.start_tls``), refusing plaintext when the proxy has
+RequireTLS. It authenticates the client itself, as the user's UserAuthConfig says: SCRAM-SHA-256 or MD5
+against the user's secret (IAMAuth DISABLED), an IAM auth token sent as a cleartext password (REQUIRED, or
+DefaultAuthScheme IAM_AUTH), or either (ENABLED). Then it multiplexes its transactions over pooled server
+connections:
 
 * with no server connection, the first frames of a transaction wait while one is borrowed (within
   ConnectionBorrowTimeout; on timeout the client gets an ErrorResponse per sync point and stays usable);
@@ -19,8 +22,11 @@ PgBouncer 1.21+ does; they never pin.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hmac
 import logging
 import os
+import ssl
 import struct
 import time
 from collections.abc import Iterable
@@ -30,6 +36,7 @@ from borealis import pgwire
 from borealis.pgwire import STARTUP, FrameReader, ProtocolViolation
 
 from ._auth import MD5Challenge, ScramError, ScramServer
+from ._iam import TokenError, looks_like_token, verify_token
 from ._pool import BorrowTimeout, Pool
 from ._server import ServerConn, ServerError, query_frame
 
@@ -94,9 +101,13 @@ class ClientConn(asyncio.Protocol):
 
     _next_id = 0
 
-    def __init__(self, runtime: ProxyRuntime, role: str) -> None:
+    def __init__(self, runtime: ProxyRuntime, role: str, host: str = "", tls: ssl.SSLContext | None = None) -> None:
         self.runtime = runtime
         self.role = role
+        #: The endpoint's host string (what an IAM token must be signed for) and its TLS context.
+        self.host = host
+        self.tls = tls
+        self.encrypted = False
         self.stats = runtime.stats
         self.transport: asyncio.Transport | None = None
         self.reader = FrameReader.for_client(max_message_size=MAX_MESSAGE)
@@ -179,8 +190,11 @@ class ClientConn(asyncio.Protocol):
             reader.feed(data)
             frames = reader.read_frames()
             if self.state != "ready":
-                if self.state == "login":
-                    self.pending.extend(frames)  # pipelined ahead of ReadyForQuery: runs after login
+                if self.state == "login" or self.state == "tls":
+                    # Pipelined ahead of ReadyForQuery: runs after login. Or, in "tls", the startup packet
+                    # decrypted before start_tls() has handed us the TLS transport (asyncio delivers data on
+                    # the handshake's last step): handled once it has, so no answer goes out in plaintext.
+                    self.pending.extend(frames)
                 else:
                     self._handshake(frames)
                 return
@@ -213,8 +227,21 @@ class ClientConn(asyncio.Protocol):
 
     def _startup_packet(self, frame: memoryview) -> None:
         msg = pgwire.decode_startup(frame)
+        if isinstance(msg, pgwire.SSLRequest) and self.tls is not None and not self.encrypted:
+            if self.state != "startup":
+                raise ProtocolViolation("unexpected SSLRequest")
+            # Raises if plaintext came after the request: it would run as if it had come over TLS
+            # (CVE-2021-23214).
+            self.reader.negotiation_done(encrypted=True)
+            self.write(b"S")
+            # No more plaintext may reach this protocol: start_tls takes the transport over from here.
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.state = "tls"
+            self._task = _spawn(self._start_tls(self.transport, self.tls))
+            return
         if isinstance(msg, pgwire.SSLRequest | pgwire.GSSENCRequest):
-            # TLS is not served yet: answer 'N'; a client with sslmode=require then gives up.
+            # GSSAPI is not served, nor TLS inside TLS: 'N', and the client may go on or give up.
             self.write(b"N")
             self.reader.negotiation_done(encrypted=False)
             return
@@ -231,7 +258,8 @@ class ClientConn(asyncio.Protocol):
         if negotiate is not None:
             self.write(pgwire.encode(negotiate))
         doc = self.runtime.doc
-        if doc["require_tls"]:
+        if doc["require_tls"] and not self.encrypted:
+            self.stats.client_setup_failed_auth += 1
             self.fail(pgwire.error_response("FATAL", "28000", "This RDS Proxy requires TLS connections."))
             return
         self.user = msg.parameters["user"]
@@ -242,6 +270,8 @@ class ClientConn(asyncio.Protocol):
         self.params = params
         entry = self.runtime.auth_for(self.user)
         if entry is None:
+            # Also under DefaultAuthScheme IAM_AUTH: the proxy logs in to PostgreSQL with the role's secret
+            # (end-to-end IAM, with no secret at all, is not served yet).
             self.stats.client_setup_failed_auth += 1
             self.fail(
                 pgwire.error_response(
@@ -252,11 +282,17 @@ class ClientConn(asyncio.Protocol):
                 )
             )
             return
-        kind, password = entry
+        kind, password, iam = entry
+        if doc.get("default_auth_scheme") == "IAM_AUTH":
+            iam = "REQUIRED"
         self._password = password
-        self._auth_kind = kind
+        self._auth_kind = kind if iam == "DISABLED" else f"IAM_{iam}"
         self.state = "auth"
-        if kind == "POSTGRES_MD5":
+        if iam != "DISABLED":
+            # As RDS Proxy does: the token comes as a cleartext password (TLS keeps it private on AWS,
+            # where IAM auth needs TLS; Borealis allows plaintext unless RequireTLS says otherwise).
+            self.write(pgwire.encode(pgwire.AuthenticationCleartextPassword()))
+        elif kind == "POSTGRES_MD5":
             self._auth = MD5Challenge()
             self.write(pgwire.encode(pgwire.AuthenticationMD5Password(self._auth.salt)))
         else:
@@ -268,6 +304,9 @@ class ClientConn(asyncio.Protocol):
         self.fail(pgwire.error_response("FATAL", "28P01", f'password authentication failed for user "{self.user}"'))
 
     def _auth_message(self, frame: memoryview) -> None:
+        if self._auth_kind.startswith("IAM_"):
+            self._iam_password(frame)
+            return
         if self._auth_kind == "POSTGRES_MD5":
             msg = pgwire.decode_frontend_frame(frame)
             assert isinstance(msg, pgwire.PasswordMessage)
@@ -296,6 +335,63 @@ class ClientConn(asyncio.Protocol):
         except UnicodeDecodeError:
             raise ProtocolViolation("malformed SASL message") from None
 
+    def _iam_password(self, frame: memoryview) -> None:
+        """Check a cleartext password: an IAM token, or (IAMAuth ENABLED) the secret's password."""
+        msg = pgwire.decode_frontend_frame(frame)
+        if not isinstance(msg, pgwire.PasswordMessage):
+            raise ProtocolViolation("expected a password message", "28000")
+        given = msg.password
+        if self._auth_kind == "IAM_ENABLED" and not looks_like_token(given):
+            if self._password and hmac.compare_digest(given.encode(), self._password.encode()):
+                self._authenticated()
+            else:
+                self._auth_failed()
+            return
+        manager = self.runtime.manager
+        sockname = self.transport.get_extra_info("sockname") if self.transport is not None else None
+        hosts = {self.host} | ({str(sockname[0])} if sockname else set())
+        try:
+            verify_token(
+                given,
+                user=self.user,
+                hosts=hosts,
+                port=int(sockname[1]) if sockname else 0,
+                region=manager.region,
+                secret_for=manager.secret_for,
+                now=dt.datetime.now(dt.UTC),
+            )
+        except TokenError as exc:
+            # Why goes to the log only: the client learns no more than that it failed, as with passwords.
+            log.info("IAM authentication failed for user %r on proxy %s: %s", self.user, self.runtime.name, exc)
+            self.stats.client_setup_failed_auth += 1
+            self.fail(pgwire.error_response("FATAL", "28P01", f'IAM authentication failed for user "{self.user}"'))
+            return
+        self._authenticated()
+
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """Upgrade the connection to TLS; the client then sends its startup packet again, encrypted."""
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(raw, self, context, server_side=True)
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
+            # A failed handshake (the client rejected our certificate, or left) closes the socket, but the
+            # TLS layer owned it, so this protocol hears nothing: account for the loss here.
+            log.debug("TLS handshake with a client of %s failed: %r", self.runtime.name, exc)
+            raw.close()
+            self.connection_lost(None)
+            return
+        if transport is None or self.closed:
+            return
+        self.transport = transport
+        self.encrypted = True
+        self.state = "startup"
+        if self.pending:
+            frames, self.pending = self.pending, []
+            try:
+                self._handshake(frames)
+            except ProtocolViolation as exc:
+                self.fail(exc.error_response())
+
     def _authenticated(self) -> None:
         self._password = ""
         self.state = "login"
@@ -305,10 +401,14 @@ class ClientConn(asyncio.Protocol):
         """Report the server's parameters (as this client's settings make them), then ReadyForQuery."""
         key = frozenset(self.params.items())
         try:
-            pool = self.runtime.pool_for(self.role, self.user, self.database)
-            reported = pool.reported.get(key)
+            try:
+                reported = self.runtime.pool_for(self.role, self.user, self.database).reported.get(key)
+            except ServerError as exc:
+                if not exc.transient:
+                    raise
+                reported = None  # no target now: acquire() waits for one
             if reported is None:
-                server = await pool.acquire(self.params, self.runtime.borrow_timeout())
+                pool, server = await self.runtime.acquire(self.role, self.user, self.database, self.params)
                 try:
                     await self._apply_params(server)
                 except BaseException:
@@ -480,8 +580,7 @@ class ClientConn(asyncio.Protocol):
 
     async def _borrow(self) -> None:
         try:
-            pool = self.runtime.pool_for(self.role, self.user, self.database)
-            server = await pool.acquire(self.params, self.runtime.borrow_timeout())
+            pool, server = await self.runtime.acquire(self.role, self.user, self.database, self.params)
         except BorrowTimeout:
             self._answer_pending_with(self._timeout_error("ERROR"))
             return

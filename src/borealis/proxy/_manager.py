@@ -4,6 +4,10 @@
 calls it on every change): an endpoint listens once its proxy has a target (on the target cluster's port,
 at the endpoint's own loopback address). The janitor closes clients idle longer than IdleClientTimeout and
 server connections idle in a pool for longer than a few minutes.
+
+Each endpoint listener serves TLS with a certificate from the CA in ``DATA_DIR/ca`` (made on first start).
+A borrow whose target is down (the writer rebooting or being replaced) waits for it within
+ConnectionBorrowTimeout (:meth:`ProxyRuntime.acquire`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from borealis.control import ControlPlane
@@ -22,8 +27,9 @@ from ._auth import ScramKeys
 from ._client import ClientConn
 from ._pool import Pool
 from ._registry import ProxyRegistry
-from ._server import ServerError
+from ._server import ServerConn, ServerError
 from ._stats import REGISTRY, MetricsRegistry, ProxyStats
+from ._tls import CertificateAuthority
 
 __all__ = ["ProxyManager", "ProxyRuntime"]
 
@@ -56,15 +62,15 @@ class ProxyRuntime:
         """ConnectionBorrowTimeout, seconds."""
         return float(self.config()["ConnectionBorrowTimeout"])
 
-    def auth_for(self, user: str) -> tuple[str, str] | None:
-        """(ClientPasswordAuthType, password) of the proxy's secret for ``user``, or None."""
+    def auth_for(self, user: str) -> tuple[str, str, str] | None:
+        """(ClientPasswordAuthType, password, IAMAuth) of the proxy's secret for ``user``, or None."""
         for entry in self.doc["auth"]:
             try:
                 secret = self.manager.secrets.secret_json(entry["SecretArn"])
             except Exception:
                 continue
             if secret.get("username") == user and secret.get("password") is not None:
-                return entry["ClientPasswordAuthType"], str(secret["password"])
+                return entry["ClientPasswordAuthType"], str(secret["password"]), entry.get("IAMAuth") or "DISABLED"
         return None
 
     def _target(self, role: str) -> tuple[str, str, int]:
@@ -80,7 +86,11 @@ class ProxyRuntime:
                 if i["role"] != "writer" and i["status"] == "available" and control.server(i["id"]) is not None
             ]
             if not readers:
-                raise ServerError("the read-only proxy endpoint has no available reader instance", "08001")
+                # Waiting helps only if some reader exists and is coming back (rebooting, starting).
+                any_reader = any(i["role"] != "writer" for i in control.cluster_instances(cid))
+                raise ServerError(
+                    "the read-only proxy endpoint has no available reader instance", "08001", transient=any_reader
+                )
             inst = readers[next(self._rr) % len(readers)]
         else:
             writer = control.writer_of(cid)
@@ -91,6 +101,28 @@ class ProxyRuntime:
         if server is None:
             raise ServerError(f"the DB instance {inst['id']} is not running", "08001")
         return inst["id"], server.host, server.port
+
+    async def acquire(self, role: str, user: str, database: str, params: dict[str, str]) -> tuple[Pool, ServerConn]:
+        """Borrow a server connection for ``role``, waiting within ConnectionBorrowTimeout for a target.
+
+        When the writer is unavailable (rebooting, restarting, being replaced by a failover), the borrow is
+        retried with a short back-off until the deadline, as RDS Proxy holds new transactions while the
+        cluster's writer changes; a refusal that would only repeat (a wrong password) is raised at once.
+        On the deadline the last error is raised: it says why no target was reachable.
+        """
+        deadline = time.monotonic() + self.borrow_timeout()
+        delay = 0.05
+        while True:
+            try:
+                pool = self.pool_for(role, user, database)
+                return pool, await pool.acquire(params, max(0.0, deadline - time.monotonic()))
+            except ServerError as exc:
+                remaining = deadline - time.monotonic()
+                if not exc.transient or remaining <= 0 or self.manager.closing:
+                    raise
+                log.debug("proxy %s waits for its %s target: %s", self.name, role, exc)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.5)
 
     def pool_for(self, role: str, user: str, database: str) -> Pool:
         """The pool for the current target of ``role``, created on first use."""
@@ -129,9 +161,22 @@ class ProxyRuntime:
 class ProxyManager:
     """Every proxy's runtime and listeners, in the Borealis process."""
 
-    def __init__(self, control: ControlPlane, secrets: Any, *, metrics: MetricsRegistry = REGISTRY) -> None:
+    def __init__(
+        self,
+        control: ControlPlane,
+        secrets: Any,
+        *,
+        secret_for: Callable[[str], str | None] | None = None,
+        metrics: MetricsRegistry = REGISTRY,
+    ) -> None:
         self.control = control
         self.secrets = secrets
+        #: The secret access key of a key id (IAM auth tokens are signed with the API's access keys).
+        self.secret_for: Callable[[str], str | None] = secret_for or (lambda key_id: None)
+        #: The region IAM auth tokens must be signed for (the one the API serves).
+        self.region: str = control.settings.region
+        #: The CA of the proxy endpoints' certificates, ``DATA_DIR/ca/root.crt``; made in :meth:`start`.
+        self.ca = CertificateAuthority(control.settings.data_dir / "ca")
         self.metrics = metrics
         self.registry = ProxyRegistry(control)
         self.registry.on_change = self._changed
@@ -144,20 +189,21 @@ class ProxyManager:
         self._stmt_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._janitor: asyncio.Task[None] | None = None
-        self._closing = False
+        self.closing = False
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Bring back every stored proxy's listeners and start the janitor."""
+        """Make (or load) the CA, bring back every stored proxy's listeners and start the janitor."""
+        self.ca.ensure()
         for doc in self.registry.proxies.values():
             await self.reconcile(doc["name"])
         self._janitor = asyncio.ensure_future(self._janitor_loop())
 
     async def close(self) -> None:
         """Stop listening, disconnect everyone."""
-        self._closing = True
+        self.closing = True
         if self._janitor is not None:
             self._janitor.cancel()
         for name in list(self.listeners):
@@ -168,7 +214,7 @@ class ProxyManager:
             task.cancel()
 
     def _changed(self, name: str) -> None:
-        if self._closing:
+        if self.closing:
             return
         task = asyncio.ensure_future(self.reconcile(name))
         self._tasks.add(task)
@@ -212,9 +258,15 @@ class ProxyManager:
     async def _start_listener(self, rt: ProxyRuntime, ep: dict[str, Any], port: int) -> None:
         loop = asyncio.get_running_loop()
         role = ep["role"]
+        host = ep["host"]
+        try:
+            tls = self.ca.server_context(host)
+        except (OSError, ValueError) as exc:
+            log.error("proxy endpoint %s serves no TLS: %s", ep["name"], exc)
+            tls = None
         try:
             server = await loop.create_server(
-                lambda: ClientConn(rt, role), ep["host"], port, reuse_address=True, backlog=4096
+                lambda: ClientConn(rt, role, host, tls), host, port, reuse_address=True, backlog=4096
             )
         except OSError as exc:
             log.error("proxy endpoint %s cannot listen on %s:%s: %s", ep["name"], ep["host"], port, exc)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +38,22 @@ _d = 0x64
 _int = struct.Struct("!i")
 
 
-class ServerError(Exception):
-    """The server refused us (login or a private query failed): carries its SQLSTATE and message."""
+#: SQLSTATEs of a server that is going away or not yet up (admin/crash shutdown, "starting up").
+_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03"})
 
-    def __init__(self, message: str, sqlstate: str = "08006") -> None:
+
+class ServerError(Exception):
+    """The server refused us (login or a private query failed): carries its SQLSTATE and message.
+
+    ``transient`` says whether waiting may help: the target is down, restarting or being replaced
+    (connection failures, SQLSTATE class 08, shutdown and start-up states), as opposed to a refusal such as a
+    wrong password, which would only repeat.
+    """
+
+    def __init__(self, message: str, sqlstate: str = "08006", *, transient: bool | None = None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+        self.transient = sqlstate.startswith("08") or sqlstate in _TRANSIENT_STATES if transient is None else transient
 
 
 def query_frame(sql: str) -> bytes:
@@ -132,6 +143,12 @@ class ServerConn(asyncio.Protocol):
             if owner is None:
                 self._unowned(frames)
                 return
+            if self.sent_at:
+                # QueryDatabaseResponseLatency: from forwarding a request to the first bytes of its answer.
+                stats = self.pool.stats
+                stats.response_latency_us_sum += int((time.monotonic() - self.sent_at) * 1e6)
+                stats.response_count += 1
+                self.sent_at = 0.0
             if clean and reader.buffered == 0:
                 owner.write(data)
             elif frames:

@@ -76,6 +76,28 @@ def make_proxy(borealis: BorealisProcess, name: str, **pool: Any) -> ProxyInfo:
     return info
 
 
+def make_auth_proxy(
+    borealis: BorealisProcess, name: str, *, require_tls: bool = False, iam: str = "DISABLED", scheme: str = "NONE"
+) -> ProxyInfo:
+    """A proxy over the default cluster's master secret with the given RequireTLS, IAMAuth, DefaultAuthScheme."""
+    rds = borealis.client("rds")
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    rds.create_db_proxy(
+        DBProxyName=name,
+        EngineFamily="POSTGRESQL",
+        Auth=[{"AuthScheme": "SECRETS", "SecretArn": cluster["MasterUserSecret"]["SecretArn"], "IAMAuth": iam}],
+        RoleArn="arn:aws:iam::000000000000:role/proxy",
+        VpcSubnetIds=["subnet-1", "subnet-2"],
+        RequireTLS=require_tls,
+        DefaultAuthScheme=scheme,
+    )
+    wait_status(rds, name)
+    rds.register_db_proxy_targets(DBProxyName=name, DBClusterIdentifiers=["default"])
+    info = ProxyInfo(borealis, name)
+    _wait_listening(info)
+    return info
+
+
 def _wait_listening(info: ProxyInfo, timeout: float = 10) -> None:
     import socket
 

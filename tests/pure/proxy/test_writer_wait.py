@@ -1,0 +1,137 @@
+"""Pure tests: a borrow waits (within ConnectionBorrowTimeout) for a cluster's writer to come back.
+
+The runtime runs against a stand-in control plane whose writer is missing or not running for a while;
+pools are stand-ins too, so no socket is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from borealis.proxy import MetricsRegistry
+from borealis.proxy._manager import ProxyRuntime
+from borealis.proxy._server import ServerError
+
+
+class _Control:
+    """A cluster ``c1`` whose writer ``w1`` runs only once ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.writer: dict[str, Any] | None = {"id": "w1", "role": "writer", "status": "rebooting"}
+
+    def writer_of(self, cid: str) -> dict[str, Any] | None:
+        return self.writer
+
+    def server(self, iid: str) -> Any:
+        return SimpleNamespace(host="127.0.0.1", port=5999) if self.up else None
+
+    def cluster_instances(self, cid: str) -> list[dict[str, Any]]:
+        return [self.writer] if self.writer else []
+
+
+class _Pool:
+    def __init__(self, fail: ServerError | None = None) -> None:
+        self.fail = fail
+        self.host, self.port = "127.0.0.1", 5999
+
+    async def acquire(self, params: dict[str, str], timeout: float) -> str:
+        if self.fail is not None:
+            raise self.fail
+        return "server-connection"
+
+
+def _runtime(control: _Control, borrow_timeout: float) -> ProxyRuntime:
+    doc = {"target_group": {"cluster": "c1", "pool": {"ConnectionBorrowTimeout": borrow_timeout}}, "auth": []}
+    manager = SimpleNamespace(
+        metrics=MetricsRegistry(),
+        registry=SimpleNamespace(proxy=lambda name: doc),
+        control=control,
+        closing=False,
+        max_connections={},
+    )
+    rt = ProxyRuntime(manager, "p")  # type: ignore[arg-type]
+    pool = _Pool()
+
+    def pool_for(role: str, user: str, database: str) -> Any:
+        rt._target(role)  # raises while the writer is down, as the real pool_for does
+        return pool
+
+    rt.pool_for = pool_for  # type: ignore[method-assign]
+    return rt
+
+
+def test_borrow_waits_for_the_writer() -> None:
+    control = _Control()
+    rt = _runtime(control, borrow_timeout=5)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, setattr, control, "up", True)
+        t0 = time.monotonic()
+        _, server = await rt.acquire("READ_WRITE", "u", "db", {})
+        assert server == "server-connection"  # type: ignore[comparison-overlap]  # a stand-in pool
+        return time.monotonic() - t0
+
+    assert 0.25 < asyncio.run(main()) < 2
+
+
+def test_borrow_gives_up_at_the_borrow_timeout() -> None:
+    rt = _runtime(_Control(), borrow_timeout=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(ServerError, match="not running") as exc:
+        asyncio.run(rt.acquire("READ_WRITE", "u", "db", {}))
+    assert exc.value.sqlstate == "08001"
+    assert 0.2 < time.monotonic() - t0 < 1.5
+
+
+def test_refusals_that_would_repeat_are_not_retried() -> None:
+    control = _Control()
+    control.up = True
+    rt = _runtime(control, borrow_timeout=5)
+    refused = _Pool(ServerError('password authentication failed for user "u"', "28P01"))
+    rt.pool_for = lambda role, user, database: refused  # type: ignore[method-assign, assignment, return-value]
+    t0 = time.monotonic()
+    with pytest.raises(ServerError) as exc:
+        asyncio.run(rt.acquire("READ_WRITE", "u", "db", {}))
+    assert not exc.value.transient
+    assert time.monotonic() - t0 < 0.2
+
+
+def test_transient_states() -> None:
+    assert ServerError("x").transient
+    assert ServerError("x", "57P03").transient  # the database system is starting up
+    assert not ServerError("x", "28P01").transient
+    assert not ServerError("x", "08001", transient=False).transient
+
+
+def test_query_database_response_latency_is_measured() -> None:
+    # The server side times from forwarding a request to the first bytes of its answer.
+    from borealis.proxy import ProxyStats
+    from borealis.proxy._server import ServerConn, query_frame
+
+    stats = ProxyStats("p")
+    written: list[bytes] = []
+
+    async def main() -> None:
+        conn = ServerConn(lambda c: None)
+        conn._login = None
+        conn.pool = SimpleNamespace(stats=stats)
+        conn.owner = SimpleNamespace(  # type: ignore[assignment]
+            write=written.append, server_at_boundary=lambda s: None, parameter_changed=lambda f: None
+        )
+        q = query_frame("select 1")
+        conn.session.frontend(q[0], q)
+        conn.sent_at = time.monotonic() - 0.002
+        conn.data_received(b"C\0\0\0\x0dSELECT 1\0" + b"Z\0\0\0\x05I")
+
+    asyncio.run(main())
+    assert written
+    assert stats.response_count == 1
+    assert stats.response_latency_us_sum >= 2000
+    assert stats.samples()["QueryDatabaseResponseLatency"] >= 2000
