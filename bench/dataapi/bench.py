@@ -9,7 +9,9 @@ then runs the same primary-key SELECT twice at ``--connections`` concurrent conn
 2. wrk against ``POST /Execute``, replaying 256 requests SigV4-signed up front (a signature is valid for
    15 minutes, so the run must be shorter) with random ids, through a Lua script.
 
-Prints one table (requests/s, p50, p99, errors). Needs pgbench and wrk on PATH (``apt-get install wrk``).
+Prints one table (requests/s, p50, p99, errors). ``--workers N`` runs Borealis with N HTTP API processes
+(``borealis up --workers``; default one per CPU, 1 for the main process alone).
+Needs pgbench and wrk on PATH (``apt-get install wrk``).
 ``--profile`` also records a py-spy profile of Borealis during the wrk run (py-spy on PATH).
 """
 
@@ -72,13 +74,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--profile", type=Path, help="write a py-spy profile (raw/flamegraph by extension)")
+    ap.add_argument("--workers", type=int, help="borealis up --workers (default: its own, one per CPU)")
     args = ap.parse_args()
     for tool in ("pgbench", "wrk"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not on PATH")
 
     work = Path(tempfile.mkdtemp(prefix="borealis-bench-"))
-    proc, url = start_borealis(work / "data", dict(os.environ))
+    env = dict(os.environ)
+    if args.workers is not None:
+        env["BOREALIS_WORKERS"] = str(args.workers)
+    proc, url = start_borealis(work / "data", env)
     try:
         creds = dict(
             line.split(" = ", 1) for line in (work / "data" / "credentials").read_text().splitlines() if " = " in line
@@ -151,7 +157,7 @@ def main() -> None:
             fmt = "flamegraph" if args.profile.suffix == ".svg" else "raw"
             profiler = subprocess.Popen(
                 ["py-spy", "record", "-p", str(proc.pid), "-o", str(args.profile), "-f", fmt,
-                 "-d", str(args.duration), "-r", "200", "--nonblocking"],
+                 "-d", str(args.duration), "-r", "200", "--nonblocking", "--subprocesses"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         wrk = subprocess.run(
@@ -171,7 +177,8 @@ def main() -> None:
         socket_errors = re.search(r"Socket errors: (.*)", out)
         errors = (int(non2xx.group(1)) if non2xx else 0, socket_errors.group(1) if socket_errors else "none")
 
-        print(f"machine: {os.cpu_count()} CPUs, PostgreSQL {pg_version[0] if pg_version else '?'}")
+        workers = args.workers if args.workers is not None else "default"
+        print(f"machine: {os.cpu_count()} CPUs, PostgreSQL {pg_version[0] if pg_version else '?'}, workers {workers}")
         print(f"query: {SQL} (id random in 1..{args.rows}), {args.connections} connections, {args.duration} s")
         print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}  errors")
         print(

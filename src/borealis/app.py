@@ -1,6 +1,7 @@
 """Wires the parts together for `borealis up`: store, keys, secrets, engine, control plane, HTTP front.
 
-The app runs in the foreground on one event loop (uvloop where available). It owns a lock on the data
+The app runs in the foreground on one event loop (uvloop where available), with worker processes
+that share the API port and serve the Data API (``--workers``; see "workers" below). It owns a lock on the data
 directory, so two Borealis processes never manage the same clusters, and a small ``borealis.json`` there
 that tells the other commands (`borealis env`, `status`, `psql`) where the running API is.
 """
@@ -13,18 +14,20 @@ import fcntl
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from borealis import __version__
-from borealis.aws import Gateway, RequestContext
+from borealis.aws import Gateway, HttpServer, RequestContext
 from borealis.config import Settings
 from borealis.control import ControlPlane, Event
-from borealis.dataapi import DataApi
+from borealis.dataapi import DataApi, transaction_owner
 from borealis.engine import Binaries
 from borealis.iam import AccessKeys, write_credentials_file
 from borealis.proxy import ProxyManager
@@ -48,14 +51,6 @@ class StartupError(Exception):
     """Borealis cannot start; the message is one line for the user."""
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the app decides how to shut down, postgres first."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class App:
     """One Borealis: everything `borealis up` runs."""
 
@@ -65,12 +60,12 @@ class App:
         self.ready = asyncio.Event()
         self.started_at = time.monotonic()
         self._lock_fd: int | None = None
-        self._http: _Server | None = None
-        self._http_task: asyncio.Task[None] | None = None
+        self._http: HttpServer | None = None
         self.store: Store | None = None
         self.control: ControlPlane | None = None
         self.proxies: ProxyManager | None = None
         self.data_api: DataApi | None = None
+        self._workers: list[subprocess.Popen[bytes]] = []
 
     # --------------------------------------------------------------------------------------- life cycle
 
@@ -100,7 +95,7 @@ class App:
             **rds_service.handlers(control, self.secrets),
             **rds_proxy_service.handlers(self.proxies.registry),
         }
-        self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id)
+        self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id, node=0)
         gateway = Gateway(
             {
                 "rds": self.rds,
@@ -111,6 +106,7 @@ class App:
             fallback=self._fallback,
         )
         await self._start_http(gateway)
+        self._start_workers()
         self._write_state()
         await control.start()
         await self.proxies.start()
@@ -118,45 +114,77 @@ class App:
             await self._create_default_cluster()
         self._ready_task = asyncio.ensure_future(self._watch_ready())
 
-    async def _start_http(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        config = uvicorn.Config(
-            app,
-            host=self.settings.host,
-            port=self.settings.api_port,
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            http="httptools",
-            loop="none",
-            server_header=False,
-        )
-        self._http = _Server(config)
-        self._http_task = asyncio.ensure_future(self._http.serve())
-        while not self._http.started:
-            if self._http_task.done():
-                exc = self._http_task.exception() if not self._http_task.cancelled() else None
-                raise StartupError(
-                    f"cannot serve the API on {self.settings.host}:{self.settings.api_port}: "
-                    f"{exc or 'address already in use?'}"
-                )
-            await asyncio.sleep(0.01)
+    @property
+    def worker_count(self) -> int:
+        """HTTP API processes in all, this one included (``--workers``; 0 means one per CPU)."""
+        return worker_count(self.settings)
+
+    async def _start_http(self, gateway: Gateway) -> None:
+        count = self.worker_count
+        self._http = HttpServer(gateway, route=_Router(self.settings.data_dir, 0, count, main=True).route)
+        try:
+            if count > 1:
+                # SO_REUSEPORT would let us share a port another program (another Borealis) listens on, and
+                # the kernel would split clients between the two: check with a plain bind that it is free.
+                _probe_port(self.settings.host, self.settings.api_port)
+            await self._http.start(self.settings.host, self.settings.api_port, reuse_port=count > 1)
+            if count > 1:
+                await self._http.start_unix(str(node_socket(self.settings.data_dir, 0)))
+        except OSError as exc:
+            self._http = None
+            where = f"{self.settings.host}:{self.settings.api_port}"
+            raise StartupError(f"cannot serve the API on {where}: {exc}") from None
+
+    def _start_workers(self) -> None:
+        """Start the worker processes (nodes 1..n-1); each serves the Data API on the same port."""
+        count = self.worker_count
+        for node in range(1, count):
+            args = json.dumps(
+                {
+                    "data_dir": str(self.settings.data_dir),
+                    "host": self.settings.host,
+                    "api_port": self.settings.api_port,
+                    "region": self.settings.region,
+                    "node": node,
+                    "workers": count,
+                    "parent": os.getpid(),
+                }
+            )
+            code = "import sys, borealis.app as a; a.worker_main(sys.argv[1])"
+            self._workers.append(subprocess.Popen([sys.executable, "-c", code, args], stdin=subprocess.DEVNULL))
+
+    async def _stop_workers(self) -> None:
+        for proc in self._workers:
+            with contextlib.suppress(OSError):
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in self._workers:
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                proc.wait()
+        self._workers.clear()
 
     async def stop(self) -> None:
         """Stop every postgres and listener, then the API; the stored state stays for the next start."""
+        await self._stop_workers()
         if self.data_api is not None:
             await self.data_api.close()
         if self.proxies is not None:
             await self.proxies.close()
         if self.control is not None:
             await self.control.close()
-        if self._http is not None and self._http_task is not None:
-            self._http.should_exit = True
+        if self._http is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._http_task, 10)
+                await self._http.stop(10)
         if self.store is not None:
             self.store.close()
         with contextlib.suppress(OSError):
             (self.settings.data_dir / "borealis.json").unlink()
+        with contextlib.suppress(OSError):
+            node_socket(self.settings.data_dir, 0).unlink()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -270,3 +298,200 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# ------------------------------------------------------------------------------------------- workers
+#
+# Worker processes serve the Data API on the API port next to the main process (SO_REUSEPORT: the kernel
+# spreads connections over them).  The main process (node 0) owns the control plane: the store's writes,
+# the reconciler, the postgres children, the proxies.  A worker (node 1..n-1) reads what it needs from the
+# store (WAL lets another process read): cluster and instance records (instances carry ``pg_port``, the
+# writer's postgres port), access keys and secrets.  It forwards, as raw HTTP over the owner's unix socket
+# in the data directory, every request it does not serve itself: other services (rds, secretsmanager),
+# /health and the rest go to the main process; a Data API call naming a transaction goes to the node that
+# holds it (the transaction id's first byte).  Workers die with the main process (PR_SET_PDEATHSIG) and
+# ignore Ctrl-C, which the main process answers by stopping them.
+
+_DATA_API_TX_PATHS = frozenset(("/Execute", "/BatchExecute", "/CommitTransaction", "/RollbackTransaction"))
+_RUNNING = ("available", "modifying", "backing-up", "configuring-log-exports", "upgrading", "starting")
+_STORE_TTL = 1.0  # seconds a worker trusts what it read from the store
+
+
+def worker_count(settings: Settings) -> int:
+    """HTTP API processes in all: ``settings.workers``, 0 meaning one per CPU, at most 64."""
+    count = settings.workers
+    if not count:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(64, count))
+
+
+def _probe_port(host: str, port: int) -> None:
+    """Raise OSError if ``host:port`` cannot be bound without SO_REUSEPORT (someone listens there)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+def _unlink_if_ours(path: Path, inode: int | None) -> None:
+    """Remove a socket file only if it is still the one this process made: after a kill -9 and a restart,
+    the same path may already belong to the next Borealis's process, which must keep it."""
+    with contextlib.suppress(OSError):
+        if inode is not None and path.stat().st_ino == inode:
+            path.unlink()
+
+
+def node_socket(data_dir: Path, node: int) -> Path:
+    """The unix socket on which node ``node`` takes forwarded requests."""
+    return data_dir / f"api-{node}.sock"
+
+
+class _Router:
+    """Which process serves a request (see :data:`borealis.aws.Route`)."""
+
+    def __init__(self, data_dir: Path, node: int, count: int, *, main: bool) -> None:
+        self.node = node
+        self.main = main
+        self.count = count
+        self.sockets = [str(node_socket(data_dir, i)) for i in range(count)]
+
+    def route(self, path: str, classified: Any, body: bytes) -> str | None:
+        if self.count <= 1:
+            return None
+        if classified is None or not hasattr(classified, "endpoint") or classified.endpoint.name != "rds-data":
+            return None if self.main else self.sockets[0]
+        if path in _DATA_API_TX_PATHS and b"transactionId" in body:
+            try:
+                tid = json.loads(body).get("transactionId")
+            except (ValueError, AttributeError):
+                return None
+            owner = transaction_owner(tid)
+            if owner is not None and owner != self.node and owner < self.count:
+                return self.sockets[owner]
+        return None
+
+
+class _RemoteServer:
+    """A postgres run by the main process, as the Data API's pools see it: an address."""
+
+    __slots__ = ("host", "port")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+
+class _StoreClusters:
+    """The Data API's view of clusters in a worker: store reads, trusted for a second."""
+
+    def __init__(self, store: Store) -> None:
+        self.clusters = store.table("clusters")
+        self.instances = store.table("instances")
+        self._servers: dict[str, tuple[float, _RemoteServer | None]] = {}
+        self._by_address: dict[tuple[str, int], _RemoteServer] = {}
+
+    def cluster(self, ident: str) -> dict[str, Any] | None:
+        return self.clusters.get(ident)
+
+    def writer_of(self, cluster_id: str) -> dict[str, Any] | None:
+        for inst in self.instances.values():
+            if inst.get("cluster") == cluster_id and inst.get("role") == "writer" and inst["status"] != "deleting":
+                return inst
+        return None
+
+    def server(self, instance_id: str) -> _RemoteServer | None:
+        now = time.monotonic()
+        cached = self._servers.get(instance_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        inst = self.instances.get(instance_id)
+        server = None
+        if inst is not None and inst.get("pg_port") and inst.get("status") in _RUNNING:
+            address = ("127.0.0.1", int(inst["pg_port"]))
+            server = self._by_address.get(address)
+            if server is None:
+                server = self._by_address[address] = _RemoteServer(*address)
+        self._servers[instance_id] = (now + _STORE_TTL, server)
+        return server
+
+
+class _StoreSecrets:
+    """Secrets in a worker: read through a SecretsManager on the same store and key, cached for a second.
+
+    The main process may rotate a secret at any time: values are read again after a second, and at once
+    after an authentication failure (:meth:`forget`).
+    """
+
+    def __init__(self, store: Store, key_file: Path, *, account_id: str, region: str) -> None:
+        self._args = (store, key_file)
+        self._account_id = account_id
+        self._region = region
+        self._manager = self._fresh()
+        self._values: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def _fresh(self) -> SecretsManager:
+        store, key_file = self._args
+        return SecretsManager(store, key_file, account_id=self._account_id, region=self._region)
+
+    def secret_json(self, secret_id: str) -> dict[str, Any]:
+        now = time.monotonic()
+        cached = self._values.get(secret_id)
+        if cached is not None and cached[0] > now:
+            return dict(cached[1])
+        self._manager = self._fresh()  # sees secrets created or rotated since
+        value = self._manager.secret_json(secret_id)
+        if len(self._values) > 1000:
+            self._values.clear()
+        self._values[secret_id] = (now + _STORE_TTL, value)
+        return dict(value)
+
+    def forget(self, secret_id: Any) -> None:
+        if isinstance(secret_id, str):
+            self._values.pop(secret_id, None)
+
+
+def worker_main(arguments: str) -> None:
+    """Entry point of a worker process (started by :meth:`App._start_workers`)."""
+    a = json.loads(arguments)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != a["parent"]:
+        return  # the main process is gone already
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops us
+    logging.basicConfig(level=logging.WARNING, format=f"borealis[worker {a['node']}]: %(levelname)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.run(_worker(a))
+    except ImportError:
+        asyncio.run(_worker(a))
+
+
+async def _worker(a: dict[str, Any]) -> None:
+    data_dir = Path(a["data_dir"])
+    node, count = int(a["node"]), int(a["workers"])
+    store = Store(data_dir / "borealis.db")
+    sealer = Sealer(data_dir / "secrets.key")
+    keys = AccessKeys(store, sealer)
+    settings = Settings(data_dir=data_dir, region=a["region"])
+    secrets = _StoreSecrets(store, data_dir / "secrets.key", account_id=settings.account_id, region=a["region"])
+    data_api = DataApi(_StoreClusters(store), secrets, region=a["region"], account_id=settings.account_id, node=node)
+    gateway = Gateway({"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for)
+    http = HttpServer(gateway, route=_Router(data_dir, node, count, main=False).route)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await http.start_unix(str(node_socket(data_dir, node)))
+    inode = node_socket(data_dir, node).stat().st_ino
+    await http.start(a["host"], int(a["api_port"]), reuse_port=True)
+    try:
+        await stop.wait()
+    finally:
+        await http.stop(5)
+        await data_api.close()
+        store.close()
+        _unlink_if_ours(node_socket(data_dir, node), inode)

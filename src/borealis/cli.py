@@ -42,6 +42,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "region": getattr(args, "region", None),
         "postgres": getattr(args, "postgres", None),
         "log_level": getattr(args, "log_level", None),
+        "workers": getattr(args, "workers", None),
     }
     if getattr(args, "no_default_cluster", False):
         flags["create_default_cluster"] = False
@@ -342,6 +343,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--postgres", help='PostgreSQL binaries: "embedded", "embedded:18", or a bin dir / pg_config')
     up.add_argument("--no-default-cluster", action="store_true", help="do not create the `default` cluster")
     up.add_argument("--log-level", help="log level for DATA_DIR/borealis.log (default info)")
+    up.add_argument(
+        "--workers",
+        type=int,
+        help="HTTP API processes on the API port (default: one per CPU; 1 disables workers, $BOREALIS_WORKERS)",
+    )
     up.set_defaults(func=_cmd_up)
 
     env = sub.add_parser("env", help="print the exports for AWS SDKs and the aws CLI")

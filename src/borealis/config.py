@@ -42,6 +42,8 @@ class Settings:
     create_default_cluster: bool = True
     default_cluster: str = "default"
     log_level: str = "info"
+    workers: int = 0
+    """HTTP API processes sharing the API port (SO_REUSEPORT): 0 means one per CPU, 1 only the main one."""
 
     @property
     def account_id(self) -> str:
@@ -69,6 +71,7 @@ _ENV = {
     "create_default_cluster": "BOREALIS_CREATE_DEFAULT_CLUSTER",
     "default_cluster": "BOREALIS_DEFAULT_CLUSTER",
     "log_level": "BOREALIS_LOG_LEVEL",
+    "workers": "BOREALIS_WORKERS",
 }
 
 

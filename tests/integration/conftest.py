@@ -65,6 +65,23 @@ def postgres_pids(data_dir: Path) -> list[int]:
     return pids
 
 
+def processes_for(data_dir: Path) -> list[int]:
+    """PIDs of every process (postgres, Borealis worker, ...) whose command line names `data_dir`."""
+    me = os.getpid()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(data_dir) in cmd and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
 class BorealisProcess:
     """One `borealis up` subprocess with its own data directory and ports."""
 
@@ -178,7 +195,7 @@ def borealis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProce
         yield proc
     finally:
         proc.stop()
-        leftover = postgres_pids(data_dir)
+        leftover = processes_for(data_dir)
         for pid in leftover:
             os.kill(pid, signal.SIGKILL)
         assert not leftover, f"postgres processes left behind: {leftover}"

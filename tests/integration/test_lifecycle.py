@@ -11,17 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BorealisProcess, postgres_pids
+from .conftest import BorealisProcess, postgres_pids, processes_for
 
 
 def _wait_no_postgres(data_dir: Path, timeout: float = 30) -> list[int]:
+    """Wait until no process of this data directory is left: postgres servers and API worker processes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = postgres_pids(data_dir)
+        pids = processes_for(data_dir)
         if not pids:
             return []
         time.sleep(0.1)
-    return postgres_pids(data_dir)
+    return processes_for(data_dir)
 
 
 @pytest.fixture
@@ -121,3 +122,22 @@ def test_credentials_file(own: BorealisProcess) -> None:
     assert own.credentials() == (key, secret)
     assert secret not in (own.data_dir / "borealis.log").read_text()
     own.stop()
+
+
+def test_api_port_in_use_is_refused(own: BorealisProcess, tmp_path: Path) -> None:
+    """Worker processes share the API port with SO_REUSEPORT; a second Borealis must not join them."""
+    own.start()
+    other = subprocess.run(
+        [
+            sys.executable, "-m", "borealis", "up", "--data-dir", str(tmp_path / "other"),
+            "--api-port", str(own.api_port), "--workers", "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert other.returncode == 1
+    assert f"cannot serve the API on 127.0.0.1:{own.api_port}" in other.stderr
+    assert "Traceback" not in other.stderr
+    own.stop()
+    assert processes_for(tmp_path / "other") == []

@@ -1,12 +1,13 @@
 """The generic AWS protocol layer: query/XML, json and rest-json driven by botocore's service models.
 
-`Gateway` is an ASGI application; services register handlers per operation, raise `AWSError` for AWS
-errors, and get a `RequestContext` with the caller's region and access key.
+`Gateway` is an ASGI application, served lean by `HttpServer`; services register handlers per operation,
+raise `AWSError` for AWS errors, and get a `RequestContext` with the caller's region and access key.
 """
 
 from ._errors import AWSError
 from ._gateway import Gateway
+from ._http import HttpServer
 from ._model import load_service_model
 from ._types import ASGIApp, Handler, RequestContext
 
-__all__ = ["ASGIApp", "AWSError", "Gateway", "Handler", "RequestContext", "load_service_model"]
+__all__ = ["ASGIApp", "AWSError", "Gateway", "Handler", "HttpServer", "RequestContext", "load_service_model"]

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
+import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InputError
@@ -77,9 +78,28 @@ class Gateway:
             return
         headers = _header_map(scope)
         raw_query: bytes = scope.get("query_string", b"")
-        query_text = raw_query.decode("latin-1")
         method: str = scope["method"]
         path: str = scope["path"]
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        request = self.classify(method, path, raw_query, headers)
+        if request is None:
+            await self._to_fallback(scope, receive, send)
+            return
+        if isinstance(request, Reply):
+            await _send(send, request)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            await _send(send, self.too_large(request))
+            return
+        await _send(send, await self.serve(request, method, path, raw_path, raw_query, headers, body))
+
+    def classify(self, method: str, path: str, raw_query: bytes, headers: Mapping[str, str]) -> _Request | Reply | None:
+        """What a request is before its body is read: an AWS call, a reply already, or None (the fallback).
+
+        ``headers`` maps lowercase names to values (repeats joined with ",").
+        """
+        query_text = raw_query.decode("latin-1")
         authorization = headers.get("authorization")
         target = headers.get("x-amz-target")
         presigned = "X-Amz-Credential=" in query_text
@@ -88,42 +108,52 @@ class Gateway:
             signed_service = _scope_service(authorization.partition("Credential=")[2].partition(",")[0])
         elif presigned:
             signed_service = _scope_service(query_params(query_text).get("X-Amz-Credential", ""))
-
-        request_id = str(uuid.uuid4())
+        request_id = _request_id()
         route = self._identify(signed_service, target, method, path, headers, query_text)
         if route is None:
             if authorization is None and target is None and not presigned:
-                await self._to_fallback(scope, receive, send)
-                return
-            await _send(send, self._unknown_service(signed_service, target, headers, request_id))
-            return
+                return None
+            return self._unknown_service(signed_service, target, headers, request_id)
         endpoint, protocol = route
+        return _Request(endpoint, protocol, request_id, query_text, authorization, target, presigned)
 
-        body = await _read_body(receive)
-        if body is None:
-            await _send(send, protocol_error(protocol, "RequestEntityTooLarge", "Request too large", 413, request_id))
-            return
+    def too_large(self, request: _Request) -> Reply:
+        """The answer to a body over :data:`MAX_BODY`."""
+        return protocol_error(request.protocol, "RequestEntityTooLarge", "Request too large", 413, request.request_id)
+
+    async def serve(
+        self,
+        request: _Request,
+        method: str,
+        path: str,
+        raw_path: bytes,
+        raw_query: bytes,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Reply:
+        """Verify the signature of a classified AWS request, then run it; never raises."""
+        endpoint, protocol, request_id = request.endpoint, request.protocol, request.request_id
         try:
-            signed = read_signature(authorization, query_params(query_text) if presigned else {}, headers)
+            signed = read_signature(
+                request.authorization, query_params(request.query_text) if request.presigned else {}, headers
+            )
             if signed.credential.service != endpoint.signing_name:
                 raise AuthFailure("incomplete", "Credential should be scoped to correct service.")
-            raw_path = scope.get("raw_path") or path.encode()
             self._verifier.verify(
                 signed,
                 method=method,
                 raw_path=raw_path.decode("latin-1"),
-                query_string=query_text,
+                query_string=request.query_text,
                 headers=headers,
                 body=body,
             )
         except AuthFailure as failure:
             code, status = AUTH_ERRORS[protocol][failure.reason]
-            await _send(send, endpoint.error_reply(protocol, code, failure.message, status, request_id))
-            return
+            return endpoint.error_reply(protocol, code, failure.message, status, request_id)
 
         credential = signed.credential
         try:
-            reply = await self._dispatch(
+            return await self._dispatch(
                 endpoint,
                 protocol,
                 credential.region,
@@ -133,13 +163,17 @@ class Gateway:
                 path,
                 raw_query,
                 headers,
-                target,
+                request.target,
                 body,
             )
         except Exception:
             log.exception("request %s to %s failed", request_id, endpoint.name)
-            reply = endpoint.internal_error(protocol, request_id)
-        await _send(send, reply)
+            return endpoint.internal_error(protocol, request_id)
+
+    @property
+    def fallback(self) -> ASGIApp | None:
+        """The ASGI app serving requests that are not AWS API calls."""
+        return self._fallback
 
     # -------------------------------------------------------------- routing
 
@@ -239,6 +273,25 @@ class Gateway:
             return
         await _read_body(receive)
         await _send(send, Reply(404, [(b"content-type", b"text/plain; charset=utf-8")], b"Not Found"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """An AWS request recognised from its line and headers, before its body is read."""
+
+    endpoint: ServiceEndpoint
+    protocol: str
+    request_id: str
+    query_text: str
+    authorization: str | None
+    target: str | None
+    presigned: bool
+
+
+def _request_id() -> str:
+    # A random UUID (version 4) as text, without building a uuid.UUID object.
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def _scope_service(credential: str) -> str | None:

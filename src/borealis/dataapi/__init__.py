@@ -1,6 +1,6 @@
 """The RDS Data API: named parameters, value codecs, column metadata, and the executor with its pools."""
 
-from ._api import DataApi
+from ._api import DataApi, transaction_owner
 from ._errors import (
     BadRequestException,
     DataApiError,
@@ -61,5 +61,6 @@ __all__ = [
     "json_decoder",
     "parse_array",
     "parse_sql",
+    "transaction_owner",
     "type_info",
 ]

@@ -7,7 +7,8 @@ Request path, in order (nothing on it touches the disk once the cluster and secr
    stopped cluster is seen at once in practice) and its running writer (an in-memory lookup every call);
 3. the secret's username and password (Secrets Manager keeps parsed values in memory);
 4. a warm connection from the pool of (cluster, user, password, database), or the transaction's own;
-5. one ``PQsendQueryParams`` round trip with server-side parameters, under the call's time limit;
+5. one round trip (Parse, Bind, Describe, Execute, Sync in one write) with server-side parameters,
+   under the call's time limit;
 6. the text results decoded column by column into ``records``, ``formattedRecords`` and metadata.
 
 Transactions (BeginTransaction) hold a connection of their own until commit, rollback or expiry (3 minutes
@@ -31,8 +32,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from psycopg import pq
-
 from ._errors import (
     BadRequestException,
     DataApiError,
@@ -50,13 +49,13 @@ from ._errors import (
 )
 from ._metadata import ColumnDescription, ColumnSource, column_metadata
 from ._params import BoundParameters, bind_parameters
-from ._pool import PgConnection, PgError, Pool, PoolKey
+from ._pool import COMMAND_OK, EMPTY_QUERY, FATAL_ERROR, TUPLES_OK, PgConnection, PgError, Pool, PoolKey
 from ._results import ResultOptions, field_decoder, format_records_json, json_decoder
 from ._settings import DataApiSettings
 from ._sql import ParsedSql, parse_sql
 from ._types import BUILTIN_TYPES, TypeInfo
 
-__all__ = ["ClusterSource", "DataApi", "SecretSource"]
+__all__ = ["ClusterSource", "DataApi", "SecretSource", "transaction_owner"]
 
 log = logging.getLogger("borealis.dataapi")
 
@@ -65,10 +64,10 @@ _CLUSTER_TTL = 1.0  # seconds a cluster record is trusted before it is read agai
 _ENDED_KEEP = 10000  # ended transaction ids remembered, for the cause in TransactionNotFound
 _COLUMN_TTL = 10.0  # seconds catalog facts about table columns are trusted (DDL may change them)
 
-_TUPLES_OK = pq.ExecStatus.TUPLES_OK
-_COMMAND_OK = pq.ExecStatus.COMMAND_OK
-_FATAL = pq.ExecStatus.FATAL_ERROR
-_EMPTY = pq.ExecStatus.EMPTY_QUERY
+_TUPLES_OK = TUPLES_OK
+_COMMAND_OK = COMMAND_OK
+_FATAL = FATAL_ERROR
+_EMPTY = EMPTY_QUERY
 _OID_ARRAY = 1028
 
 _WRITER_UP = ("available", "modifying", "backing-up", "configuring-log-exports", "upgrading")
@@ -114,9 +113,20 @@ class _Transaction:
         self.aborted: str | None = None  # the error that aborted it, as the client saw it
 
 
-def _new_transaction_id() -> str:
-    # AWS's ids are opaque base64 text of about this length; 138 random bytes -> 184 characters.
-    return base64.b64encode(os.urandom(138)).decode("ascii")
+def _new_transaction_id(node: int) -> str:
+    # AWS's ids are opaque base64 text of about this length; 138 bytes -> 184 characters.  The first byte
+    # names the process (node) holding the transaction, so a call landing elsewhere can be sent there.
+    return base64.b64encode(bytes((node,)) + os.urandom(137)).decode("ascii")
+
+
+def transaction_owner(tid: object) -> int | None:
+    """The node (process index) that holds the transaction ``tid``, or None for a malformed id."""
+    if not isinstance(tid, str) or len(tid) < 4:
+        return None
+    try:
+        return base64.b64decode(tid[:4], validate=True)[0]
+    except ValueError:
+        return None
 
 
 class DataApi:
@@ -130,8 +140,11 @@ class DataApi:
         region: str,
         account_id: str = "000000000000",
         settings: DataApiSettings | None = None,
+        node: int = 0,
     ) -> None:
+        """``node`` (0-255) names this process in the transaction ids it gives out."""
         self.control = control
+        self.node = node
         self.secrets = secrets
         self.region = region
         self.account_id = account_id
@@ -230,7 +243,7 @@ class DataApi:
         except BaseException:
             pool.discard(conn)
             raise
-        tid = _new_transaction_id()
+        tid = _new_transaction_id(self.node)
         self._transactions[tid] = _Transaction(tid, cluster.id, pool, conn)
         self._start_janitor()
         return {"transactionId": tid}
@@ -437,7 +450,7 @@ class DataApi:
             try:
                 yield tx.conn, tx.pool, tx
             except DatabaseErrorException as exc:
-                if tx.aborted is None and tx.conn.pgconn.transaction_status == pq.TransactionStatus.INERROR:
+                if tx.aborted is None and tx.conn.transaction_failed:
                     tx.aborted = exc.message
                 raise
             finally:
@@ -449,7 +462,13 @@ class DataApi:
             return
         cluster = self._cluster(p.get("resourceArn"))
         pool = self._pool(cluster, p)
-        conn = await self._acquire(pool)
+        try:
+            conn = await self._acquire(pool)
+        except DatabaseErrorException as exc:
+            forget = getattr(self.secrets, "forget", None)
+            if forget is not None and "SQLState: 28P01" in exc.message:
+                forget(p.get("secretArn"))  # a secret source that caches (a worker process): read it again
+            raise
         detached = False
         try:
             yield conn, pool, None
@@ -567,7 +586,7 @@ class DataApi:
                 async with asyncio.timeout(limit):
                     return await conn.execute(sql, values, bound.oids or None, bound.formats or None)
             except TimeoutError:
-                # psycopg cancelled the statement on the server before we got here.
+                # execute() cancelled the statement on the server before we got here.
                 raise StatementTimeoutException("The statement timed out", dbConnectionId=conn.backend_pid) from None
             except PgError as err:
                 raise self._connection_error(err) from None
@@ -598,8 +617,7 @@ class DataApi:
 
     def _unexpected(self, pool: Pool, conn: PgConnection, tx: _Transaction | None, status: int) -> DataApiError:
         # COPY ... FROM STDIN / TO STDOUT leaves the connection in COPY mode: it cannot be reused.
-        with contextlib.suppress(Exception):
-            conn.pgconn.finish()
+        conn.abort()
         return DatabaseErrorException(f"The Data API does not support this statement (result status {status})")
 
     def _sql_error(

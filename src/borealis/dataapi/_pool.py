@@ -1,11 +1,13 @@
 """Warm PostgreSQL connections for the Data API: one small pool per (cluster, user, password, database).
 
-Each connection is a psycopg ``AsyncConnection`` used for what it does well (connecting, SCRAM, the async
-wait loop) while statements go through its libpq handle directly: ``PQsendQueryParams`` is Parse, Bind,
-Describe, Execute and Sync in one round trip, with the type OID and format of every parameter given by the
-caller (so a string is ``text`` as on AWS, never inferred) and every result column in text format, which is
-what the Data API decoders take.  The session settings the decoders rely on are startup options, so a new
-connection costs no extra round trip.
+psycopg (libpq) opens each connection (SCRAM, startup options, libpq's error texts); the socket is then
+handed to a long-lived asyncio protocol that reads frames with :class:`borealis.pgwire.FrameReader`.  A
+statement is Parse, Bind, Describe, Execute and Sync in one write (what ``PQsendQueryParams`` sends), with
+the type OID and format of every parameter given by the caller (so a string is ``text`` as on AWS, never
+inferred) and every result column in text format, which is what the Data API decoders take.  Compared with
+libpq's wait loop this saves registering and unregistering a reader on the event loop for every query.
+The session settings the decoders rely on are startup options, so a new connection costs no extra round
+trip.
 
 The pool follows asyncpg's: holders in a LIFO idle list (the warmest connection serves next), a bound on
 the number open, waiters served in order, monotonic timestamps for idle reaping.  The password is part of
@@ -18,14 +20,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
+import socket
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg import generators, pq
 
-__all__ = ["PgConnection", "PgError", "Pool", "PoolKey"]
+from borealis.pgwire import FrameReader
+
+__all__ = [
+    "COMMAND_OK",
+    "EMPTY_QUERY",
+    "FATAL_ERROR",
+    "TUPLES_OK",
+    "PgConnection",
+    "PgError",
+    "Pool",
+    "PoolKey",
+    "Result",
+]
 
 PoolKey = tuple[str, str, str, str]  # cluster id, user, password, database
 
@@ -33,8 +49,6 @@ PoolKey = tuple[str, str, str, str]  # cluster id, user, password, database
 SESSION_OPTIONS = (
     "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c bytea_output=hex -c extra_float_digits=1"
 )
-
-_F = pq.DiagnosticField
 
 # The SQLSTATEs of the errors a server sends during startup, by their fixed message text.
 _STARTUP_ERRORS = (
@@ -74,26 +88,23 @@ class PgError(Exception):
         self.connection_lost = connection_lost
 
     @classmethod
-    def from_result(cls, res: pq.abc.PGresult) -> PgError:
-        """Read an error result's fields."""
-
-        def field(code: _F) -> str | None:
-            raw = res.error_field(code)
-            return None if raw is None else raw.decode("utf-8", "replace")
-
-        position = field(_F.STATEMENT_POSITION)
-        message = field(_F.MESSAGE_PRIMARY)
-        if message is None:
-            message = res.get_error_message().strip() or "unknown error"
+    def from_fields(cls, fields: dict[str, str]) -> PgError:
+        """An ErrorResponse's fields (by their one-letter codes) as a PgError."""
+        position = fields.get("P")
         return cls(
-            message,
-            field(_F.SQLSTATE) or "",
-            severity=field(_F.SEVERITY_NONLOCALIZED) or "ERROR",
-            detail=field(_F.MESSAGE_DETAIL),
-            hint=field(_F.MESSAGE_HINT),
+            fields.get("M") or "unknown error",
+            fields.get("C", ""),
+            severity=fields.get("V") or fields.get("S") or "ERROR",
+            detail=fields.get("D"),
+            hint=fields.get("H"),
             position=int(position) if position and position.isdigit() else None,
-            where=field(_F.CONTEXT),
+            where=fields.get("W"),
         )
+
+    @classmethod
+    def from_result(cls, res: Result) -> PgError:
+        """The error of a FATAL_ERROR result."""
+        return res.error or cls("unknown error", "XX000")
 
     @classmethod
     def from_psycopg(cls, exc: psycopg.Error) -> PgError:
@@ -118,14 +129,228 @@ class PgError(Exception):
         )
 
 
+class Result:
+    """One statement's outcome, read off the wire: status, columns, text rows, command tag or error.
+
+    Mirrors the few ``PGresult`` accessors the executor uses, so the decoders take the same values.
+    """
+
+    __slots__ = ("command_status", "error", "fields", "rows", "status")
+
+    def __init__(self, status: int, fields: list[tuple[bytes, int, int, int, int]] | None = None) -> None:
+        self.status = status
+        self.fields = fields or []  # (name, table oid, column number, type oid, type modifier)
+        self.rows: list[list[bytes | None]] = []
+        self.command_status: bytes | None = None
+        self.error: PgError | None = None
+
+    @property
+    def nfields(self) -> int:
+        return len(self.fields)
+
+    @property
+    def ntuples(self) -> int:
+        return len(self.rows)
+
+    def fname(self, i: int) -> bytes:
+        return self.fields[i][0]
+
+    def ftable(self, i: int) -> int:
+        return self.fields[i][1]
+
+    def ftablecol(self, i: int) -> int:
+        return self.fields[i][2]
+
+    def ftype(self, i: int) -> int:
+        return self.fields[i][3]
+
+    def fmod(self, i: int) -> int:
+        return self.fields[i][4]
+
+    def get_value(self, row: int, column: int) -> bytes | None:
+        return self.rows[row][column]
+
+    @property
+    def command_tuples(self) -> int | None:
+        """The row count of the command tag (``INSERT 0 3`` -> 3), None when the tag has none."""
+        tag = self.command_status
+        if not tag:
+            return None
+        last = tag.rpartition(b" ")[2]
+        return int(last) if last.isdigit() else None
+
+
+# Result statuses (the values of libpq's ExecStatusType, for readable logs).
+EMPTY_QUERY = 0
+COMMAND_OK = 1
+TUPLES_OK = 2
+COPY_OUT = 3
+COPY_IN = 4
+FATAL_ERROR = 7
+COPY_BOTH = 8
+
+_u16 = struct.Struct("!H").unpack_from
+_i16 = struct.Struct("!h").unpack_from
+_i32 = struct.Struct("!i").unpack_from
+_field = struct.Struct("!IhIhih").unpack_from
+# Describe (portal ""), Execute (portal "", no row limit), Sync: the same bytes after every Bind.
+_TAIL = b"D\x00\x00\x00\x06P\x00E\x00\x00\x00\x09\x00\x00\x00\x00\x00S\x00\x00\x00\x04"
+_TERMINATE = b"X\x00\x00\x00\x04"
+
+
+def extended_query(
+    sql: bytes,
+    values: Sequence[bytes | None] | None,
+    oids: Sequence[int] | None,
+    formats: Sequence[int] | None,
+) -> bytes:
+    """Parse, Bind, Describe, Execute and Sync for the unnamed statement: one write, one round trip.
+
+    What libpq's ``PQsendQueryParams`` sends; every result column comes back in text format.
+    """
+    noids = len(oids) if oids else 0
+    parse_body = b"\x00" + sql + b"\x00" + struct.pack(f"!H{noids}I", noids, *(oids or ()))
+    parts = [b"P", struct.pack("!i", len(parse_body) + 4), parse_body]
+    nvalues = len(values) if values else 0
+    nformats = len(formats) if formats else 0
+    bind = [b"\x00\x00", struct.pack(f"!H{nformats}H", nformats, *(formats or ())), struct.pack("!H", nvalues)]
+    if values:
+        for value in values:
+            if value is None:
+                bind.append(b"\xff\xff\xff\xff")
+            else:
+                bind.append(struct.pack("!i", len(value)))
+                bind.append(value)
+    bind.append(b"\x00\x00")  # no result formats: all text
+    bind_body = b"".join(bind)
+    parts += (b"B", struct.pack("!i", len(bind_body) + 4), bind_body, _TAIL)
+    return b"".join(parts)
+
+
+def _error_fields(body: memoryview) -> dict[str, str]:
+    out: dict[str, str] = {}
+    raw = bytes(body)
+    pos = 0
+    while pos < len(raw) and raw[pos]:
+        end = raw.index(b"\x00", pos + 1)
+        out[chr(raw[pos])] = raw[pos + 1 : end].decode("utf-8", "replace")
+        pos = end + 1
+    return out
+
+
+class _Protocol(asyncio.Protocol):
+    """The long-lived reader of one server connection: frames in, results out when ReadyForQuery comes."""
+
+    def __init__(self) -> None:
+        self.reader = FrameReader.for_server()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[list[Result]] | None = None
+        self.results: list[Result] = []
+        self.current: Result | None = None
+        self.tx_status = b"I"
+        self.lost: PgError | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = PgError("server closed the connection unexpectedly", "08006", connection_lost=True)
+        self._fail(self.lost)
+
+    def _fail(self, err: PgError) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(err)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        try:
+            reader.feed(data)
+            frames = reader.read_frames()
+        except Exception as exc:
+            self.lost = PgError(f"protocol error from the server: {exc}", "08P01", connection_lost=True)
+            self._fail(self.lost)
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        for t, frame in frames:
+            if t == 68:  # D DataRow
+                current = self.current
+                if current is None:
+                    continue
+                count = _u16(frame, 5)[0]
+                pos = 7
+                row: list[bytes | None] = []
+                for _ in range(count):
+                    n = _i32(frame, pos)[0]
+                    pos += 4
+                    if n < 0:
+                        row.append(None)
+                    else:
+                        row.append(frame[pos : pos + n].tobytes())
+                        pos += n
+                current.rows.append(row)
+            elif t == 84:  # T RowDescription
+                count = _u16(frame, 5)[0]
+                pos = 7
+                fields = []
+                for _ in range(count):
+                    end = pos
+                    while frame[end]:
+                        end += 1
+                    name = frame[pos:end].tobytes()
+                    table, column, oid, _size, mod, _fmt = _field(frame, end + 1)
+                    fields.append((name, table, column, oid, mod))
+                    pos = end + 19
+                self.current = Result(TUPLES_OK, fields)
+            elif t == 67:  # C CommandComplete
+                result = self.current or Result(COMMAND_OK)
+                result.command_status = frame[5:-1].tobytes()
+                self.results.append(result)
+                self.current = None
+            elif t == 90:  # Z ReadyForQuery
+                self.tx_status = frame[5:6].tobytes()
+                results, self.results = self.results, []
+                self.current = None
+                waiter, self.waiter = self.waiter, None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(results)
+            elif t == 69:  # E ErrorResponse
+                if self.waiter is None:
+                    continue  # e.g. FATAL before the server closes an idle connection: connection_lost follows
+                result = Result(FATAL_ERROR)
+                result.error = PgError.from_fields(_error_fields(frame[5:]))
+                self.results.append(result)
+                self.current = None
+            elif t == 73:  # I EmptyQueryResponse
+                self.results.append(Result(EMPTY_QUERY))
+                self.current = None
+            elif t in (71, 72, 87):  # G/H/W: COPY, which the Data API cannot serve; the connection is dropped
+                self.results.append(Result({71: COPY_IN, 72: COPY_OUT}.get(t, COPY_BOTH)))
+                self.lost = PgError("the connection was left in COPY mode", "08006", connection_lost=True)
+                waiter, self.waiter = self.waiter, None
+                results, self.results = self.results, []
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(results)
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            # ParseComplete, BindComplete, NoData, ParameterStatus, NoticeResponse, ...: nothing to do.
+
+
 class PgConnection:
-    """One server connection: send a statement with typed parameters, get libpq results back."""
+    """One server connection: send a statement with typed parameters, get its results back.
 
-    __slots__ = ("backend_pid", "conn", "idle_since", "pgconn")
+    psycopg (libpq) opens and authenticates the connection; from then on the socket belongs to a
+    long-lived asyncio protocol reading frames with :class:`borealis.pgwire.FrameReader`, so a statement
+    costs one write and the reads it needs, with no per-query reader registration.
+    """
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    __slots__ = ("backend_pid", "conn", "idle_since", "proto")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], proto: _Protocol) -> None:
         self.conn = conn
-        self.pgconn = conn.pgconn
+        self.proto = proto
         self.backend_pid = conn.pgconn.backend_pid
         self.idle_since = time.monotonic()
 
@@ -143,20 +368,35 @@ class PgConnection:
                 connect_timeout=max(1, int(timeout)),
                 options=SESSION_OPTIONS,
                 application_name="borealis-data-api",
+                sslmode="disable",
+                gssencmode="disable",
             )
         except psycopg.Error as exc:
             raise PgError.from_psycopg(exc) from None
-        return cls(conn)
+        try:
+            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            _, proto = await loop.create_connection(_Protocol, sock=sock)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, proto)
 
     @property
     def ok(self) -> bool:
         """The connection is open and usable."""
-        return self.pgconn.status == pq.ConnStatus.OK
+        return self.proto.lost is None
 
     @property
     def in_transaction(self) -> bool:
-        """A transaction block is open (or failed) on the server side."""
-        return self.pgconn.transaction_status != pq.TransactionStatus.IDLE
+        """A transaction block is open (or failed) on the server side, or a statement is running."""
+        return self.proto.tx_status != b"I" or self.proto.waiter is not None
+
+    @property
+    def transaction_failed(self) -> bool:
+        """The transaction block is aborted (statements fail until ROLLBACK)."""
+        return self.proto.tx_status == b"E"
 
     async def execute(
         self,
@@ -164,23 +404,58 @@ class PgConnection:
         values: Sequence[bytes | None] | None = None,
         oids: Sequence[int] | None = None,
         formats: Sequence[int] | None = None,
-    ) -> list[pq.abc.PGresult]:
-        """Run one statement (extended protocol, text results); raises PgError if the connection fails."""
-        pgconn = self.pgconn
-        try:
-            pgconn.send_query_params(sql, values, oids, formats, 0)
-            results: list[pq.abc.PGresult] = await self.conn.wait(generators.execute(pgconn))
-        except psycopg.Error as exc:
-            raise PgError.from_psycopg(exc) from None
-        return results
+    ) -> list[Result]:
+        """Run one statement (extended protocol, text results); raises PgError if the connection fails.
 
-    async def simple(self, sql: bytes) -> pq.abc.PGresult:
+        Cancelled (a call's time limit), it cancels the statement on the server and waits for it to end,
+        so the connection stays usable.
+        """
+        proto = self.proto
+        if proto.lost is not None:
+            raise proto.lost
+        if proto.waiter is not None:
+            raise PgError("another statement is running on this connection", "55000")
+        transport = proto.transport
+        assert transport is not None
+        waiter: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        proto.waiter = waiter
+        transport.write(extended_query(sql, values, oids, formats))
+        try:
+            return await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            await self._cancel(waiter)
+            raise
+
+    async def _cancel(self, waiter: asyncio.Future[list[Result]]) -> None:
+        if waiter.done():
+            return
+        try:
+            await self.conn.cancel_safe(timeout=5)
+            await asyncio.wait_for(asyncio.shield(waiter), 10)
+        except BaseException:
+            self.abort()
+
+    async def simple(self, sql: bytes) -> Result:
         """Run a parameterless statement and return its last result (BEGIN, COMMIT, catalog reads)."""
         results = await self.execute(sql)
         return results[-1]
 
+    def abort(self) -> None:
+        """Drop the connection at once (it is in a state that cannot be reused)."""
+        proto = self.proto
+        if proto.lost is None:
+            proto.lost = PgError("the connection was closed", "08006", connection_lost=True)
+        if proto.transport is not None:
+            proto.transport.abort()
+
     async def close(self) -> None:
         """Close the connection (never raises)."""
+        with contextlib.suppress(Exception):
+            if self.proto.lost is None and self.proto.transport is not None:
+                self.proto.lost = PgError("the connection was closed", "08006", connection_lost=True)
+                self.proto.transport.write(_TERMINATE)
+            if self.proto.transport is not None:
+                self.proto.transport.close()
         with contextlib.suppress(Exception):
             await self.conn.close()
 

@@ -1,0 +1,406 @@
+"""A lean HTTP/1.1 server for the :class:`Gateway`: httptools parsing on an asyncio Protocol.
+
+uvicorn's ASGI cycle (scope dicts, receive/send messages, a task and several awaits per request) costs
+more than the Data API's own work on a primary-key SELECT, so AWS calls skip it: the protocol parses the
+request with httptools, hands method, path, headers and body to :meth:`Gateway.classify` and
+:meth:`Gateway.serve`, and writes the reply in one ``transport.write``.  Requests that are not AWS calls
+(``/health``, the console) still go to the gateway's ASGI fallback app through a minimal adapter.
+
+Rules: keep-alive per HTTP/1.1 (``Connection: close`` and HTTP/1.0 honoured); pipelined requests are
+served one after another in order; ``Expect: 100-continue`` is answered; a body over
+:data:`~borealis.aws._gateway.MAX_BODY` gets 413 and the connection is closed; a malformed request gets 400
+and the connection is closed.  The server never raises into the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import email.utils
+import logging
+import os
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import httptools
+
+from ._gateway import MAX_BODY, Gateway
+from ._service import Reply
+
+__all__ = ["HttpServer", "Route", "forward"]
+
+log = logging.getLogger("borealis.aws")
+
+_REASONS = {
+    200: b"OK",
+    201: b"Created",
+    202: b"Accepted",
+    204: b"No Content",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    409: b"Conflict",
+    413: b"Payload Too Large",
+    429: b"Too Many Requests",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    503: b"Service Unavailable",
+}
+
+_Request = tuple[str, bytes, list[tuple[bytes, bytes]], bytes, bool, str]  # method, url, headers, body, keep, ver
+
+
+class _Clock:
+    """The ``Date`` header, formatted once per second."""
+
+    __slots__ = ("header", "second")
+
+    def __init__(self) -> None:
+        self.second = 0
+        self.header = b""
+
+    def date(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.header = b"date: " + email.utils.formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self.header
+
+
+_clock = _Clock()
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
+    reason = _REASONS.get(status, b"Unknown")
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason), _clock.date()]
+    for name, value in headers:
+        if name.lower() not in (b"content-length", b"connection"):
+            parts.append(name + b": " + value + b"\r\n")
+    parts.append(b"content-length: %d\r\n" % len(body))
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests, serve them in order, write the replies."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.gateway = server.gateway
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.too_large = False
+        self.pending: collections.deque[_Request] = collections.deque()
+        self.busy = False
+        self.closing = False
+
+    # ------------------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, b"upgrades are not supported")
+        except httptools.HttpParserError:
+            self._fail(400, b"malformed HTTP request")
+
+    # ------------------------------------------------------------------------------ parser callbacks
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.body = []
+        self.size = 0
+        self.too_large = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        for name, value in self.headers:
+            lower = name.lower()
+            # Refuse on the declared length, before reading (or inviting, with 100 Continue) the body.
+            if lower == b"content-length" and value.strip().isdigit() and int(value) > MAX_BODY:
+                self._fail(413, b"request body too large")
+                return
+        for name, value in self.headers:
+            if name.lower() == b"expect" and value.lower() == b"100-continue" and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self.closing:
+            return
+        self.size += len(body)
+        if self.size > MAX_BODY:
+            self.too_large = True
+            self.body = []
+        elif not self.too_large:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.closing:
+            return
+        parser = self.parser
+        method = parser.get_method().decode("latin-1")
+        keep = bool(parser.should_keep_alive()) and not self.too_large
+        if self.too_large:
+            request: _Request = (method, self.url, self.headers, b"", False, "too-large")
+        else:
+            request = (method, self.url, self.headers, b"".join(self.body), keep, parser.get_http_version())
+        if self.busy:
+            self.pending.append(request)
+            return
+        self.busy = True
+        task = asyncio.ensure_future(self._serve(request))
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
+
+    # ------------------------------------------------------------------------------ serving
+
+    async def _serve(self, request: _Request) -> None:
+        try:
+            while True:
+                keep = await self._one(request)
+                if not keep:
+                    self.closing = True
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+                if not self.pending or self.closing:
+                    return
+                request = self.pending.popleft()
+        except Exception:
+            log.exception("HTTP request failed")
+            self._fail(500, b"internal error")
+        finally:
+            self.busy = False
+
+    async def _one(self, request: _Request) -> bool:
+        method, url, raw_headers, body, keep, version = request
+        parsed = httptools.parse_url(url)
+        raw_path: bytes = parsed.path or b"/"
+        raw_query: bytes = parsed.query or b""
+        path = _unquote_path(raw_path)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        gateway = self.gateway
+        classified = gateway.classify(method, path, raw_query, headers)
+        route = self.server.route
+        if route is not None:
+            target = route(path, classified, body)
+            if target is not None:
+                try:
+                    status, reply_headers, reply_body = await forward(target, method, url, raw_headers, body)
+                except OSError as exc:
+                    log.warning("cannot forward %s %s to %s: %s", method, path, target, exc)
+                    status, reply_headers, reply_body = 503, [(b"content-type", b"text/plain")], b"unavailable"
+                self._write(_response(status, reply_headers, reply_body, keep))
+                return keep
+        if classified is None:
+            status, reply_headers, reply_body = await self._fallback(
+                method, path, raw_path, raw_query, raw_headers, body, version
+            )
+            self._write(_response(status, reply_headers, reply_body, keep))
+            return keep
+        if isinstance(classified, Reply):
+            reply = classified
+        elif version == "too-large":
+            reply = gateway.too_large(classified)
+        else:
+            reply = await gateway.serve(classified, method, path, raw_path, raw_query, headers, body)
+        self._write(_response(reply.status, reply.headers, reply.body, keep))
+        return keep
+
+    async def _fallback(
+        self,
+        method: str,
+        path: str,
+        raw_path: bytes,
+        raw_query: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        version: str,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        app = self.gateway.fallback
+        if app is None:
+            return 404, [(b"content-type", b"text/plain; charset=utf-8")], b"Not Found"
+        scope: MutableMapping[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": version if version in ("1.0", "1.1") else "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": raw_query,
+            "root_path": "",
+            "headers": [(name.lower(), value) for name, value in raw_headers],
+            "client": None,
+            "server": None,
+        }
+        sent = False
+        status = 500
+        out_headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+
+        async def receive() -> MutableMapping[str, Any]:
+            nonlocal sent
+            if sent:
+                await asyncio.Event().wait()  # the body was given; a disconnect never comes here
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status, out_headers
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                out_headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", [])]
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+
+        await app(scope, receive, send)
+        return status, out_headers, b"".join(chunks)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _fail(self, status: int, message: bytes) -> None:
+        self.closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_response(status, [(b"content-type", b"text/plain; charset=utf-8")], message, False))
+            self.transport.close()
+
+    def close_if_idle(self) -> None:
+        """Close the connection now unless a request is being served (that one closes after its reply)."""
+        self.closing = True
+        if not self.busy and self.transport is not None:
+            self.transport.close()
+
+
+def _unquote_path(raw: bytes) -> str:
+    if b"%" not in raw:
+        return raw.decode("latin-1")
+    from urllib.parse import unquote_to_bytes
+
+    return unquote_to_bytes(raw).decode("utf-8", "replace")
+
+
+_HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"expect"))
+
+
+async def forward(
+    socket_path: str, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Send a request as it came to another Borealis process's unix socket; its reply, read to the end."""
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    try:
+        head = [method.encode("latin-1"), b" ", url, b" HTTP/1.1\r\n"]
+        for name, value in headers:
+            if name.lower() not in _HOP_BY_HOP:
+                head += (name, b": ", value, b"\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        writer.write(b"".join(head) + body)
+        raw = await reader.read()
+    finally:
+        writer.close()
+    reply = _Reply()
+    parser = httptools.HttpResponseParser(reply)
+    parser.feed_data(raw)
+    if not reply.complete:
+        raise OSError("incomplete reply from the owning process")
+    return parser.get_status_code(), reply.headers, b"".join(reply.body)
+
+
+class _Reply:
+    """httptools callbacks collecting a forwarded reply."""
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() not in (b"date", *_HOP_BY_HOP):
+            self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+Route = Callable[[str, Any, bytes], str | None]
+"""(path, what Gateway.classify said, body) -> the unix socket of the process to forward to, or None."""
+
+
+class HttpServer:
+    """Serves a :class:`Gateway` on a TCP port (optionally with ``SO_REUSEPORT``, for worker processes).
+
+    ``route`` decides, per request, whether another process serves it (see :data:`Route`); forwarded
+    requests go as raw HTTP over that process's unix socket (:meth:`start_unix`).
+    """
+
+    def __init__(self, gateway: Gateway, *, route: Route | None = None) -> None:
+        self.gateway = gateway
+        self.route = route
+        self.connections: set[_Connection] = set()
+        self.tasks: set[asyncio.Future[None]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._unix: asyncio.AbstractServer | None = None
+
+    async def start_unix(self, path: str) -> None:
+        """Also listen on a unix socket (requests forwarded by the other processes)."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._unix = await loop.create_unix_server(lambda: _Connection(self), path)
+        os.chmod(path, 0o600)
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048) -> None:
+        """Listen; raises OSError when the address is taken."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, reuse_port=reuse_port or None, backlog=backlog
+        )
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop listening, let requests in flight finish (up to ``timeout``), close every connection."""
+        if self._server is not None:
+            self._server.close()
+        if self._unix is not None:
+            self._unix.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        if self.tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(list(self.tasks), timeout=timeout)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
