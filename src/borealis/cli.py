@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -53,9 +54,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 # ------------------------------------------------------------------------------------------------- up
 
 
+def _raise_open_files_limit() -> None:
+    """Every client of an endpoint or proxy is a file descriptor: take the soft limit up to the hard one
+    (a default soft limit of 1,024 would stop a proxy at about a thousand clients)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _cmd_up(args: argparse.Namespace) -> None:
     settings = _settings(args)
     _setup_logging(settings)
+    _raise_open_files_limit()
     try:
         import uvloop
 
