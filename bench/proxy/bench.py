@@ -2,6 +2,7 @@
 
     python bench/proxy/bench.py [--duration 15] [--clients 32] [--pool-size 10] [--rounds 1]
                                 [--idle 10000] [--profile /tmp/proxy-profile.txt] [--database postgres]
+                                [--profile-mode "tpcb-like (sync_commit off)"]
 
 Run by hand, as root (PgBouncer is started as an unprivileged user; it refuses root). It stops by itself:
 every step has a timeout, and everything it started is stopped by pid at the end.
@@ -9,9 +10,8 @@ every step has a timeout, and everything it started is stopped by pid at the end
 1. Starts its own ``borealis up`` (a temporary data directory, free ports, the default cluster) with a raised
    open-files limit, sets ``synchronous_commit = off`` for the database ``--database`` (so fsync noise does
    not hide the poolers; made first unless it is ``postgres``) and runs ``pgbench -i -s 10`` once, straight
-   to the writer's postgres. The default is ``postgres``: on 2026-11-26 the proxy logs in to PostgreSQL
-   without the client's database (so it reaches the one named after the user); the script checks that every
-   target reaches the database asked for and stops otherwise.
+   to the writer's postgres. The script checks that every target reaches the database asked for and stops
+   otherwise (until 2026-11-26 the proxy logged in to PostgreSQL without the client's database).
 2. Creates an RDS proxy through the API (boto3): CreateDBProxy with the default cluster's master secret,
    RegisterDBProxyTargets, ModifyDBProxyTargetGroup with the MaxConnectionsPercent that makes the pool's
    server-connection cap (``max_connections * pct // 100``) equal to PgBouncer's ``default_pool_size``.
@@ -25,8 +25,9 @@ every step has a timeout, and everything it started is stopped by pid at the end
    transaction, from /proc/<pid>/stat) and the ratios proxy/PgBouncer and proxy/direct (medians of rounds).
    A pgbench that aborts (PgBouncer 1.18 with ``-M prepared`` in transaction mode) is reported as aborted,
    with its first errors.
-5. With ``--profile``, one more proxy select-only simple run under ``py-spy record --format raw`` (not
-   counted in the table) and a summary of where the time goes (``--summarise FILE`` redoes only that).
+5. With ``--profile``, one more proxy run (select-only simple, or ``--profile-mode``) under ``py-spy record
+   --format raw`` (not counted in the table) and a summary of where the time goes (``--summarise FILE``
+   redoes only that).
 6. Unless ``--idle 0``: holds ``--idle`` idle client connections (startup + SCRAM only) from a separate
    process (``hold.py``) through the proxy, then through PgBouncer, and reports the RSS growth per
    connection of the ``borealis up`` process and of PgBouncer (``VmRSS`` from ``/proc/<pid>/status``).
@@ -204,13 +205,16 @@ _BOILERPLATE = ("<frozen runpy>", "borealis/cli.py", "borealis/__main__.py", "as
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("socket writes (transport.write: the send syscall, and waiting for the CPU after waking the peer)",
      ("ServerConn.write ", "ClientConn.write ")),
-    ("target lookup on every borrow (store: SQLite SELECT + json.loads of every instance)",
-     ("ProxyRuntime._target", "ProxyRuntime.pool_for", "store/", "json/", "ControlPlane.")),
-    ("pinning check (regexes over every Query/Parse text)", ("pinning", "_check_pin")),
+    ("target lookup (store reads; since 2026-11-26 kept until the control plane's generation moves)",
+     ("ProxyRuntime._target", "ProxyRuntime.pool_for", "ProxyRuntime.current_pool", "store/", "json/",
+      "ControlPlane.")),
+    ("pinning check (pre-filter, then regexes over Query/Parse texts)",
+     ("pinning", "_check_pin", "_may_pin", "_check_query")),
     ("event loop itself (uvloop: epoll, recv, callback dispatch)", ("Runner.run",)),
-    ("borrow/release machinery (a Task per transaction, futures, wait_for, pool)",
+    ("borrow/release machinery (pool take/wait/release, hand-off to a waiter, Tasks, futures)",
      ("_borrow", "Pool.", "ProxyRuntime.acquire", "asyncio/", "_spawn", "_continue", "_apply_params",
-      "_release", "server_at_boundary", "_lent", "_done")),
+      "_release", "server_at_boundary", "_lent", "_done", "pool_grant", "pool_fail", "_attach",
+      "_apply_and_continue")),
     ("framing and session state (pgwire)", ("pgwire/",)),
     ("stats", ("_stats",)),
     ("proxy data path (data_received, dispatch, forward, inspect)", ("proxy/_client.py", "proxy/_server.py")),
@@ -467,10 +471,7 @@ class Bench:
             with psycopg.connect(dbname=args.database, **{**conninfo, "host": host, "port": port}) as conn:
                 got = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
             if got != args.database:
-                raise SystemExit(
-                    f"{name}: asked for database {args.database!r}, reached {got!r}. (The proxy of 2026-11-26 logs "
-                    "in to PostgreSQL without the client's database; use --database <master user name>.)"
-                )
+                raise SystemExit(f"{name}: asked for database {args.database!r}, reached {got!r}.")
         targets = {
             "direct": (self.pg_host, self.pg_port),
             "pgbouncer": ("127.0.0.1", pgb_port),
@@ -561,13 +562,14 @@ class Bench:
              "-r", "100", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         time.sleep(0.5)
-        res = bench("proxy", "select-only simple", seconds + 1)
+        mode = self.args.profile_mode
+        res = bench("proxy", mode, seconds + 1)
         try:
             _, err = prof.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             prof.kill()
             _, err = prof.communicate()
-        print(f"\nprofile: proxy select-only simple under py-spy (100 Hz, {seconds}s): "
+        print(f"\nprofile: proxy {mode} under py-spy (100 Hz, {seconds}s): "
               f"{res.tps or 0:,.0f} tps; raw stacks in {self.args.profile}")  # fmt: skip
         if prof.returncode != 0 or not Path(self.args.profile).exists():
             print(f"py-spy failed: {err.decode()[-500:]}")
@@ -658,6 +660,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="repeat the interleaved matrix (order alternates)")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory test (0: skip)")
     ap.add_argument("--profile", type=Path, help="py-spy raw output path (a separate, uncounted proxy run)")
+    ap.add_argument("--profile-mode", default="select-only simple", choices=list(MODES),
+                    help="the pgbench mode the profile run uses")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--summarise", type=Path, help="only summarise an existing py-spy raw profile, then exit")
     args = ap.parse_args()

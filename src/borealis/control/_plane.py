@@ -111,6 +111,10 @@ class ControlPlane:
         self._background: set[asyncio.Future[None]] = set()
         self._closing = False
         self._changed = asyncio.Condition()
+        self.generation = 0
+        """Bumped on every change that may move a cluster's targets (a record written through the control
+        plane, a reconcile pass, a postgres started, stopped or lost), so readers such as the proxy can keep
+        what they resolved and look again only when it differs."""
 
     # ----------------------------------------------------------------------------------------- queries
 
@@ -205,6 +209,7 @@ class ControlPlane:
 
     def kick(self, cluster_id: str) -> None:
         """Make the cluster's reconciler run (again)."""
+        self.generation += 1
         if self._closing:
             return
         self._dirty.add(cluster_id)
@@ -256,6 +261,7 @@ class ControlPlane:
                 await asyncio.sleep(1.0)
                 if self.clusters.get(cluster_id) is not None:
                     self._mark_failed(cluster_id, str(exc))
+            self.generation += 1
             await self._notify()
 
     def _mark_failed(self, cluster_id: str, reason: str) -> None:
@@ -434,6 +440,7 @@ class ControlPlane:
         server = PostgresServer(volume, self.binaries, port=port, host="127.0.0.1", log_dir=log_dir)
         await server.start()
         self._servers[iid] = server
+        self.generation += 1
         self._watchers[iid] = asyncio.ensure_future(self._watch(cluster["id"], iid, server))
         self._emit(cluster["id"], iid, f"postgres ready in {time.monotonic() - started:.1f}s")
         await self._bootstrap(cluster, server)
@@ -442,6 +449,7 @@ class ControlPlane:
         inst["status"] = "available"
         inst["pg_port"] = port
         self.instances.put(iid, inst)
+        self.generation += 1
         self._emit(cluster["id"], iid, "instance available")
 
     async def _watch(self, cid: str, iid: str, server: PostgresServer) -> None:
@@ -450,10 +458,11 @@ class ControlPlane:
         if self._servers.get(iid) is server and not self._closing:
             log.warning("postgres of %s exited unexpectedly with code %s; restarting", iid, code)
             del self._servers[iid]
-            self.kick(cid)
+            self.kick(cid)  # (bumps the generation)
 
     async def _stop_server(self, iid: str) -> None:
         server = self._servers.pop(iid, None)
+        self.generation += 1
         watcher = self._watchers.pop(iid, None)
         if watcher is not None:
             watcher.cancel()

@@ -72,9 +72,22 @@ class ReaderState:
     FAILED: Final = "failed"  # a ProtocolViolation was raised; the stream is out of sync
 
 
+_LIMITS: dict[tuple[frozenset[int], frozenset[int], int], tuple[int, ...]] = {}
+
+
 def _limits(types: frozenset[int], small: frozenset[int], max_message_size: int) -> tuple[int, ...]:
     # One 256-entry table gives each type's largest accepted length word; -1 marks an unknown type, so a
-    # single chained comparison checks both the type and the length on the hot path.
+    # single chained comparison checks both the type and the length on the hot path. The table is pure, so
+    # readers with the same arguments share one: a proxy holds a reader per idle client, and a table of
+    # its own would cost each of them about 2 KB.
+    key = (types, small, max_message_size)
+    found = _LIMITS.get(key)
+    if found is None:
+        found = _LIMITS[key] = _make_limits(types, small, max_message_size)
+    return found
+
+
+def _make_limits(types: frozenset[int], small: frozenset[int], max_message_size: int) -> tuple[int, ...]:
     table = [-1] * 256
     for t in types:
         if t in small:

@@ -52,6 +52,20 @@ class ProxyRuntime:
         self.stats.in_transaction = lambda: sum(p.in_transaction() for p in self.pools.values())
         self.doc: dict[str, Any] = manager.registry.proxy(name)
         self._rr = itertools.count()
+        #: role -> (control plane generation, candidate targets): what _target() resolved, kept until the
+        #: control plane reports a change (its generation moves) or the proxy's record changes.
+        self._targets: dict[str, tuple[int, list[tuple[str, str, int]]]] = {}
+        #: (role, user, database) -> (generation, pool): the hot path's borrow skips _target() entirely.
+        self._pools: dict[tuple[str, str, str], tuple[int, Pool]] = {}
+        self.filters: tuple[str, ...] = ()
+        self.set_doc(self.doc)
+
+    def set_doc(self, doc: dict[str, Any]) -> None:
+        """The proxy's stored record changed: use it, and resolve targets again."""
+        self.doc = doc
+        self.filters = tuple(self.config().get("SessionPinningFilters") or ())
+        self._targets.clear()
+        self._pools.clear()
 
     def config(self) -> dict[str, Any]:
         """The target group's ConnectionPoolConfig."""
@@ -74,7 +88,24 @@ class ProxyRuntime:
         return None
 
     def _target(self, role: str) -> tuple[str, str, int]:
-        """(instance id, host, port) of the postgres that serves ``role`` now (writer resolved per borrow)."""
+        """(instance id, host, port) of the postgres that serves ``role`` now.
+
+        Resolved from the control plane's records once, then kept until its ``generation`` moves (a writer
+        or instance change, a server started or lost); readers are taken in turn.
+        """
+        generation = getattr(self.manager.control, "generation", None)
+        cached = self._targets.get(role)
+        if cached is not None and generation is not None and cached[0] == generation:
+            found = cached[1]
+        else:
+            found = self._resolve(role)
+            if generation is not None:
+                self._targets[role] = (generation, found)
+        if len(found) == 1:
+            return found[0]
+        return found[next(self._rr) % len(found)]
+
+    def _resolve(self, role: str) -> list[tuple[str, str, int]]:
         cid = self.doc["target_group"].get("cluster")
         if not cid:
             raise ServerError("this RDS Proxy has no registered target", "08001")
@@ -91,16 +122,31 @@ class ProxyRuntime:
                 raise ServerError(
                     "the read-only proxy endpoint has no available reader instance", "08001", transient=any_reader
                 )
-            inst = readers[next(self._rr) % len(readers)]
+            insts = readers
         else:
             writer = control.writer_of(cid)
             if writer is None:
                 raise ServerError(f"the DB cluster {cid} has no writer instance", "08001")
-            inst = writer
-        server = control.server(inst["id"])
-        if server is None:
-            raise ServerError(f"the DB instance {inst['id']} is not running", "08001")
-        return inst["id"], server.host, server.port
+            insts = [writer]
+        out = []
+        for inst in insts:
+            server = control.server(inst["id"])
+            if server is None:
+                raise ServerError(f"the DB instance {inst['id']} is not running", "08001")
+            out.append((inst["id"], server.host, server.port))
+        return out
+
+    def current_pool(self, role: str, user: str, database: str) -> Pool:
+        """:meth:`pool_for`, kept while the control plane reports no change (the borrow hot path)."""
+        key = (role, user, database)
+        cached = self._pools.get(key)
+        generation = getattr(self.manager.control, "generation", None)
+        if cached is not None and cached[0] == generation and not cached[1].closed:
+            return cached[1]
+        pool = self.pool_for(role, user, database)
+        if generation is not None and role != "READ_ONLY":  # readers are taken in turn, per borrow
+            self._pools[key] = (generation, pool)
+        return pool
 
     async def acquire(self, role: str, user: str, database: str, params: dict[str, str]) -> tuple[Pool, ServerConn]:
         """Borrow a server connection for ``role``, waiting within ConnectionBorrowTimeout for a target.
@@ -114,7 +160,7 @@ class ProxyRuntime:
         delay = 0.05
         while True:
             try:
-                pool = self.pool_for(role, user, database)
+                pool = self.current_pool(role, user, database)
                 return pool, await pool.acquire(params, max(0.0, deadline - time.monotonic()))
             except ServerError as exc:
                 remaining = deadline - time.monotonic()
@@ -237,7 +283,7 @@ class ProxyManager:
             if rt is None:
                 rt = self.runtimes[name] = ProxyRuntime(self, name)
             old_cluster = rt.doc["target_group"].get("cluster")
-            rt.doc = doc
+            rt.set_doc(doc)
             if old_cluster != doc["target_group"].get("cluster"):
                 for pool in rt.pools.values():
                     pool.close()

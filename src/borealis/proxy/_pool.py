@@ -4,6 +4,13 @@ FIFO waiters with monotonic deadlines.
 The cap is MaxConnectionsPercent of the target's ``max_connections`` (read once with SHOW on the pool's
 first connection); idle connections above MaxIdleConnectionsPercent are closed when they come back.
 A client that finds the pool exhausted waits up to ConnectionBorrowTimeout, in arrival order.
+
+Borrowing is synchronous on the hot path, as in PgBouncer's objects.c: :meth:`Pool.take` hands out an idle
+connection at once; a client that finds none while the pool is full queues *itself* (:meth:`Pool.wait`),
+and :meth:`Pool.release` gives the returned connection straight to the first waiter, which forwards its
+held frames in the same callback. No Task, no future. One timer per pool (for the earliest deadline) times
+waiters out. A waiter is any object with the :class:`Waiter` methods; :meth:`Pool.acquire` wraps a future
+in one for the code that may await (logins, opening a connection).
 """
 
 from __future__ import annotations
@@ -13,18 +20,57 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ._server import ServerConn, ServerError, connect_server, query_frame
 from ._stats import ProxyStats
 
-__all__ = ["BorrowTimeout", "Pool"]
+__all__ = ["BorrowTimeout", "Pool", "Waiter"]
 
 log = logging.getLogger(__name__)
 
 
 class BorrowTimeout(Exception):
     """No server connection came free within ConnectionBorrowTimeout."""
+
+
+class Waiter(Protocol):
+    """What waits in a pool's queue: a client connection, or a future (:class:`_FutureWaiter`)."""
+
+    #: False once the waiter has left the queue (served, timed out, gone): the pool skips it then.
+    waiting: bool
+    #: time.monotonic() when it started waiting, and when it gives up.
+    since: float
+    deadline: float
+
+    def pool_grant(self, pool: Pool, conn: ServerConn | None, waited: float) -> None:
+        """A connection lent to the waiter, or None: a slot came free, open a connection yourself."""
+
+    def pool_fail(self, pool: Pool, exc: Exception) -> None:
+        """The wait ended without a connection: :class:`BorrowTimeout`, or ServerError (the pool closed)."""
+
+
+class _FutureWaiter:
+    __slots__ = ("deadline", "future", "since", "waiting")
+
+    def __init__(self, future: asyncio.Future[ServerConn | None], since: float, deadline: float) -> None:
+        self.future = future
+        self.since = since
+        self.deadline = deadline
+        self.waiting = True
+
+    def pool_grant(self, pool: Pool, conn: ServerConn | None, waited: float) -> None:
+        self.waiting = False
+        if self.future.done():  # the awaiting task was cancelled meanwhile
+            if conn is not None:
+                pool.release(conn)
+            return
+        self.future.set_result(conn)
+
+    def pool_fail(self, pool: Pool, exc: Exception) -> None:
+        self.waiting = False
+        if not self.future.done():
+            self.future.set_exception(exc)
 
 
 class Pool:
@@ -56,10 +102,12 @@ class Pool:
         self.idle: list[ServerConn] = []
         self.members: set[ServerConn] = set()
         self.opening = 0
-        self.waiters: collections.deque[asyncio.Future[ServerConn | None]] = collections.deque()
+        self.waiters: collections.deque[Waiter] = collections.deque()
         #: Server-reported parameters per set of client startup parameters (what a login reports).
         self.reported: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
         self.closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # ------------------------------------------------------------------------------------------ limits
 
@@ -82,52 +130,67 @@ class Pool:
 
     # ------------------------------------------------------------------------------------------ borrow
 
+    def take(self) -> ServerConn | None:
+        """An idle connection, lent at once, or None (then open one if :meth:`can_open`, else :meth:`wait`)."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                stats = self.stats
+                stats.borrowed += 1
+                stats.borrow_count += 1
+                return conn
+        return None
+
+    def can_open(self) -> bool:
+        """Whether the pool may open another connection now."""
+        return self.size < self.cap()
+
+    def wait(self, waiter: Waiter) -> None:
+        """Queue ``waiter`` (its ``since`` and ``deadline`` set) for the next connection given back."""
+        waiter.waiting = True
+        self.waiters.append(waiter)
+        if self._timer is None or waiter.deadline < self._timer_at:
+            self._schedule(waiter.deadline)
+
     async def acquire(self, params: dict[str, str], timeout: float) -> ServerConn:
         """A logged-in server connection, or :class:`BorrowTimeout` / :class:`ServerError`."""
         start = time.monotonic()
         deadline = start + timeout
         while True:
-            while self.idle:
-                conn = self.idle.pop()
-                if not conn.closed:
-                    self._lent(conn, start)
-                    return conn
-            if self.size < self.cap():
-                conn = await self._open(params)
-                self._lent(conn, start)
+            conn = self.take()
+            if conn is not None:
                 return conn
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if self.can_open():
+                conn = await self._open(params)
+                self._lent(time.monotonic() - start)
+                return conn
+            if deadline <= time.monotonic():
                 self.stats.borrow_timeouts += 1
                 raise BorrowTimeout
-            fut: asyncio.Future[ServerConn | None] = asyncio.get_running_loop().create_future()
-            self.waiters.append(fut)
+            waiter = _FutureWaiter(asyncio.get_running_loop().create_future(), start, deadline)
+            self.wait(waiter)
             try:
-                got = await asyncio.wait_for(fut, remaining)
-            except TimeoutError:
-                self.stats.borrow_timeouts += 1
-                raise BorrowTimeout from None
+                got = await waiter.future
             finally:
-                if not fut.done():
-                    fut.cancel()
-                with _suppress_value_error():
-                    self.waiters.remove(fut)
-            if got is not None and not got.closed:
-                self._lent(got, start)
+                waiter.waiting = False
+            if got is not None:
                 return got
             # None: a slot came free (a connection closed); loop to open one.
 
-    def _lent(self, conn: ServerConn, start: float) -> None:
+    def _lent(self, waited: float) -> None:
         stats = self.stats
         stats.borrowed += 1
         stats.borrow_count += 1
-        stats.borrow_latency_us_sum += int((time.monotonic() - start) * 1e6)
+        stats.borrow_latency_us_sum += int(waited * 1e6)
 
     async def _open(self, params: dict[str, str]) -> ServerConn:
         self.opening += 1
         self.stats.database_connection_requests += 1
         try:
-            conn = await connect_server(self.host, self.port, self.user, self._password(), params, self._lost)
+            # The client's database, not the default one named after the user.
+            startup = {**params, "database": self.database}
+            conn = await connect_server(self.host, self.port, self.user, self._password(), startup, self._lost)
             conn.pool = self
             if self._key not in self._max_connections:
                 value = await conn.private([query_frame("SHOW max_connections")])
@@ -145,18 +208,27 @@ class Pool:
         return conn
 
     def release(self, conn: ServerConn) -> None:
-        """Give back a connection that is idle (at a boundary, outside a transaction)."""
-        self.stats.borrowed -= 1
+        """Give back a connection that is idle (at a boundary, outside a transaction).
+
+        The first waiter gets it at once (and may have written to it before this returns).
+        """
+        stats = self.stats
         conn.owner = None
         if conn.closed or self.closed:
+            stats.borrowed -= 1
             conn.close()
             return
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                self.stats.borrowed += 1
-                fut.set_result(conn)
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if waiter.waiting:
+                waiter.waiting = False
+                stats.borrow_count += 1
+                waited = time.monotonic() - waiter.since
+                stats.borrow_latency_us_sum += int(waited * 1e6)
+                waiter.pool_grant(self, conn, waited)
                 return
+        stats.borrowed -= 1
         if len(self.idle) >= self.idle_cap() or self.size > self.cap():
             conn.close()
             return
@@ -179,10 +251,43 @@ class Pool:
 
     def _slot_freed(self) -> None:
         while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
+            waiter = self.waiters.popleft()
+            if waiter.waiting:
+                waiter.waiting = False
+                waiter.pool_grant(self, None, 0.0)
                 return
+
+    # ------------------------------------------------------------------------------------------ deadlines
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        # time.monotonic() and the loop's clock may differ: convert the delay, not the instant.
+        self._timer = loop.call_later(max(0.0, when - time.monotonic()), self._expire)
+        self._timer_at = when
+
+    def _expire(self) -> None:
+        """The pool's deadline timer: time out every waiter whose deadline has passed."""
+        self._timer = None
+        # Within a millisecond counts as due: the loop's timers have millisecond resolution and may fire a
+        # little early, which would otherwise re-arm the timer for a few microseconds, again and again.
+        now = time.monotonic() + 0.001
+        keep: collections.deque[Waiter] = collections.deque()
+        expired: list[Waiter] = []
+        for waiter in self.waiters:
+            if not waiter.waiting:
+                continue
+            (expired if waiter.deadline <= now else keep).append(waiter)
+        self.waiters = keep
+        if keep:
+            self._schedule(min(w.deadline for w in keep))
+        for waiter in expired:
+            waiter.waiting = False
+            self.stats.borrow_timeouts += 1
+            waiter.pool_fail(self, BorrowTimeout())
+
+    # ------------------------------------------------------------------------------------------ upkeep
 
     def in_transaction(self) -> int:
         """Lent connections inside a transaction block now (sampled for the metric)."""
@@ -200,19 +305,15 @@ class Pool:
         self.idle = keep
 
     def close(self) -> None:
-        """Close every connection; waiters get nothing."""
+        """Close every connection; waiters are told (and look for the new target)."""
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for conn in list(self.members):
             conn.close()
-        for fut in self.waiters:
-            if not fut.done():
-                fut.set_exception(ServerError("the proxy target went away"))
-        self.waiters.clear()
-
-
-class _suppress_value_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is ValueError
+        waiters, self.waiters = self.waiters, collections.deque()
+        for waiter in waiters:
+            if waiter.waiting:
+                waiter.waiting = False
+                waiter.pool_fail(self, ServerError("the proxy target went away"))

@@ -7,6 +7,12 @@ A :class:`ServerConn` is an asyncio Protocol. After login it is in one of three 
 * private: the proxy itself talks to the server (InitQuery, re-preparing statements, replaying
   parameters, ROLLBACK/DISCARD ALL after a client left); responses are consumed, never forwarded;
 * idle in its pool: nothing is expected; anything but asynchronous messages closes it.
+
+The lent mode has a fast path for the common chunk: a whole response to the one sync point outstanding,
+ending in ReadyForQuery. Its frame headers are skimmed (type and length only); if none needs handling
+(ParameterStatus, ErrorResponse, the copy starts, anything unusual), the chunk goes to the client as it is
+and the transaction status comes from its last byte. Anything else takes the general path, which gives the
+:class:`~borealis.pgwire.Session` every frame but DataRow and CopyData.
 """
 
 from __future__ import annotations
@@ -36,6 +42,21 @@ _E = 0x45
 _D = 0x44
 _d = 0x64
 _int = struct.Struct("!i")
+_unpack_i = _int.unpack_from
+
+# The fast path's table of backend types: 1 passes (DataRow, notices, notifications, FunctionCallResponse),
+# 2 completes an extended message only, 3 completes an extended message or belongs to a Query's statements.
+# 0 (every other type, ReadyForQuery included since it may only end the chunk) sends the chunk the general way.
+_FAST = bytearray(256)
+for _t in b"DNAtV":
+    _FAST[_t] = 1
+for _t in b"123ns":
+    _FAST[_t] = 2
+for _t in b"TCI":
+    _FAST[_t] = 3
+_FAST_TABLE = bytes(_FAST)
+_RFQ_HEADER = b"Z\0\0\0\x05"
+_STATUS = {ord("I"): "I", ord("T"): "T", ord("E"): "E"}
 
 
 #: SQLSTATEs of a server that is going away or not yet up (admin/crash shutdown, "starting up").
@@ -72,13 +93,36 @@ class _Private:
         self.value: bytes | None = None
 
 
+class _Session(Session):
+    """The server connection's session, with the fast path's one extra step."""
+
+    __slots__ = ()
+
+    def answered(self, strict: int, completions: int, status: str) -> bool:
+        """A whole response to the only sync point outstanding arrived: True if it fits the rules.
+
+        ``strict`` counts completions that only extended messages have (ParseComplete, ...), ``completions``
+        those plus RowDescription, CommandComplete and EmptyQueryResponse. False leaves the state as it was,
+        for the general path to look at frame by frame (and to raise if the server broke the rules).
+        """
+        segs = self._segments
+        if len(segs) != 1 or self.phase is not Phase.READY or self.skipping or self.copy_in or self.copy_out:
+            return False
+        seg = segs[0]
+        if not seg.kind or strict > seg.remaining or completions < seg.remaining:
+            return False
+        segs.popleft()
+        self.transaction_status = status
+        return True
+
+
 class ServerConn(asyncio.Protocol):
     """One connection to PostgreSQL, owned by a pool, lent to one client at a time."""
 
     def __init__(self, on_lost: Callable[[ServerConn], None]) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = FrameReader.for_server()
-        self.session = Session(Phase.READY)
+        self.session = _Session(Phase.READY)
         self.owner: ClientConn | None = None
         self.backend_key: tuple[int, bytes] | None = None
         #: Server-side names of the statements prepared on this connection.
@@ -122,6 +166,19 @@ class ServerConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         try:
+            owner = self.owner
+            if owner is not None and self._private is None and self._login is None and not reader.buffered:
+                n = len(data)
+                status = _STATUS.get(data[-1]) if n >= 6 and data[n - 6 : n - 1] == _RFQ_HEADER else None
+                if status is not None and self._fast(data, n - 6, status):
+                    if self.sent_at:
+                        stats = self.pool.stats
+                        stats.response_latency_us_sum += int((time.monotonic() - self.sent_at) * 1e6)
+                        stats.response_count += 1
+                        self.sent_at = 0.0
+                    owner.write(data)
+                    owner.server_at_boundary(self)
+                    return
             clean = reader.buffered == 0
             reader.feed(data)
             frames = reader.read_frames()
@@ -163,6 +220,27 @@ class ServerConn(asyncio.Protocol):
             if self.owner is not None:
                 self.owner.fail(exc.error_response())
             self.close()
+
+    def _fast(self, data: bytes, end: int, status: str) -> bool:
+        """Skim the frames before the final ReadyForQuery at ``end``; True if the session took the chunk."""
+        table = _FAST_TABLE
+        unpack = _unpack_i
+        pos = strict = completions = 0
+        while pos < end:
+            kind = table[data[pos]]
+            if not kind:
+                return False
+            length = unpack(data, pos + 1)[0]
+            if length < 4:
+                return False
+            pos += 1 + length
+            if kind > 1:
+                completions += 1
+                if kind == 2:
+                    strict += 1
+        if pos != end:
+            return False
+        return self.session.answered(strict, completions, status)
 
     # -------------------------------------------------------------------------------- private talk
 

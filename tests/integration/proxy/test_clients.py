@@ -146,3 +146,25 @@ def test_cancel(proxy: ProxyInfo) -> None:
 
 def _any(x: Any) -> Any:
     return x
+
+
+def test_client_database_is_the_one_reached(proxy: ProxyInfo) -> None:
+    # The server connection logs in to the database the client asked for, not the one named after the user;
+    # pools per database keep clients of two databases apart while they interleave.
+    with psycopg.connect(**proxy.conninfo(), autocommit=True) as admin:
+        if admin.execute("select 1 from pg_database where datname = 'proxy_other_db'").fetchone() is None:
+            admin.execute("create database proxy_other_db")
+    with (
+        psycopg.connect(**proxy.conninfo(dbname="proxy_other_db"), autocommit=True) as other,
+        psycopg.connect(**proxy.conninfo(), autocommit=True) as default,
+    ):
+        other.execute("create table if not exists only_here (x int)")
+        for _ in range(20):
+            assert other.execute("select current_database()").fetchone() == ("proxy_other_db",)
+            assert default.execute("select current_database()").fetchone() == ("postgres",)
+        assert default.execute("select to_regclass('only_here')").fetchone() == (None,)
+        assert other.execute("select to_regclass('only_here')::text").fetchone() == ("only_here",)
+    with psycopg.connect(**proxy.conninfo(dbname="proxy_other_db"), prepare_threshold=0) as conn:
+        for _ in range(5):
+            assert conn.execute("select current_database()").fetchone() == ("proxy_other_db",)
+        conn.commit()

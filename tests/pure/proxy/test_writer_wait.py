@@ -135,3 +135,40 @@ def test_query_database_response_latency_is_measured() -> None:
     assert stats.response_count == 1
     assert stats.response_latency_us_sum >= 2000
     assert stats.samples()["QueryDatabaseResponseLatency"] >= 2000
+
+
+def test_target_is_kept_until_the_control_plane_generation_moves() -> None:
+    # The runtime resolves the writer from the store once, and again only when the control plane reports
+    # a change (its generation counter moved): the borrow hot path reads no instance records.
+    reads = []
+
+    class _Counting(_Control):
+        generation = 0
+
+        def writer_of(self, cid: str) -> dict[str, Any] | None:
+            reads.append(cid)
+            return self.writer
+
+    control = _Counting()
+    control.up = True
+    control.writer = {"id": "w1", "role": "writer", "status": "available"}
+    rt = _runtime(control, borrow_timeout=1)
+    assert rt._target("READ_WRITE") == ("w1", "127.0.0.1", 5999)
+    assert rt._target("READ_WRITE") == ("w1", "127.0.0.1", 5999)
+    assert len(reads) == 1
+    control.writer = {"id": "w2", "role": "writer", "status": "available"}  # a failover...
+    assert rt._target("READ_WRITE")[0] == "w1"  # ...not reported yet
+    control.generation += 1
+    assert rt._target("READ_WRITE")[0] == "w2"
+    assert len(reads) == 2
+    # A target that is down is not kept: every borrow looks again until it is back.
+    control.up = False
+    control.generation += 1
+    with pytest.raises(ServerError):
+        rt._target("READ_WRITE")
+    control.up = True
+    assert rt._target("READ_WRITE")[0] == "w2"
+    # A change to the proxy's own record (ModifyDBProxyTargetGroup, say) also resolves again.
+    rt.set_doc(rt.doc)
+    rt._target("READ_WRITE")
+    assert len(reads) == 5

@@ -1,0 +1,74 @@
+"""Pure tests: the client side's cheap pre-check never lets through a query that pins.
+
+``_may_pin`` may say True for a query that does not pin (the full classifier then decides); it must never
+say False for one that does.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.pure.pgwire.test_pgwire_pinning import CASES
+
+from borealis.pgwire import pinning_reason
+from borealis.proxy._client import _may_pin
+
+
+@pytest.mark.parametrize(("sql", "reason"), CASES)
+def test_every_pinning_case_goes_to_the_classifier(sql: str, reason: object) -> None:
+    if reason is not None:
+        assert _may_pin(sql.encode())
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 4831;",
+        "UPDATE pgbench_accounts SET abalance = abalance + -4032 WHERE aid = 620512;",
+        "INSERT INTO t VALUES ('x') ON CONFLICT (id) DO UPDATE SET a = 1",
+        "BEGIN;",
+        "END;",
+    ],
+)
+def test_common_queries_skip_the_classifier(sql: str) -> None:
+    assert not _may_pin(sql.encode()) and pinning_reason(sql) is None
+
+
+_PARTS = st.sampled_from(
+    [
+        "SET a = 1",
+        "set local a = 1",
+        "UPDATE t SET a = 1",
+        "\tSeT x TO 2",
+        "RESET ALL",
+        "SELECT set_config('a', '1', false)",
+        "LISTEN c",
+        "select pg_advisory_lock(1)",
+        "CREATE TEMP TABLE t (a int)",
+        "SELECT 1",
+        "/* c */",
+        "-- c\n",
+        "'it''s; SET'",
+        ";",
+        " ",
+        "\n",
+        "\u017fet a = 1",  # a long s: Unicode case folding would make it "set"
+        "DECLARE c CURSOR FOR SELECT 1",
+    ]
+)
+
+
+@settings(deadline=None, max_examples=400)
+@given(parts=st.lists(_PARTS, max_size=6))
+def test_never_false_for_a_pinning_query(parts: list[str]) -> None:
+    sql = "".join(parts)
+    if pinning_reason(sql) is not None:
+        assert _may_pin(sql.encode())
+
+
+@settings(deadline=None, max_examples=300)
+@given(sql=st.text(max_size=120))
+def test_never_false_on_any_text(sql: str) -> None:
+    if pinning_reason(sql) is not None:
+        assert _may_pin(sql.encode(errors="replace"))

@@ -1,0 +1,335 @@
+"""Pure tests: the pool's synchronous borrow, its waiter queue and deadline timer, the hand-off from one
+client to the next, and the server side's fast path.
+
+Connections and transports are stand-ins (no socket); waiters are small recording objects or real clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from borealis.pgwire import Phase
+from borealis.proxy import ProxyStats
+from borealis.proxy._client import ClientConn
+from borealis.proxy._pool import BorrowTimeout, Pool
+from borealis.proxy._server import ServerConn, ServerError, _Session, query_frame
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.closed = False
+        self.owner: Any = None
+        self.idle_since = 0.0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Waiter:
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.waiting = False
+        self.since = time.monotonic()
+        self.deadline = self.since + timeout
+        self.got: list[Any] = []
+
+    def pool_grant(self, pool: Pool, conn: Any, waited: float) -> None:
+        self.got.append(conn)
+
+    def pool_fail(self, pool: Pool, exc: Exception) -> None:
+        self.got.append(exc)
+
+
+def _pool(stats: ProxyStats, cap_pct: int = 1, timeout: float = 5.0) -> Pool:
+    config = {"MaxConnectionsPercent": cap_pct, "MaxIdleConnectionsPercent": 50, "ConnectionBorrowTimeout": timeout}
+    return Pool(
+        host="127.0.0.1",
+        port=1,
+        user="u",
+        database="d",
+        password=lambda: None,
+        config=lambda: config,
+        stats=stats,
+        max_connections={"i": 200},  # cap: 2 at 1%
+        key="i",
+    )
+
+
+def _fill(pool: Pool, n: int) -> list[Any]:
+    conns = [_Conn() for _ in range(n)]
+    pool.members.update(conns)  # type: ignore[arg-type]
+    return conns
+
+
+def test_take_is_lifo_and_release_hands_to_the_first_waiter() -> None:
+    stats = ProxyStats("p")
+
+    async def main() -> None:
+        pool = _pool(stats)
+        a, b = _fill(pool, 2)
+        pool.idle = [a, b]
+        assert pool.take() is b and pool.take() is a
+        assert pool.take() is None and not pool.can_open()
+        assert stats.borrowed == 2
+        first, second = _Waiter(), _Waiter()
+        pool.wait(first)  # type: ignore[arg-type]
+        pool.wait(second)  # type: ignore[arg-type]
+        gone = _Waiter()
+        pool.wait(gone)  # type: ignore[arg-type]
+        gone.waiting = False  # a client that left while queued: skipped
+        pool.release(a)  # type: ignore[arg-type]
+        pool.release(b)  # type: ignore[arg-type]
+        assert first.got == [a] and second.got == [b] and gone.got == []
+        assert stats.borrowed == 2 and stats.borrow_count == 4
+        pool.release(a)  # type: ignore[arg-type]
+        assert pool.idle == [a] and stats.borrowed == 1
+
+    asyncio.run(main())
+
+
+def test_one_timer_times_waiters_out_in_order() -> None:
+    stats = ProxyStats("p")
+
+    async def main() -> None:
+        pool = _pool(stats, timeout=0.1)
+        _fill(pool, 2)
+        early, late = _Waiter(0.1), _Waiter(0.4)
+        pool.wait(late)  # type: ignore[arg-type]
+        pool.wait(early)  # type: ignore[arg-type]  # an earlier deadline moves the timer forward
+        await asyncio.sleep(0.25)
+        assert len(early.got) == 1 and isinstance(early.got[0], BorrowTimeout) and late.got == []
+        await asyncio.sleep(0.3)
+        assert isinstance(late.got[0], BorrowTimeout)
+        assert stats.borrow_timeouts == 2 and not pool.waiters and pool._timer is None
+
+    asyncio.run(main())
+
+
+def test_close_fails_waiters_and_a_lost_connection_frees_a_slot() -> None:
+    stats = ProxyStats("p")
+
+    async def main() -> None:
+        pool = _pool(stats)
+        a, _ = _fill(pool, 2)
+        w1, w2 = _Waiter(), _Waiter()
+        pool.wait(w1)  # type: ignore[arg-type]
+        pool.wait(w2)  # type: ignore[arg-type]
+        pool._lost(a)  # type: ignore[arg-type]
+        assert w1.got == [None]  # a slot came free: the waiter opens a connection itself
+        assert pool.can_open()
+        pool.close()
+        assert len(w2.got) == 1 and isinstance(w2.got[0], ServerError)
+
+    asyncio.run(main())
+
+
+def test_acquire_waits_for_a_release() -> None:
+    stats = ProxyStats("p")
+
+    async def main() -> None:
+        pool = _pool(stats)
+        a, _ = _fill(pool, 2)
+        asyncio.get_running_loop().call_later(0.05, pool.release, a)
+        assert await pool.acquire({}, 1.0) is a
+        with pytest.raises(BorrowTimeout):
+            await pool.acquire({}, 0.05)
+        assert stats.borrow_timeouts == 1
+
+    asyncio.run(main())
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.boundaries = 0
+        self.params: list[Any] = []
+        self.failed: list[bytes] = []
+
+    def fail(self, error: bytes) -> None:
+        self.failed.append(error)
+
+    def write(self, data: Any) -> None:
+        self.written.append(bytes(data))
+
+    def server_at_boundary(self, server: ServerConn) -> None:
+        self.boundaries += 1
+
+    def parameter_changed(self, frame: Any) -> None:
+        self.params.append(bytes(frame))
+
+
+def _frame(t: bytes, body: bytes) -> bytes:
+    return t + (len(body) + 4).to_bytes(4, "big") + body
+
+
+_SELECT = (
+    _frame(b"T", b"\0\x01a\0" + b"\0" * 6 + b"\0\x17\0\x04\xff\xff\xff\xff\0\0")
+    + _frame(b"D", b"\0\x01\0\0\0\x011")
+    + _frame(b"C", b"SELECT 1\0")
+)
+
+
+def _lent(owner: _Owner) -> ServerConn:
+    conn = ServerConn(lambda c: None)
+    conn._login = None
+    conn.pool = type("P", (), {"stats": ProxyStats("p")})()
+    conn.owner = owner  # type: ignore[assignment]
+    return conn
+
+
+@pytest.mark.parametrize(
+    ("sent", "reply", "status"),
+    [
+        ([query_frame("select 1")], _SELECT + _frame(b"Z", b"I"), "I"),
+        ([query_frame("begin; select 1")], _frame(b"C", b"BEGIN\0") + _SELECT + _frame(b"Z", b"T"), "T"),
+        (
+            [_frame(b"B", b"\0\0\0\0\0\0\0\0"), _frame(b"E", b"\0\0\0\0\0"), b"S\0\0\0\x04"],
+            _frame(b"2", b"") + _frame(b"D", b"\0\x01\0\0\0\x011") + _frame(b"C", b"SELECT 1\0") + _frame(b"Z", b"I"),
+            "I",
+        ),
+    ],
+)
+def test_fast_path_forwards_whole_responses(sent: list[bytes], reply: bytes, status: str) -> None:
+    async def main() -> None:
+        owner = _Owner()
+        conn = _lent(owner)
+        for f in sent:
+            conn.session.frontend(f[0], f)
+        conn.data_received(reply)
+        assert owner.written == [reply] and owner.boundaries == 1
+        assert conn.session.at_boundary and conn.session.transaction_status == status
+        assert conn.reader.buffered == 0
+
+    asyncio.run(main())
+
+
+def test_chunks_the_fast_path_leaves_to_the_general_one() -> None:
+    async def main() -> None:
+        # A ParameterStatus inside the response: the client is told (general path).
+        owner = _Owner()
+        conn = _lent(owner)
+        q = query_frame("set timezone = 'UTC'")
+        conn.session.frontend(q[0], q)
+        reply = _frame(b"C", b"SET\0") + _frame(b"S", b"TimeZone\0UTC\0") + _frame(b"Z", b"I")
+        conn.data_received(reply)
+        assert b"".join(owner.written) == reply and owner.params and owner.boundaries == 1
+        # A response split over two chunks: the first has no ReadyForQuery, the second completes it.
+        owner = _Owner()
+        conn = _lent(owner)
+        conn.session.frontend(q[0], q)
+        reply = _SELECT + _frame(b"Z", b"I")
+        conn.data_received(reply[:7])
+        conn.data_received(reply[7:])
+        assert b"".join(owner.written) == reply and owner.boundaries == 1
+        assert conn.session.idle
+        # A completion the request cannot have (ParseComplete after a Query) is not waved through.
+        owner = _Owner()
+        conn = _lent(owner)
+        conn.session.frontend(q[0], q)
+        conn.transport = type("T", (), {"write": lambda self, d: None, "close": lambda self: None})()
+        conn.data_received(_frame(b"1", b"") + _frame(b"Z", b"I"))
+        assert conn.closed and owner.boundaries == 0 and owner.written == []
+        assert b"08P01" in owner.failed[0]
+
+    asyncio.run(main())
+
+
+class _Server:
+    """A lent server connection stand-in: records what the client side writes to it."""
+
+    def __init__(self) -> None:
+        self.session = _Session(Phase.READY)
+        self.applied: dict[str, str] = {}
+        self.prepared: set[str] = set()
+        self.owner: Any = None
+        self.closed = False
+        self.sent: list[bytes] = []
+        self.sent_at = 0.0
+
+    def write(self, data: Any) -> None:
+        self.sent.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def answer(self, reply: bytes) -> None:
+        """The server's whole reply to the query sent: the session sees it, the owner is told."""
+        for t, frame in _frames(reply):
+            self.session.backend(t, frame)
+        self.owner.server_at_boundary(self)
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    out, pos = [], 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        out.append((data[pos], data[pos : pos + 1 + length]))
+        pos += 1 + length
+    return out
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> None:
+    stats = ProxyStats("p")
+
+    async def main() -> None:
+        pool = _pool(stats, cap_pct=1, timeout=0.2)
+        pool._max_connections["i"] = 100  # cap 1
+        server = _Server()
+        pool.members.add(server)  # type: ignore[arg-type]
+        pool.idle.append(server)  # type: ignore[arg-type]
+        rt = SimpleNamespace(
+            stats=stats,
+            filters=(),
+            current_pool=lambda role, user, database: pool,
+            borrow_timeout=lambda: 0.2,
+            clients=set(),
+        )
+
+        def client() -> tuple[ClientConn, _Transport]:
+            conn = ClientConn(rt, "READ_WRITE")  # type: ignore[arg-type]
+            transport = _Transport()
+            conn.transport = transport  # type: ignore[assignment]
+            conn.state = "ready"
+            return conn, transport
+
+        (a, a_out), (b, b_out), (c, c_out) = client(), client(), client()
+        qa, qb, qc = query_frame("select 'a'"), query_frame("select 'b'"), query_frame("select 'c'")
+        a.data_received(qa)
+        assert server.sent == [qa] and a.server is server  # taken and sent in the same callback
+        b.data_received(qb)
+        assert b.busy and b.waiting and server.sent == [qa]  # the pool is full: b waits in its queue
+        c.data_received(qc)
+        server.answer(_SELECT + _frame(b"Z", b"I"))
+        # a's transaction ended: the connection went straight to b, whose query went out at once.
+        assert a.server is None and b.server is server and server.owner is b
+        assert server.sent == [qa, qb] and not b.busy and c.waiting
+        await asyncio.sleep(0.3)
+        # c waited past ConnectionBorrowTimeout: an error and ReadyForQuery, and it may try again.
+        assert b"53300" in c_out.out[-1] and c_out.out[-1].endswith(_frame(b"Z", b"I"))
+        assert not c.busy and not c_out.closed and stats.borrow_timeouts == 1
+        server.answer(_SELECT + _frame(b"Z", b"I"))
+        c.data_received(qc)
+        assert server.sent[-1] == qc and c.server is server
+        assert a_out.out == b_out.out == []  # (replies are written by the real server side)
+
+    asyncio.run(main())
