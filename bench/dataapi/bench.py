@@ -12,7 +12,9 @@ then runs the same primary-key SELECT twice at ``--connections`` concurrent conn
 Prints one table (requests/s, p50, p99, errors). ``--workers N`` runs Borealis with N HTTP API processes
 (``borealis up --workers``; default one per CPU, 1 for the main process alone).
 Needs pgbench and wrk on PATH (``apt-get install wrk``).
-``--profile`` also records a py-spy profile of Borealis during the wrk run (py-spy on PATH).
+``--profile`` also records a py-spy profile of Borealis during the wrk run (py-spy on PATH);
+``--strace FILE`` counts the system calls of the Borealis API processes during it (``strace -c``), and
+prints them per Data API request.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -75,6 +78,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--profile", type=Path, help="write a py-spy profile (raw/flamegraph by extension)")
     ap.add_argument("--workers", type=int, help="borealis up --workers (default: its own, one per CPU)")
+    ap.add_argument("--strace", type=Path, help="write strace -c of the API processes during the wrk run here")
     args = ap.parse_args()
     for tool in ("pgbench", "wrk"):
         if shutil.which(tool) is None:
@@ -113,12 +117,16 @@ def main() -> None:
         script = work / "select.sql"
         script.write_text(PGBENCH_SQL.format(rows=args.rows))
         env = dict(os.environ, PGPASSWORD=value["password"])
+        pg_cpu_before = _cpu_times()
+        pg_children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         pgbench = subprocess.run(
             ["pgbench", "-n", "-M", "extended", "-h", pg_host, "-p", str(pg_port), "-U", value["username"],
              "-c", str(args.connections), "-j", str(args.threads), "-T", str(args.duration), "-f", str(script),
              "-l", "--log-prefix", str(work / "pgbench"), "postgres"],
             env=env, capture_output=True, text=True,
         )  # fmt: skip
+        pg_cpu_after = _cpu_times()
+        pg_children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if pgbench.returncode != 0:
             raise SystemExit(f"pgbench failed:\n{pgbench.stdout}\n{pgbench.stderr}")
         pg_tps = float(re.search(r"tps = ([\d.]+)", pgbench.stdout).group(1))  # type: ignore[union-attr]
@@ -160,13 +168,31 @@ def main() -> None:
                  "-d", str(args.duration), "-r", "200", "--nonblocking", "--subprocesses"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
+        tracer = None
+        if args.strace is not None:
+            pids = [proc.pid, *_api_workers(proc.pid)]
+            tracer = subprocess.Popen(
+                ["strace", "-c", "-f", "-o", str(args.strace), *(a for pid in pids for a in ("-p", str(pid)))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(0.5)
+        cpu_before = _cpu_times()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         wrk = subprocess.run(
             ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
              "-s", str(lua), url],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
+        cpu_after = _cpu_times()
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu_after[-1] = _children("wrk", children_before, children_after, tick)
+        pg_cpu_after[-1] = _children("pgbench", pg_children_before, pg_children_after, tick)
         if profiler is not None:
             profiler.wait(timeout=60)
+        if tracer is not None:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=60)
         out = wrk.stdout
         if wrk.stderr.strip():
             print("first error responses:", wrk.stderr.strip()[:600], file=sys.stderr)
@@ -186,6 +212,12 @@ def main() -> None:
         )
         print(f"{'Data API (wrk)':24}{rps:10.0f}{p50:9.2f}{p99:9.2f}  non-2xx {errors[0]}, sockets {errors[1]}")
         print(f"Data API / pgbench: {100 * rps / pg_tps:.1f}%")
+        print("pgbench run:", end=" ")
+        _print_cpu(pg_cpu_before, pg_cpu_after, proc.pid, pg_tps * args.duration)
+        print("Data API run:", end=" ")
+        _print_cpu(cpu_before, cpu_after, proc.pid, rps * args.duration)
+        if args.strace is not None:
+            _print_syscalls(args.strace, rps * args.duration)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -193,6 +225,86 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu_times() -> dict[int, tuple[str, int, int, int]]:
+    """pid -> (comm, parent pid, user ticks, system ticks) of every process but this one."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            rest = stat.rpartition(")")[2].split()
+            if int(entry.name) == os.getpid():
+                continue  # our own children (wrk, pgbench) are counted from RUSAGE_CHILDREN
+            user, system = int(rest[11]), int(rest[12])
+            if comm == "postgres":  # with its reaped children: pgbench's backends end before we look again
+                user, system = user + int(rest[13]), system + int(rest[14])
+            out[int(entry.name)] = (comm, int(rest[1]), user, system)
+    return out
+
+
+def _print_cpu(before: dict[int, tuple[str, int, int, int]], after: dict[int, tuple[str, int, int, int]],
+               borealis: int, requests: float) -> None:  # fmt: skip
+    """CPU time during the wrk run by role (user+system), per Data API request."""
+    api = {borealis, *(pid for pid, v in after.items() if v[1] == borealis and v[0].startswith("python"))}
+    groups: dict[str, list[int]] = {}
+    for pid, (comm, _ppid, utime, stime) in after.items():
+        old = before.get(pid, (comm, 0, 0, 0))
+        role = (
+            ("Borealis main process" if pid == borealis else f"Borealis worker {pid}")
+            if pid in api
+            else "postgres"
+            if comm == "postgres"
+            else comm
+        )
+        if role.startswith("wrk"):
+            role = "wrk"
+        spent = groups.setdefault(role, [0, 0])
+        spent[0] += utime - old[2]
+        spent[1] += stime - old[3]
+    tick = os.sysconf("SC_CLK_TCK")
+    print("CPU, µs per request (user + system):")
+    for role, (user, system) in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+        total = (user + system) / tick * 1e6 / max(requests, 1)
+        if total >= 1:
+            print(f"  {role:28}{total:7.0f}  (user {user / tick * 1e6 / max(requests, 1):.0f}, "
+                  f"system {system / tick * 1e6 / max(requests, 1):.0f})")  # fmt: skip
+
+
+def _children(name: str, before: Any, after: Any, tick: int) -> tuple[str, int, int, int]:
+    """A finished child's CPU (from RUSAGE_CHILDREN) in the shape of a _cpu_times entry."""
+    return name, 0, round((after.ru_utime - before.ru_utime) * tick), round((after.ru_stime - before.ru_stime) * tick)
+
+
+def _api_workers(pid: int) -> list[int]:
+    """The worker processes (``borealis.app``) among the children of ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid and b"borealis.app" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def _print_syscalls(path: Path, requests: float) -> None:
+    """strace -c's table, as calls per Data API request (traced runs are slower: count, don't time)."""
+    print(f"system calls of the API processes per request (strace -c, {path}):")
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+            calls = int(parts[3])
+            if calls / max(requests, 1) >= 0.01:
+                print(f"  {parts[-1]:16}{calls / max(requests, 1):8.2f}")
 
 
 def _wrk_latency(out: str, pct: str) -> float:

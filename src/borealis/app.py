@@ -28,7 +28,7 @@ from borealis.aws import Gateway, HttpServer, RequestContext
 from borealis.config import Settings
 from borealis.control import ControlPlane, Event
 from borealis.dataapi import DataApi, transaction_owner
-from borealis.engine import Binaries
+from borealis.engine import Binaries, socket_dir_for
 from borealis.iam import AccessKeys, write_credentials_file
 from borealis.proxy import ProxyManager
 from borealis.secrets import SecretsManager
@@ -374,19 +374,24 @@ class _Router:
 
 
 class _RemoteServer:
-    """A postgres run by the main process, as the Data API's pools see it: an address."""
+    """A postgres run by the main process, as the Data API's pools see it: an address and its unix socket.
 
-    __slots__ = ("host", "port")
+    The socket directory follows from the cluster's volume as the engine derives it (``socket_dir_for``).
+    """
 
-    def __init__(self, host: str, port: int) -> None:
+    __slots__ = ("host", "port", "socket_dir")
+
+    def __init__(self, host: str, port: int, socket_dir: Path | None = None) -> None:
         self.host = host
         self.port = port
+        self.socket_dir = socket_dir
 
 
 class _StoreClusters:
     """The Data API's view of clusters in a worker: store reads, trusted for a second."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self.clusters = store.table("clusters")
         self.instances = store.table("instances")
         self._servers: dict[str, tuple[float, _RemoteServer | None]] = {}
@@ -412,7 +417,9 @@ class _StoreClusters:
             address = ("127.0.0.1", int(inst["pg_port"]))
             server = self._by_address.get(address)
             if server is None:
-                server = self._by_address[address] = _RemoteServer(*address)
+                # Where the control plane puts a cluster's volume (ControlPlane._volume).
+                volume = (self.data_dir / "clusters" / str(inst.get("cluster")) / "volume").absolute()
+                server = self._by_address[address] = _RemoteServer(*address, socket_dir_for(volume))
         self._servers[instance_id] = (now + _STORE_TTL, server)
         return server
 
@@ -479,7 +486,9 @@ async def _worker(a: dict[str, Any]) -> None:
     keys = AccessKeys(store, sealer)
     settings = Settings(data_dir=data_dir, region=a["region"])
     secrets = _StoreSecrets(store, data_dir / "secrets.key", account_id=settings.account_id, region=a["region"])
-    data_api = DataApi(_StoreClusters(store), secrets, region=a["region"], account_id=settings.account_id, node=node)
+    data_api = DataApi(
+        _StoreClusters(store, data_dir), secrets, region=a["region"], account_id=settings.account_id, node=node
+    )
     gateway = Gateway({"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for)
     http = HttpServer(gateway, route=_Router(data_dir, node, count, main=False).route)
     stop = asyncio.Event()

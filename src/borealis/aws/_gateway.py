@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -288,9 +288,13 @@ class _Request:
     presigned: bool
 
 
+_random_bits = random.getrandbits
+
+
 def _request_id() -> str:
-    # A random UUID (version 4) as text, without building a uuid.UUID object.
-    h = os.urandom(16).hex()
+    # A random UUID (version 4) as text, without building a uuid.UUID object or a getrandom() call (a
+    # request id needs to be unique, not secret: Python's Mersenne Twister, seeded from the OS, is enough).
+    h = f"{_random_bits(128):032x}"
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 

@@ -53,12 +53,28 @@ class Credential:
     service: str
 
 
+_credentials: dict[str, Credential | None] = {}
+
+
 def parse_credential(text: str) -> Credential | None:
-    """Split `AKID/20240101/us-east-1/rds/aws4_request`; None when it has the wrong form."""
+    """Split `AKID/20240101/us-east-1/rds/aws4_request`; None when it has the wrong form (memoised)."""
+    found = _credentials.get(text, _NO_CREDENTIAL)
+    if found is not _NO_CREDENTIAL:
+        return found
+    if len(_credentials) >= 4096:
+        _credentials.clear()
+    found = _credentials[text] = _parse_credential(text)
+    return found
+
+
+def _parse_credential(text: str) -> Credential | None:
     parts = text.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts[:4]):
         return None
     return Credential(parts[0], parts[1], parts[2], parts[3])
+
+
+_NO_CREDENTIAL = Credential("", "", "", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +159,20 @@ def _parse_amz_date(text: str) -> dt.datetime | None:
 _NOT_CACHED = dt.datetime.min
 
 
+_paths: dict[str, str] = {}
+
+
 def canonical_path(raw_path: str) -> str:
-    """The canonical URI botocore signs for non-S3 services."""
+    """The canonical URI botocore signs for non-S3 services (memoised: an API has few distinct paths)."""
+    found = _paths.get(raw_path)
+    if found is None:
+        if len(_paths) >= 4096:
+            _paths.clear()
+        found = _paths[raw_path] = _canonical_path(raw_path)
+    return found
+
+
+def _canonical_path(raw_path: str) -> str:
     segments = [s for s in raw_path.split("/") if s and s != "."]
     out: list[str] = []
     for segment in segments:

@@ -7,8 +7,9 @@ Request path, in order (nothing on it touches the disk once the cluster and secr
    stopped cluster is seen at once in practice) and its running writer (an in-memory lookup every call);
 3. the secret's username and password (Secrets Manager keeps parsed values in memory);
 4. a warm connection from the pool of (cluster, user, password, database), or the transaction's own;
-5. one round trip (Parse, Bind, Describe, Execute, Sync in one write) with server-side parameters,
-   under the call's time limit;
+5. one round trip (Parse, Bind, Describe, Execute, Sync in one write; outside a transaction the Parse
+   only the first time a connection sees the statement, which stays prepared there) with server-side
+   parameters, under the call's time limit;
 6. the text results decoded column by column into ``records``, ``formattedRecords`` and metadata.
 
 Transactions (BeginTransaction) hold a connection of their own until commit, rollback or expiry (3 minutes
@@ -49,7 +50,7 @@ from ._errors import (
 )
 from ._metadata import ColumnDescription, ColumnSource, column_metadata
 from ._params import BoundParameters, bind_parameters
-from ._pool import COMMAND_OK, EMPTY_QUERY, FATAL_ERROR, TUPLES_OK, PgConnection, PgError, Pool, PoolKey
+from ._pool import COMMAND_OK, EMPTY_QUERY, FATAL_ERROR, TUPLES_OK, PgConnection, PgError, Pool, PoolKey, Verifier
 from ._results import ResultOptions, field_decoder, format_records_json, json_decoder
 from ._settings import DataApiSettings
 from ._sql import ParsedSql, parse_sql
@@ -151,6 +152,7 @@ class DataApi:
         self.settings = settings or DataApiSettings.from_env()
         self._clusters: dict[str, _Cluster] = {}
         self._pools: dict[PoolKey, Pool] = {}
+        self.verifier = Verifier(self.settings.verify_ttl)
         self._transactions: dict[str, _Transaction] = {}
         self._ended: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._janitor: asyncio.Task[None] | None = None
@@ -185,17 +187,49 @@ class DataApi:
         metadata: bool,
         continue_after: bool,
     ) -> dict[str, Any]:
-        async with self._connection(p) as (conn, pool, tx):
-            results = await self._run(conn, pool, tx, parsed.sql.encode(), bound, continue_after)
-            res = results[-1]
-            status = res.status
-            if status == _FATAL:
-                raise self._sql_error(PgError.from_result(res), parsed, tx, sql)
-            if status == _TUPLES_OK:
-                return await self._records(conn, pool, res, options, json_mode, metadata)
-            if status in (_COMMAND_OK, _EMPTY):
-                return {"numberOfRecordsUpdated": int(res.command_tuples or 0), "generatedFields": []}
-            raise self._unexpected(pool, conn, tx, status)
+        if p.get("transactionId"):
+            async with self._connection(p) as (conn, pool, tx):
+                return await self._statement(
+                    conn, pool, tx, sql, parsed, bound, options, json_mode, metadata, continue_after
+                )
+        # The common case, without the context manager's generator (what _connection does for a pool).
+        pool = self._pool(self._cluster(p.get("resourceArn")), p)
+        conn = await self._acquire_for(p, pool)
+        try:
+            result = await self._statement(
+                conn, pool, None, sql, parsed, bound, options, json_mode, metadata, continue_after
+            )
+        except _Detached:
+            raise  # the statement goes on: the connection returns to the pool when it ends
+        except BaseException:
+            pool.release(conn)
+            raise
+        pool.release(conn)
+        return result
+
+    async def _statement(
+        self,
+        conn: PgConnection,
+        pool: Pool,
+        tx: _Transaction | None,
+        sql: str,
+        parsed: ParsedSql,
+        bound: BoundParameters,
+        options: ResultOptions,
+        json_mode: bool,
+        metadata: bool,
+        continue_after: bool,
+    ) -> dict[str, Any]:
+        results = await self._run(conn, pool, tx, parsed.sql.encode(), bound, continue_after)
+        res = results[-1]
+        status = res.status
+        if status == _FATAL:
+            raise self._sql_error(PgError.from_result(res), parsed, tx, sql)
+        if status == _TUPLES_OK:
+            return await self._records(conn, pool, res, options, json_mode, metadata)
+        if status in (_COMMAND_OK, _EMPTY):
+            return {"numberOfRecordsUpdated": int(res.command_tuples or 0), "generatedFields": []}
+        raise self._unexpected(pool, conn, tx, status)
 
     async def batch_execute_statement(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """BatchExecuteStatement: one statement per parameter set, all or nothing outside a transaction."""
@@ -316,11 +350,11 @@ class DataApi:
         limit = self.settings.max_request
         if parameters:
             for param in parameters:
-                if not isinstance(param, Mapping):
+                if not isinstance(param, (dict, Mapping)):  # dict first: an ABC check costs more
                     continue
                 value = param.get("value")
                 size += 48
-                if isinstance(value, Mapping):
+                if isinstance(value, (dict, Mapping)):  # dict first: an ABC check costs more
                     for raw in value.values():
                         if isinstance(raw, str | bytes):
                             size += len(raw) * 4 // 3 if isinstance(raw, bytes) else len(raw)
@@ -417,6 +451,8 @@ class DataApi:
         if pool is None or pool.server is not server:
             if pool is not None:
                 self._spawn(pool.close())
+            # A server object may name its unix socket directory (``socket_dir``; postgres listens there too).
+            socket_dir = getattr(server, "socket_dir", None) if self.settings.unix_socket else None
             pool = Pool(
                 key,
                 server,
@@ -424,6 +460,9 @@ class DataApi:
                 server.port,
                 size=self.settings.pool_size,
                 connect_timeout=self.settings.connect_timeout,
+                unix_dir=None if socket_dir is None else str(socket_dir),
+                verifier=self.verifier,
+                statement_cache=self.settings.statement_cache,
             )
             self._pools[key] = pool
             self._start_janitor()
@@ -440,6 +479,19 @@ class DataApi:
         except PgError as err:
             # v2 reports connection failures (wrong password, unknown database) as database errors.
             raise DatabaseErrorException(f"ERROR: {err.message}; SQLState: {err.sqlstate or '08006'}") from None
+
+    async def _acquire_for(self, p: Mapping[str, Any], pool: Pool) -> PgConnection:
+        """A pooled connection for the request ``p``; a wrong password makes a caching secret source forget."""
+        conn = pool.try_acquire()
+        if conn is not None:
+            return conn
+        try:
+            return await self._acquire(pool)
+        except DatabaseErrorException as exc:
+            forget = getattr(self.secrets, "forget", None)
+            if forget is not None and "SQLState: 28P01" in exc.message:
+                forget(p.get("secretArn"))  # a secret source that caches (a worker process): read it again
+            raise
 
     @contextlib.asynccontextmanager
     async def _connection(self, p: Mapping[str, Any]) -> Any:
@@ -462,13 +514,7 @@ class DataApi:
             return
         cluster = self._cluster(p.get("resourceArn"))
         pool = self._pool(cluster, p)
-        try:
-            conn = await self._acquire(pool)
-        except DatabaseErrorException as exc:
-            forget = getattr(self.secrets, "forget", None)
-            if forget is not None and "SQLState: 28P01" in exc.message:
-                forget(p.get("secretArn"))  # a secret source that caches (a worker process): read it again
-            raise
+        conn = await self._acquire_for(p, pool)
         detached = False
         try:
             yield conn, pool, None
@@ -582,9 +628,10 @@ class DataApi:
             values = [v.encode() if isinstance(v, str) else v for v in bound.values]
         limit = self.settings.call_timeout if timeout is None else timeout
         if not continue_after:
+            # Outside a transaction the statement is prepared once per connection (see PgConnection.prepared).
+            run = conn.execute if tx is not None else conn.prepared
             try:
-                async with asyncio.timeout(limit):
-                    return await conn.execute(sql, values, bound.oids or None, bound.formats or None)
+                return await run(sql, values, bound.oids or None, bound.formats or None, limit)
             except TimeoutError:
                 # execute() cancelled the statement on the server before we got here.
                 raise StatementTimeoutException("The statement timed out", dbConnectionId=conn.backend_pid) from None

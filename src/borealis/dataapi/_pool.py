@@ -7,12 +7,21 @@ the type OID and format of every parameter given by the caller (so a string is `
 inferred) and every result column in text format, which is what the Data API decoders take.  Compared with
 libpq's wait loop this saves registering and unregistering a reader on the event loop for every query.
 The session settings the decoders rely on are startup options, so a new connection costs no extra round
-trip.
+trip.  Outside transactions a statement is kept prepared on each connection (:meth:`PgConnection.prepared`,
+up to ``statement_cache`` per connection, as asyncpg and pgJDBC do), which halves PostgreSQL's own work on
+a short query: parse, analysis and planning happen once.
 
 The pool follows asyncpg's: holders in a LIFO idle list (the warmest connection serves next), a bound on
 the number open, waiters served in order, monotonic timestamps for idle reaping.  The password is part of
 the key, so a changed or wrong secret never reuses a connection opened with another password.  A pool is
 tied to one postgres server object: when the writer restarts, the pool's connections are dropped.
+
+Pooled connections go over the server's unix socket when it has one (a send there costs about a third of
+one on loopback TCP).  pg_hba.conf trusts that socket, so the socket alone would let any password in: the
+:class:`Verifier` first logs in over TCP with SCRAM, as any client would, and only a password PostgreSQL
+itself accepted for that user on that server lets connections be opened over the socket, for a short time
+(``verify_ttl``) after which the next new connection logs in over TCP again.  A failed login forgets the
+user's verified password; a newly verified one replaces it (a role has one password).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
+import hmac
 import os
 import socket
 import struct
@@ -41,6 +52,7 @@ __all__ = [
     "Pool",
     "PoolKey",
     "Result",
+    "Verifier",
 ]
 
 PoolKey = tuple[str, str, str, str]  # cluster id, user, password, database
@@ -203,17 +215,28 @@ def extended_query(
     values: Sequence[bytes | None] | None,
     oids: Sequence[int] | None,
     formats: Sequence[int] | None,
+    name: bytes = b"",
 ) -> bytes:
-    """Parse, Bind, Describe, Execute and Sync for the unnamed statement: one write, one round trip.
+    """Parse, Bind, Describe, Execute and Sync (statement ``name``, unnamed by default): one write, one round trip.
 
     What libpq's ``PQsendQueryParams`` sends; every result column comes back in text format.
     """
     noids = len(oids) if oids else 0
-    parse_body = b"\x00" + sql + b"\x00" + struct.pack(f"!H{noids}I", noids, *(oids or ()))
-    parts = [b"P", struct.pack("!i", len(parse_body) + 4), parse_body]
+    parse_body = name + b"\x00" + sql + b"\x00" + struct.pack(f"!H{noids}I", noids, *(oids or ()))
+    return b"".join((b"P", struct.pack("!i", len(parse_body) + 4), parse_body, bind_execute(name, values, formats)))
+
+
+def bind_execute(name: bytes, values: Sequence[bytes | None] | None, formats: Sequence[int] | None) -> bytes:
+    """Bind the prepared statement ``name`` to the unnamed portal, then Describe, Execute and Sync."""
     nvalues = len(values) if values else 0
     nformats = len(formats) if formats else 0
-    bind = [b"\x00\x00", struct.pack(f"!H{nformats}H", nformats, *(formats or ())), struct.pack("!H", nvalues)]
+    bind = [
+        b"\x00",
+        name,
+        b"\x00",
+        struct.pack(f"!H{nformats}H", nformats, *(formats or ())),
+        struct.pack("!H", nvalues),
+    ]
     if values:
         for value in values:
             if value is None:
@@ -223,8 +246,16 @@ def extended_query(
                 bind.append(value)
     bind.append(b"\x00\x00")  # no result formats: all text
     bind_body = b"".join(bind)
-    parts += (b"B", struct.pack("!i", len(bind_body) + 4), bind_body, _TAIL)
-    return b"".join(parts)
+    return b"".join((b"B", struct.pack("!i", len(bind_body) + 4), bind_body, _TAIL))
+
+
+def _close_statement(name: bytes) -> bytes:
+    return b"C" + struct.pack("!i", len(name) + 6) + b"S" + name + b"\x00"
+
+
+# The errors of a cached statement that went away or went stale; both come before the statement runs, so
+# preparing it again and re-sending is safe (outside a transaction block).
+_STALE = (("0A000", "cached plan must not change result type"), ("26000", "prepared statement"))
 
 
 def _error_fields(body: memoryview) -> dict[str, str]:
@@ -238,6 +269,22 @@ def _error_fields(body: memoryview) -> dict[str, str]:
     return out
 
 
+def _is_stale(err: PgError, name: bytes) -> bool:
+    """The error says the cached statement ``name`` is stale or gone (not an error of the statement's own)."""
+    if err.sqlstate == "0A000":
+        return err.message == _STALE[0][1]
+    return err.sqlstate == "26000" and f'"{name.decode()}"' in err.message
+
+
+class _Expired(Exception):
+    """A statement's time limit passed (set on its waiter by the timer)."""
+
+
+def _expire(waiter: asyncio.Future[list[Result]]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Expired())
+
+
 class _Protocol(asyncio.Protocol):
     """The long-lived reader of one server connection: frames in, results out when ReadyForQuery comes."""
 
@@ -249,6 +296,8 @@ class _Protocol(asyncio.Protocol):
         self.current: Result | None = None
         self.tx_status = b"I"
         self.lost: PgError | None = None
+        self.parsed = False  # a ParseComplete came (a named statement now exists on the server)
+        self.loop = asyncio.get_running_loop()  # protocols are made by create_connection, on the loop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -322,6 +371,8 @@ class _Protocol(asyncio.Protocol):
                 result.error = PgError.from_fields(_error_fields(frame[5:]))
                 self.results.append(result)
                 self.current = None
+            elif t == 49:  # 1 ParseComplete
+                self.parsed = True
             elif t == 73:  # I EmptyQueryResponse
                 self.results.append(Result(EMPTY_QUERY))
                 self.current = None
@@ -346,20 +397,39 @@ class PgConnection:
     costs one write and the reads it needs, with no per-query reader registration.
     """
 
-    __slots__ = ("backend_pid", "conn", "idle_since", "proto")
+    __slots__ = ("_closes", "_names", "backend_pid", "conn", "idle_since", "proto", "statement_cache", "statements")
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], proto: _Protocol) -> None:
         self.conn = conn
         self.proto = proto
         self.backend_pid = conn.pgconn.backend_pid
         self.idle_since = time.monotonic()
+        # Named server-side statements, by (SQL, parameter types), least recently used first; see prepared().
+        self.statement_cache = 0
+        self.statements: collections.OrderedDict[tuple[bytes, tuple[int, ...]], bytes] = collections.OrderedDict()
+        self._names = 0
+        self._closes: list[bytes] = []  # Close messages for evicted statements, sent with the next statement
 
     @classmethod
-    async def connect(cls, host: str, port: int, user: str, password: str, dbname: str, timeout: float) -> PgConnection:
-        """Open and authenticate; raises :class:`PgError` with the server's message on failure."""
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        dbname: str,
+        timeout: float,
+        *,
+        unix_dir: str | None = None,
+    ) -> PgConnection:
+        """Open and authenticate; raises :class:`PgError` with the server's message on failure.
+
+        With ``unix_dir`` the connection goes over the server's unix socket in that directory, where the
+        server does not ask for the password: only for credentials a :class:`Verifier` has just accepted.
+        """
         try:
             conn = await psycopg.AsyncConnection.connect(
-                host=host,
+                host=unix_dir or host,
                 port=port,
                 user=user,
                 password=password,
@@ -404,12 +474,17 @@ class PgConnection:
         values: Sequence[bytes | None] | None = None,
         oids: Sequence[int] | None = None,
         formats: Sequence[int] | None = None,
+        timeout: float | None = None,
     ) -> list[Result]:
         """Run one statement (extended protocol, text results); raises PgError if the connection fails.
 
-        Cancelled (a call's time limit), it cancels the statement on the server and waits for it to end,
-        so the connection stays usable.
+        After ``timeout`` seconds (or cancelled), it cancels the statement on the server and waits for it to
+        end, so the connection stays usable, then raises TimeoutError (or CancelledError).  The time limit
+        is one timer on the loop, not an ``asyncio.timeout`` context: this is the hot path.
         """
+        return await self._send(extended_query(sql, values, oids, formats), timeout)
+
+    async def _send(self, message: bytes, timeout: float | None) -> list[Result]:
         proto = self.proto
         if proto.lost is not None:
             raise proto.lost
@@ -417,21 +492,84 @@ class PgConnection:
             raise PgError("another statement is running on this connection", "55000")
         transport = proto.transport
         assert transport is not None
-        waiter: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        loop = proto.loop
+        waiter: asyncio.Future[list[Result]] = loop.create_future()
         proto.waiter = waiter
-        transport.write(extended_query(sql, values, oids, formats))
+        transport.write(message)
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
-            return await asyncio.shield(waiter)
+            return await waiter
         except asyncio.CancelledError:
-            await self._cancel(waiter)
+            # The task was cancelled while waiting: the statement still runs on the server.
+            await self._cancel()
             raise
+        except _Expired:
+            await self._cancel()
+            raise TimeoutError from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
-    async def _cancel(self, waiter: asyncio.Future[list[Result]]) -> None:
-        if waiter.done():
+    async def prepared(
+        self,
+        sql: bytes,
+        values: Sequence[bytes | None] | None = None,
+        oids: Sequence[int] | None = None,
+        formats: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> list[Result]:
+        """:meth:`execute` through a named statement kept on the server, parsed and planned once.
+
+        What drivers do (pgJDBC, asyncpg): the first call sends Parse with a fresh name, later ones only
+        Bind/Execute.  PostgreSQL re-plans a statement by itself when what it depends on changes (DDL,
+        ``search_path``); a statement that went stale (its result type changed) or away (``DEALLOCATE
+        ALL``, ``DISCARD ALL``) fails before it runs, and is then prepared afresh and sent again.  Only
+        outside a transaction block (where that error would abort the transaction) and with a cache size;
+        otherwise this is :meth:`execute`.
+        """
+        if self.statement_cache <= 0 or self.proto.tx_status != b"I":
+            return await self.execute(sql, values, oids, formats, timeout)
+        key = (sql, tuple(oids) if oids else ())
+        name = self.statements.get(key)
+        if name is not None:
+            self.statements.move_to_end(key)
+            results = await self._send(self._take_closes() + bind_execute(name, values, formats), timeout)
+            last = results[-1] if results else None
+            err = last.error if last is not None else None
+            if err is None or self.proto.tx_status != b"I" or not _is_stale(err, name):
+                return results
+            del self.statements[key]
+            if err.sqlstate == "0A000":
+                self._closes.append(_close_statement(name))
+        self._names += 1
+        name = b"_borealis_%d" % self._names
+        self.proto.parsed = False
+        message = self._take_closes() + extended_query(sql, values, oids, formats, name)
+        results = await self._send(message, timeout)
+        if self.proto.parsed:
+            self.statements[key] = name
+            while len(self.statements) > self.statement_cache:
+                _, old = self.statements.popitem(last=False)
+                self._closes.append(_close_statement(old))
+        return results
+
+    def _take_closes(self) -> bytes:
+        if not self._closes:
+            return b""
+        closes, self._closes = self._closes, []
+        return b"".join(closes)
+
+    async def _cancel(self) -> None:
+        """Cancel the running statement on the server and wait for its ReadyForQuery (else drop it)."""
+        proto = self.proto
+        if proto.lost is not None or proto.waiter is None:
             return
+        # The caller's future is done (cancelled, expired); the rest of the statement's replies go here.
+        drain: asyncio.Future[list[Result]] = proto.loop.create_future()
+        proto.waiter = drain
         try:
             await self.conn.cancel_safe(timeout=5)
-            await asyncio.wait_for(asyncio.shield(waiter), 10)
+            await asyncio.wait_for(drain, 10)
         except BaseException:
             self.abort()
 
@@ -460,8 +598,81 @@ class PgConnection:
             await self.conn.close()
 
 
+_Login = Any  # async (host, port, user, password, dbname, timeout) -> None; raises PgError
+
+
+async def _scram_login(host: str, port: int, user: str, password: str, dbname: str, timeout: float) -> None:
+    """Log in over TCP (the server asks for the password: SCRAM) and log out; PgError if refused."""
+    conn = await PgConnection.connect(host, port, user, password, dbname, timeout)
+    await conn.close()
+
+
+class Verifier:
+    """Which password PostgreSQL itself accepted, over TCP, for a user of a server: recently, and only that.
+
+    :meth:`verify` answers at once for a password verified less than ``ttl`` seconds ago; otherwise it logs
+    in over TCP (one login at a time per user and password; callers asking meanwhile share its outcome).
+    Passwords are held as keyed digests (a random key per process), never in clear.  A failed login forgets
+    what was verified for that user; a successful one replaces it, since a role has one password.
+    """
+
+    def __init__(self, ttl: float = 10.0, *, login: _Login = _scram_login) -> None:
+        self.ttl = ttl
+        self._login = login
+        self._key = os.urandom(32)
+        self._verified: dict[tuple[str, int, str], tuple[bytes, float]] = {}  # (host, port, user) -> digest, until
+        self._inflight: dict[tuple[str, int, str, bytes], asyncio.Future[None]] = {}
+
+    def _digest(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+    def is_verified(self, host: str, port: int, user: str, password: str) -> bool:
+        """``password`` was accepted for ``user`` on the server at ``host:port`` less than ``ttl`` ago."""
+        entry = self._verified.get((host, port, user))
+        if entry is None:
+            return False
+        digest, until = entry
+        if until <= time.monotonic():
+            del self._verified[(host, port, user)]
+            return False
+        return hmac.compare_digest(digest, self._digest(password))
+
+    def forget(self, host: str, port: int, user: str) -> None:
+        """Drop what was verified for ``user`` (a login failed, or its password changed)."""
+        self._verified.pop((host, port, user), None)
+
+    async def verify(self, host: str, port: int, user: str, password: str, dbname: str, timeout: float) -> None:
+        """Return once PostgreSQL accepted the password over TCP (recently); raise its PgError otherwise."""
+        if self.is_verified(host, port, user, password):
+            return
+        digest = self._digest(password)
+        flight_key = (host, port, user, digest)
+        flight = self._inflight.get(flight_key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._check(host, port, user, password, dbname, timeout, digest))
+            self._inflight[flight_key] = flight
+            flight.add_done_callback(lambda _: self._inflight.pop(flight_key, None))
+        await asyncio.shield(flight)
+
+    async def _check(
+        self, host: str, port: int, user: str, password: str, dbname: str, timeout: float, digest: bytes
+    ) -> None:
+        try:
+            await self._login(host, port, user, password, dbname, timeout)
+        except BaseException:
+            self.forget(host, port, user)
+            raise
+        if len(self._verified) > 10000:
+            self._verified.clear()
+        self._verified[(host, port, user)] = (digest, time.monotonic() + self.ttl)
+
+
 class Pool:
-    """The connections of one (cluster, user, password, database) on one postgres server."""
+    """The connections of one (cluster, user, password, database) on one postgres server.
+
+    With ``unix_dir`` and a ``verifier``, a connection is opened over the unix socket only once the
+    verifier vouches for the key's password (see :class:`Verifier`), and over TCP otherwise.
+    """
 
     def __init__(
         self,
@@ -472,11 +683,17 @@ class Pool:
         *,
         size: int,
         connect_timeout: float,
+        unix_dir: str | None = None,
+        verifier: Verifier | None = None,
+        statement_cache: int = 0,
     ) -> None:
         self.key = key
+        self.statement_cache = statement_cache
         self.server = server
         self.host = host
         self.port = port
+        self.unix_dir = unix_dir if verifier is not None else None
+        self.verifier = verifier
         self.size = size
         self.connect_timeout = connect_timeout
         self.idle: list[PgConnection] = []  # LIFO: the last one released is the next one used
@@ -508,12 +725,13 @@ class Pool:
         if self.open < self.size:
             self.open += 1
             try:
-                user, password, database = self.key[1], self.key[2], self.key[3]
-                return await PgConnection.connect(self.host, self.port, user, password, database, self.connect_timeout)
+                conn = await self._connect()
             except BaseException:
                 self.open -= 1
                 self._wake_one()
                 raise
+            conn.statement_cache = self.statement_cache
+            return conn
         waiter: asyncio.Future[PgConnection | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -532,6 +750,22 @@ class Pool:
         if conn_or_slot is not None:
             return conn_or_slot
         return await self.acquire()  # a slot was freed: open a connection of our own
+
+    async def _connect(self) -> PgConnection:
+        user, password, database = self.key[1], self.key[2], self.key[3]
+        verifier, unix_dir, timeout = self.verifier, self.unix_dir, self.connect_timeout
+        if verifier is not None and unix_dir is not None:
+            # The password must be one PostgreSQL accepted over TCP, recently: the socket trusts anyone.
+            await verifier.verify(self.host, self.port, user, password, database, timeout)
+            try:
+                return await PgConnection.connect(
+                    self.host, self.port, user, password, database, timeout, unix_dir=unix_dir
+                )
+            except PgError as err:
+                if err.sqlstate not in ("08006", "08001"):
+                    raise
+                self.unix_dir = None  # no socket there (another host, an older server): TCP from now on
+        return await PgConnection.connect(self.host, self.port, user, password, database, timeout)
 
     def release(self, conn: PgConnection) -> None:
         """Give a connection back: to the next waiter, else the idle list; a broken one is closed."""

@@ -18,6 +18,11 @@ BOREALIS_DATAAPI_ALLOW_SCHEMA              0                            1: accep
 BOREALIS_DATAAPI_POOL_SIZE                 40                           connections per (cluster, user, db)
 BOREALIS_DATAAPI_POOL_IDLE                 300 (seconds)                idle pooled connections close
 BOREALIS_DATAAPI_CONNECT_TIMEOUT           10 (seconds)                 opening a connection to postgres
+BOREALIS_DATAAPI_UNIX_SOCKET               1                            0: pooled connections over TCP only
+BOREALIS_DATAAPI_STATEMENT_CACHE           100                          prepared statements kept per
+                                                                        pooled connection (0: none)
+BOREALIS_DATAAPI_VERIFY_TTL                10 (seconds)                 a TCP-verified password opens unix
+                                                                        socket connections this long
 =========================================  ===========================  ==================================
 """
 
@@ -48,6 +53,9 @@ class DataApiSettings:
     pool_size: int = 40
     pool_idle: float = 300.0
     connect_timeout: float = 10.0
+    unix_socket: bool = True
+    verify_ttl: float = 10.0
+    statement_cache: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DataApiSettings:

@@ -1,0 +1,153 @@
+"""Statements outside transactions are prepared once per pooled connection, and stay correct when that goes stale.
+
+Driven in-process against the shared Borealis's postgres (the same fake control plane as the unix-socket
+tests), so the tests can look at the connection's cache and at ``pg_prepared_statements``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from borealis.dataapi import DataApi, DataApiSettings, DatabaseErrorException
+from borealis.dataapi._pool import bind_execute, extended_query
+from borealis.engine._config import socket_dir_for
+from tests.integration.conftest import BorealisProcess
+
+from .test_dataapi_unix import ARN, _Control, _Secrets, _Server
+
+Run = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def _with_api(borealis: BorealisProcess, body: Callable[[DataApi, Run], Awaitable[None]], **settings: Any) -> None:
+    with borealis.master_connect() as conn:
+        row = conn.execute("SELECT host(inet_server_addr()), inet_server_port()").fetchone()
+        secret = borealis.client("secretsmanager")
+        rds = borealis.client("rds")
+    assert row is not None
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    value = secret.get_secret_value(SecretId=cluster["MasterUserSecret"]["SecretArn"])["SecretString"]
+    secrets = _Secrets()
+    secrets.values["s"] = json.loads(value)
+    socket_dir = socket_dir_for((borealis.data_dir / "clusters" / "default" / "volume").absolute())
+    api = DataApi(
+        _Control(_Server(row[0], int(row[1]), socket_dir)),
+        secrets,
+        region="us-east-1",
+        settings=DataApiSettings(**settings),
+    )
+
+    async def run(sql: str, tx: str | None = None, **params: Any) -> dict[str, Any]:
+        p: dict[str, Any] = {"resourceArn": ARN, "secretArn": "s", "sql": sql}
+        if params:
+            p["parameters"] = [{"name": k, "value": v} for k, v in params.items()]
+        if tx is not None:
+            p["transactionId"] = tx
+        return await api.execute_statement(p)
+
+    async def main() -> None:
+        try:
+            await body(api, run)
+        finally:
+            await api.close()
+
+    asyncio.run(main())
+
+
+def _ours(out: dict[str, Any]) -> int:
+    return int(out["records"][0][0]["longValue"])
+
+
+COUNT = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_borealis\\_%'"
+
+
+def test_unnamed_messages_are_unchanged() -> None:
+    # What PQsendQueryParams sends, byte for byte, as before the statement cache.
+    msg = extended_query(b"SELECT $1", [b"7", None], [20, 25], [0, 0])
+    assert msg == (
+        b"P\x00\x00\x00\x19\x00SELECT $1\x00\x00\x02\x00\x00\x00\x14\x00\x00\x00\x19"
+        b"B\x00\x00\x00\x19\x00\x00\x00\x02\x00\x00\x00\x00\x00\x02\x00\x00\x00\x017\xff\xff\xff\xff\x00\x00"
+        b"D\x00\x00\x00\x06P\x00E\x00\x00\x00\t\x00\x00\x00\x00\x00S\x00\x00\x00\x04"
+    )
+    named = extended_query(b"SELECT $1", [b"7", None], [20, 25], [0, 0], b"_borealis_1")
+    assert named[5:17] == b"_borealis_1\x00"
+    assert named.endswith(bind_execute(b"_borealis_1", [b"7", None], [0, 0]))
+
+
+def test_a_repeated_statement_is_prepared_once(borealis: BorealisProcess) -> None:
+    async def body(api: DataApi, run: Run) -> None:
+        for i in range(5):
+            out = await run("SELECT :n::int + 1", n={"longValue": i})
+            assert out["records"] == [[{"longValue": i + 1}]]
+        (pool,) = api._pools.values()
+        (conn,) = pool.idle
+        assert len(conn.statements) == 1
+        assert _ours(await run(COUNT)) == 2  # the SELECT and this count
+
+    _with_api(borealis, body)
+
+
+def test_stale_and_deallocated_statements_are_prepared_again(borealis: BorealisProcess) -> None:
+    table = f"stmt_{time.time_ns()}"
+
+    async def body(api: DataApi, run: Run) -> None:
+        await run(f"CREATE TABLE {table} (a int)")
+        await run(f"INSERT INTO {table} VALUES (1)")
+        for _ in range(3):
+            assert (await run(f"SELECT * FROM {table}"))["records"] == [[{"longValue": 1}]]
+        # The cached plan's result type changes: PostgreSQL refuses it before running; we prepare again.
+        await run(f"ALTER TABLE {table} ADD COLUMN b text DEFAULT 'x'")
+        assert (await run(f"SELECT * FROM {table}"))["records"] == [[{"longValue": 1}, {"stringValue": "x"}]]
+        # The statements are dropped behind the cache's back.
+        await run("DEALLOCATE ALL")
+        assert (await run(f"SELECT * FROM {table}"))["records"] == [[{"longValue": 1}, {"stringValue": "x"}]]
+        await run("DISCARD ALL")
+        assert (await run(f"SELECT * FROM {table}"))["records"] == [[{"longValue": 1}, {"stringValue": "x"}]]
+        await run(f"DROP TABLE {table}")
+        with pytest.raises(DatabaseErrorException, match="42P01"):
+            await run(f"SELECT * FROM {table}")
+
+    _with_api(borealis, body)
+
+
+def test_errors_of_cached_statements_are_the_statements_own(borealis: BorealisProcess) -> None:
+    async def body(api: DataApi, run: Run) -> None:
+        assert (await run("SELECT 10 / :d", d={"longValue": 2}))["records"] == [[{"longValue": 5}]]
+        with pytest.raises(DatabaseErrorException, match="division by zero"):
+            await run("SELECT 10 / :d", d={"longValue": 0})
+        assert (await run("SELECT 10 / :d", d={"longValue": 5}))["records"] == [[{"longValue": 2}]]
+        with pytest.raises(DatabaseErrorException, match="42601"):
+            await run("SELEC 1")  # a syntax error: Parse fails, nothing is cached
+        (pool,) = api._pools.values()
+        assert all(b"SELEC 1" not in key[0] for conn in pool.idle for key in conn.statements)
+
+    _with_api(borealis, body)
+
+
+def test_the_cache_is_bounded_and_transactions_use_unnamed_statements(borealis: BorealisProcess) -> None:
+    async def body(api: DataApi, run: Run) -> None:
+        for i in range(6):
+            await run(f"SELECT {i}")
+        assert _ours(await run(COUNT)) <= 3  # two kept, plus one whose Close goes with the next statement
+        tx = (await api.begin_transaction({"resourceArn": ARN, "secretArn": "s"}))["transactionId"]
+        before = _ours(await run(COUNT, tx))
+        for i in range(3):
+            await run(f"SELECT {i} + 100", tx)
+        assert _ours(await run(COUNT, tx)) == before
+        await api.commit_transaction({"resourceArn": ARN, "secretArn": "s", "transactionId": tx})
+
+    _with_api(borealis, body, statement_cache=2)
+
+
+def test_no_cache_when_turned_off(borealis: BorealisProcess) -> None:
+    async def body(api: DataApi, run: Run) -> None:
+        for _ in range(3):
+            await run("SELECT 1")
+        assert _ours(await run(COUNT)) == 0
+
+    _with_api(borealis, body, statement_cache=0)
