@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from borealis import __version__
-from borealis.config import ConfigError, Settings, load_settings
+from borealis.config import ConfigError, Settings, default_data_dir, load_settings
 
 __all__ = ["main"]
 
@@ -150,14 +150,15 @@ def _banner(app: Any, elapsed: float) -> str:
     default = control.cluster(s.default_cluster)
     lines.append("")
     lines.append("Connect:")
+    # The commands must find this data directory when copied as printed.
+    env_dir = "" if s.data_dir == default_data_dir() else f" --data-dir {s.data_dir}"
     if default is not None:
-        lines.append(f"  borealis psql {default['id']}")
-        env_dir = f" --data-dir {s.data_dir}"
+        lines.append(f"  borealis psql {default['id']}{env_dir}")
         lines.append(
             f'  PGPASSWORD="$(borealis password {default["id"]}{env_dir})" psql -h {s.host} '
             f"-p {default['port']} -U {default['master_username']} {default.get('database_name') or 'postgres'}"
         )
-    lines.append('AWS SDKs and the aws CLI (or: eval "$(borealis env)"):')
+    lines.append(f'AWS SDKs and the aws CLI (or: eval "$(borealis env{env_dir})"):')
     lines.extend("  " + line for line in _exports(s, _credentials(s)))
     lines.append("")
     lines.append("Ctrl-C stops Borealis and every postgres it runs.")
