@@ -27,7 +27,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,14 +41,12 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+# Run as `python bench/dataapi/bench.py`: the repository root (for tests.net) is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.net import free_port
+
 SQL = "SELECT id, v FROM bench_kv WHERE id = :id"
 PGBENCH_SQL = "\\set id random(1, {rows})\nSELECT id, v FROM bench_kv WHERE id = :id;\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_borealis(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

@@ -60,6 +60,10 @@ import boto3
 import psycopg
 from botocore.config import Config
 
+# Run as `python bench/proxy/bench.py`: the repository root (for tests.net) is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.net import free_port, free_port_base
+
 HERE = Path(__file__).resolve().parent
 MODES: dict[str, list[str]] = {
     "select-only simple": ["-S", "-M", "simple"],
@@ -68,31 +72,6 @@ MODES: dict[str, list[str]] = {
 }
 TARGETS = ("direct", "pgbouncer", "proxy")
 NOFILE = 65536
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_base(span: int = 40) -> int:
-    """A port with ``span`` free ports above it (Borealis allocates endpoint ports upwards from the base)."""
-    for _ in range(200):
-        base = free_port()
-        if base + span > 65535:
-            continue
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise SystemExit("no free port range")
 
 
 def rss_kb(pid: int) -> int:

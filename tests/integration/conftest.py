@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,62 +23,9 @@ import psycopg
 import pytest
 from botocore.config import Config
 
+from tests.net import free_port, free_port_base, postgres_pids, processes_for
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_base(span: int = 40) -> int:
-    """A port with `span` free ports above it (endpoints are allocated upwards from the base)."""
-    for _ in range(200):
-        base = free_port()
-        if base + span > 65535:
-            continue
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
-
-
-def postgres_pids(data_dir: Path) -> list[int]:
-    """PIDs of postmasters (or any postgres process) whose command line names a path in `data_dir`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "postgres" in cmd and str(data_dir) in cmd:
-            pids.append(int(entry.name))
-    return pids
-
-
-def processes_for(data_dir: Path) -> list[int]:
-    """PIDs of every process (postgres, Borealis worker, ...) whose command line names `data_dir`."""
-    me = os.getpid()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().split(")")[-1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if str(data_dir) in cmd and state != "Z":
-            pids.append(int(entry.name))
-    return pids
+__all__ = ["BorealisProcess", "free_port", "free_port_base", "postgres_pids", "processes_for"]
 
 
 class BorealisProcess:
