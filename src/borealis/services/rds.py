@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
 from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
@@ -22,6 +21,7 @@ from borealis.control._names import (
     valid_identifier,
 )
 from borealis.secrets import SecretsManager
+from borealis.services._describe import filtered, page
 
 __all__ = ["handlers"]
 
@@ -117,34 +117,6 @@ def _scaling(conf: dict[str, Any] | None, current: dict[str, Any] | None) -> dic
 
 def _tags(params: dict[str, Any]) -> list[dict[str, str]]:
     return [{"Key": t["Key"], "Value": t.get("Value", "")} for t in params.get("Tags") or []]
-
-
-def _filters(params: dict[str, Any], allowed: dict[str, Callable[[dict[str, Any]], str]]) -> list[Any]:
-    checks = []
-    for f in params.get("Filters") or []:
-        name = f["Name"]
-        if name not in allowed:
-            raise _invalid(f"Unrecognized filter name: {name}.")
-        values = set(f.get("Values") or [])
-        checks.append((allowed[name], values))
-    return checks
-
-
-def _page(items: list[dict[str, Any]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    size = params.get("MaxRecords")
-    if size is None:
-        size = 100
-    elif not 20 <= size <= 100:
-        raise _invalid(f"Invalid value {size} for MaxRecords. Must be between 20 and 100")
-    start = 0
-    if params.get("Marker"):
-        try:
-            start = int(params["Marker"])
-        except ValueError:
-            raise _invalid("The marker is not valid.") from None
-    page = items[start : start + size]
-    more = start + size < len(items)
-    return page, str(start + size) if more else None
 
 
 class _Rds:
@@ -410,7 +382,8 @@ class _Rds:
             docs = [self._cluster(p["DBClusterIdentifier"])]
         else:
             docs = self.control.clusters.values()
-        checks = _filters(
+        docs = filtered(
+            docs,
             p,
             {
                 "db-cluster-id": lambda d: d["id"],
@@ -418,9 +391,8 @@ class _Rds:
                 "db-cluster-resource-id": lambda d: d["resource_id"],
             },
         )
-        docs = [d for d in docs if all(get(d) in values for get, values in checks)]
-        page, marker = _page(docs, p)
-        out: dict[str, Any] = {"DBClusters": [self.render_cluster(d) for d in page]}
+        shown, marker = page(docs, p)
+        out: dict[str, Any] = {"DBClusters": [self.render_cluster(d) for d in shown]}
         if marker:
             out["Marker"] = marker
         return out
@@ -621,7 +593,8 @@ class _Rds:
             docs = [self._instance(p["DBInstanceIdentifier"])]
         else:
             docs = self.control.instances.values()
-        checks = _filters(
+        docs = filtered(
+            docs,
             p,
             {
                 "db-cluster-id": lambda d: d["cluster"],
@@ -630,9 +603,8 @@ class _Rds:
                 "engine": lambda d: d["engine"],
             },
         )
-        docs = [d for d in docs if all(get(d) in values for get, values in checks)]
-        page, marker = _page(docs, p)
-        out: dict[str, Any] = {"DBInstances": [self.render_instance(d) for d in page]}
+        shown, marker = page(docs, p)
+        out: dict[str, Any] = {"DBInstances": [self.render_instance(d) for d in shown]}
         if marker:
             out["Marker"] = marker
         return out

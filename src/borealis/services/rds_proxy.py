@@ -8,11 +8,11 @@ to is explained in :mod:`borealis.proxy._registry`: the endpoint's host, on the 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.proxy import ProxyRegistry
+from borealis.services._describe import filtered, page
 
 __all__ = ["handlers"]
 
@@ -21,30 +21,6 @@ _VPC = "vpc-borealis"
 
 def _ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
-
-
-def _page(items: list[dict[str, Any]], p: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    size = p.get("MaxRecords") or 100
-    if not 20 <= size <= 100:
-        raise AWSError("InvalidParameterValue", f"Invalid value {size} for MaxRecords. Must be between 20 and 100")
-    start = 0
-    if p.get("Marker"):
-        try:
-            start = int(p["Marker"])
-        except ValueError:
-            raise AWSError("InvalidParameterValue", "The marker is not valid.") from None
-    return items[start : start + size], str(start + size) if start + size < len(items) else None
-
-
-def _filtered(
-    items: list[dict[str, Any]], p: dict[str, Any], allowed: dict[str, Callable[[dict[str, Any]], str]]
-) -> list[dict[str, Any]]:
-    for f in p.get("Filters") or []:
-        if f["Name"] not in allowed:
-            raise AWSError("InvalidParameterValue", f"Unrecognized filter name: {f['Name']}.")
-        get, values = allowed[f["Name"]], set(f.get("Values") or [])
-        items = [i for i in items if get(i) in values]
-    return items
 
 
 class _RdsProxy:
@@ -172,9 +148,9 @@ class _RdsProxy:
             docs = [self.registry.proxy(p["DBProxyName"])]
         else:
             docs = sorted(self.registry.proxies.values(), key=lambda d: d["created"])
-        docs = _filtered(docs, p, {"db-proxy-name": lambda d: d["name"]})
-        page, marker = _page(docs, p)
-        out: dict[str, Any] = {"DBProxies": [self.render_proxy(d) for d in page]}
+        docs = filtered(docs, p, {"db-proxy-name": lambda d: d["name"]})
+        shown, marker = page(docs, p)
+        out: dict[str, Any] = {"DBProxies": [self.render_proxy(d) for d in shown]}
         if marker:
             out["Marker"] = marker
         return out
@@ -196,8 +172,8 @@ class _RdsProxy:
     async def describe_db_proxy_targets(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self.registry.proxy(p["DBProxyName"])
         self.registry.target_group(doc, p.get("TargetGroupName"))
-        page, marker = _page(self.render_targets(doc), p)
-        out: dict[str, Any] = {"Targets": page}
+        shown, marker = page(self.render_targets(doc), p)
+        out: dict[str, Any] = {"Targets": shown}
         if marker:
             out["Marker"] = marker
         return out
@@ -205,8 +181,8 @@ class _RdsProxy:
     async def describe_db_proxy_target_groups(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self.registry.proxy(p["DBProxyName"])
         self.registry.target_group(doc, p.get("TargetGroupName"))
-        page, marker = _page([self.render_target_group(doc)], p)
-        out: dict[str, Any] = {"TargetGroups": page}
+        shown, marker = page([self.render_target_group(doc)], p)
+        out: dict[str, Any] = {"TargetGroups": shown}
         if marker:
             out["Marker"] = marker
         return out
@@ -231,9 +207,9 @@ class _RdsProxy:
             eps = []
             for doc in sorted(self.registry.proxies.values(), key=lambda d: d["created"]):
                 eps.extend(self.registry.proxy_endpoints(doc["name"]))
-        eps = _filtered(eps, p, {"db-proxy-endpoint-type": lambda e: e["role"]})
-        page, marker = _page(eps, p)
-        out: dict[str, Any] = {"DBProxyEndpoints": [self.render_endpoint(e) for e in page]}
+        eps = filtered(eps, p, {"db-proxy-endpoint-type": lambda e: e["role"]})
+        shown, marker = page(eps, p)
+        out: dict[str, Any] = {"DBProxyEndpoints": [self.render_endpoint(e) for e in shown]}
         if marker:
             out["Marker"] = marker
         return out
