@@ -7,11 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import BorealisProcess, postgres_pids, processes_for
+from borealis.engine import Binaries
+from borealis.engine._osuser import service_user
+from borealis.engine._process import child_env, is_alive
+
+from .conftest import BorealisProcess, free_port, postgres_pids, processes_for
 
 
 def _wait_no_postgres(data_dir: Path, timeout: float = 30) -> list[int]:
@@ -26,7 +31,7 @@ def _wait_no_postgres(data_dir: Path, timeout: float = 30) -> list[int]:
 
 
 @pytest.fixture
-def own(tmp_path: Path) -> BorealisProcess:
+def own(tmp_path: Path) -> Iterator[BorealisProcess]:
     proc = BorealisProcess(tmp_path / "data")
     yield proc
     if proc.proc is not None and proc.proc.poll() is None:
@@ -74,21 +79,34 @@ def test_kill_9_loses_no_committed_data(own: BorealisProcess) -> None:
 
 
 def test_adopts_a_postmaster_left_running(own: BorealisProcess) -> None:
-    """A postmaster that outlived Borealis (say the parent-death signal was lost) is stopped and restarted."""
+    """A postmaster that outlived Borealis (say its parent-death signal was lost) is stopped and restarted."""
     own.start()
     with own.master_connect() as conn:
         conn.execute("CREATE TABLE adopted (v int)")
         conn.execute("INSERT INTO adopted VALUES (7)")
         conn.commit()
-    volume = own.data_dir / "clusters" / "default" / "volume"
-    postmaster_pid = int((volume / "postmaster.pid").read_text().split()[0])
-    # Detach the postmaster from Borealis' death: SIGSTOP Borealis, re-parent is not possible, so instead
-    # kill Borealis while the postmaster ignores the death signal by being stopped, then continue it.
-    os.kill(postmaster_pid, signal.SIGSTOP)
     own.stop(signal.SIGKILL)
-    os.kill(postmaster_pid, signal.SIGCONT)
-    time.sleep(0.5)
+    assert _wait_no_postgres(own.data_dir) == []
+    # A daemonized postmaster on the volume, as pg_ctl (or a lost parent-death signal) leaves one behind.
+    volume = own.data_dir / "clusters" / "default" / "volume"
+    user = service_user()
+    pg_ctl = Binaries.find().tool("pg_ctl")
+    subprocess.run(
+        [str(pg_ctl), "start", "-D", str(volume), "-w", "-l", "/dev/null", "-o", f"-p {free_port()} -k /tmp"],
+        check=True,
+        capture_output=True,
+        env=child_env(user),
+        cwd="/",
+        user=user.uid if user else None,
+        group=user.gid if user else None,
+        extra_groups=[] if user else None,
+    )
+    leftover = int((volume / "postmaster.pid").read_text().split()[0])
+    assert is_alive(leftover)
+
     own.start()
+    assert not is_alive(leftover)
+    assert f"stopping postmaster pid {leftover} left on" in (own.data_dir / "borealis.log").read_text()
     with own.master_connect() as conn:
         assert conn.execute("SELECT v FROM adopted").fetchone() == (7,)
     assert own.stop() == 0

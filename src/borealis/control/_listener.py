@@ -16,14 +16,11 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import cast
 
+from borealis import pgwire
+
 __all__ = ["EndpointUnavailable", "Listener", "Resolver"]
 
 log = logging.getLogger(__name__)
-
-_SSL_REQUEST = 80877103
-_GSSENC_REQUEST = 80877104
-_CANCEL_REQUEST = 80877102
-_MAX_STARTUP = 10000
 
 
 class EndpointUnavailable(Exception):
@@ -37,15 +34,6 @@ class EndpointUnavailable(Exception):
 
 Resolver = Callable[[], Awaitable[tuple[str, int]]]
 """Returns the (host, port) of the postgres to relay to, or raises EndpointUnavailable."""
-
-
-def _error_response(sqlstate: str, message: str) -> bytes:
-    body = b"".join(
-        code + text.encode() + b"\0"
-        for code, text in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", sqlstate), (b"M", message))
-    )
-    body += b"\0"
-    return b"E" + struct.pack("!I", len(body) + 4) + body
 
 
 class _Upstream(asyncio.Protocol):
@@ -87,7 +75,6 @@ class _Client(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
         self.listener._clients.add(self)
-        self.listener.connections_received += 1
         self.task = asyncio.ensure_future(self._connect())
 
     async def _connect(self) -> None:
@@ -126,14 +113,14 @@ class _Client(asyncio.Protocol):
         while not self.closed and waited < 10.0:
             if len(buf) >= 8:
                 length, code = struct.unpack("!II", buf[:8])
-                if length == 8 and code in (_SSL_REQUEST, _GSSENC_REQUEST):
+                if length == 8 and code in (pgwire.SSL_REQUEST_CODE, pgwire.GSSENC_REQUEST_CODE):
                     self.transport.write(b"N")
                     buf = buf[8:]
                     continue
-                if code == _CANCEL_REQUEST or length > _MAX_STARTUP or length < 8:
+                if code == pgwire.CANCEL_REQUEST_CODE or length > pgwire.MAX_STARTUP_PACKET or length < 8:
                     break
                 if len(buf) >= length:
-                    self.transport.write(_error_response(exc.sqlstate, exc.message))
+                    self.transport.write(pgwire.error_response("FATAL", exc.sqlstate, exc.message))
                     break
             await asyncio.sleep(0.01)
             waited += 0.01
@@ -171,7 +158,6 @@ class Listener:
         self.host = host
         self.port = port
         self.resolve = resolve
-        self.connections_received = 0
         self._clients: set[_Client] = set()
         self._server: asyncio.Server | None = None
 

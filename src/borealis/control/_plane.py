@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 ADMIN_USER = "rdsadmin"
 """The internal superuser Borealis manages clusters with, as Aurora's own ``rdsadmin``."""
 
-RUNNING_STATES = frozenset({"creating", "available", "rebooting", "modifying", "starting", "backing-up"})
+RUNNING_STATES = frozenset({"creating", "available", "rebooting", "starting"})
 
 
 def max_connections_for(max_acu: float) -> int:
@@ -157,11 +157,11 @@ class ControlPlane:
         ports |= {i["port"] for i in self.instances.values()}
         return ports | self.extra_ports()
 
-    def allocate_port(self, host: str | None = None) -> int:
-        """The first port from the port base that no endpoint uses and the OS has free."""
-        used = self.used_ports()
-        port = self.settings.port_base
-        while port in used or not _port_free(host or self.settings.host, port):
+    def allocate_port(self, start: int | None = None, *, taken: frozenset[int] = frozenset()) -> int:
+        """The first port from ``start`` (the port base) that no endpoint uses and the OS has free."""
+        used = self.used_ports() | taken
+        port = self.settings.port_base if start is None else start
+        while port in used or not _port_free(self.settings.host, port):
             port += 1
             if port > 65535:
                 raise RuntimeError("no free port left above the port base")
@@ -176,12 +176,7 @@ class ControlPlane:
         """
         if self.settings.host == "127.0.0.1" and _port_free("127.0.0.2", port):
             return "127.0.0.2", port
-        host = self.settings.host
-        used = self.used_ports() | {port}
-        candidate = port + 1
-        while candidate in used or not _port_free(host, candidate):
-            candidate += 1
-        return host, candidate
+        return self.settings.host, self.allocate_port(port + 1, taken=frozenset({port}))
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds after some state change; False on timeout."""
@@ -301,7 +296,7 @@ class ControlPlane:
                 await self._ensure_instance(doc, inst)
 
         doc = self.clusters.get(cluster_id) or doc
-        if doc["status"] in ("creating", "starting", "modifying", "resetting-master-credentials"):
+        if doc["status"] in ("creating", "starting", "resetting-master-credentials"):
             doc["status"] = "available"
             self.clusters.put(cluster_id, doc)
             self._emit(cluster_id, None, "cluster available")
@@ -318,8 +313,9 @@ class ControlPlane:
 
     async def _ensure_volume(self, doc: dict[str, Any]) -> None:
         volume = self._volume(doc)
-        probe = PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1")
-        if probe.is_initialized():
+        # The port is only a placeholder in the config file: every start passes the instance's real one.
+        server = PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log")
+        if server.is_initialized():
             return
         if volume.exists():  # a creation interrupted half-way: start it over
             shutil.rmtree(volume)
@@ -327,8 +323,6 @@ class ControlPlane:
         volume.parent.mkdir(parents=True, exist_ok=True)
         admin_password = self.sealer.open(doc["admin_password"])
         settings = {"max_connections": str(max_connections_for(doc["scaling"]["max"]))}
-        # The port is only a placeholder in the config file: every start passes the instance's real one.
-        server = PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log")
         await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=settings)
 
     async def _ensure_listeners(self, doc: dict[str, Any]) -> None:
@@ -366,7 +360,7 @@ class ControlPlane:
         if inst is None:
             raise EndpointUnavailable(f"{what} has no DB instance to serve it", "57P03")
         server = self._servers.get(inst["id"])
-        if server is None or inst["status"] not in ("available", "modifying", "backing-up"):
+        if server is None or inst["status"] != "available":
             raise EndpointUnavailable(f"DB instance {inst['id']} is not available (status: {inst['status']})", "57P03")
         return server.host, server.port
 
@@ -409,13 +403,6 @@ class ControlPlane:
 
     async def _ensure_instance(self, cluster: dict[str, Any], inst: dict[str, Any]) -> None:
         iid = inst["id"]
-        if inst["role"] != "writer":
-            # Readers need streaming replication, which a later change brings; until then a reader
-            # record exists but runs nothing (its endpoint answers with a clear error).
-            if inst["status"] != "incompatible-parameters":
-                inst["status"] = "incompatible-parameters"
-                self.instances.put(iid, inst)
-            return
         running = self._servers.get(iid)
         restart = inst["status"] == "rebooting"
         if running is not None and running.status().running and not restart:
