@@ -29,7 +29,7 @@ from ._framing import (
 )
 from ._messages import *  # noqa: F403  (the message classes; their module's __all__ is the list)
 from ._messages import __all__ as _message_names
-from ._pinning import PinReason, pinning_reason
+from ._pinning import PinReason, may_pin, pinning_reason
 from ._state import Phase, Session
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "negotiate_protocol",
     "notice_response",
     "parse_negotiation_response",
+    "may_pin",
     "pinning_reason",
     "ready_for_query",
     *_message_names,

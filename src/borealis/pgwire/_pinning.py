@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import re
 
-__all__ = ["PinReason", "pinning_reason"]
+__all__ = ["PinReason", "may_pin", "pinning_reason"]
 
 
 class PinReason(enum.Enum):
@@ -54,8 +54,37 @@ _ADVISORY = frozenset(
     }
 )
 
+# Every statement that pins holds one of these words (even a session-level advisory lock function's name);
+# most queries hold none. Both cheap filters below are built from this one list.
+_TRIGGER_WORDS = ("set", "discard", "temp", "prepare", "deallocate", "listen", "declare", "load", "advisory")
+
 # A cheap filter: no trigger word anywhere (even inside strings) means no lexing at all.
-_TRIGGER = re.compile(r"set|discard|temp|prepare|deallocate|listen|declare|load|advisory", re.IGNORECASE)
+_TRIGGER = re.compile("|".join(_TRIGGER_WORDS), re.IGNORECASE)
+_TRIGGER_BYTES = re.compile("|".join(_TRIGGER_WORDS).encode())
+# The words other than a bare "set" (which pins only as a statement's first word).
+_TRIGGER_BYTES_BUT_SET = re.compile(
+    "|".join(("reset", "set_config", *(w for w in _TRIGGER_WORDS if w != "set"))).encode()
+)
+
+
+def may_pin(sql: bytes) -> bool:
+    """False when the query text ``sql`` cannot pin; True when :func:`pinning_reason` must decide.
+
+    A proxy's pre-check on the raw bytes of a Query, well under a microsecond (the regex in
+    :func:`pinning_reason` costs 5-10 µs). SQL keywords are ASCII and case-insensitive, so lower-cased ASCII
+    bytes are searched as they are (other text goes to the full check). A bare "set" pins only as a
+    statement's first word: ``UPDATE t SET a = 1`` does not need the lexer. Comments could hide where a
+    statement starts, so with one the full check decides.
+    """
+    if not sql.isascii():
+        return True
+    low = sql.lower()
+    if _TRIGGER_BYTES.search(low) is None:
+        return False
+    if _TRIGGER_BYTES_BUT_SET.search(low) is not None or b"/*" in low or b"--" in low:
+        return True
+    return any(part.lstrip().startswith(b"set") for part in low.split(b";"))
+
 
 # One token per match. Order matters: comments and quotes before words and symbols.
 _TOKEN = re.compile(

@@ -30,7 +30,6 @@ import datetime as dt
 import hmac
 import logging
 import os
-import re
 import ssl
 import struct
 import time
@@ -64,28 +63,6 @@ _PENDING_PAUSE = 64
 _TIMEOUT_STATE = "53300"
 #: Query texts up to this size are remembered, to skip the pinning check when a client repeats one.
 _LAST_SQL_MAX = 2048
-# Every statement that pins holds one of these words; most queries hold none. pgwire's own first filter, a
-# case-insensitive regex over the text, costs 5-10 µs per query; these cost well under 1 µs.
-_TRIGGERS = re.compile(rb"set|discard|temp|prepare|deallocate|listen|declare|load|advisory")
-_TRIGGERS_BUT_SET = re.compile(rb"reset|set_config|discard|temp|prepare|deallocate|listen|declare|load|advisory")
-
-
-def _may_pin(sql: bytes) -> bool:
-    """False when ``sql`` cannot pin; True when :func:`borealis.pgwire.pinning_reason` must decide.
-
-    SQL keywords are ASCII and case-insensitive, so lower-cased ASCII bytes are searched as they are (other
-    text goes to the full check). A bare "set" pins only as a statement's first word: ``UPDATE t SET a = 1``
-    (three times in every pgbench tpcb-like transaction) does not need the lexer. Comments could hide where a
-    statement starts, so with one the full check decides.
-    """
-    if not sql.isascii():
-        return True
-    low = sql.lower()
-    if _TRIGGERS.search(low) is None:
-        return False
-    if _TRIGGERS_BUT_SET.search(low) is not None or b"/*" in low or b"--" in low:
-        return True
-    return any(part.lstrip().startswith(b"set") for part in low.split(b";"))
 
 
 def _cstr_end(buf: Any, start: int) -> int:
@@ -676,7 +653,7 @@ class ClientConn(asyncio.Protocol):
 
     def _check_pin(self, sql: bytes) -> None:
         """Pin the client if ``sql`` needs a session of its own (a repeat of the last text is not checked)."""
-        if not _may_pin(sql):
+        if not pgwire.may_pin(sql):
             return
         exclude = "EXCLUDE_VARIABLE_SETS" in self.runtime.filters
         reason = pgwire.pinning_reason(sql.decode(errors="replace"), exclude_variable_sets=exclude)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from borealis import pgwire
 from borealis.control import ControlPlane
 
 from ._auth import ScramKeys
@@ -358,7 +359,7 @@ class ProxyManager:
             return
         spid, skey = server.backend_key
         pool = client.pool
-        packet = (16).to_bytes(4, "big") + (80877102).to_bytes(4, "big") + spid.to_bytes(4, "big") + skey
+        packet = pgwire.encode(pgwire.CancelRequest(spid, skey))
 
         async def send() -> None:
             with contextlib.suppress(OSError):

@@ -1,6 +1,6 @@
 """Pure tests: the client side's cheap pre-check never lets through a query that pins.
 
-``_may_pin`` may say True for a query that does not pin (the full classifier then decides); it must never
+``may_pin`` may say True for a query that does not pin (the full classifier then decides); it must never
 say False for one that does.
 """
 
@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.pure.pgwire.test_pgwire_pinning import CASES
 
-from borealis.pgwire import pinning_reason
-from borealis.proxy._client import _may_pin
+from borealis.pgwire import may_pin, pinning_reason
 
 
 @pytest.mark.parametrize(("sql", "reason"), CASES)
 def test_every_pinning_case_goes_to_the_classifier(sql: str, reason: object) -> None:
     if reason is not None:
-        assert _may_pin(sql.encode())
+        assert may_pin(sql.encode())
 
 
 @pytest.mark.parametrize(
@@ -32,7 +31,7 @@ def test_every_pinning_case_goes_to_the_classifier(sql: str, reason: object) -> 
     ],
 )
 def test_common_queries_skip_the_classifier(sql: str) -> None:
-    assert not _may_pin(sql.encode()) and pinning_reason(sql) is None
+    assert not may_pin(sql.encode()) and pinning_reason(sql) is None
 
 
 _PARTS = st.sampled_from(
@@ -64,11 +63,11 @@ _PARTS = st.sampled_from(
 def test_never_false_for_a_pinning_query(parts: list[str]) -> None:
     sql = "".join(parts)
     if pinning_reason(sql) is not None:
-        assert _may_pin(sql.encode())
+        assert may_pin(sql.encode())
 
 
 @settings(deadline=None, max_examples=300)
 @given(sql=st.text(max_size=120))
 def test_never_false_on_any_text(sql: str) -> None:
     if pinning_reason(sql) is not None:
-        assert _may_pin(sql.encode(errors="replace"))
+        assert may_pin(sql.encode(errors="replace"))
