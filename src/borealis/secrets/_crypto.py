@@ -8,10 +8,11 @@ client creates its private key, and is read once per process.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from borealis.store import read_or_create_key
 
 __all__ = ["Cipher", "InvalidToken"]
 
@@ -33,25 +34,5 @@ class Cipher:
 
     def _load(self) -> Fernet:
         if self._fernet is None:
-            self._fernet = Fernet(_read_or_create_key(self._key_file))
+            self._fernet = Fernet(read_or_create_key(self._key_file))
         return self._fernet
-
-
-def _read_or_create_key(path: Path) -> bytes:
-    """Read the key, or create it atomically with mode 0600 if no process has yet."""
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
-    try:
-        # O_EXCL: two processes starting at once must not each write a different key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as f:
-        f.write(key + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return key

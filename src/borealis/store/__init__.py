@@ -1,6 +1,6 @@
 """Durable state: every change is written here before it is acted on."""
 
-from borealis.store._crypto import Sealer
+from borealis.store._crypto import Sealer, read_or_create_key
 from borealis.store._sqlite import Store, Table
 
-__all__ = ["Sealer", "Store", "Table"]
+__all__ = ["Sealer", "Store", "Table", "read_or_create_key"]
