@@ -14,6 +14,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -343,6 +344,9 @@ def _unlink_if_ours(path: Path, inode: int | None) -> None:
             path.unlink()
 
 
+_TRANSACTION_ID = re.compile(rb'"transactionId"\s*:\s*"([A-Za-z0-9+/=]{4})')
+
+
 def node_socket(data_dir: Path, node: int) -> Path:
     """The unix socket on which node ``node`` takes forwarded requests."""
     return data_dir / f"api-{node}.sock"
@@ -363,10 +367,17 @@ class _Router:
         if classified is None or not hasattr(classified, "endpoint") or classified.endpoint.name != "rds-data":
             return None if self.main else self.sockets[0]
         if path in _DATA_API_TX_PATHS and b"transactionId" in body:
-            try:
-                tid = json.loads(body).get("transactionId")
-            except (ValueError, AttributeError):
-                return None
+            # The owner is in the id's first 4 characters: read them without parsing the whole body (the
+            # gateway parses it once, later). Inside a JSON string the key's quotes would be escaped, so
+            # this matches the top-level member only; anything unusual (escapes) takes the full parse.
+            match = _TRANSACTION_ID.search(body)
+            if match is not None:
+                tid: object = match.group(1).decode("ascii")
+            else:
+                try:
+                    tid = json.loads(body).get("transactionId")
+                except (ValueError, AttributeError):
+                    return None
             owner = transaction_owner(tid)
             if owner is not None and owner != self.node and owner < self.count:
                 return self.sockets[owner]

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from borealis.dataapi import DataApi, DataApiSettings, DatabaseErrorException
-from borealis.dataapi._pool import bind_execute, extended_query
 from borealis.engine._config import socket_dir_for
 from tests.integration.conftest import BorealisProcess
 
@@ -64,19 +63,6 @@ def _ours(out: dict[str, Any]) -> int:
 
 
 COUNT = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_borealis\\_%'"
-
-
-def test_unnamed_messages_are_unchanged() -> None:
-    # What PQsendQueryParams sends, byte for byte, as before the statement cache.
-    msg = extended_query(b"SELECT $1", [b"7", None], [20, 25], [0, 0])
-    assert msg == (
-        b"P\x00\x00\x00\x19\x00SELECT $1\x00\x00\x02\x00\x00\x00\x14\x00\x00\x00\x19"
-        b"B\x00\x00\x00\x19\x00\x00\x00\x02\x00\x00\x00\x00\x00\x02\x00\x00\x00\x017\xff\xff\xff\xff\x00\x00"
-        b"D\x00\x00\x00\x06P\x00E\x00\x00\x00\t\x00\x00\x00\x00\x00S\x00\x00\x00\x04"
-    )
-    named = extended_query(b"SELECT $1", [b"7", None], [20, 25], [0, 0], b"_borealis_1")
-    assert named[5:17] == b"_borealis_1\x00"
-    assert named.endswith(bind_execute(b"_borealis_1", [b"7", None], [0, 0]))
 
 
 def test_a_repeated_statement_is_prepared_once(borealis: BorealisProcess) -> None:
