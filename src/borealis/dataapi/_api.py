@@ -282,15 +282,20 @@ class DataApi:
         self._start_janitor()
         return {"transactionId": tid}
 
-    async def commit_transaction(self, p: Mapping[str, Any]) -> dict[str, Any]:
-        """CommitTransaction: ``COMMIT`` and give the connection back; an aborted one rolls back."""
+    async def _end_transaction(self, p: Mapping[str, Any], command: bytes) -> tuple[_Transaction, Any]:
+        """Run ``command`` (COMMIT or ROLLBACK) on the transaction ``p`` names, which ends whatever happens."""
         tx = self._claim(p)
         try:
-            res = await self._end_command(tx, b"COMMIT")
+            res = await self._end_command(tx, command)
         finally:
             self._finish(tx, "One previous call resulted in a termination of your transaction")
         if res.status == _FATAL:
             raise self._sql_error(PgError.from_result(res), None, None)
+        return tx, res
+
+    async def commit_transaction(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """CommitTransaction: ``COMMIT`` and give the connection back; an aborted one rolls back."""
+        tx, res = await self._end_transaction(p, b"COMMIT")
         if tx.aborted is not None or res.command_status == b"ROLLBACK":
             raise DatabaseErrorException(
                 "The database returned ROLLBACK, so the transaction cannot be committed. "
@@ -300,13 +305,7 @@ class DataApi:
 
     async def rollback_transaction(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """RollbackTransaction: ``ROLLBACK`` and give the connection back."""
-        tx = self._claim(p)
-        try:
-            res = await self._end_command(tx, b"ROLLBACK")
-        finally:
-            self._finish(tx, "One previous call resulted in a termination of your transaction")
-        if res.status == _FATAL:
-            raise self._sql_error(PgError.from_result(res), None, None)
+        await self._end_transaction(p, b"ROLLBACK")
         return {"transactionStatus": "Rollback Complete"}
 
     async def close(self) -> None:
