@@ -258,12 +258,6 @@ class App:
         await self.control.wait_for(self._all_available, timeout=3600)
         self.ready.set()
 
-    async def wait_ready(self, timeout: float) -> bool:
-        """Wait until the default cluster is available (what /health reports)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        return self.ready.is_set()
-
     # --------------------------------------------------------------------------------------- HTTP extras
 
     async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -209,8 +209,7 @@ class QueryCodec:
         kind = shape.type_name
         if kind == "structure":
             members = {
-                name: (_member_name(name, member), self.writer(member), _is_flat_list(member))
-                for name, member in shape.members.items()
+                name: (_member_name(name, member), self.writer(member)) for name, member in shape.members.items()
             }
 
             def write_struct(value: Any, name: str, out: list[str]) -> None:
@@ -283,10 +282,6 @@ class QueryCodec:
         out.append(f"</{operation}Response>")
         return "".join(out).encode()
 
-    def error(self, code: str, message: str, sender: bool, request_id: str) -> bytes:
-        """The `<ErrorResponse>` document."""
-        return xml_error(self.xmlns, code, message, sender, request_id)
-
 
 def xml_error(xmlns: str, code: str, message: str, sender: bool, request_id: str) -> bytes:
     """An `<ErrorResponse>` as query services send it (also used before a service is known)."""
@@ -299,7 +294,7 @@ def xml_error(xmlns: str, code: str, message: str, sender: bool, request_id: str
     ).encode()
 
 
-def _write_members(members: dict[str, tuple[str, Writer, bool]], value: Any, out: list[str]) -> None:
+def _write_members(members: dict[str, tuple[str, Writer]], value: Any, out: list[str]) -> None:
     if not isinstance(value, dict):
         raise TypeError(f"expected a dict for a structure, got {type(value).__name__}")
     for key, item in value.items():
@@ -308,12 +303,8 @@ def _write_members(members: dict[str, tuple[str, Writer, bool]], value: Any, out
         spec = members.get(key)
         if spec is None:
             continue  # not in the model: clients would ignore it anyway
-        wire, write, _flat = spec
+        wire, write = spec
         write(item, wire, out)
-
-
-def _is_flat_list(shape: Shape) -> bool:
-    return shape.type_name == "list" and bool(shape.serialization.get("flattened"))
 
 
 def _numbered(items: dict[str, Node]) -> list[tuple[int, Node]]:

@@ -198,8 +198,6 @@ class _Rds:
                 "SecretStatus": "active",
                 "KmsKeyId": f"arn:aws:kms:{self.region}:{self.account}:alias/aws/secretsmanager",
             }
-        if doc.get("pending"):
-            out["PendingModifiedValues"] = doc["pending"]
         return out
 
     def render_instance(self, doc: dict[str, Any]) -> dict[str, Any]:
