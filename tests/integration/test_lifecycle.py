@@ -159,3 +159,13 @@ def test_api_port_in_use_is_refused(own: BorealisProcess, tmp_path: Path) -> Non
     assert "Traceback" not in other.stderr
     own.stop()
     assert processes_for(tmp_path / "other") == []
+
+
+def test_settings_from_a_toml_file(own: BorealisProcess) -> None:
+    """`borealis up` reads DATA_DIR/borealis.toml; flags (the fixture passes ports) still win over it."""
+    own.data_dir.mkdir(parents=True)
+    (own.data_dir / "borealis.toml").write_text('region = "eu-west-1"\napi_port = 1\n')
+    own.start()
+    cluster = own.client("rds").describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    assert cluster["DBClusterArn"] == "arn:aws:rds:eu-west-1:000000000000:cluster:default"
+    assert own.stop() == 0

@@ -385,3 +385,25 @@ def test_http_endpoint_switch(rds: Any) -> None:
         assert _code(exc) == ("ResourceNotFoundFault", 404)
     finally:
         rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)
+
+
+def test_modify_db_instance(rds: Any) -> None:
+    iid = "default-instance-1"
+    try:
+        out = rds.modify_db_instance(DBInstanceIdentifier=iid, PromotionTier=3, ApplyImmediately=True)
+        assert out["DBInstance"]["PromotionTier"] == 3
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
+        members = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]["DBClusterMembers"]
+        assert [m["PromotionTier"] for m in members] == [3]
+        with pytest.raises(ClientError) as exc:
+            rds.modify_db_instance(DBInstanceIdentifier=iid, PromotionTier=16)
+        assert _code(exc) == ("InvalidParameterValue", 400)
+        with pytest.raises(ClientError) as exc:
+            rds.modify_db_instance(DBInstanceIdentifier=iid, MasterUserPassword="password-123")
+        assert _code(exc) == ("InvalidParameterCombination", 400)
+        with pytest.raises(ClientError) as exc:
+            rds.modify_db_instance(DBInstanceIdentifier="nope", PromotionTier=2)
+        assert _code(exc) == ("DBInstanceNotFound", 404)
+    finally:
+        rds.modify_db_instance(DBInstanceIdentifier=iid, PromotionTier=1)
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
