@@ -67,6 +67,29 @@ def start_borealis(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Pope
     raise SystemExit("borealis did not become ready")
 
 
+def signed_requests(url: str, key: str, secret: str, arn: str, secret_arn: str, rows: int) -> list[dict[str, Any]]:
+    """256 ExecuteStatement calls of SQL with random ids, SigV4-signed now: body and headers of each."""
+    signer = SigV4Auth(Credentials(key, secret), "rds-data", "us-east-1")
+    requests = []
+    for _ in range(256):
+        body = json.dumps(
+            {
+                "resourceArn": arn,
+                "secretArn": secret_arn,
+                "sql": SQL,
+                "parameters": [{"name": "id", "value": {"longValue": random.randint(1, rows)}}],
+            },
+            separators=(",", ":"),
+        )
+        req = AWSRequest("POST", url + "/Execute", data=body, headers={"Content-Type": "application/json"})
+        signer.add_auth(req)
+        headers = dict(req.headers.items())
+        # The table is built when the script loads, before wrk knows the Host header: send the signed one.
+        headers["Host"] = url.removeprefix("http://")
+        requests.append({"body": body, "headers": headers})
+    return requests
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10)
@@ -136,24 +159,7 @@ def main() -> None:
         pg_failed = re.search(r"number of failed transactions: (\d+)", pgbench.stdout)
 
         # 2. wrk on POST /Execute with pre-signed requests.
-        signer = SigV4Auth(Credentials(key, secret), "rds-data", "us-east-1")
-        requests = []
-        for _ in range(256):
-            body = json.dumps(
-                {
-                    "resourceArn": arn,
-                    "secretArn": secret_arn,
-                    "sql": SQL,
-                    "parameters": [{"name": "id", "value": {"longValue": random.randint(1, args.rows)}}],
-                },
-                separators=(",", ":"),
-            )
-            req = AWSRequest("POST", url + "/Execute", data=body, headers={"Content-Type": "application/json"})
-            signer.add_auth(req)
-            headers = dict(req.headers.items())
-            # The table is built when the script loads, before wrk knows the Host header: send the signed one.
-            headers["Host"] = url.removeprefix("http://")
-            requests.append({"body": body, "headers": headers})
+        requests = signed_requests(url, key, secret, arn, secret_arn, args.rows)
         lua = work / "execute.lua"
         lua.write_text(_lua(requests))
         # One warm-up pass so the pool holds its connections before measuring.
@@ -233,8 +239,12 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _cpu_times() -> dict[int, tuple[str, int, int, int]]:
-    """pid -> (comm, parent pid, user ticks, system ticks) of every process but this one."""
+def _cpu_times() -> dict[int, tuple[str, int, int, int, int]]:
+    """pid -> (comm, parent pid, user ticks, system ticks, sleeps) of every process but this one.
+
+    Sleeps are voluntary context switches: on this VM a sleep and its wake-up cost far more CPU than a
+    request's own work, so they explain CPU per request.
+    """
     out = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -249,17 +259,24 @@ def _cpu_times() -> dict[int, tuple[str, int, int, int]]:
             user, system = int(rest[11]), int(rest[12])
             if comm == "postgres":  # with its reaped children: pgbench's backends end before we look again
                 user, system = user + int(rest[13]), system + int(rest[14])
-            out[int(entry.name)] = (comm, int(rest[1]), user, system)
+            sleeps = 0
+            try:
+                for line in (entry / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches"):
+                        sleeps = int(line.split()[1])
+            except OSError:
+                pass
+            out[int(entry.name)] = (comm, int(rest[1]), user, system, sleeps)
     return out
 
 
-def _print_cpu(before: dict[int, tuple[str, int, int, int]], after: dict[int, tuple[str, int, int, int]],
+def _print_cpu(before: dict[int, tuple[str, int, int, int, int]], after: dict[int, tuple[str, int, int, int, int]],
                borealis: int, requests: float) -> None:  # fmt: skip
     """CPU time during the wrk run by role (user+system), per Data API request."""
     api = {borealis, *(pid for pid, v in after.items() if v[1] == borealis and v[0].startswith("python"))}
     groups: dict[str, list[int]] = {}
-    for pid, (comm, _ppid, utime, stime) in after.items():
-        old = before.get(pid, (comm, 0, 0, 0))
+    for pid, (comm, _ppid, utime, stime, sleeps) in after.items():
+        old = before.get(pid, (comm, 0, 0, 0, 0))
         role = (
             ("Borealis main process" if pid == borealis else f"Borealis worker {pid}")
             if pid in api
@@ -269,21 +286,24 @@ def _print_cpu(before: dict[int, tuple[str, int, int, int]], after: dict[int, tu
         )
         if role.startswith("wrk"):
             role = "wrk"
-        spent = groups.setdefault(role, [0, 0])
+        spent = groups.setdefault(role, [0, 0, 0])
         spent[0] += utime - old[2]
         spent[1] += stime - old[3]
+        spent[2] += sleeps - old[4]
     tick = os.sysconf("SC_CLK_TCK")
     print("CPU, µs per request (user + system):")
-    for role, (user, system) in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+    for role, (user, system, sleeps) in sorted(groups.items(), key=lambda kv: -sum(kv[1][:2])):
         total = (user + system) / tick * 1e6 / max(requests, 1)
         if total >= 1:
+            slept = f", sleeps {sleeps / max(requests, 1):.2f}" if role != "wrk" and role != "pgbench" else ""
             print(f"  {role:28}{total:7.0f}  (user {user / tick * 1e6 / max(requests, 1):.0f}, "
-                  f"system {system / tick * 1e6 / max(requests, 1):.0f})")  # fmt: skip
+                  f"system {system / tick * 1e6 / max(requests, 1):.0f}{slept})")  # fmt: skip
 
 
-def _children(name: str, before: Any, after: Any, tick: int) -> tuple[str, int, int, int]:
+def _children(name: str, before: Any, after: Any, tick: int) -> tuple[str, int, int, int, int]:
     """A finished child's CPU (from RUSAGE_CHILDREN) in the shape of a _cpu_times entry."""
-    return name, 0, round((after.ru_utime - before.ru_utime) * tick), round((after.ru_stime - before.ru_stime) * tick)
+    return (name, 0, round((after.ru_utime - before.ru_utime) * tick),
+            round((after.ru_stime - before.ru_stime) * tick), 0)  # fmt: skip
 
 
 def _api_workers(pid: int) -> list[int]:

@@ -8,6 +8,6 @@ from ._errors import AWSError
 from ._gateway import Gateway
 from ._http import HttpServer
 from ._model import load_service_model
-from ._types import ASGIApp, Handler, RequestContext
+from ._types import ASGIApp, Direct, Handler, RequestContext
 
-__all__ = ["ASGIApp", "AWSError", "Gateway", "Handler", "HttpServer", "RequestContext", "load_service_model"]
+__all__ = ["ASGIApp", "AWSError", "Direct", "Gateway", "Handler", "HttpServer", "RequestContext", "load_service_model"]

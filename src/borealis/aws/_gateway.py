@@ -14,6 +14,7 @@ Every AWS request is verified with SigV4 before its body is parsed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import random
@@ -25,7 +26,7 @@ from ._errors import InputError
 from ._query import parse_form
 from ._service import AUTH_ERRORS, Reply, ServiceEndpoint, protocol_error
 from ._sigv4 import AuthFailure, SigV4Verifier, query_params, read_signature
-from ._types import ASGIApp, Handler, Receive, RequestContext, Scope, Send
+from ._types import ASGIApp, Direct, Handler, Receive, RequestContext, Scope, Send
 
 __all__ = ["Gateway"]
 
@@ -57,6 +58,7 @@ class Gateway:
         self._by_target: dict[str, ServiceEndpoint] = {}
         self._rest: list[ServiceEndpoint] = []
         self._query: list[ServiceEndpoint] = []
+        self._direct: dict[bytes, _DirectRoute] = {}
         for name, handlers in services.items():
             endpoint = ServiceEndpoint(name, handlers)
             self._by_signing[endpoint.signing_name] = endpoint
@@ -66,6 +68,10 @@ class Gateway:
                 self._rest.append(endpoint)
             if "query" in endpoint.protocols:
                 self._query.append(endpoint)
+            if endpoint.router is not None and "query" not in endpoint.protocols:
+                for (method, path), operation in endpoint.router.static_routes().items():
+                    if method == "POST" and isinstance(endpoint.handlers.get(operation), Direct):
+                        self._direct[path.encode("latin-1")] = _DirectRoute(endpoint, operation)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -116,6 +122,77 @@ class Gateway:
             return self._unknown_service(signed_service, target, headers, request_id)
         endpoint, protocol = route
         return _Request(endpoint, protocol, request_id, query_text, authorization, target, presigned)
+
+    def serve_direct(
+        self,
+        method: str,
+        url: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        route: Callable[[str, Any, bytes], str | None] | None,
+        answer: Callable[[Reply], None],
+    ) -> bool:
+        """Serve a header-signed POST to a :class:`Direct` handler's path without a task; False: not one.
+
+        Everything :meth:`classify` and :meth:`serve` would do happens here, in the same order and with
+        the same answers, only flat: the signature is checked, the body read by the model, the handler
+        started, and ``answer`` called with the reply, at once or when the handler's future is done.
+        Anything else (a query string, a presigned URL, another process's request per ``route``) is left
+        to the general path, which returns False before any work is done.
+        """
+        target = self._direct.get(url)
+        if target is None or method != "POST":
+            return False
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        authorization = headers.get("authorization")
+        if authorization is None or not authorization.startswith("AWS4-HMAC-SHA256") or "x-amz-target" in headers:
+            return False
+        endpoint = target.endpoint
+        if _scope_service(authorization.partition("Credential=")[2].partition(",")[0]) != endpoint.signing_name:
+            return False
+        if route is not None and route(url.decode("latin-1"), target, body) is not None:
+            return False
+        request_id = _request_id()
+        try:
+            signed = read_signature(authorization, _NO_QUERY, headers)
+            self._verifier.verify(
+                signed, method=method, raw_path=target.path, query_string="", headers=headers, body=body
+            )
+        except AuthFailure as failure:
+            code, status = AUTH_ERRORS["rest-json"][failure.reason]
+            answer(endpoint.error_reply("rest-json", code, failure.message, status, request_id))
+            return True
+        operation = target.operation
+        try:
+            args = endpoint.rest_read(operation, headers, body)
+        except InputError as exc:
+            answer(endpoint.input_error("rest-json", exc, request_id))
+            return True
+        handler: Direct = endpoint.handlers[operation]  # type: ignore[assignment]
+        try:
+            out = handler.start(args)
+        except Exception as exc:
+            answer(endpoint.direct_error(operation, exc, request_id))
+            return True
+        if not isinstance(out, asyncio.Future):
+            answer(endpoint.rest_reply(operation, out, request_id))
+            return True
+
+        def done(future: asyncio.Future[dict[str, Any]]) -> None:
+            if future.cancelled():
+                reply = endpoint.internal_error("rest-json", request_id)
+            elif future.exception() is not None:
+                reply = endpoint.direct_error(operation, future.exception(), request_id)  # type: ignore[arg-type]
+            else:
+                reply = endpoint.rest_reply(operation, future.result(), request_id)
+            answer(reply)
+
+        out.add_done_callback(done)
+        return True
 
     def too_large(self, request: _Request) -> Reply:
         """The answer to a body over :data:`MAX_BODY`."""
@@ -273,6 +350,23 @@ class Gateway:
             return
         await _read_body(receive)
         await _send(send, Reply(404, [(b"content-type", b"text/plain; charset=utf-8")], b"Not Found"))
+
+
+class _DirectRoute:
+    """A rest-json path served by a :class:`Direct` handler (``endpoint`` as in :class:`_Request`)."""
+
+    __slots__ = ("endpoint", "operation", "path")
+
+    def __init__(self, endpoint: ServiceEndpoint, operation: str) -> None:
+        self.endpoint = endpoint
+        self.operation = operation
+        self.path = ""
+        for (method, path), name in (endpoint.router.static_routes() if endpoint.router else {}).items():
+            if method == "POST" and name == operation:
+                self.path = path
+
+
+_NO_QUERY: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)

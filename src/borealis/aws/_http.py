@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, MutableMapping
+from functools import partial
 from typing import Any
 
 import httptools
@@ -172,10 +173,28 @@ class _Connection(asyncio.Protocol):
         if self.busy:
             self.pending.append(request)
             return
+        self._start(request)
+
+    def _start(self, request: _Request) -> None:
         self.busy = True
+        if request[5] != "too-large" and self.gateway.serve_direct(
+            request[0], request[1], request[2], request[3], self.server.route, partial(self._answer, request[4])
+        ):
+            return
         task = asyncio.ensure_future(self._serve(request))
         self.server.tasks.add(task)
         task.add_done_callback(self.server.tasks.discard)
+
+    def _answer(self, keep: bool, reply: Reply) -> None:
+        """The reply to a request the gateway served directly (see :meth:`Gateway.serve_direct`)."""
+        self._write(_response(reply.status, reply.headers, reply.body, keep))
+        self.busy = False
+        if not keep:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+        elif self.pending and not self.closing:
+            self._start(self.pending.popleft())
 
     # ------------------------------------------------------------------------------ serving
 

@@ -51,18 +51,19 @@ class JSONCodec:
 
     def struct_reader(self, members: Mapping[str, Shape], required: list[str]) -> Convert:
         """A reader for a structure made of some members only (rest-json body members)."""
-        fields = [(name, json_member_name(name, shape), self.reader(shape)) for name, shape in members.items()]
+        by_wire = {json_member_name(name, shape): (name, self.reader(shape)) for name, shape in members.items()}
         wire_required = [(name, json_member_name(name, members[name])) for name in required if name in members]
 
         def read_struct(value: Any) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise InputError("expected a JSON object", malformed=True)
             out: dict[str, Any] = {}
-            for name, wire, read in fields:
-                item = value.get(wire)
-                if item is not None:
+            # Walk what the request has, not every member the model knows: requests are sparse.
+            for wire, item in value.items():
+                spec = by_wire.get(wire)
+                if spec is not None and item is not None:
                     try:
-                        out[name] = read(item)
+                        out[spec[0]] = spec[1](item)
                     except InputError as exc:
                         exc.path.insert(0, wire)
                         raise

@@ -199,6 +199,10 @@ class RestJSONRouter:
                     return name, {k: unquote(v) for k, v in found.groupdict().items()}
         return None
 
+    def static_routes(self) -> dict[tuple[str, str], str]:
+        """(method, path) -> operation, for the routes without URI labels."""
+        return dict(self._static)
+
     def knows_path(self, path: str) -> bool:
         """Whether any route (any method) has this path: tells AWS requests from other traffic."""
         if any(p == path for _, p in self._static):

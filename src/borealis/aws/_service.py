@@ -19,7 +19,7 @@ from ._json import JSONCodec
 from ._model import load_service_model, protocols_of, signing_name_of
 from ._query import QueryCodec, build_tree, xml_error
 from ._restjson import RestJSONOperation, RestJSONRouter
-from ._types import Handler, RequestContext
+from ._types import Direct, Handler, RequestContext
 
 __all__ = ["Reply", "ServiceEndpoint", "protocol_error"]
 
@@ -53,9 +53,10 @@ AUTH_ERRORS: dict[str, dict[str, tuple[str, int]]] = {
 }
 
 INTERNAL_MESSAGE = "We encountered an internal error. Please try again."
+_NO_LABELS: dict[str, str] = {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: a frozen dataclass costs a setattr call per field
 class Reply:
     """An HTTP response, ready to send."""
 
@@ -201,14 +202,34 @@ class ServiceEndpoint:
         result = await self._invoke(ctx, args, "rest-json")
         if isinstance(result, Reply):
             return result
+        return self.rest_reply(ctx.operation, result, ctx.request_id)
+
+    def rest_read(self, operation: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        """The input of a rest-json operation with no URI labels or query string; raises InputError."""
+        return self._rest_ops[operation].read(_NO_LABELS, b"", headers, body)
+
+    def rest_reply(self, operation: str, result: dict[str, Any], request_id: str) -> Reply:
+        """The reply carrying a rest-json operation's output (a 500 if it does not fit its shape)."""
+        op = self._rest_ops[operation]
         try:
-            extra, out = operation.write(result)
+            extra, out = op.write(result)
         except Exception:
-            log.exception("%s.%s returned output that does not fit its shape", self.name, ctx.operation)
-            return self.internal_error("rest-json", ctx.request_id)
-        reply_headers = _headers(b"application/json", ctx.request_id)
+            log.exception("%s.%s returned output that does not fit its shape", self.name, operation)
+            return self.internal_error("rest-json", request_id)
+        reply_headers = _headers(b"application/json", request_id)
         reply_headers.extend(extra)
-        return Reply(operation.status, reply_headers, out)
+        return Reply(op.status, reply_headers, out)
+
+    def direct_error(self, operation: str, exc: BaseException, request_id: str) -> Reply:
+        """The reply for what a :class:`Direct` handler raised."""
+        handler = self.handlers[operation]
+        aws = handler.error(exc) if isinstance(handler, Direct) else None
+        if aws is not None:
+            return self.aws_error("rest-json", aws, request_id)
+        if isinstance(exc, AWSError):
+            return self.aws_error("rest-json", exc, request_id)
+        log.error("handler %s.%s failed (request %s)", self.name, operation, request_id, exc_info=exc)
+        return self.internal_error("rest-json", request_id)
 
     async def _invoke(self, ctx: RequestContext, args: dict[str, Any], protocol: str) -> dict[str, Any] | Reply:
         try:

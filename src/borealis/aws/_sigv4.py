@@ -77,7 +77,7 @@ def _parse_credential(text: str) -> Credential | None:
 _NO_CREDENTIAL = Credential("", "", "", "")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per field
 class SignedRequest:
     """The parts of a request's signature, from the header or the query string."""
 
@@ -92,43 +92,32 @@ class SignedRequest:
 def read_signature(authorization: str | None, query: Mapping[str, str], headers: Mapping[str, str]) -> SignedRequest:
     """Read the signature parts, raising `AuthFailure` ("missing"/"incomplete") when absent or malformed."""
     if authorization is not None:
-        if not authorization.startswith(ALGORITHM + " "):
-            raise AuthFailure("incomplete", "Unsupported authorization type; only AWS4-HMAC-SHA256 is accepted.")
-        fields: dict[str, str] = {}
-        for item in authorization[len(ALGORITHM) + 1 :].split(","):
-            key, sep, value = item.strip().partition("=")
-            if sep:
-                fields[key] = value
-        missing = [k for k in ("Credential", "SignedHeaders", "Signature") if k not in fields]
-        if missing:
-            raise AuthFailure(
-                "incomplete",
-                f"Authorization header requires '{missing[0]}' parameter. Authorization={authorization}",
-            )
-        credential = parse_credential(fields["Credential"])
+        # A client's headers differ from one request to the next only in the signature (and the credential
+        # date, daily): the rest is parsed once.
+        head, _, signature = authorization.rpartition("Signature=")
+        cacheable = bool(signature) and "," not in signature
+        parsed = _authorizations.get(head) if cacheable else None
+        if parsed is None:
+            parsed = _parse_authorization(authorization)
+            if cacheable:
+                if len(_authorizations) >= 4096:
+                    _authorizations.clear()
+                _authorizations[head] = parsed
+        credential, signed_headers, signature = parsed[0], parsed[1], parsed[2] or signature.strip()
         amz_date = headers.get("x-amz-date") or headers.get("date", "")
-        if credential is None:
-            raise AuthFailure("incomplete", f"Credential should be scoped to a valid region. {fields['Credential']}")
-        return SignedRequest(
-            credential,
-            tuple(fields["SignedHeaders"].split(";")),
-            fields["Signature"],
-            amz_date,
-            presigned=False,
-            expires=0,
-        )
+        return SignedRequest(credential, signed_headers, signature, amz_date, False, 0)
     if "X-Amz-Signature" in query or "X-Amz-Credential" in query:
         if query.get("X-Amz-Algorithm") != ALGORITHM:
             raise AuthFailure("incomplete", "Unsupported X-Amz-Algorithm; only AWS4-HMAC-SHA256 is accepted.")
-        credential = parse_credential(query.get("X-Amz-Credential", ""))
-        if credential is None or "X-Amz-Signature" not in query or "X-Amz-Date" not in query:
+        scope = parse_credential(query.get("X-Amz-Credential", ""))
+        if scope is None or "X-Amz-Signature" not in query or "X-Amz-Date" not in query:
             raise AuthFailure("incomplete", "The presigned request is missing signature parameters.")
         try:
             expires = int(query.get("X-Amz-Expires", "900"))
         except ValueError:
             raise AuthFailure("incomplete", "X-Amz-Expires must be a number of seconds.") from None
         return SignedRequest(
-            credential,
+            scope,
             tuple(query.get("X-Amz-SignedHeaders", "host").split(";")),
             query["X-Amz-Signature"],
             query["X-Amz-Date"],
@@ -136,6 +125,35 @@ def read_signature(authorization: str | None, query: Mapping[str, str], headers:
             expires=expires,
         )
     raise AuthFailure("missing", "Request is missing Authentication Token")
+
+
+_authorizations: dict[str, tuple[Credential, tuple[str, ...], str]] = {}
+
+
+def _parse_authorization(authorization: str) -> tuple[Credential, tuple[str, ...], str]:
+    """(credential, signed headers, signature) of an Authorization header; AuthFailure when malformed.
+
+    The signature is given back only when it is not the header's last item (otherwise the caller has it).
+    """
+    if not authorization.startswith(ALGORITHM + " "):
+        raise AuthFailure("incomplete", "Unsupported authorization type; only AWS4-HMAC-SHA256 is accepted.")
+    fields: dict[str, str] = {}
+    last = ""
+    for item in authorization[len(ALGORITHM) + 1 :].split(","):
+        key, sep, value = item.strip().partition("=")
+        if sep:
+            fields[key] = value
+            last = key
+    missing = [k for k in ("Credential", "SignedHeaders", "Signature") if k not in fields]
+    if missing:
+        raise AuthFailure(
+            "incomplete",
+            f"Authorization header requires '{missing[0]}' parameter. Authorization={authorization}",
+        )
+    credential = parse_credential(fields["Credential"])
+    if credential is None:
+        raise AuthFailure("incomplete", f"Credential should be scoped to a valid region. {fields['Credential']}")
+    return credential, tuple(fields["SignedHeaders"].split(";")), "" if last == "Signature" else fields["Signature"]
 
 
 _dates: dict[str, dt.datetime | None] = {}
@@ -293,7 +311,7 @@ class SigV4Verifier:
             (ALGORITHM, signed.amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
         )
         key = self.signing_key(secret, credential.date, credential.region, credential.service)
-        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
         if not hmac.compare_digest(expected, signed.signature):
             raise AuthFailure("signature", _MISMATCH)
 

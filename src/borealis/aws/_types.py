@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ASGIApp", "Handler", "Receive", "RequestContext", "Scope", "Send"]
+from ._errors import AWSError
+
+__all__ = ["ASGIApp", "Direct", "Handler", "Receive", "RequestContext", "Scope", "Send"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -26,3 +29,34 @@ class RequestContext:
 
 
 Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Direct:
+    """A handler that can answer without a coroutine, for the hottest operations (rest-json only).
+
+    ``start(args)`` returns the output at once or a future of it, and raises (or fails the future) with
+    errors of the service's own kind, which ``error`` turns into an :class:`AWSError` (None: not one of
+    them, which becomes a 500).  The gateway calls ``start`` from the HTTP protocol's callback, so a request
+    costs no task and no chain of awaits (:meth:`Gateway.serve_direct`); called as a plain handler it
+    behaves like any other.
+    """
+
+    __slots__ = ("error", "start")
+
+    def __init__(
+        self,
+        start: Callable[[dict[str, Any]], dict[str, Any] | asyncio.Future[dict[str, Any]]],
+        error: Callable[[BaseException], AWSError | None],
+    ) -> None:
+        self.start = start
+        self.error = error
+
+    async def __call__(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            out = self.start(args)
+            return await out if isinstance(out, asyncio.Future) else out
+        except Exception as exc:
+            aws = self.error(exc)
+            if aws is None:
+                raise
+            raise aws from None

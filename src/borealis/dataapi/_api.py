@@ -50,7 +50,18 @@ from ._errors import (
 )
 from ._metadata import ColumnDescription, ColumnSource, column_metadata
 from ._params import BoundParameters, bind_parameters
-from ._pool import COMMAND_OK, EMPTY_QUERY, FATAL_ERROR, TUPLES_OK, PgConnection, PgError, Pool, PoolKey, Verifier
+from ._pool import (
+    COMMAND_OK,
+    EMPTY_QUERY,
+    FATAL_ERROR,
+    TUPLES_OK,
+    PgConnection,
+    PgError,
+    Pool,
+    PoolKey,
+    Result,
+    Verifier,
+)
 from ._results import ResultOptions, field_decoder, format_records_json, json_decoder
 from ._settings import DataApiSettings
 from ._sql import ParsedSql, parse_sql
@@ -114,6 +125,12 @@ class _Transaction:
         self.aborted: str | None = None  # the error that aborted it, as the client saw it
 
 
+def _wire_values(bound: BoundParameters) -> list[bytes | None] | None:
+    if not bound.values:
+        return None
+    return [v.encode() if isinstance(v, str) else v for v in bound.values]
+
+
 def _new_transaction_id(node: int) -> str:
     # AWS's ids are opaque base64 text of about this length; 138 bytes -> 184 characters.  The first byte
     # names the process (node) holding the transaction, so a call landing elsewhere can be sent there.
@@ -163,6 +180,109 @@ class DataApi:
 
     async def execute_statement(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """ExecuteStatement: run one statement, in a transaction if ``transactionId`` is given."""
+        call = self._call(p)
+        try:
+            return await self._execute(p, *call)
+        except _Detached as detached:
+            raise detached.error from None
+
+    def start_statement(self, p: Mapping[str, Any]) -> dict[str, Any] | asyncio.Future[dict[str, Any]]:
+        """ExecuteStatement as :meth:`execute_statement`, without a coroutine on the common path.
+
+        A statement outside a transaction, on an idle pooled connection that has it prepared already, is
+        sent at once, and its reply is decoded in a callback: no task and no chain of awaits, which is most
+        of the cost of a primary-key SELECT.  Anything else runs :meth:`execute_statement` in a task.
+        Errors found before the statement is sent are raised here; later ones fail the future.  Either
+        way they are :class:`DataApiError`.
+        """
+        call = self._call(p)
+        sql, parsed, bound, options, json_mode, metadata, continue_after = call
+        if p.get("transactionId") or metadata or continue_after:
+            return asyncio.ensure_future(self.execute_statement(p))
+        pool = self._pool(self._cluster(p.get("resourceArn")), p)
+        conn = pool.try_acquire()
+        if conn is None:
+            return asyncio.ensure_future(self.execute_statement(p))
+        text = parsed.sql.encode()
+        values = _wire_values(bound)
+        try:
+            sent = conn.send_cached(text, values, bound.oids, bound.formats, self.settings.call_timeout)
+        except BaseException:
+            pool.release(conn)
+            raise
+        if sent is None:
+            return asyncio.ensure_future(self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
+        waiter, timer = sent
+        out: asyncio.Future[dict[str, Any]] = waiter.get_loop().create_future()
+
+        def done(_: asyncio.Future[list[Result]]) -> None:
+            timer.cancel()
+            try:
+                self._sent(waiter, out, conn, pool, text, sql, parsed, bound, options, json_mode)
+            except BaseException as exc:  # never into the loop: the caller waits on `out`
+                if not out.done():
+                    out.set_exception(exc)
+
+        waiter.add_done_callback(done)
+        return out
+
+    def _sent(
+        self,
+        waiter: asyncio.Future[list[Result]],
+        out: asyncio.Future[dict[str, Any]],
+        conn: PgConnection,
+        pool: Pool,
+        text: bytes,
+        sql: str,
+        parsed: ParsedSql,
+        bound: BoundParameters,
+        options: ResultOptions,
+        json_mode: bool,
+    ) -> None:
+        """The reply to :meth:`start_statement`'s statement came (or its time ran out): settle ``out``."""
+        failed = waiter.exception()
+        if failed is not None:
+            if isinstance(failed, TimeoutError):
+                self._follow(out, self._expired(conn, pool))
+                return
+            pool.release(conn)
+            raise self._connection_error(failed) if isinstance(failed, PgError) else failed
+        results = waiter.result()
+        if conn.stale(results, text, bound.oids):
+            self._follow(out, self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
+            return
+        res = results[-1]
+        if res.status == _TUPLES_OK and any(f[3] not in BUILTIN_TYPES and f[3] not in pool.types for f in res.fields):
+            self._follow(out, self._settle(conn, pool, None, res, sql, parsed, options, json_mode, False))
+            return
+        pool.release(conn)
+        out.set_result(self._outcome(pool, conn, None, res, sql, parsed, options, json_mode))
+
+    async def _expired(self, conn: PgConnection, pool: Pool) -> dict[str, Any]:
+        try:
+            await conn.finish_expired()
+        finally:
+            pool.release(conn)
+        raise StatementTimeoutException("The statement timed out", dbConnectionId=conn.backend_pid)
+
+    def _follow(self, out: asyncio.Future[dict[str, Any]], coro: Any) -> None:
+        """Settle ``out`` with what the coroutine ``coro`` returns or raises."""
+        task = asyncio.ensure_future(coro)
+
+        def copy(_: asyncio.Future[dict[str, Any]]) -> None:
+            if out.done():
+                return
+            if task.cancelled():
+                out.cancel()
+            elif task.exception() is not None:
+                out.set_exception(task.exception())
+            else:
+                out.set_result(task.result())
+
+        task.add_done_callback(copy)
+
+    def _call(self, p: Mapping[str, Any]) -> tuple[str, ParsedSql, BoundParameters, ResultOptions, bool, bool, bool]:
+        """The checks every ExecuteStatement passes before any SQL is sent, and what they yield."""
         sql = self._check_sql(p)
         self._check_request_size(sql, p.get("parameters"))
         parsed = self._parse(sql)
@@ -170,11 +290,7 @@ class DataApi:
         options = ResultOptions.from_request(p.get("resultSetOptions"))
         json_mode = p.get("formatRecordsAs") == "JSON"
         metadata = bool(p.get("includeResultMetadata")) and not json_mode
-        continue_after = bool(p.get("continueAfterTimeout"))
-        try:
-            return await self._execute(p, sql, parsed, bound, options, json_mode, metadata, continue_after)
-        except _Detached as detached:
-            raise detached.error from None
+        return sql, parsed, bound, options, json_mode, metadata, bool(p.get("continueAfterTimeout"))
 
     async def _execute(
         self,
@@ -195,6 +311,21 @@ class DataApi:
         # The common case, without the context manager's generator (what _connection does for a pool).
         pool = self._pool(self._cluster(p.get("resourceArn")), p)
         conn = await self._acquire_for(p, pool)
+        return await self._pooled(conn, pool, sql, parsed, bound, options, json_mode, metadata, continue_after)
+
+    async def _pooled(
+        self,
+        conn: PgConnection,
+        pool: Pool,
+        sql: str,
+        parsed: ParsedSql,
+        bound: BoundParameters,
+        options: ResultOptions,
+        json_mode: bool,
+        metadata: bool = False,
+        continue_after: bool = False,
+    ) -> dict[str, Any]:
+        """Run a statement on a connection borrowed from ``pool``, and give it back."""
         try:
             result = await self._statement(
                 conn, pool, None, sql, parsed, bound, options, json_mode, metadata, continue_after
@@ -221,12 +352,41 @@ class DataApi:
         continue_after: bool,
     ) -> dict[str, Any]:
         results = await self._run(conn, pool, tx, parsed.sql.encode(), bound, continue_after)
-        res = results[-1]
+        return await self._settle(conn, pool, tx, results[-1], sql, parsed, options, json_mode, metadata)
+
+    async def _settle(
+        self,
+        conn: PgConnection,
+        pool: Pool,
+        tx: _Transaction | None,
+        res: Result,
+        sql: str,
+        parsed: ParsedSql,
+        options: ResultOptions,
+        json_mode: bool,
+        metadata: bool,
+    ) -> dict[str, Any]:
+        if res.status == _TUPLES_OK:
+            return await self._records(conn, pool, res, options, json_mode, metadata)
+        return self._outcome(pool, conn, tx, res, sql, parsed, options, json_mode)
+
+    def _outcome(
+        self,
+        pool: Pool,
+        conn: PgConnection,
+        tx: _Transaction | None,
+        res: Result,
+        sql: str,
+        parsed: ParsedSql,
+        options: ResultOptions,
+        json_mode: bool,
+    ) -> dict[str, Any]:
+        """What ExecuteStatement answers for a statement's last result (records only if their types are known)."""
         status = res.status
+        if status == _TUPLES_OK:
+            return self._decode(pool, res, options, json_mode)
         if status == _FATAL:
             raise self._sql_error(PgError.from_result(res), parsed, tx, sql)
-        if status == _TUPLES_OK:
-            return await self._records(conn, pool, res, options, json_mode, metadata)
         if status in (_COMMAND_OK, _EMPTY):
             return {"numberOfRecordsUpdated": int(res.command_tuples or 0), "generatedFields": []}
         raise self._unexpected(pool, conn, tx, status)
@@ -622,9 +782,7 @@ class DataApi:
         continue_after: bool,
         timeout: float | None = None,
     ) -> list[Any]:
-        values: list[bytes | None] | None = None
-        if bound.values:
-            values = [v.encode() if isinstance(v, str) else v for v in bound.values]
+        values = _wire_values(bound)
         limit = self.settings.call_timeout if timeout is None else timeout
         if not continue_after:
             # Outside a transaction the statement is prepared once per connection (see PgConnection.prepared).
@@ -690,51 +848,49 @@ class DataApi:
         self,
         conn: PgConnection,
         pool: Pool,
-        res: Any,
+        res: Result,
         options: ResultOptions,
         json_mode: bool,
         metadata: bool,
     ) -> dict[str, Any]:
-        nfields = res.nfields
-        ntuples = res.ntuples
-        oids = [res.ftype(i) for i in range(nfields)]
-        mods = [res.fmod(i) for i in range(nfields)]
-        if any(oid not in BUILTIN_TYPES and oid not in pool.types for oid in oids):
-            await self._load_types(conn, pool, oids)
+        fields = res.fields
+        if any(f[3] not in BUILTIN_TYPES and f[3] not in pool.types for f in fields):
+            await self._load_types(conn, pool, [f[3] for f in fields])
+        out = self._decode(pool, res, options, json_mode)
+        if metadata:
+            oids = [f[3] for f in fields]
+            out["columnMetadata"] = await self._metadata(conn, pool, res, oids, [f[4] for f in fields])
+        return out
+
+    def _decode(self, pool: Pool, res: Result, options: ResultOptions, json_mode: bool) -> dict[str, Any]:
+        """``records`` (or ``formattedRecords``) of a result whose column types the pool knows."""
         types = pool.types
         cache: dict[Any, Any] = pool.decoders
         decoders: list[Any] = []
-        for oid, mod in zip(oids, mods, strict=True):
-            key = (oid, mod, options, json_mode)
+        for field in res.fields:
+            key = (field[3], field[4], options, json_mode)
             decode = cache.get(key)
             if decode is None:
                 make = json_decoder if json_mode else field_decoder
-                decode = cache[key] = make(oid, mod, options, types)
+                decode = cache[key] = make(field[3], field[4], options, types)
             decoders.append(decode)
         limit = self.settings.max_json_response if json_mode else self.settings.max_response
-        get = res.get_value
+        rows = res.rows
         size = 0
-        rows: list[list[bytes | None]] = []
-        columns = range(nfields)
-        for r in range(ntuples):
-            row = [get(r, c) for c in columns]
+        for row in rows:
             for value in row:
                 if value is not None:
                     size += len(value)
             if size > limit:
                 raise UnsupportedResultException("Database returned more than the allowed response size limit")
-            rows.append(row)
         if json_mode:
-            labels = [res.fname(i).decode("utf-8", "replace") for i in columns]
+            labels = [f[0].decode("utf-8", "replace") for f in res.fields]
             text = format_records_json(labels, rows, decoders)
             if len(text) > limit:
                 raise UnsupportedResultException("Database returned more than the allowed response size limit")
             return {"formattedRecords": text, "numberOfRecordsUpdated": 0}
         records = [[decode(value) for decode, value in zip(decoders, row, strict=True)] for row in rows]
-        out: dict[str, Any] = {"records": records, "numberOfRecordsUpdated": 0}
-        if metadata:
-            out["columnMetadata"] = await self._metadata(conn, pool, res, oids, mods)
-        return out
+        return {"records": records, "numberOfRecordsUpdated": 0}
 
     async def _metadata(
         self, conn: PgConnection, pool: Pool, res: Any, oids: list[int], mods: list[int]

@@ -79,7 +79,7 @@ _FORMATS: dict[str, tuple[re.Pattern[str], re.Pattern[str], str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: a frozen dataclass costs a setattr call per field
 class BoundParameters:
     """The values, type OIDs and format codes (0 text, 1 binary) for ``$1 .. $n``, in order."""
 

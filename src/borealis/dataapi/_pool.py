@@ -285,6 +285,11 @@ def _expire(waiter: asyncio.Future[list[Result]]) -> None:
         waiter.set_exception(_Expired())
 
 
+def _time_out(waiter: asyncio.Future[list[Result]]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class _Protocol(asyncio.Protocol):
     """The long-lived reader of one server connection: frames in, results out when ReadyForQuery comes."""
 
@@ -534,13 +539,8 @@ class PgConnection:
         if name is not None:
             self.statements.move_to_end(key)
             results = await self._send(self._take_closes() + bind_execute(name, values, formats), timeout)
-            last = results[-1] if results else None
-            err = last.error if last is not None else None
-            if err is None or self.proto.tx_status != b"I" or not _is_stale(err, name):
+            if not self.stale(results, sql, oids):
                 return results
-            del self.statements[key]
-            if err.sqlstate == "0A000":
-                self._closes.append(_close_statement(name))
         self._names += 1
         name = b"_borealis_%d" % self._names
         self.proto.parsed = False
@@ -552,6 +552,55 @@ class PgConnection:
                 _, old = self.statements.popitem(last=False)
                 self._closes.append(_close_statement(old))
         return results
+
+    def send_cached(
+        self,
+        sql: bytes,
+        values: Sequence[bytes | None] | None,
+        oids: Sequence[int] | None,
+        formats: Sequence[int] | None,
+        timeout: float,
+    ) -> tuple[asyncio.Future[list[Result]], asyncio.TimerHandle] | None:
+        """Send Bind/Execute for a statement already prepared here, without a coroutine: the hot path.
+
+        Returns the future of the results and the timer that expires it (cancel it when done), or None
+        when :meth:`prepared` must do it (the statement is not cached here, or the connection is busy or
+        in a transaction block).  The future fails with ``TimeoutError`` when the time passes (the caller
+        then runs :meth:`finish_expired`) and with :class:`PgError` when the connection fails.  A stale
+        statement's error comes back as a result, as :meth:`prepared` would see it before retrying: the
+        caller checks :meth:`stale`.
+        """
+        proto = self.proto
+        if self.statement_cache <= 0 or proto.tx_status != b"I" or proto.lost is not None or proto.waiter:
+            return None
+        key = (sql, tuple(oids) if oids else ())
+        name = self.statements.get(key)
+        if name is None:
+            return None
+        self.statements.move_to_end(key)
+        loop = proto.loop
+        waiter: asyncio.Future[list[Result]] = loop.create_future()
+        proto.waiter = waiter
+        assert proto.transport is not None
+        proto.transport.write(self._take_closes() + bind_execute(name, values, formats))
+        return waiter, loop.call_later(timeout, _time_out, waiter)
+
+    def stale(self, results: list[Result], sql: bytes, oids: Sequence[int] | None) -> bool:
+        """The results of :meth:`send_cached` say the cached statement went stale or away: forget it."""
+        last = results[-1] if results else None
+        err = last.error if last is not None else None
+        key = (sql, tuple(oids) if oids else ())
+        name = self.statements.get(key)
+        if err is None or name is None or self.proto.tx_status != b"I" or not _is_stale(err, name):
+            return False
+        del self.statements[key]
+        if err.sqlstate == "0A000":
+            self._closes.append(_close_statement(name))
+        return True
+
+    async def finish_expired(self) -> None:
+        """After :meth:`send_cached`'s future expired: cancel the statement and wait for it to end."""
+        await self._cancel()
 
     def _take_closes(self) -> bytes:
         if not self._closes:

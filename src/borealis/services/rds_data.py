@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from borealis.aws import AWSError, Handler, RequestContext
+from borealis.aws import AWSError, Direct, Handler, RequestContext
 from borealis.dataapi import DataApi, DataApiError
 
 __all__ = ["handlers"]
@@ -30,9 +30,17 @@ def _wrap(call: Callable[[Params], Awaitable[Params]]) -> Handler:
         try:
             return await call(p)
         except DataApiError as exc:
-            raise AWSError(exc.code, exc.message, exc.status, fields=exc.fields or None) from None
+            raise _to_aws(exc) from None
 
     return handler
+
+
+def _to_aws(exc: DataApiError) -> AWSError:
+    return AWSError(exc.code, exc.message, exc.status, fields=exc.fields or None)
+
+
+def _aws_error(exc: BaseException) -> AWSError | None:
+    return _to_aws(exc) if isinstance(exc, DataApiError) else None
 
 
 def handlers(api: DataApi) -> dict[str, Handler]:
@@ -42,7 +50,8 @@ def handlers(api: DataApi) -> dict[str, Handler]:
         raise AWSError("BadRequestException", _EXECUTE_SQL)
 
     return {
-        "ExecuteStatement": _wrap(api.execute_statement),
+        # The hot one: served from the HTTP callback, without a task, where it can be (see Direct).
+        "ExecuteStatement": Direct(api.start_statement, _aws_error),
         "BatchExecuteStatement": _wrap(api.batch_execute_statement),
         "BeginTransaction": _wrap(api.begin_transaction),
         "CommitTransaction": _wrap(api.commit_transaction),

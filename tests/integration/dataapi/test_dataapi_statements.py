@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from borealis.dataapi import DataApi, DataApiSettings, DatabaseErrorException
+from borealis.dataapi import DataApi, DataApiSettings, DatabaseErrorException, StatementTimeoutException
 from borealis.engine._config import socket_dir_for
 from tests.integration.conftest import BorealisProcess
 
@@ -23,7 +23,15 @@ from .test_dataapi_unix import ARN, _Control, _Secrets, _Server
 Run = Callable[..., Awaitable[dict[str, Any]]]
 
 
-def _with_api(borealis: BorealisProcess, body: Callable[[DataApi, Run], Awaitable[None]], **settings: Any) -> None:
+@pytest.fixture(params=["coroutine", "direct"])
+def entry(request: pytest.FixtureRequest) -> str:
+    """Each test runs through both ways in: ``execute_statement`` and the HTTP callback's ``start_statement``."""
+    return str(request.param)
+
+
+def _with_api(
+    borealis: BorealisProcess, body: Callable[[DataApi, Run], Awaitable[None]], entry: str, **settings: Any
+) -> None:
     with borealis.master_connect() as conn:
         row = conn.execute("SELECT host(inet_server_addr()), inet_server_port()").fetchone()
         secret = borealis.client("secretsmanager")
@@ -47,7 +55,10 @@ def _with_api(borealis: BorealisProcess, body: Callable[[DataApi, Run], Awaitabl
             p["parameters"] = [{"name": k, "value": v} for k, v in params.items()]
         if tx is not None:
             p["transactionId"] = tx
-        return await api.execute_statement(p)
+        if entry == "coroutine":
+            return await api.execute_statement(p)
+        out = api.start_statement(p)
+        return await out if isinstance(out, asyncio.Future) else out
 
     async def main() -> None:
         try:
@@ -65,7 +76,7 @@ def _ours(out: dict[str, Any]) -> int:
 COUNT = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_borealis\\_%'"
 
 
-def test_a_repeated_statement_is_prepared_once(borealis: BorealisProcess) -> None:
+def test_a_repeated_statement_is_prepared_once(borealis: BorealisProcess, entry: str) -> None:
     async def body(api: DataApi, run: Run) -> None:
         for i in range(5):
             out = await run("SELECT :n::int + 1", n={"longValue": i})
@@ -75,10 +86,10 @@ def test_a_repeated_statement_is_prepared_once(borealis: BorealisProcess) -> Non
         assert len(conn.statements) == 1
         assert _ours(await run(COUNT)) == 2  # the SELECT and this count
 
-    _with_api(borealis, body)
+    _with_api(borealis, body, entry)
 
 
-def test_stale_and_deallocated_statements_are_prepared_again(borealis: BorealisProcess) -> None:
+def test_stale_and_deallocated_statements_are_prepared_again(borealis: BorealisProcess, entry: str) -> None:
     table = f"stmt_{time.time_ns()}"
 
     async def body(api: DataApi, run: Run) -> None:
@@ -98,10 +109,10 @@ def test_stale_and_deallocated_statements_are_prepared_again(borealis: BorealisP
         with pytest.raises(DatabaseErrorException, match="42P01"):
             await run(f"SELECT * FROM {table}")
 
-    _with_api(borealis, body)
+    _with_api(borealis, body, entry)
 
 
-def test_errors_of_cached_statements_are_the_statements_own(borealis: BorealisProcess) -> None:
+def test_errors_of_cached_statements_are_the_statements_own(borealis: BorealisProcess, entry: str) -> None:
     async def body(api: DataApi, run: Run) -> None:
         assert (await run("SELECT 10 / :d", d={"longValue": 2}))["records"] == [[{"longValue": 5}]]
         with pytest.raises(DatabaseErrorException, match="division by zero"):
@@ -112,10 +123,10 @@ def test_errors_of_cached_statements_are_the_statements_own(borealis: BorealisPr
         (pool,) = api._pools.values()
         assert all(b"SELEC 1" not in key[0] for conn in pool.idle for key in conn.statements)
 
-    _with_api(borealis, body)
+    _with_api(borealis, body, entry)
 
 
-def test_the_cache_is_bounded_and_transactions_use_unnamed_statements(borealis: BorealisProcess) -> None:
+def test_the_cache_is_bounded_and_transactions_use_unnamed_statements(borealis: BorealisProcess, entry: str) -> None:
     async def body(api: DataApi, run: Run) -> None:
         for i in range(6):
             await run(f"SELECT {i}")
@@ -127,13 +138,29 @@ def test_the_cache_is_bounded_and_transactions_use_unnamed_statements(borealis: 
         assert _ours(await run(COUNT, tx)) == before
         await api.commit_transaction({"resourceArn": ARN, "secretArn": "s", "transactionId": tx})
 
-    _with_api(borealis, body, statement_cache=2)
+    _with_api(borealis, body, entry, statement_cache=2)
 
 
-def test_no_cache_when_turned_off(borealis: BorealisProcess) -> None:
+def test_no_cache_when_turned_off(borealis: BorealisProcess, entry: str) -> None:
     async def body(api: DataApi, run: Run) -> None:
         for _ in range(3):
             await run("SELECT 1")
         assert _ours(await run(COUNT)) == 0
 
-    _with_api(borealis, body, statement_cache=0)
+    _with_api(borealis, body, entry, statement_cache=0)
+
+
+def test_a_cached_statement_that_runs_too_long_is_cancelled(borealis: BorealisProcess, entry: str) -> None:
+    async def body(api: DataApi, run: Run) -> None:
+        await run("SELECT pg_sleep(:s)", s={"doubleValue": 0})  # now prepared: the next call is sent at once
+        started = time.monotonic()
+        with pytest.raises(StatementTimeoutException) as info:
+            await run("SELECT pg_sleep(:s)", s={"doubleValue": 30})
+        assert time.monotonic() - started < 10
+        assert info.value.fields["dbConnectionId"] > 0
+        # The connection was cancelled, waited for, and given back usable, its statement still prepared.
+        (pool,) = api._pools.values()
+        assert [len(conn.statements) for conn in pool.idle] == [1]
+        assert (await run("SELECT pg_sleep(:s)", s={"doubleValue": 0}))["records"] == [[{"stringValue": ""}]]
+
+    _with_api(borealis, body, entry, call_timeout=1.0)
