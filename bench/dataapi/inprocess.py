@@ -175,10 +175,18 @@ async def measure(args: argparse.Namespace, data_dir: Path, url: str) -> None:
         gc.disable()
     elif args.gc == "freeze":
         gc.freeze()
+    timing = None
+    if os.environ.get("BOREALIS_TIMING"):  # a module with install() and report(requests): see docs/benchmarks.md
+        import importlib
+
+        timing = importlib.import_module(os.environ["BOREALIS_TIMING"])
+        timing.install()
     for i in range(args.rounds):
         switches = _switches()
         per = await run(args.requests)
         switched = (_switches() - switches) / args.requests
+        if timing is not None:
+            timing.report(args.requests)
         print(
             f"round {i + 1}: {per * 1e6:6.1f} µs CPU per request ({args.requests} requests, {args.concurrency} in "
             f"flight), {switched:.2f} voluntary context switches per request"

@@ -14,7 +14,6 @@ Every AWS request is verified with SigV4 before its body is parsed.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import random
@@ -136,7 +135,7 @@ class Gateway:
 
         Everything :meth:`classify` and :meth:`serve` would do happens here, in the same order and with
         the same answers, only flat: the signature is checked, the body read by the model, the handler
-        started, and ``answer`` called with the reply, at once or when the handler's future is done.
+        started, and ``answer`` called with the reply, at once or when the handler settles the call.
         Anything else (a query string, a presigned URL, another process's request per ``route``) is left
         to the general path, which returns False before any work is done.
         """
@@ -173,25 +172,20 @@ class Gateway:
             answer(endpoint.input_error("rest-json", exc, request_id))
             return True
         handler: Direct = endpoint.handlers[operation]  # type: ignore[assignment]
+
+        def settle(outcome: dict[str, Any] | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                answer(endpoint.direct_error(operation, outcome, request_id))
+            else:
+                answer(endpoint.rest_reply(operation, outcome, request_id))
+
         try:
-            out = handler.start(args)
+            out = handler.start(args, settle)
         except Exception as exc:
             answer(endpoint.direct_error(operation, exc, request_id))
             return True
-        if not isinstance(out, asyncio.Future):
+        if out is not None:
             answer(endpoint.rest_reply(operation, out, request_id))
-            return True
-
-        def done(future: asyncio.Future[dict[str, Any]]) -> None:
-            if future.cancelled():
-                reply = endpoint.internal_error("rest-json", request_id)
-            elif future.exception() is not None:
-                reply = endpoint.direct_error(operation, future.exception(), request_id)  # type: ignore[arg-type]
-            else:
-                reply = endpoint.rest_reply(operation, future.result(), request_id)
-            answer(reply)
-
-        out.add_done_callback(done)
         return True
 
     def too_large(self, request: _Request) -> Reply:

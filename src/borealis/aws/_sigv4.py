@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote
@@ -27,6 +28,7 @@ __all__ = ["AuthFailure", "Credential", "SigV4Verifier", "parse_credential"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = dt.timedelta(minutes=15)
+_MAX_SKEW_S = MAX_SKEW.total_seconds()
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _KEY_CACHE_LIMIT = 4096
 
@@ -51,6 +53,7 @@ class Credential:
     date: str
     region: str
     service: str
+    scope: str  # date/region/service/aws4_request, as signed
 
 
 _credentials: dict[str, Credential | None] = {}
@@ -71,10 +74,10 @@ def _parse_credential(text: str) -> Credential | None:
     parts = text.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts[:4]):
         return None
-    return Credential(parts[0], parts[1], parts[2], parts[3])
+    return Credential(parts[0], parts[1], parts[2], parts[3], "/".join(parts[1:]))
 
 
-_NO_CREDENTIAL = Credential("", "", "", "")
+_NO_CREDENTIAL = Credential("", "", "", "", "")
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per field
@@ -156,16 +159,17 @@ def _parse_authorization(authorization: str) -> tuple[Credential, tuple[str, ...
     return credential, tuple(fields["SignedHeaders"].split(";")), "" if last == "Signature" else fields["Signature"]
 
 
-_dates: dict[str, dt.datetime | None] = {}
+_dates: dict[str, float | None] = {}
 
 
-def _parse_amz_date(text: str) -> dt.datetime | None:
+def _amz_epoch(text: str) -> float | None:
+    """An X-Amz-Date stamp as seconds since the epoch; None when malformed."""
     # Many requests share a second (and wrk-style replays share all of them): strptime once per stamp.
     when = _dates.get(text, _NOT_CACHED)
     if when is not _NOT_CACHED:
         return when
     try:
-        parsed: dt.datetime | None = dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        parsed: float | None = dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC).timestamp()
     except ValueError:
         parsed = None
     if len(_dates) >= 4096:
@@ -174,7 +178,7 @@ def _parse_amz_date(text: str) -> dt.datetime | None:
     return parsed
 
 
-_NOT_CACHED = dt.datetime.min
+_NOT_CACHED = -1.0
 
 
 _paths: dict[str, str] = {}
@@ -230,7 +234,7 @@ class SigV4Verifier:
     ) -> None:
         """`credentials` maps an access key id to its secret (None if unknown); `clock` is for tests."""
         self._credentials = credentials
-        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._clock = clock
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
 
     def signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
@@ -259,8 +263,8 @@ class SigV4Verifier:
     ) -> None:
         """Check one request; raise `AuthFailure` when it must be refused."""
         credential = signed.credential
-        when = _parse_amz_date(signed.amz_date)
-        if when is None:
+        when_s = _amz_epoch(signed.amz_date)
+        if when_s is None:
             raise AuthFailure(
                 "incomplete",
                 "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
@@ -268,13 +272,15 @@ class SigV4Verifier:
         secret = self._credentials(credential.access_key)
         if secret is None:
             raise AuthFailure("unknown_key", "The security token included in the request is invalid.")
-        now = self._clock()
+        # Seconds since the epoch, not datetimes, on the hot path; the clock given by tests is a datetime.
+        now_s = time.time() if self._clock is None else self._clock().timestamp()
         if signed.presigned:
-            if now > when + dt.timedelta(seconds=signed.expires):
+            if now_s > when_s + signed.expires:
                 raise AuthFailure("expired", f"Request has expired. X-Amz-Date: {signed.amz_date}")
-        elif abs(now - when) > MAX_SKEW:
+        elif abs(now_s - when_s) > _MAX_SKEW_S:
+            now = dt.datetime.fromtimestamp(now_s, dt.UTC)
             stamp = now.strftime("%Y%m%dT%H%M%SZ")
-            if when < now:
+            if when_s < now_s:
                 earliest = (now - MAX_SKEW).strftime("%Y%m%dT%H%M%SZ")
                 detail = f"is now earlier than {earliest} ({stamp} - 15 min.)"
             else:
@@ -306,9 +312,8 @@ class SigV4Verifier:
                 payload_hash,
             )
         )
-        scope = f"{credential.date}/{credential.region}/{credential.service}/aws4_request"
         string_to_sign = "\n".join(
-            (ALGORITHM, signed.amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
+            (ALGORITHM, signed.amz_date, credential.scope, hashlib.sha256(canonical_request.encode()).hexdigest())
         )
         key = self.signing_key(secret, credential.date, credential.region, credential.service)
         expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex()

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._errors import AWSError
 
-__all__ = ["ASGIApp", "Direct", "Handler", "Receive", "RequestContext", "Scope", "Send"]
+__all__ = ["ASGIApp", "Direct", "Handler", "Receive", "RequestContext", "Scope", "Send", "Settle"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -31,30 +31,45 @@ class RequestContext:
 Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+Settle = Callable[[dict[str, Any] | BaseException], None]
+"""Hands over a :class:`Direct` call's outcome later: its output, or the error it failed with."""
+
+
 class Direct:
     """A handler that can answer without a coroutine, for the hottest operations (rest-json only).
 
-    ``start(args)`` returns the output at once or a future of it, and raises (or fails the future) with
-    errors of the service's own kind, which ``error`` turns into an :class:`AWSError` (None: not one of
-    them, which becomes a 500).  The gateway calls ``start`` from the HTTP protocol's callback, so a request
-    costs no task and no chain of awaits (:meth:`Gateway.serve_direct`); called as a plain handler it
-    behaves like any other.
+    ``start(args, settle)`` returns the output at once, or returns None and calls ``settle`` once later
+    with the output or an error.  It raises (or settles with) errors of the service's own kind, which
+    ``error`` turns into an :class:`AWSError` (None: not one of them, which becomes a 500).  The gateway
+    calls ``start`` from the HTTP protocol's callback and writes the reply from ``settle``, so a request
+    costs no task, no future and no chain of awaits (:meth:`Gateway.serve_direct`); called as a plain
+    handler it behaves like any other.
     """
 
     __slots__ = ("error", "start")
 
     def __init__(
         self,
-        start: Callable[[dict[str, Any]], dict[str, Any] | asyncio.Future[dict[str, Any]]],
+        start: Callable[[dict[str, Any], Settle], dict[str, Any] | None],
         error: Callable[[BaseException], AWSError | None],
     ) -> None:
         self.start = start
         self.error = error
 
     async def __call__(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        later: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: dict[str, Any] | BaseException) -> None:
+            if later.done():
+                return
+            if isinstance(outcome, BaseException):
+                later.set_exception(outcome)
+            else:
+                later.set_result(outcome)
+
         try:
-            out = self.start(args)
-            return await out if isinstance(out, asyncio.Future) else out
+            out = self.start(args, settle)
+            return await later if out is None else out
         except Exception as exc:
             aws = self.error(exc)
             if aws is None:

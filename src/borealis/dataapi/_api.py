@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,6 +125,10 @@ class _Transaction:
         self.aborted: str | None = None  # the error that aborted it, as the client saw it
 
 
+Settle = Callable[[dict[str, Any] | BaseException], None]
+"""How :meth:`DataApi.start_statement` hands over a call's outcome: the output, or the error."""
+
+
 def _wire_values(bound: BoundParameters) -> list[bytes | None] | None:
     if not bound.values:
         return None
@@ -186,50 +190,49 @@ class DataApi:
         except _Detached as detached:
             raise detached.error from None
 
-    def start_statement(self, p: Mapping[str, Any]) -> dict[str, Any] | asyncio.Future[dict[str, Any]]:
+    def start_statement(self, p: Mapping[str, Any], settle: Settle) -> dict[str, Any] | None:
         """ExecuteStatement as :meth:`execute_statement`, without a coroutine on the common path.
 
         A statement outside a transaction, on an idle pooled connection that has it prepared already, is
-        sent at once, and its reply is decoded in a callback: no task and no chain of awaits, which is most
-        of the cost of a primary-key SELECT.  Anything else runs :meth:`execute_statement` in a task.
-        Errors found before the statement is sent are raised here; later ones fail the future.  Either
-        way they are :class:`DataApiError`.
+        sent at once and its reply decoded in the connection reader's callback: no task, no future and no
+        chain of awaits, which are most of the cost of a primary-key SELECT.  Anything else runs
+        :meth:`execute_statement` in a task.  Errors found before the statement is sent are raised here;
+        otherwise the outcome is given to ``settle`` once (the output, or a :class:`DataApiError`) and this
+        returns None.
         """
-        call = self._call(p)
-        sql, parsed, bound, options, json_mode, metadata, continue_after = call
+        sql, parsed, bound, options, json_mode, metadata, continue_after = self._call(p)
         if p.get("transactionId") or metadata or continue_after:
-            return asyncio.ensure_future(self.execute_statement(p))
+            self._follow(settle, self.execute_statement(p))
+            return None
         pool = self._pool(self._cluster(p.get("resourceArn")), p)
         conn = pool.try_acquire()
         if conn is None:
-            return asyncio.ensure_future(self.execute_statement(p))
+            self._follow(settle, self.execute_statement(p))
+            return None
         text = parsed.sql.encode()
-        values = _wire_values(bound)
+
+        def settled(results: list[Result] | None, failed: BaseException | None) -> None:
+            try:
+                self._sent(results, failed, settle, conn, pool, text, sql, parsed, bound, options, json_mode)
+            except Exception as exc:
+                settle(exc)
+
         try:
-            sent = conn.send_cached(text, values, bound.oids, bound.formats, self.settings.call_timeout)
+            sent = conn.send_cached(
+                text, _wire_values(bound), bound.oids, bound.formats, self.settings.call_timeout, settled
+            )
         except BaseException:
             pool.release(conn)
             raise
-        if sent is None:
-            return asyncio.ensure_future(self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
-        waiter, timer = sent
-        out: asyncio.Future[dict[str, Any]] = waiter.get_loop().create_future()
-
-        def done(_: asyncio.Future[list[Result]]) -> None:
-            timer.cancel()
-            try:
-                self._sent(waiter, out, conn, pool, text, sql, parsed, bound, options, json_mode)
-            except BaseException as exc:  # never into the loop: the caller waits on `out`
-                if not out.done():
-                    out.set_exception(exc)
-
-        waiter.add_done_callback(done)
-        return out
+        if not sent:
+            self._follow(settle, self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
+        return None
 
     def _sent(
         self,
-        waiter: asyncio.Future[list[Result]],
-        out: asyncio.Future[dict[str, Any]],
+        results: list[Result] | None,
+        failed: BaseException | None,
+        settle: Settle,
         conn: PgConnection,
         pool: Pool,
         text: bytes,
@@ -239,24 +242,22 @@ class DataApi:
         options: ResultOptions,
         json_mode: bool,
     ) -> None:
-        """The reply to :meth:`start_statement`'s statement came (or its time ran out): settle ``out``."""
-        failed = waiter.exception()
-        if failed is not None:
+        """The reply to :meth:`start_statement`'s statement came (or its time ran out): settle the call."""
+        if failed is not None or results is None:
             if isinstance(failed, TimeoutError):
-                self._follow(out, self._expired(conn, pool))
+                self._follow(settle, self._expired(conn, pool))
                 return
             pool.release(conn)
-            raise self._connection_error(failed) if isinstance(failed, PgError) else failed
-        results = waiter.result()
+            raise self._connection_error(failed) if isinstance(failed, PgError) else (failed or PgError("no result"))
         if conn.stale(results, text, bound.oids):
-            self._follow(out, self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
+            self._follow(settle, self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
             return
         res = results[-1]
         if res.status == _TUPLES_OK and any(f[3] not in BUILTIN_TYPES and f[3] not in pool.types for f in res.fields):
-            self._follow(out, self._settle(conn, pool, None, res, sql, parsed, options, json_mode, False))
+            self._follow(settle, self._settle(conn, pool, None, res, sql, parsed, options, json_mode, False))
             return
         pool.release(conn)
-        out.set_result(self._outcome(pool, conn, None, res, sql, parsed, options, json_mode))
+        settle(self._outcome(pool, conn, None, res, sql, parsed, options, json_mode))
 
     async def _expired(self, conn: PgConnection, pool: Pool) -> dict[str, Any]:
         try:
@@ -265,21 +266,18 @@ class DataApi:
             pool.release(conn)
         raise StatementTimeoutException("The statement timed out", dbConnectionId=conn.backend_pid)
 
-    def _follow(self, out: asyncio.Future[dict[str, Any]], coro: Any) -> None:
-        """Settle ``out`` with what the coroutine ``coro`` returns or raises."""
+    def _follow(self, settle: Settle, coro: Any) -> None:
+        """Run the coroutine ``coro`` in a task and settle the call with what it returns or raises."""
         task = asyncio.ensure_future(coro)
 
-        def copy(_: asyncio.Future[dict[str, Any]]) -> None:
-            if out.done():
-                return
+        def done(_: asyncio.Future[dict[str, Any]]) -> None:
             if task.cancelled():
-                out.cancel()
-            elif task.exception() is not None:
-                out.set_exception(task.exception())
+                settle(asyncio.CancelledError())
             else:
-                out.set_result(task.result())
+                failed = task.exception()
+                settle(task.result() if failed is None else failed)
 
-        task.add_done_callback(copy)
+        task.add_done_callback(done)
 
     def _call(self, p: Mapping[str, Any]) -> tuple[str, ParsedSql, BoundParameters, ResultOptions, bool, bool, bool]:
         """The checks every ExecuteStatement passes before any SQL is sent, and what they yield."""

@@ -31,12 +31,13 @@ import collections
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import socket
 import struct
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import psycopg
 
@@ -201,6 +202,8 @@ COPY_IN = 4
 FATAL_ERROR = 7
 COPY_BOTH = 8
 
+log = logging.getLogger("borealis.dataapi")
+
 _u16 = struct.Struct("!H").unpack_from
 _i16 = struct.Struct("!h").unpack_from
 _i32 = struct.Struct("!i").unpack_from
@@ -280,12 +283,57 @@ class _Expired(Exception):
     """A statement's time limit passed (set on its waiter by the timer)."""
 
 
-def _expire(waiter: asyncio.Future[list[Result]]) -> None:
+class _Waiter(Protocol):
+    """What waits for a statement's results: an asyncio future, or a :class:`_Notify`."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, results: list[Result], /) -> None: ...
+
+    def set_exception(self, exc: BaseException, /) -> None: ...
+
+
+Settled = Callable[[list[Result] | None, BaseException | None], None]
+"""Called once with (results, None) or (None, the error): see :meth:`PgConnection.send_cached`."""
+
+
+class _Notify:
+    """A waiter that calls its function at once when settled, where a future would schedule a callback."""
+
+    __slots__ = ("_done", "fn", "timer")
+
+    def __init__(self, fn: Settled) -> None:
+        self.fn = fn
+        self._done = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, results: list[Result]) -> None:
+        self._settle(results, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._settle(None, exc)
+
+    def _settle(self, results: list[Result] | None, exc: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        try:
+            self.fn(results, exc)
+        except Exception:  # called from the protocol's data_received: never raise into the reader
+            log.exception("a statement's result callback failed")
+
+
+def _expire(waiter: _Waiter) -> None:
     if not waiter.done():
         waiter.set_exception(_Expired())
 
 
-def _time_out(waiter: asyncio.Future[list[Result]]) -> None:
+def _time_out(waiter: _Waiter) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
 
@@ -296,7 +344,7 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = FrameReader.for_server()
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[list[Result]] | None = None
+        self.waiter: _Waiter | None = None
         self.results: list[Result] = []
         self.current: Result | None = None
         self.tx_status = b"I"
@@ -560,30 +608,31 @@ class PgConnection:
         oids: Sequence[int] | None,
         formats: Sequence[int] | None,
         timeout: float,
-    ) -> tuple[asyncio.Future[list[Result]], asyncio.TimerHandle] | None:
+        settled: Settled,
+    ) -> bool:
         """Send Bind/Execute for a statement already prepared here, without a coroutine: the hot path.
 
-        Returns the future of the results and the timer that expires it (cancel it when done), or None
-        when :meth:`prepared` must do it (the statement is not cached here, or the connection is busy or
-        in a transaction block).  The future fails with ``TimeoutError`` when the time passes (the caller
-        then runs :meth:`finish_expired`) and with :class:`PgError` when the connection fails.  A stale
-        statement's error comes back as a result, as :meth:`prepared` would see it before retrying: the
-        caller checks :meth:`stale`.
+        ``settled`` is called once, straight from the reader (no task, no future, no loop turn), with the
+        results, or with ``TimeoutError`` when ``timeout`` passes (then run :meth:`finish_expired`) or a
+        :class:`PgError` when the connection fails.  A stale statement's error comes back as a result, as
+        :meth:`prepared` would see it before retrying: check :meth:`stale`.  Returns False, sending
+        nothing, when :meth:`prepared` must do it (the statement is not cached here, or the connection is
+        busy or in a transaction block).
         """
         proto = self.proto
         if self.statement_cache <= 0 or proto.tx_status != b"I" or proto.lost is not None or proto.waiter:
-            return None
+            return False
         key = (sql, tuple(oids) if oids else ())
         name = self.statements.get(key)
         if name is None:
-            return None
+            return False
         self.statements.move_to_end(key)
-        loop = proto.loop
-        waiter: asyncio.Future[list[Result]] = loop.create_future()
+        waiter = _Notify(settled)
         proto.waiter = waiter
         assert proto.transport is not None
         proto.transport.write(self._take_closes() + bind_execute(name, values, formats))
-        return waiter, loop.call_later(timeout, _time_out, waiter)
+        waiter.timer = proto.loop.call_later(timeout, _time_out, waiter)
+        return True
 
     def stale(self, results: list[Result], sql: bytes, oids: Sequence[int] | None) -> bool:
         """The results of :meth:`send_cached` say the cached statement went stale or away: forget it."""
@@ -599,7 +648,7 @@ class PgConnection:
         return True
 
     async def finish_expired(self) -> None:
-        """After :meth:`send_cached`'s future expired: cancel the statement and wait for it to end."""
+        """After :meth:`send_cached`'s statement timed out: cancel it on the server and wait for it to end."""
         await self._cancel()
 
     def _take_closes(self) -> bytes:

@@ -57,8 +57,17 @@ def _with_api(
             p["transactionId"] = tx
         if entry == "coroutine":
             return await api.execute_statement(p)
-        out = api.start_statement(p)
-        return await out if isinstance(out, asyncio.Future) else out
+        later: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: dict[str, Any] | BaseException) -> None:
+            assert not later.done(), "settled twice"
+            if isinstance(outcome, BaseException):
+                later.set_exception(outcome)
+            else:
+                later.set_result(outcome)
+
+        out = api.start_statement(p, settle)
+        return await later if out is None else out
 
     async def main() -> None:
         try:

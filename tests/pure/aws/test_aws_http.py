@@ -187,22 +187,19 @@ def direct_server() -> Iterator[_Running]:
     """rds-data's ExecuteStatement as a Direct handler whose answer depends on the SQL it is given."""
     started: list[str] = []
 
-    def start(args: dict[str, Any]) -> Any:
+    def start(args: dict[str, Any], settle: Any) -> Any:
         sql = args["sql"]
         started.append(sql)
-        if sql == "later":  # answered by a future, after the request behind it has arrived
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            loop.call_later(0.2, future.set_result, {"numberOfRecordsUpdated": 7})
-            return future
+        if sql == "later":  # settled after the request behind it has arrived
+            asyncio.get_running_loop().call_later(0.2, settle, {"numberOfRecordsUpdated": 7})
+            return None
         if sql == "known error":
             raise _DirectError("no such thing")
         if sql == "bug":
             raise KeyError("a bug of ours")
-        if sql == "failing future":
-            future = asyncio.get_running_loop().create_future()
-            future.set_exception(_DirectError("failed later"))
-            return future
+        if sql == "failing later":
+            asyncio.get_running_loop().call_soon(settle, _DirectError("failed later"))
+            return None
         return {"numberOfRecordsUpdated": 1}
 
     def error(exc: BaseException) -> AWSError | None:
@@ -250,7 +247,7 @@ def test_direct_handlers_errors_signatures_and_bad_input(direct_server: _Running
     port = direct_server.port
     cases = [
         (_signed_execute(port, _execute_body("known error")), b"400", b"BadRequestException", b"no such thing"),
-        (_signed_execute(port, _execute_body("failing future")), b"400", b"BadRequestException", b"failed later"),
+        (_signed_execute(port, _execute_body("failing later")), b"400", b"BadRequestException", b"failed later"),
         (_signed_execute(port, _execute_body("bug")), b"500", b"InternalFailure", b"internal error"),
         # The model reads the body before the handler starts: a number where SQL goes is refused as AWS does.
         (_signed_execute(port, _execute_body(12)), b"400", b"BadRequestException", b"sql"),
@@ -264,4 +261,4 @@ def test_direct_handlers_errors_signatures_and_bad_input(direct_server: _Running
             assert b"x-amzn-errortype: " + code in resp, resp
             assert text in resp.partition(b"\r\n\r\n")[2], resp
     # Neither the unsigned-in-time nor the malformed requests reached the handler.
-    assert direct_server.started == ["known error", "failing future", "bug"]  # type: ignore[attr-defined]
+    assert direct_server.started == ["known error", "failing later", "bug"]  # type: ignore[attr-defined]
