@@ -140,15 +140,18 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        expect = False
         for name, value in self.headers:
-            lower = name.lower()
-            # Refuse on the declared length, before reading (or inviting, with 100 Continue) the body.
-            if lower == b"content-length" and value.strip().isdigit() and int(value) > MAX_BODY:
-                self._fail(413, b"request body too large")
-                return
-        for name, value in self.headers:
-            if name.lower() == b"expect" and value.lower() == b"100-continue" and self.transport is not None:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            size = len(name)  # compare lengths first: this runs for every header of every request
+            if size == 14 and name.lower() == b"content-length":
+                # Refuse on the declared length, before reading (or inviting, with 100 Continue) the body.
+                if value.strip().isdigit() and int(value) > MAX_BODY:
+                    self._fail(413, b"request body too large")
+                    return
+            elif size == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+                expect = True
+        if expect and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self.closing:

@@ -62,6 +62,9 @@ class JSONCodec:
             for wire, item in value.items():
                 spec = by_wire.get(wire)
                 if spec is not None and item is not None:
+                    if spec[1] is _read_string and type(item) is str:
+                        out[spec[0]] = item  # the commonest member, checked without a call
+                        continue
                     try:
                         out[spec[0]] = spec[1](item)
                     except InputError as exc:
@@ -131,7 +134,7 @@ class JSONCodec:
                     continue
                 spec = fields.get(key)
                 if spec is not None:
-                    out[spec[0]] = spec[1](item)
+                    out[spec[0]] = item if spec[1] is _identity else spec[1](item)
             return out
 
         return write_struct

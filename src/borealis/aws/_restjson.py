@@ -159,11 +159,20 @@ class RestJSONOperation:
                 elif shape.type_name == "boolean":
                     item = "true" if item else "false"
                 headers.append((wire.lower().encode("latin-1"), str(item).encode("latin-1")))
-        body = json.dumps(self._body_writer(value), separators=(",", ":"), ensure_ascii=False)
+        body = _encode(self._body_writer(value))
         return headers, body.encode()
 
 
+# One encoder for every reply: json.dumps with options builds a new JSONEncoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _load_json(body: bytes) -> Any:
+    if body[:1] == b"{":
+        try:  # what every SDK sends: UTF-8 without a BOM, decoded here rather than guessed by json.loads
+            return json.loads(body.decode())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InputError("the request body is not valid JSON", malformed=True) from exc
     if not body.strip():
         return {}
     try:

@@ -393,16 +393,14 @@ class _Protocol(asyncio.Protocol):
                         pos += n
                 current.rows.append(row)
             elif t == 84:  # T RowDescription
-                count = _u16(frame, 5)[0]
+                raw = frame.tobytes()
+                count = _u16(raw, 5)[0]
                 pos = 7
                 fields = []
                 for _ in range(count):
-                    end = pos
-                    while frame[end]:
-                        end += 1
-                    name = frame[pos:end].tobytes()
-                    table, column, oid, _size, mod, _fmt = _field(frame, end + 1)
-                    fields.append((name, table, column, oid, mod))
+                    end = raw.index(0, pos)
+                    table, column, oid, _size, mod, _fmt = _field(raw, end + 1)
+                    fields.append((raw[pos:end], table, column, oid, mod))
                     pos = end + 19
                 self.current = Result(TUPLES_OK, fields)
             elif t == 67:  # C CommandComplete

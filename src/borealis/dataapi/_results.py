@@ -483,4 +483,8 @@ def format_records_json(labels: Sequence[str], rows: Sequence[Sequence[Text]], d
         dict(zip(keys, [decode(value) for decode, value in zip(decoders, row, strict=True)], strict=True))
         for row in rows
     ]
-    return json.dumps(records, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _encode_records(records)
+
+
+# json.dumps with options builds a new JSONEncoder per call: one, made once.
+_encode_records = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
