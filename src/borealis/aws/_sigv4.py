@@ -165,9 +165,10 @@ _dates: dict[str, float | None] = {}
 def _amz_epoch(text: str) -> float | None:
     """An X-Amz-Date stamp as seconds since the epoch; None when malformed."""
     # Many requests share a second (and wrk-style replays share all of them): strptime once per stamp.
-    when = _dates.get(text, _NOT_CACHED)
-    if when is not _NOT_CACHED:
-        return when
+    try:
+        return _dates[text]
+    except KeyError:
+        pass
     try:
         parsed: float | None = dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC).timestamp()
     except ValueError:
@@ -176,9 +177,6 @@ def _amz_epoch(text: str) -> float | None:
         _dates.clear()
     _dates[text] = parsed
     return parsed
-
-
-_NOT_CACHED = -1.0
 
 
 _paths: dict[str, str] = {}

@@ -219,7 +219,13 @@ class DataApi:
 
         try:
             sent = conn.send_cached(
-                text, _wire_values(bound), bound.oids, bound.formats, self.settings.call_timeout, settled
+                text,
+                _wire_values(bound),
+                bound.oids,
+                bound.formats,
+                self.settings.call_timeout,
+                settled,
+                pool.deadlines,
             )
         except BaseException:
             pool.release(conn)

@@ -298,14 +298,18 @@ Settled = Callable[[list[Result] | None, BaseException | None], None]
 
 
 class _Notify:
-    """A waiter that calls its function at once when settled, where a future would schedule a callback."""
+    """A waiter that calls its function at once when settled, where a future would schedule a callback.
 
-    __slots__ = ("_done", "fn", "timer")
+    Its time limit is kept by :class:`Deadlines` (one sweep for a pool), not by a timer of its own.
+    """
 
-    def __init__(self, fn: Settled) -> None:
+    __slots__ = ("_done", "deadline", "deadlines", "fn")
+
+    def __init__(self, fn: Settled, deadline: float, deadlines: Deadlines) -> None:
         self.fn = fn
+        self.deadline = deadline
+        self.deadlines = deadlines
         self._done = False
-        self.timer: asyncio.TimerHandle | None = None
 
     def done(self) -> bool:
         return self._done
@@ -320,22 +324,44 @@ class _Notify:
         if self._done:
             return
         self._done = True
-        if self.timer is not None:
-            self.timer.cancel()
+        self.deadlines.active.discard(self)
         try:
             self.fn(results, exc)
         except Exception:  # called from the protocol's data_received: never raise into the reader
             log.exception("a statement's result callback failed")
 
 
+class Deadlines:
+    """The time limits of a pool's :class:`_Notify` waiters in flight, checked by one sweep every ``period``.
+
+    A timer per statement (``call_later`` and its cancel) costs more than the rest of sending it; a
+    limit of tens of seconds does not need more precision than this.  The sweep runs only while
+    statements are in flight.
+    """
+
+    period = 0.05
+
+    def __init__(self) -> None:
+        self.active: set[_Notify] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, waiter: _Notify, loop: asyncio.AbstractEventLoop) -> None:
+        self.active.add(waiter)
+        if self._timer is None:
+            self._timer = loop.call_later(self.period, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for waiter in [w for w in self.active if w.deadline <= now]:
+            waiter.set_exception(TimeoutError())
+        if self.active:
+            self._timer = loop.call_later(self.period, self._sweep, loop)
+
+
 def _expire(waiter: _Waiter) -> None:
     if not waiter.done():
         waiter.set_exception(_Expired())
-
-
-def _time_out(waiter: _Waiter) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class _Protocol(asyncio.Protocol):
@@ -607,11 +633,12 @@ class PgConnection:
         formats: Sequence[int] | None,
         timeout: float,
         settled: Settled,
+        deadlines: Deadlines,
     ) -> bool:
         """Send Bind/Execute for a statement already prepared here, without a coroutine: the hot path.
 
         ``settled`` is called once, straight from the reader (no task, no future, no loop turn), with the
-        results, or with ``TimeoutError`` when ``timeout`` passes (then run :meth:`finish_expired`) or a
+        results, or with ``TimeoutError`` when ``timeout`` passes (as ``deadlines`` sees it) (then run :meth:`finish_expired`) or a
         :class:`PgError` when the connection fails.  A stale statement's error comes back as a result, as
         :meth:`prepared` would see it before retrying: check :meth:`stale`.  Returns False, sending
         nothing, when :meth:`prepared` must do it (the statement is not cached here, or the connection is
@@ -625,11 +652,12 @@ class PgConnection:
         if name is None:
             return False
         self.statements.move_to_end(key)
-        waiter = _Notify(settled)
+        loop = proto.loop
+        waiter = _Notify(settled, loop.time() + timeout, deadlines)
         proto.waiter = waiter
         assert proto.transport is not None
         proto.transport.write(self._take_closes() + bind_execute(name, values, formats))
-        waiter.timer = proto.loop.call_later(timeout, _time_out, waiter)
+        deadlines.add(waiter, loop)
         return True
 
     def stale(self, results: list[Result], sql: bytes, oids: Sequence[int] | None) -> bool:
@@ -797,6 +825,7 @@ class Pool:
         self.closed = False
         self._waiters: collections.deque[asyncio.Future[PgConnection | None]] = collections.deque()
         # Per-database catalog caches (pg_type rows, table column facts), filled by the executor.
+        self.deadlines = Deadlines()  # of the statements sent with send_cached
         self.types: dict[int, Any] = {}
         self.columns: dict[tuple[int, int], Any] = {}
         self.decoders: dict[Any, Any] = {}
