@@ -73,16 +73,22 @@ class _Clock:
 _clock = _Clock()
 
 
+_STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in _REASONS.items()}
+
+
 def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
-    reason = _REASONS.get(status, b"Unknown")
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason), _clock.date()]
+    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    parts = [line, _clock.date()]
     for name, value in headers:
-        if name.lower() not in (b"content-length", b"connection"):
-            parts.append(name + b": " + value + b"\r\n")
-    parts.append(b"content-length: %d\r\n" % len(body))
-    if not keep_alive:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
+        size = len(name)  # the two names we set ourselves are 14 and 10 bytes long: lowercase only those
+        if (size == 14 or size == 10) and name.lower() in (b"content-length", b"connection"):
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(
+        b"content-length: %d\r\n\r\n" % len(body)
+        if keep_alive
+        else b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
     parts.append(body)
     return b"".join(parts)
 
@@ -168,11 +174,12 @@ class _Connection(asyncio.Protocol):
             return
         parser = self.parser
         method = parser.get_method().decode("latin-1")
-        keep = bool(parser.should_keep_alive()) and not self.too_large
         if self.too_large:
             request: _Request = (method, self.url, self.headers, b"", False, "too-large")
         else:
-            request = (method, self.url, self.headers, b"".join(self.body), keep, parser.get_http_version())
+            body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+            keep = bool(parser.should_keep_alive())
+            request = (method, self.url, self.headers, body, keep, parser.get_http_version())
         if self.busy:
             self.pending.append(request)
             return

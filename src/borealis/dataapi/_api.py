@@ -259,11 +259,24 @@ class DataApi:
             self._follow(settle, self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
             return
         res = results[-1]
-        if res.status == _TUPLES_OK and any(f[3] not in BUILTIN_TYPES and f[3] not in pool.types for f in res.fields):
+        if res.status == _TUPLES_OK and not self._known_types(pool, res):
             self._follow(settle, self._settle(conn, pool, None, res, sql, parsed, options, json_mode, False))
             return
         pool.release(conn)
         settle(self._outcome(pool, conn, None, res, sql, parsed, options, json_mode))
+
+    @staticmethod
+    def _known_types(pool: Pool, res: Result) -> bool:
+        """The pool knows every column type of ``res`` (decoding it needs no catalog query)."""
+        if res.shape in pool.known_shapes:
+            return True
+        for field in res.fields:
+            if field[3] not in BUILTIN_TYPES and field[3] not in pool.types:
+                return False
+        if len(pool.known_shapes) >= 4096:
+            pool.known_shapes.clear()
+        pool.known_shapes.add(res.shape)
+        return True
 
     async def _expired(self, conn: PgConnection, pool: Pool) -> dict[str, Any]:
         try:
@@ -868,16 +881,17 @@ class DataApi:
 
     def _decode(self, pool: Pool, res: Result, options: ResultOptions, json_mode: bool) -> dict[str, Any]:
         """``records`` (or ``formattedRecords``) of a result whose column types the pool knows."""
-        types = pool.types
         cache: dict[Any, Any] = pool.decoders
-        decoders: list[Any] = []
-        for field in res.fields:
-            key = (field[3], field[4], options, json_mode)
-            decode = cache.get(key)
-            if decode is None:
-                make = json_decoder if json_mode else field_decoder
-                decode = cache[key] = make(field[3], field[4], options, types)
-            decoders.append(decode)
+        # By the RowDescription's bytes: a statement's columns come back the same way every time.
+        shape_key = (res.shape, options.decimal_as_number, options.long_as_string, json_mode)
+        decoders = cache.get(shape_key) if res.shape else None
+        if decoders is None:
+            make = json_decoder if json_mode else field_decoder
+            decoders = [make(field[3], field[4], options, pool.types) for field in res.fields]
+            if res.shape:
+                if len(cache) >= 4096:
+                    cache.clear()
+                cache[shape_key] = decoders
         limit = self.settings.max_json_response if json_mode else self.settings.max_response
         rows = res.rows
         size = 0

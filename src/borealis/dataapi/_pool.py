@@ -148,11 +148,15 @@ class Result:
     Mirrors the few ``PGresult`` accessors the executor uses, so the decoders take the same values.
     """
 
-    __slots__ = ("command_status", "error", "fields", "rows", "status")
+    __slots__ = ("command_status", "error", "fields", "rows", "shape", "status")
 
-    def __init__(self, status: int, fields: list[tuple[bytes, int, int, int, int]] | None = None) -> None:
+    def __init__(
+        self, status: int, fields: list[tuple[bytes, int, int, int, int]] | None = None, shape: bytes = b""
+    ) -> None:
         self.status = status
-        self.fields = fields or []  # (name, table oid, column number, type oid, type modifier)
+        # (name, table oid, column number, type oid, type modifier); shared by results of one shape: read only
+        self.fields = fields or []
+        self.shape = shape  # the RowDescription as sent: equal shapes have equal fields
         self.rows: list[list[bytes | None]] = []
         self.command_status: bytes | None = None
         self.error: PgError | None = None
@@ -279,6 +283,18 @@ def _is_stale(err: PgError, name: bytes) -> bool:
     return err.sqlstate == "26000" and f'"{name.decode()}"' in err.message
 
 
+def _row_description(raw: bytes) -> list[tuple[bytes, int, int, int, int]]:
+    count = _u16(raw, 5)[0]
+    pos = 7
+    fields = []
+    for _ in range(count):
+        end = raw.index(0, pos)
+        table, column, oid, _size, mod, _fmt = _field(raw, end + 1)
+        fields.append((raw[pos:end], table, column, oid, mod))
+        pos = end + 19
+    return fields
+
+
 class _Expired(Exception):
     """A statement's time limit passed (set on its waiter by the timer)."""
 
@@ -376,6 +392,7 @@ class _Protocol(asyncio.Protocol):
         self.tx_status = b"I"
         self.lost: PgError | None = None
         self.parsed = False  # a ParseComplete came (a named statement now exists on the server)
+        self.shapes: dict[bytes, tuple[bytes, list[tuple[bytes, int, int, int, int]]]] = {}
         self.loop = asyncio.get_running_loop()  # protocols are made by create_connection, on the loop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -418,17 +435,14 @@ class _Protocol(asyncio.Protocol):
                         row.append(frame[pos : pos + n].tobytes())
                         pos += n
                 current.rows.append(row)
-            elif t == 84:  # T RowDescription
+            elif t == 84:  # T RowDescription: a statement's is the same every time, so parse it once
                 raw = frame.tobytes()
-                count = _u16(raw, 5)[0]
-                pos = 7
-                fields = []
-                for _ in range(count):
-                    end = raw.index(0, pos)
-                    table, column, oid, _size, mod, _fmt = _field(raw, end + 1)
-                    fields.append((raw[pos:end], table, column, oid, mod))
-                    pos = end + 19
-                self.current = Result(TUPLES_OK, fields)
+                known = self.shapes.get(raw)
+                if known is None:
+                    if len(self.shapes) >= 256:
+                        self.shapes.clear()
+                    known = self.shapes[raw] = (raw, _row_description(raw))
+                self.current = Result(TUPLES_OK, known[1], known[0])
             elif t == 67:  # C CommandComplete
                 result = self.current or Result(COMMAND_OK)
                 result.command_status = frame[5:-1].tobytes()
@@ -829,6 +843,7 @@ class Pool:
         self.types: dict[int, Any] = {}
         self.columns: dict[tuple[int, int], Any] = {}
         self.decoders: dict[Any, Any] = {}
+        self.known_shapes: set[bytes] = set()  # RowDescriptions whose column types are all in `types`
 
     def try_acquire(self) -> PgConnection | None:
         """An idle, usable connection at once, or None (the hot path: no await, no timer)."""
