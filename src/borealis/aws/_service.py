@@ -54,6 +54,7 @@ AUTH_ERRORS: dict[str, dict[str, tuple[str, int]]] = {
 
 INTERNAL_MESSAGE = "We encountered an internal error. Please try again."
 _NO_LABELS: dict[str, str] = {}
+_NO_HEADERS: Headers = []
 
 
 @dataclass(slots=True)  # made per request: a frozen dataclass costs a setattr call per field
@@ -211,8 +212,12 @@ class ServiceEndpoint:
     def rest_reply(self, operation: str, result: dict[str, Any], request_id: str) -> Reply:
         """The reply carrying a rest-json operation's output (a 500 if it does not fit its shape)."""
         op = self._rest_ops[operation]
+        handler = self.handlers[operation]
         try:
-            extra, out = op.write(result)
+            if isinstance(handler, Direct) and handler.encode is not None:
+                extra, out = _NO_HEADERS, handler.encode(result)
+            else:
+                extra, out = op.write(result)
         except Exception:
             log.exception("%s.%s returned output that does not fit its shape", self.name, operation)
             return self.internal_error("rest-json", request_id)

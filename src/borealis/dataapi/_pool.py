@@ -652,11 +652,11 @@ class PgConnection:
         """Send Bind/Execute for a statement already prepared here, without a coroutine: the hot path.
 
         ``settled`` is called once, straight from the reader (no task, no future, no loop turn), with the
-        results, or with ``TimeoutError`` when ``timeout`` passes (as ``deadlines`` sees it) (then run :meth:`finish_expired`) or a
-        :class:`PgError` when the connection fails.  A stale statement's error comes back as a result, as
-        :meth:`prepared` would see it before retrying: check :meth:`stale`.  Returns False, sending
-        nothing, when :meth:`prepared` must do it (the statement is not cached here, or the connection is
-        busy or in a transaction block).
+        results, with ``TimeoutError`` when ``timeout`` passes as ``deadlines`` sees it (then run
+        :meth:`finish_expired`), or with a :class:`PgError` when the connection fails.  A stale
+        statement's error comes back as a result, as :meth:`prepared` would see it before retrying: check
+        :meth:`stale`.  Returns False, sending nothing, when :meth:`prepared` must do it (the statement is
+        not cached here, or the connection is busy or in a transaction block).
         """
         proto = self.proto
         if self.statement_cache <= 0 or proto.tx_status != b"I" or proto.lost is not None or proto.waiter:

@@ -343,3 +343,29 @@ def test_metadata_of_user_types() -> None:
     assert column_metadata(ColumnDescription("m", 0, 0, 90001), types=types)["type"] == 12
     assert column_metadata(ColumnDescription("m", 0, 0, 90001), types=types)["typeName"] == "mood"
     assert column_metadata(ColumnDescription("c", 0, 0, 90002), types=types)["type"] == 2002
+
+
+def test_execute_output_encoded_directly_is_what_the_model_writes() -> None:
+    """rds-data encodes ExecuteStatement's output itself (Direct.encode); it must equal the model's writer."""
+    from borealis.aws._service import ServiceEndpoint
+    from borealis.services.rds_data import _encode_execute
+
+    async def unused(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError
+
+    writer = ServiceEndpoint("rds-data", {"ExecuteStatement": unused})._rest_ops["ExecuteStatement"]
+    columns = [ColumnDescription("c", 0, 0, oid, -1) for oid, _, _, _ in FIELDS]
+    outputs = [
+        {
+            "records": [[decode_field(oid, text, options) for oid, text, options, _ in FIELDS]],
+            "numberOfRecordsUpdated": 0,
+        },
+        {"records": [[{"blobValue": b"\x00\xffbytes"}, {"isNull": True}, {"doubleValue": float("nan")}]]},
+        {"records": [], "columnMetadata": [column_metadata(c) for c in columns], "numberOfRecordsUpdated": 0},
+        {"numberOfRecordsUpdated": 3, "generatedFields": []},
+        {"formattedRecords": '[{"a":1}]', "numberOfRecordsUpdated": 0},
+    ]
+    for output in outputs:
+        headers, modeled = writer.write(output)
+        assert headers == []
+        assert _encode_execute(output) == modeled
