@@ -234,6 +234,8 @@ class SigV4Verifier:
         self._credentials = credentials
         self._clock = clock
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
+        # Keyed HMAC states, copied per request: setting a key up costs more than the HMAC itself.
+        self._macs: dict[tuple[str, str, str, str], hmac.HMAC] = {}
 
     def signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
         """The derived key for a scope, computed once per (secret, date, region, service)."""
@@ -313,8 +315,15 @@ class SigV4Verifier:
         string_to_sign = "\n".join(
             (ALGORITHM, signed.amz_date, credential.scope, hashlib.sha256(canonical_request.encode()).hexdigest())
         )
-        key = self.signing_key(secret, credential.date, credential.region, credential.service)
-        expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
+        mac_key = (secret, credential.date, credential.region, credential.service)
+        keyed = self._macs.get(mac_key)
+        if keyed is None:
+            if len(self._macs) >= _KEY_CACHE_LIMIT:
+                self._macs.clear()
+            keyed = self._macs[mac_key] = hmac.new(self.signing_key(*mac_key), digestmod=hashlib.sha256)
+        mac = keyed.copy()
+        mac.update(string_to_sign.encode())
+        expected = mac.hexdigest()
         if not hmac.compare_digest(expected, signed.signature):
             raise AuthFailure("signature", _MISMATCH)
 

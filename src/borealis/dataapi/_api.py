@@ -209,7 +209,7 @@ class DataApi:
         if conn is None:
             self._follow(settle, self.execute_statement(p))
             return None
-        text = parsed.sql.encode()
+        text = parsed.wire
 
         def settled(results: list[Result] | None, failed: BaseException | None) -> None:
             try:
@@ -368,7 +368,7 @@ class DataApi:
         metadata: bool,
         continue_after: bool,
     ) -> dict[str, Any]:
-        results = await self._run(conn, pool, tx, parsed.sql.encode(), bound, continue_after)
+        results = await self._run(conn, pool, tx, parsed.wire, bound, continue_after)
         return await self._settle(conn, pool, tx, results[-1], sql, parsed, options, json_mode, metadata)
 
     async def _settle(
@@ -415,7 +415,7 @@ class DataApi:
         self._check_request_size(sql, [param for one in sets for param in (one or ())])
         parsed = self._parse(sql)
         bound_sets = [bind_parameters(parsed, one) for one in sets]
-        text = parsed.sql.encode()
+        text = parsed.wire
         async with self._connection(p) as (conn, pool, tx):
             deadline = time.monotonic() + self.settings.call_timeout
             # Outside a transaction the batch is atomic, as pgJDBC's executeBatch is in autocommit

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ParsedSql", "parse_sql"]
 
@@ -94,6 +94,11 @@ class ParsedSql:
     positional: int = 0
     positional_first: int = 0
     positional_at: int = 0
+    # ``sql`` as sent, made once per cached parse: the same bytes object keys the connection's statements.
+    wire: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wire", self.sql.encode())
 
     @property
     def parameter_count(self) -> int:
