@@ -122,7 +122,9 @@ class App:
 
     async def _start_http(self, gateway: Gateway) -> None:
         count = self.worker_count
-        self._http = HttpServer(gateway, route=_Router(self.settings.data_dir, 0, count, main=True).route)
+        # One process serves everything itself: no routing to ask on every request.
+        route = _Router(self.settings.data_dir, 0, count, main=True).route if count > 1 else None
+        self._http = HttpServer(gateway, route=route)
         try:
             if count > 1:
                 # SO_REUSEPORT would let us share a port another program (another Borealis) listens on, and

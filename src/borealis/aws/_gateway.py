@@ -144,8 +144,13 @@ class Gateway:
         if target is None or method != "POST":
             return False
         headers: dict[str, str] = {}
+        names = _header_names
         for raw_name, raw_value in raw_headers:
-            name = raw_name.decode("latin-1").lower()
+            name = names.get(raw_name)
+            if name is None:
+                name = raw_name.decode("latin-1").lower()
+                if len(names) < 1024:
+                    names[raw_name] = name
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         authorization = headers.get("authorization")
@@ -365,6 +370,8 @@ class _DirectRoute:
 
 
 _NO_QUERY: dict[str, str] = {}
+# Header names as sent -> lowercase text: clients send the same few names on every request.
+_header_names: dict[bytes, str] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,13 +132,6 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------------------ parser callbacks
 
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.body = []
-        self.size = 0
-        self.too_large = False
-
     def on_url(self, url: bytes) -> None:
         self.url += url
 
@@ -180,6 +173,12 @@ class _Connection(asyncio.Protocol):
             body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
             keep = bool(parser.should_keep_alive())
             request = (method, self.url, self.headers, body, keep, parser.get_http_version())
+        # Ready for the next message (no on_message_begin callback: one call fewer per request).
+        self.url = b""
+        self.headers = []
+        self.body = []
+        self.size = 0
+        self.too_large = False
         if self.busy:
             self.pending.append(request)
             return

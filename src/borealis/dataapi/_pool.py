@@ -676,11 +676,12 @@ class PgConnection:
 
     def stale(self, results: list[Result], sql: bytes, oids: Sequence[int] | None) -> bool:
         """The results of :meth:`send_cached` say the cached statement went stale or away: forget it."""
-        last = results[-1] if results else None
-        err = last.error if last is not None else None
+        err = results[-1].error if results else None
+        if err is None:
+            return False
         key = (sql, tuple(oids) if oids else ())
         name = self.statements.get(key)
-        if err is None or name is None or self.proto.tx_status != b"I" or not _is_stale(err, name):
+        if name is None or self.proto.tx_status != b"I" or not _is_stale(err, name):
             return False
         del self.statements[key]
         if err.sqlstate == "0A000":
