@@ -213,7 +213,8 @@ _i16 = struct.Struct("!h").unpack_from
 _i32 = struct.Struct("!i").unpack_from
 _field = struct.Struct("!IhIhih").unpack_from
 # Describe (portal ""), Execute (portal "", no row limit), Sync: the same bytes after every Bind.
-_TAIL = b"D\x00\x00\x00\x06P\x00E\x00\x00\x00\x09\x00\x00\x00\x00\x00S\x00\x00\x00\x04"
+_EXECUTE_SYNC = b"E\x00\x00\x00\x09\x00\x00\x00\x00\x00S\x00\x00\x00\x04"
+_TAIL = b"D\x00\x00\x00\x06P\x00" + _EXECUTE_SYNC
 _TERMINATE = b"X\x00\x00\x00\x04"
 
 
@@ -233,8 +234,11 @@ def extended_query(
     return b"".join((b"P", struct.pack("!i", len(parse_body) + 4), parse_body, bind_execute(name, values, formats)))
 
 
-def bind_execute(name: bytes, values: Sequence[bytes | None] | None, formats: Sequence[int] | None) -> bytes:
-    """Bind the prepared statement ``name`` to the unnamed portal, then Describe, Execute and Sync."""
+def bind_execute(
+    name: bytes, values: Sequence[bytes | None] | None, formats: Sequence[int] | None, describe: bool = True
+) -> bytes:
+    """Bind the prepared statement ``name`` to the unnamed portal, then Describe (unless told not to), Execute
+    and Sync."""
     nvalues = len(values) if values else 0
     nformats = len(formats) if formats else 0
     bind = [
@@ -253,7 +257,7 @@ def bind_execute(name: bytes, values: Sequence[bytes | None] | None, formats: Se
                 bind.append(value)
     bind.append(b"\x00\x00")  # no result formats: all text
     bind_body = b"".join(bind)
-    return b"".join((b"B", struct.pack("!i", len(bind_body) + 4), bind_body, _TAIL))
+    return b"".join((b"B", struct.pack("!i", len(bind_body) + 4), bind_body, _TAIL if describe else _EXECUTE_SYNC))
 
 
 def _close_statement(name: bytes) -> bytes:
@@ -293,6 +297,9 @@ def _row_description(raw: bytes) -> list[tuple[bytes, int, int, int, int]]:
         fields.append((raw[pos:end], table, column, oid, mod))
         pos = end + 19
     return fields
+
+
+_UNKNOWN: Any = object()  # a statement whose results were not seen yet (see PgConnection.described)
 
 
 class _Expired(Exception):
@@ -488,7 +495,17 @@ class PgConnection:
     costs one write and the reads it needs, with no per-query reader registration.
     """
 
-    __slots__ = ("_closes", "_names", "backend_pid", "conn", "idle_since", "proto", "statement_cache", "statements")
+    __slots__ = (
+        "_closes",
+        "_names",
+        "backend_pid",
+        "conn",
+        "described",
+        "idle_since",
+        "proto",
+        "statement_cache",
+        "statements",
+    )
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], proto: _Protocol) -> None:
         self.conn = conn
@@ -500,6 +517,10 @@ class PgConnection:
         self.statements: collections.OrderedDict[tuple[bytes, tuple[int, ...]], bytes] = collections.OrderedDict()
         self._names = 0
         self._closes: list[bytes] = []  # Close messages for evicted statements, sent with the next statement
+        # What a cached statement's results look like (RowDescription bytes and fields; None: no rows), learnt
+        # from its first run: later runs skip Describe.  PostgreSQL refuses to run a statement whose result
+        # type changed ("cached plan must not change result type"), which makes it stale: prepared again.
+        self.described: dict[bytes, tuple[bytes, list[tuple[bytes, int, int, int, int]]] | None] = {}
 
     @classmethod
     async def connect(
@@ -634,8 +655,14 @@ class PgConnection:
         results = await self._send(message, timeout)
         if self.proto.parsed:
             self.statements[key] = name
+            last = results[-1] if results else None
+            if last is not None and last.status == TUPLES_OK:
+                self.described[name] = (last.shape, last.fields)
+            elif last is not None and last.status in (COMMAND_OK, EMPTY_QUERY):
+                self.described[name] = None
             while len(self.statements) > self.statement_cache:
                 _, old = self.statements.popitem(last=False)
+                self.described.pop(old, None)
                 self._closes.append(_close_statement(old))
         return results
 
@@ -670,7 +697,13 @@ class PgConnection:
         waiter = _Notify(settled, loop.time() + timeout, deadlines)
         proto.waiter = waiter
         assert proto.transport is not None
-        proto.transport.write(self._take_closes() + bind_execute(name, values, formats))
+        described = self.described.get(name, _UNKNOWN)
+        if described is _UNKNOWN:
+            proto.transport.write(self._take_closes() + bind_execute(name, values, formats))
+        else:
+            if described is not None:  # the rows come without a RowDescription: expect them as learnt
+                proto.current = Result(TUPLES_OK, described[1], described[0])
+            proto.transport.write(self._take_closes() + bind_execute(name, values, formats, describe=False))
         deadlines.add(waiter, loop)
         return True
 
@@ -684,6 +717,7 @@ class PgConnection:
         if name is None or self.proto.tx_status != b"I" or not _is_stale(err, name):
             return False
         del self.statements[key]
+        self.described.pop(name, None)
         if err.sqlstate == "0A000":
             self._closes.append(_close_statement(name))
         return True

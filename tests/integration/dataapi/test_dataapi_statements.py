@@ -173,3 +173,30 @@ def test_a_cached_statement_that_runs_too_long_is_cancelled(borealis: BorealisPr
         assert (await run("SELECT pg_sleep(:s)", s={"doubleValue": 0}))["records"] == [[{"stringValue": ""}]]
 
     _with_api(borealis, body, entry, call_timeout=1.0)
+
+
+def test_a_renamed_column_is_seen_by_a_cached_statement(borealis: BorealisProcess, entry: str) -> None:
+    """Later runs of a cached statement skip Describe; a change of its columns must still show."""
+    table = f"stmt_{time.time_ns()}"
+
+    async def body(api: DataApi, run: Run) -> None:
+        async def as_json(sql: str) -> Any:
+            p = {"resourceArn": ARN, "secretArn": "s", "sql": sql, "formatRecordsAs": "JSON"}
+            later: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            out = api.start_statement(
+                p, lambda o: later.set_exception(o) if isinstance(o, BaseException) else later.set_result(o)
+            )
+            return json.loads((await later if out is None else out)["formattedRecords"])
+
+        await run(f"CREATE TABLE {table} (a int)")
+        await run(f"INSERT INTO {table} VALUES (1)")
+        for _ in range(3):
+            assert await as_json(f"SELECT * FROM {table}") == [{"a": 1}]
+        await run(f"ALTER TABLE {table} RENAME COLUMN a TO z")
+        assert await as_json(f"SELECT * FROM {table}") == [{"z": 1}]
+        await run(f"ALTER TABLE {table} ALTER COLUMN z TYPE text")
+        assert await as_json(f"SELECT * FROM {table}") == [{"z": "1"}]
+        assert await as_json(f"SELECT * FROM {table} WHERE false") == []
+        await run(f"DROP TABLE {table}")
+
+    _with_api(borealis, body, entry)
