@@ -117,7 +117,7 @@ class App:
 
     @property
     def worker_count(self) -> int:
-        """HTTP API processes in all, this one included (``--workers``; 0 means one per CPU)."""
+        """HTTP API processes in all, this one included (``--workers``; 0 means one per CPU but one)."""
         return worker_count(self.settings)
 
     async def _start_http(self, gateway: Gateway) -> None:
@@ -315,10 +315,16 @@ _STORE_TTL = 1.0  # seconds a worker trusts what it read from the store
 
 
 def worker_count(settings: Settings) -> int:
-    """HTTP API processes in all: ``settings.workers``, 0 meaning one per CPU, at most 64."""
+    """HTTP API processes in all: ``settings.workers``, 0 meaning one per CPU but one, at most 64.
+
+    One CPU is left to PostgreSQL, which runs on this machine too: on two CPUs one API process serves the
+    Data API faster than two (docs/benchmarks.md), since two API processes, postgres and the clients would
+    otherwise take turns on every core.
+    """
     count = settings.workers
     if not count:
-        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        count = cpus - 1
     return max(1, min(64, count))
 
 

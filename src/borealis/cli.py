@@ -361,7 +361,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--workers",
         type=int,
-        help="HTTP API processes on the API port (default: one per CPU; 1 disables workers, $BOREALIS_WORKERS)",
+        help="HTTP API processes on the API port (default: one per CPU but one; 1 disables workers, $BOREALIS_WORKERS)",
     )
     up.set_defaults(func=_cmd_up)
 

@@ -43,7 +43,8 @@ class Settings:
     default_cluster: str = "default"
     log_level: str = "info"
     workers: int = 0
-    """HTTP API processes sharing the API port (SO_REUSEPORT): 0 means one per CPU, 1 only the main one."""
+    """HTTP API processes sharing the API port (SO_REUSEPORT): 0 means one per CPU but one (left to
+    PostgreSQL), 1 only the main one."""
 
     @property
     def account_id(self) -> str:

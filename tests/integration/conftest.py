@@ -31,8 +31,9 @@ __all__ = ["BorealisProcess", "free_port", "free_port_base", "postgres_pids", "p
 class BorealisProcess:
     """One `borealis up` subprocess with its own data directory and ports."""
 
-    def __init__(self, data_dir: Path, *, default_cluster: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, default_cluster: bool = True, workers: int | None = None) -> None:
         self.data_dir = data_dir
+        self.workers = workers
         self.api_port = free_port()
         self.port_base = free_port_base()
         self.default_cluster = default_cluster
@@ -52,6 +53,8 @@ class BorealisProcess:
         ]  # fmt: skip
         if not self.default_cluster:
             args.append("--no-default-cluster")
+        if self.workers is not None:
+            args += ["--workers", str(self.workers)]
         out = self.output.open("a")
         self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout
@@ -133,9 +136,13 @@ class BorealisProcess:
 
 @pytest.fixture(scope="session")
 def borealis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
-    """A running Borealis with its default cluster, shared by the session."""
+    """A running Borealis with its default cluster, shared by the session.
+
+    It runs two API processes whatever the machine (the default leaves a CPU to PostgreSQL, which is one
+    process on two CPUs), so every test of the API also goes through a worker and its forwarding.
+    """
     data_dir = tmp_path_factory.mktemp("borealis") / "data"
-    proc = BorealisProcess(data_dir)
+    proc = BorealisProcess(data_dir, workers=2)
     proc.start()
     try:
         yield proc

@@ -63,3 +63,14 @@ def test_settings_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         bad.write_text("= = =")
         load_settings({}, env={}, config_file=bad)
+
+
+@pytest.mark.parametrize(("cpus", "asked", "expected"), [(1, 0, 1), (2, 0, 1), (4, 0, 3), (2, 3, 3), (8, 100, 64)])
+def test_api_processes_leave_a_cpu_to_postgres(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpus: int, asked: int, expected: int
+) -> None:
+    from borealis import app
+    from borealis.config import Settings
+
+    monkeypatch.setattr(app.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    assert app.worker_count(Settings(data_dir=tmp_path, workers=asked)) == expected
