@@ -163,13 +163,26 @@ class RestJSONOperation:
         return headers, body.encode()
 
 
+_fast_loads: Callable[[bytes], Any] | None
+try:
+    from orjson import loads as _fast_loads
+except ImportError:  # a platform without its wheel: the standard library alone
+    _fast_loads = None
+
 # One encoder for every reply: json.dumps with options builds a new JSONEncoder per call.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _load_json(body: bytes) -> Any:
     if body[:1] == b"{":
-        try:  # what every SDK sends: UTF-8 without a BOM, decoded here rather than guessed by json.loads
+        # What every SDK sends: a UTF-8 object without a BOM.  orjson reads it in a quarter of the time; what
+        # it refuses (lone surrogates, integers past 64 bits, ...) the standard library decides, as before.
+        if _fast_loads is not None:
+            try:
+                return _fast_loads(body)
+            except ValueError:
+                pass
+        try:
             return json.loads(body.decode())
         except (UnicodeDecodeError, ValueError) as exc:
             raise InputError("the request body is not valid JSON", malformed=True) from exc

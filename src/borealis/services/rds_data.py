@@ -50,7 +50,24 @@ _encode_execute_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=Fals
 
 
 def _encode_execute(output: dict[str, Any]) -> bytes:
+    if _fast_dumps is not None:
+        try:
+            body: bytes = _fast_dumps(output, default=_blob)
+        except TypeError:  # past what orjson writes (integers over 64 bits): the standard library does
+            pass
+        else:
+            # orjson writes NaN and infinities as null, the standard library as NaN/Infinity (what clients
+            # got so far); the only other nulls are NULL array elements: let the standard library write both.
+            if b"null" not in body:
+                return body
     return _encode_execute_text(output).encode()
+
+
+_fast_dumps: Callable[..., bytes] | None
+try:
+    from orjson import dumps as _fast_dumps
+except ImportError:  # a platform without its wheel: the standard library alone
+    _fast_dumps = None
 
 
 def _to_aws(exc: DataApiError) -> AWSError:

@@ -133,3 +133,28 @@ def test_handler_crash(harness_factory, recorder: Recorder) -> None:
         harness.client("rds-data").execute_statement(resourceArn=ARN, secretArn=SECRET, sql="select 1")
     assert caught.value.response["Error"]["Code"] == "InternalFailure"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"a": "\\ud800", "b": 1}', {"a": "\ud800", "b": 1}),  # a lone surrogate: orjson refuses, json reads
+        (b'{"n": 1180591620717411303424}', {"n": 2**70}),  # past 64 bits
+        (b'{"x": NaN}', {"x": pytest.approx(float("nan"), nan_ok=True)}),
+        (b'{"s": "caf\\u00e9 \xe2\x9c\x93"}', {"s": "café ✓"}),
+        (b"  ", {}),
+    ],
+)
+def test_json_bodies_read_as_the_standard_library_reads_them(body: bytes, expected: dict[str, object]) -> None:
+    from borealis.aws._restjson import _load_json
+
+    assert _load_json(body) == expected
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1', b'{"a": "\xff"}', b"{'a': 1}", b'{"a": 1} x'])
+def test_malformed_json_bodies_are_refused(body: bytes) -> None:
+    from borealis.aws._errors import InputError
+    from borealis.aws._restjson import _load_json
+
+    with pytest.raises(InputError):
+        _load_json(body)
