@@ -54,22 +54,40 @@ class JSONCodec:
         by_wire = {json_member_name(name, shape): (name, self.reader(shape)) for name, shape in members.items()}
         wire_required = [(name, json_member_name(name, members[name])) for name in required if name in members]
 
+        renamed = any(name != wire for wire, (name, _) in by_wire.items())
+
         def read_struct(value: Any) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise InputError("expected a JSON object", malformed=True)
-            out: dict[str, Any] = {}
-            # Walk what the request has, not every member the model knows: requests are sparse.
+            # Walk what the request has, not every member the model knows (requests are sparse), and give
+            # the parsed object back as it is when nothing in it needs changing: no copy on the hot path.
+            dropped = renamed
+            converted: dict[str, Any] | None = None
             for wire, item in value.items():
                 spec = by_wire.get(wire)
-                if spec is not None and item is not None:
-                    if spec[1] is _read_string and type(item) is str:
-                        out[spec[0]] = item  # the commonest member, checked without a call
-                        continue
-                    try:
-                        out[spec[0]] = spec[1](item)
-                    except InputError as exc:
-                        exc.path.insert(0, wire)
-                        raise
+                if spec is None or item is None:
+                    dropped = True  # not a member of the model, or null: left out
+                    continue
+                read = spec[1]
+                if read is _read_string and type(item) is str:
+                    continue  # the commonest member, checked without a call
+                try:
+                    new = read(item)
+                except InputError as exc:
+                    exc.path.insert(0, wire)
+                    raise
+                if new is not item:
+                    if converted is None:
+                        converted = {}
+                    converted[wire] = new
+            if dropped or converted is not None:
+                out: dict[str, Any] = {}
+                for wire, item in value.items():
+                    spec = by_wire.get(wire)
+                    if spec is not None and item is not None:
+                        out[spec[0]] = converted.get(wire, item) if converted is not None else item
+            else:
+                out = value
             for name, wire in wire_required:
                 if name not in out:
                     error = InputError(f"missing required member {wire}", missing=True)
@@ -89,14 +107,19 @@ class JSONCodec:
             def read_list(value: Any) -> list[Any]:
                 if not isinstance(value, list):
                     raise InputError("expected a JSON array", malformed=True)
-                out = []
+                out: list[Any] | None = None  # a copy only once an item changes
                 for index, item in enumerate(value):
                     try:
-                        out.append(read_item(item))
+                        new = read_item(item)
                     except InputError as exc:
                         exc.path.insert(0, str(index + 1))
                         raise
-                return out
+                    if out is not None:
+                        out.append(new)
+                    elif new is not item:
+                        out = value[:index]
+                        out.append(new)
+                return value if out is None else out
 
             return read_list
         if kind == "map":
