@@ -11,7 +11,8 @@ then runs the same primary-key SELECT twice at ``--connections`` concurrent conn
 
 Prints one table (requests/s, p50, p99, errors). ``--workers N`` runs Borealis with N HTTP API processes
 (``borealis up --workers``; default one per CPU, 1 for the main process alone).
-Needs pgbench and wrk on PATH (``apt-get install wrk``).
+Needs wrk on PATH (Debian: ``apt-get install wrk``); pgbench is taken from PATH, else from the embedded
+PostgreSQL that ``borealis up`` runs.
 ``--profile`` also records a py-spy profile of Borealis during the wrk run (py-spy on PATH);
 ``--strace FILE`` counts the system calls of the Borealis API processes during it (``strace -c``), and
 prints them per Data API request.
@@ -44,6 +45,8 @@ from botocore.credentials import Credentials
 # Run as `python bench/dataapi/bench.py`: the repository root (for tests.net) is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.net import free_port
+
+from borealis.engine import Binaries
 
 SQL = "SELECT id, v FROM bench_kv WHERE id = :id"
 PGBENCH_SQL = "\\set id random(1, {rows})\nSELECT id, v FROM bench_kv WHERE id = :id;\n"
@@ -100,9 +103,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="borealis up --workers (default: its own, one per CPU)")
     ap.add_argument("--strace", type=Path, help="write strace -c of the API processes during the wrk run here")
     args = ap.parse_args()
-    for tool in ("pgbench", "wrk"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not on PATH")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not on PATH (Debian: apt-get install wrk)")
+    pgbench_bin = shutil.which("pgbench") or str(Binaries.find().tool("pgbench"))  # else the embedded one
 
     work = Path(tempfile.mkdtemp(prefix="borealis-bench-"))
     env = dict(os.environ)
@@ -140,7 +143,7 @@ def main() -> None:
         pg_cpu_before = _cpu_times()
         pg_children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         pgbench = subprocess.run(
-            ["pgbench", "-n", "-M", "extended", "-h", pg_host, "-p", str(pg_port), "-U", value["username"],
+            [pgbench_bin, "-n", "-M", "extended", "-h", pg_host, "-p", str(pg_port), "-U", value["username"],
              "-c", str(args.connections), "-j", str(args.threads), "-T", str(args.duration), "-f", str(script),
              "-l", "--log-prefix", str(work / "pgbench"), "postgres"],
             env=env, capture_output=True, text=True,
