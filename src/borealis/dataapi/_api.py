@@ -893,12 +893,21 @@ class DataApi:
                     cache.clear()
                 cache[shape_key] = decoders
         limit = self.settings.max_json_response if json_mode else self.settings.max_response
+        row_limit = self.settings.max_row
         rows = res.rows
         size = 0
         for row in rows:
+            row_size = 0
             for value in row:
                 if value is not None:
-                    size += len(value)
+                    row_size += len(value)
+            if row_size > row_limit:
+                # AWS's troubleshooting guide names this error "Packet for query is too large" (64 KB a row).
+                raise UnsupportedResultException(
+                    f"Packet for query is too large: a row of the result has {row_size} bytes, more than the "
+                    f"{row_limit} bytes the Data API allows per row"
+                )
+            size += row_size
             if size > limit:
                 raise UnsupportedResultException("Database returned more than the allowed response size limit")
         if json_mode:

@@ -11,6 +11,7 @@ BOREALIS_DATAAPI_TRANSACTION_IDLE_TIMEOUT  180 (seconds)                rolled b
 BOREALIS_DATAAPI_TRANSACTION_MAX_AGE       86400 (seconds)              rolled back after this long in all
 BOREALIS_DATAAPI_MAX_RESPONSE              1048576 (bytes)              database data per response
 BOREALIS_DATAAPI_MAX_JSON_RESPONSE         10485760 (bytes)             ``formattedRecords`` length
+BOREALIS_DATAAPI_MAX_ROW                   65536 (bytes)                database data per result row
 BOREALIS_DATAAPI_MAX_REQUEST               4194304 (bytes)              request values (SQL + parameters)
 BOREALIS_DATAAPI_MAX_SQL                   65536 (characters)           the model's SqlStatement limit
 BOREALIS_DATAAPI_ALLOW_MULTI_STATEMENT     0                            1: run ``a; b`` (AWS refuses it)
@@ -46,6 +47,7 @@ class DataApiSettings:
     transaction_max_age: float = 86400.0
     max_response: int = 1024 * 1024
     max_json_response: int = 10 * 1024 * 1024
+    max_row: int = 64 * 1024
     max_request: int = 4 * 1024 * 1024
     max_sql: int = 65536
     allow_multi_statement: bool = False
