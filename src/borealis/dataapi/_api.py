@@ -129,6 +129,11 @@ Settle = Callable[[dict[str, Any] | BaseException], None]
 """How :meth:`DataApi.start_statement` hands over a call's outcome: the output, or the error."""
 
 
+def _constraint(member: str, rule: str) -> str:
+    """The wording of AWS's request validation for a member outside the model's constraints."""
+    return f"1 validation error detected: Value at '{member}' failed to satisfy constraint: {rule}"
+
+
 def _wire_values(bound: BoundParameters) -> list[bytes | None] | None:
     if not bound.values:
         return None
@@ -305,7 +310,15 @@ class DataApi:
         parsed = self._parse(sql)
         bound = bind_parameters(parsed, p.get("parameters"))
         options = ResultOptions.from_request(p.get("resultSetOptions"))
-        json_mode = p.get("formatRecordsAs") == "JSON"
+        records_as = p.get("formatRecordsAs")
+        if records_as is not None and records_as not in ("NONE", "JSON"):
+            raise BadRequestException(
+                _constraint("formatRecordsAs", "Member must satisfy enum value set: [NONE, JSON]")
+            )
+        database = p.get("database")
+        if isinstance(database, str) and len(database) > 64:
+            raise BadRequestException(_constraint("database", "Member must have length less than or equal to 64"))
+        json_mode = records_as == "JSON"
         metadata = bool(p.get("includeResultMetadata")) and not json_mode
         return sql, parsed, bound, options, json_mode, metadata, bool(p.get("continueAfterTimeout"))
 
@@ -510,8 +523,7 @@ class DataApi:
             raise BadRequestException("sql must be a string")
         if len(sql) > self.settings.max_sql:
             raise BadRequestException(
-                "1 validation error detected: Value at 'sql' failed to satisfy constraint: "
-                f"Member must have length less than or equal to {self.settings.max_sql}"
+                _constraint("sql", f"Member must have length less than or equal to {self.settings.max_sql}")
             )
         return sql
 

@@ -53,6 +53,19 @@ def test_validation_errors(execute: Execute, data: Any, target: Target) -> None:
     assert execute("SELECT 1; ;  -- trailing")["records"] == [[{"longValue": 1}]]
 
 
+def test_members_outside_the_models_constraints(data: Any, target: Target) -> None:
+    common = {"resourceArn": target.resource_arn, "secretArn": target.secret_arn, "sql": "SELECT 1"}
+    for kwargs, rule in [
+        ({"formatRecordsAs": "XML"}, "Member must satisfy enum value set: [NONE, JSON]"),
+        ({"database": "d" * 65}, "Member must have length less than or equal to 64"),
+    ]:
+        code, status, message = call(data, **common, **kwargs)
+        assert (code, status) == ("BadRequestException", 400)
+        assert message.startswith("1 validation error detected: Value at ") and message.endswith(rule)
+    out = data.execute_statement(**common, formatRecordsAs="NONE", database="postgres")
+    assert out["records"] == [[{"longValue": 1}]]
+
+
 @pytest.mark.parametrize(
     ("parameters", "code", "fragment"),
     [
