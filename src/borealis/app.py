@@ -453,7 +453,7 @@ class _StoreSecrets:
 
     def _fresh(self) -> SecretsManager:
         store, key_file = self._args
-        return SecretsManager(store, key_file, account_id=self._account_id, region=self._region)
+        return SecretsManager(store, key_file, account_id=self._account_id, region=self._region, read_only=True)
 
     def secret_json(self, secret_id: str) -> dict[str, Any]:
         now = time.monotonic()

@@ -105,8 +105,12 @@ class SecretsManager:
         account_id: str,
         region: str,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
+        """``read_only``: a reader beside the process that owns the secrets (a Data API worker), which must
+        not write: it neither purges secrets whose deletion is due nor records access dates."""
         self.account_id = account_id
+        self._read_only = read_only
         self.region = region
         self._table = store.table(_TABLE)
         self._cipher = Cipher(key_file)
@@ -546,7 +550,7 @@ class SecretsManager:
         self._json.clear()
 
     def _purge_due(self) -> None:
-        if self._clock() >= self._next_purge:
+        if not self._read_only and self._clock() >= self._next_purge:
             self.purge_expired()
 
     def _earliest_deletion(self) -> float:
@@ -554,6 +558,8 @@ class SecretsManager:
 
     def _touch(self, doc: Doc, vid: str) -> None:
         """Record access with AWS's date precision, so a read writes at most once a day per version."""
+        if self._read_only:
+            return
         day = self._clock() // _DAY * _DAY
         if doc["accessed"] == day and doc["versions"][vid].get("accessed") == day:
             return

@@ -432,3 +432,20 @@ def test_list_errors(listed: SecretsManager) -> None:
     assert code_of(listed.list_secrets, filters=[{"Key": "colour", "Values": ["x"]}]) == "InvalidParameterException"
     assert code_of(listed.list_secrets, filters=[{"Key": "name", "Values": ["a*"]}]) == "InvalidParameterException"
     assert code_of(listed.list_secrets, max_results=101) == "InvalidParameterException"
+
+
+def test_a_read_only_reader_never_writes(sm: SecretsManager, store: Store, tmp_path: Path, clock: Clock) -> None:
+    """A Data API worker reads secrets beside the main process: no purge, no access dates written."""
+    sm.create_secret("kept", secret_string='{"username": "u", "password": "p"}')
+    sm.create_secret("due", secret_string="v")
+    sm.delete_secret("due", recovery_window_in_days=7)
+    clock.now += 8 * DAY  # "due" may be purged now, and "kept" was last read another day
+    before = {arn: dict(doc) for arn, doc in store.table("secrets").items()}
+    reader = SecretsManager(
+        store, tmp_path / "secrets.key", account_id=ACCOUNT, region=REGION, clock=clock, read_only=True
+    )
+    assert reader.secret_json("kept") == {"username": "u", "password": "p"}
+    assert code_of(reader.secret_json, "due") == "ResourceNotFoundException"
+    assert reader.get_secret_value("kept")["SecretString"] == '{"username": "u", "password": "p"}'
+    assert {arn: dict(doc) for arn, doc in store.table("secrets").items()} == before
+    assert sm.purge_expired() == 1  # the owner still does
