@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 
 import pytest
 from aws_harness import Recorder
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from borealis.aws._sigv4 import SigV4Verifier, canonical_path, canonical_query
 
@@ -180,3 +184,13 @@ def test_signing_keys_are_cached() -> None:
     verifier = SigV4Verifier(lambda _key: "s")
     first = verifier.signing_key("s", "20240101", "us-east-1", "rds")
     assert verifier.signing_key("s", "20240101", "us-east-1", "rds") is first
+
+
+@given(key=st.binary(min_size=0, max_size=200), message=st.binary(max_size=300))
+def test_keyed_mac_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    from borealis.aws._sigv4 import KeyedMac
+
+    expected = hmac.new(key, message, hashlib.sha256).hexdigest()
+    mac = KeyedMac(key)
+    assert mac.hexdigest(message) == expected
+    assert mac.hexdigest(message) == expected  # the key's states are copied, not used up
