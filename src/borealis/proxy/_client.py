@@ -257,27 +257,37 @@ class ClientConn(asyncio.Protocol):
             clean = reader.buffered == 0
             reader.feed(data)
             frames = reader.read_frames()
-            if self.state != "ready":
-                if self.state == "login" or self.state == "tls":
-                    # Pipelined ahead of ReadyForQuery: runs after login. Or, in "tls", the startup packet
-                    # decrypted before start_tls() has handed us the TLS transport (asyncio delivers data on
-                    # the handshake's last step): handled once it has, so no answer goes out in plaintext.
-                    self.pending.extend(frames)
-                else:
-                    self._handshake(frames)
-                return
-            if self.busy:
-                self._pending_raw = None
-                self.pending.extend(frames)
-                if len(self.pending) > _PENDING_PAUSE:
-                    self.pause_reading()
-                return
-            if frames:
-                self._dispatch(frames, data if clean and reader.buffered == 0 else None)
+            self._frames(frames, data if clean and reader.buffered == 0 else None)
+            if frames and reader.buffered and not self.closed:
+                # The reader hands over the good frames before a malformed one and raises on the next call:
+                # make that call now, or the violation would wait for bytes the client may never send.
+                more = reader.read_frames()
+                if more:
+                    self._frames(more, None)
         except ProtocolViolation as exc:
             self.fail(exc.error_response())
         except ServerError as exc:
             self.fail(pgwire.error_response("FATAL", exc.sqlstate, str(exc)))
+
+    def _frames(self, frames: list[pgwire.Frame], raw: bytes | None) -> None:
+        """Handle frames read from the client (``raw``: the bytes they came in, when exactly those)."""
+        if self.state != "ready":
+            if self.state == "login" or self.state == "tls":
+                # Pipelined ahead of ReadyForQuery: runs after login. Or, in "tls", the startup packet
+                # decrypted before start_tls() has handed us the TLS transport (asyncio delivers data on
+                # the handshake's last step): handled once it has, so no answer goes out in plaintext.
+                self.pending.extend(frames)
+            else:
+                self._handshake(frames)
+            return
+        if self.busy:
+            self._pending_raw = None
+            self.pending.extend(frames)
+            if len(self.pending) > _PENDING_PAUSE:
+                self.pause_reading()
+            return
+        if frames:
+            self._dispatch(frames, raw)
 
     # -------------------------------------------------------------------------------- startup and auth
 

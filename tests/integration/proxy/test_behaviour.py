@@ -141,12 +141,14 @@ def test_bad_input_gets_sqlstate(proxy: ProxyInfo) -> None:
         b"GET / HTTP/1.1\r\n\r\n": b"08P01",
         struct.pack("!ii", 8, 0x00020000): b"0A000",  # protocol 2.0
         struct.pack("!ii", 1 << 30, 196608): b"08P01",  # oversize startup packet
-        _startup(proxy.user) + b"p\x00\x00\x00\x02": b"",  # truncated / wrong length
     }
     for data, state in cases.items():
         out = _exchange(proxy.host, proxy.port, data)
-        if state:
-            assert out.startswith(b"E") and state in out, (data, out)
+        assert out.startswith(b"E") and state in out, (data, out)
+    # A good startup packet and, in the same read, a message whose length is impossible: the startup is
+    # answered (AuthenticationSASL), then the violation at once, without waiting for more bytes.
+    out = _exchange(proxy.host, proxy.port, _startup(proxy.user) + b"p\x00\x00\x00\x02")
+    assert out.startswith(b"R") and b"E" in out and b"08P01" in out, out
 
 
 def test_fuzz_listener_survives(proxy: ProxyInfo) -> None:
