@@ -183,6 +183,7 @@ def test_managed_password_rotation(borealis: BorealisProcess, rds: Any, secretsm
         MasterUsername="boss",
         ManageMasterUserPassword=True,
         ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 1},
+        EnableHttpEndpoint=True,
     )["DBCluster"]
     rds.create_db_instance(
         DBInstanceIdentifier=iid,
@@ -193,6 +194,17 @@ def test_managed_password_rotation(borealis: BorealisProcess, rds: Any, secretsm
     rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
     arn = cluster["MasterUserSecret"]["SecretArn"]
     first = json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
+
+    def data_api_works() -> None:
+        # Fresh clients open fresh connections, which the kernel spreads over the API processes (the shared
+        # Borealis runs two): each must read the secret as it is now.
+        for _ in range(6):
+            out = borealis.client("rds-data").execute_statement(
+                resourceArn=cluster["DBClusterArn"], secretArn=arn, sql="SELECT current_user"
+            )
+            assert out["records"] == [[{"stringValue": "boss"}]]
+
+    data_api_works()
     with borealis.master_connect(cid) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("boss",)
 
@@ -207,6 +219,7 @@ def test_managed_password_rotation(borealis: BorealisProcess, rds: Any, secretsm
     assert json.loads(previous["SecretString"]) == first
     with borealis.master_connect(cid) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+    data_api_works()  # with the same secret ARN, through the rotation
 
     # Neither password is in any log: Borealis's own, or the postgres logs of the cluster.
     logs = [borealis.data_dir / "borealis.log", *(borealis.data_dir / "clusters" / cid).rglob("*.log")]
