@@ -112,6 +112,30 @@ class _Cluster:
     expires: float
 
 
+class _Call:
+    """An ExecuteStatement call once checked (:meth:`DataApi._call`): what running it needs."""
+
+    __slots__ = ("bound", "continue_after", "json_mode", "metadata", "options", "parsed", "sql")
+
+    def __init__(
+        self,
+        sql: str,
+        parsed: ParsedSql,
+        bound: BoundParameters,
+        options: ResultOptions,
+        json_mode: bool,
+        metadata: bool,
+        continue_after: bool,
+    ) -> None:
+        self.sql = sql  # as the client wrote it (error positions refer to it)
+        self.parsed = parsed
+        self.bound = bound
+        self.options = options
+        self.json_mode = json_mode
+        self.metadata = metadata
+        self.continue_after = continue_after
+
+
 class _Transaction:
     __slots__ = ("aborted", "busy", "cluster_id", "conn", "created", "id", "last_used", "pool")
 
@@ -189,42 +213,38 @@ class DataApi:
 
     async def execute_statement(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """ExecuteStatement: run one statement, in a transaction if ``transactionId`` is given."""
-        call = self._call(p)
-        try:
-            return await self._execute(p, *call)
-        except _Detached as detached:
-            raise detached.error from None
+        return await self._execute(p, self._call(p))
 
     def start_statement(self, p: Mapping[str, Any], settle: Settle) -> dict[str, Any] | None:
         """ExecuteStatement as :meth:`execute_statement`, without a coroutine on the common path.
 
         A statement outside a transaction, on an idle pooled connection that has it prepared already, is
         sent at once and its reply decoded in the connection reader's callback: no task, no future and no
-        chain of awaits, which are most of the cost of a primary-key SELECT.  Anything else runs
-        :meth:`execute_statement` in a task.  Errors found before the statement is sent are raised here;
-        otherwise the outcome is given to ``settle`` once (the output, or a :class:`DataApiError`) and this
-        returns None.
+        chain of awaits, which are most of the cost of a primary-key SELECT.  Anything else runs as
+        :meth:`execute_statement` does, in a task.  Errors found before the statement is sent are raised
+        here; otherwise the outcome is given to ``settle`` once (the output, or a :class:`DataApiError`)
+        and this returns None.
         """
-        sql, parsed, bound, options, json_mode, metadata, continue_after = self._call(p)
-        if p.get("transactionId") or metadata or continue_after:
-            self._follow(settle, self.execute_statement(p))
+        call = self._call(p)
+        if p.get("transactionId") or call.metadata or call.continue_after:
+            self._follow(settle, self._execute(p, call))
             return None
         pool = self._pool(self._cluster(p.get("resourceArn")), p)
         conn = pool.try_acquire()
         if conn is None:
-            self._follow(settle, self.execute_statement(p))
+            self._follow(settle, self._execute(p, call))
             return None
-        text = parsed.wire
 
         def settled(results: list[Result] | None, failed: BaseException | None) -> None:
             try:
-                self._sent(results, failed, settle, conn, pool, text, sql, parsed, bound, options, json_mode)
+                self._sent(results, failed, settle, conn, pool, call)
             except Exception as exc:
                 settle(exc)
 
+        bound = call.bound
         try:
             sent = conn.send_cached(
-                text,
+                call.parsed.wire,
                 _wire_values(bound),
                 bound.oids,
                 bound.formats,
@@ -236,7 +256,7 @@ class DataApi:
             pool.release(conn)
             raise
         if not sent:
-            self._follow(settle, self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
+            self._follow(settle, self._pooled(conn, pool, call))
         return None
 
     def _sent(
@@ -246,12 +266,7 @@ class DataApi:
         settle: Settle,
         conn: PgConnection,
         pool: Pool,
-        text: bytes,
-        sql: str,
-        parsed: ParsedSql,
-        bound: BoundParameters,
-        options: ResultOptions,
-        json_mode: bool,
+        call: _Call,
     ) -> None:
         """The reply to :meth:`start_statement`'s statement came (or its time ran out): settle the call."""
         if failed is not None or results is None:
@@ -260,27 +275,28 @@ class DataApi:
                 return
             pool.release(conn)
             raise self._connection_error(failed) if isinstance(failed, PgError) else (failed or PgError("no result"))
-        if conn.stale(results, text, bound.oids):
-            self._follow(settle, self._pooled(conn, pool, sql, parsed, bound, options, json_mode))
+        if conn.stale(results, call.parsed.wire, call.bound.oids):
+            self._follow(settle, self._pooled(conn, pool, call))
             return
         res = results[-1]
         if res.status == _TUPLES_OK and not self._known_types(pool, res):
-            self._follow(settle, self._settle(conn, pool, None, res, sql, parsed, options, json_mode, False))
+            self._follow(settle, self._settle(conn, pool, None, res, call))
             return
         pool.release(conn)
-        settle(self._outcome(pool, conn, None, res, sql, parsed, options, json_mode))
+        settle(self._outcome(pool, conn, None, res, call))
 
     @staticmethod
     def _known_types(pool: Pool, res: Result) -> bool:
         """The pool knows every column type of ``res`` (decoding it needs no catalog query)."""
-        if res.shape in pool.known_shapes:
+        if res.shape and res.shape in pool.known_shapes:
             return True
         for field in res.fields:
             if field[3] not in BUILTIN_TYPES and field[3] not in pool.types:
                 return False
-        if len(pool.known_shapes) >= 4096:
-            pool.known_shapes.clear()
-        pool.known_shapes.add(res.shape)
+        if res.shape:
+            if len(pool.known_shapes) >= 4096:
+                pool.known_shapes.clear()
+            pool.known_shapes.add(res.shape)
         return True
 
     async def _expired(self, conn: PgConnection, pool: Pool) -> dict[str, Any]:
@@ -303,7 +319,7 @@ class DataApi:
 
         task.add_done_callback(done)
 
-    def _call(self, p: Mapping[str, Any]) -> tuple[str, ParsedSql, BoundParameters, ResultOptions, bool, bool, bool]:
+    def _call(self, p: Mapping[str, Any]) -> _Call:
         """The checks every ExecuteStatement passes before any SQL is sent, and what they yield."""
         sql = self._check_sql(p)
         self._check_request_size(sql, p.get("parameters"))
@@ -320,46 +336,24 @@ class DataApi:
             raise BadRequestException(_constraint("database", "Member must have length less than or equal to 64"))
         json_mode = records_as == "JSON"
         metadata = bool(p.get("includeResultMetadata")) and not json_mode
-        return sql, parsed, bound, options, json_mode, metadata, bool(p.get("continueAfterTimeout"))
+        return _Call(sql, parsed, bound, options, json_mode, metadata, bool(p.get("continueAfterTimeout")))
 
-    async def _execute(
-        self,
-        p: Mapping[str, Any],
-        sql: str,
-        parsed: ParsedSql,
-        bound: BoundParameters,
-        options: ResultOptions,
-        json_mode: bool,
-        metadata: bool,
-        continue_after: bool,
-    ) -> dict[str, Any]:
-        if p.get("transactionId"):
-            async with self._connection(p) as (conn, pool, tx):
-                return await self._statement(
-                    conn, pool, tx, sql, parsed, bound, options, json_mode, metadata, continue_after
-                )
-        # The common case, without the context manager's generator (what _connection does for a pool).
-        pool = self._pool(self._cluster(p.get("resourceArn")), p)
-        conn = await self._acquire_for(p, pool)
-        return await self._pooled(conn, pool, sql, parsed, bound, options, json_mode, metadata, continue_after)
+    async def _execute(self, p: Mapping[str, Any], call: _Call) -> dict[str, Any]:
+        try:
+            if p.get("transactionId"):
+                async with self._connection(p) as (conn, pool, tx):
+                    return await self._statement(conn, pool, tx, call)
+            # The common case, without the context manager's generator (what _connection does for a pool).
+            pool = self._pool(self._cluster(p.get("resourceArn")), p)
+            conn = await self._acquire_for(p, pool)
+            return await self._pooled(conn, pool, call)
+        except _Detached as detached:
+            raise detached.error from None
 
-    async def _pooled(
-        self,
-        conn: PgConnection,
-        pool: Pool,
-        sql: str,
-        parsed: ParsedSql,
-        bound: BoundParameters,
-        options: ResultOptions,
-        json_mode: bool,
-        metadata: bool = False,
-        continue_after: bool = False,
-    ) -> dict[str, Any]:
+    async def _pooled(self, conn: PgConnection, pool: Pool, call: _Call) -> dict[str, Any]:
         """Run a statement on a connection borrowed from ``pool``, and give it back."""
         try:
-            result = await self._statement(
-                conn, pool, None, sql, parsed, bound, options, json_mode, metadata, continue_after
-            )
+            result = await self._statement(conn, pool, None, call)
         except _Detached:
             raise  # the statement goes on: the connection returns to the pool when it ends
         except BaseException:
@@ -368,55 +362,26 @@ class DataApi:
         pool.release(conn)
         return result
 
-    async def _statement(
-        self,
-        conn: PgConnection,
-        pool: Pool,
-        tx: _Transaction | None,
-        sql: str,
-        parsed: ParsedSql,
-        bound: BoundParameters,
-        options: ResultOptions,
-        json_mode: bool,
-        metadata: bool,
-        continue_after: bool,
-    ) -> dict[str, Any]:
-        results = await self._run(conn, pool, tx, parsed.wire, bound, continue_after)
-        return await self._settle(conn, pool, tx, results[-1], sql, parsed, options, json_mode, metadata)
+    async def _statement(self, conn: PgConnection, pool: Pool, tx: _Transaction | None, call: _Call) -> dict[str, Any]:
+        results = await self._run(conn, pool, tx, call.parsed.wire, call.bound, call.continue_after)
+        return await self._settle(conn, pool, tx, results[-1], call)
 
     async def _settle(
-        self,
-        conn: PgConnection,
-        pool: Pool,
-        tx: _Transaction | None,
-        res: Result,
-        sql: str,
-        parsed: ParsedSql,
-        options: ResultOptions,
-        json_mode: bool,
-        metadata: bool,
+        self, conn: PgConnection, pool: Pool, tx: _Transaction | None, res: Result, call: _Call
     ) -> dict[str, Any]:
         if res.status == _TUPLES_OK:
-            return await self._records(conn, pool, res, options, json_mode, metadata)
-        return self._outcome(pool, conn, tx, res, sql, parsed, options, json_mode)
+            return await self._records(conn, pool, res, call.options, call.json_mode, call.metadata)
+        return self._outcome(pool, conn, tx, res, call)
 
     def _outcome(
-        self,
-        pool: Pool,
-        conn: PgConnection,
-        tx: _Transaction | None,
-        res: Result,
-        sql: str,
-        parsed: ParsedSql,
-        options: ResultOptions,
-        json_mode: bool,
+        self, pool: Pool, conn: PgConnection, tx: _Transaction | None, res: Result, call: _Call
     ) -> dict[str, Any]:
         """What ExecuteStatement answers for a statement's last result (records only if their types are known)."""
         status = res.status
         if status == _TUPLES_OK:
-            return self._decode(pool, res, options, json_mode)
+            return self._decode(pool, res, call.options, call.json_mode)
         if status == _FATAL:
-            raise self._sql_error(PgError.from_result(res), parsed, tx, sql)
+            raise self._sql_error(PgError.from_result(res), call.parsed, tx, call.sql)
         if status in (_COMMAND_OK, _EMPTY):
             return {"numberOfRecordsUpdated": int(res.command_tuples or 0), "generatedFields": []}
         raise self._unexpected(pool, conn, tx, status)
@@ -883,7 +848,7 @@ class DataApi:
         metadata: bool,
     ) -> dict[str, Any]:
         fields = res.fields
-        if any(f[3] not in BUILTIN_TYPES and f[3] not in pool.types for f in fields):
+        if not self._known_types(pool, res):
             await self._load_types(conn, pool, [f[3] for f in fields])
         out = self._decode(pool, res, options, json_mode)
         if metadata:

@@ -596,7 +596,7 @@ class PgConnection:
         """
         return await self._send(extended_query(sql, values, oids, formats), timeout)
 
-    async def _send(self, message: bytes, timeout: float | None) -> list[Result]:
+    async def _send(self, message: bytes, timeout: float | None, expect: Result | None = None) -> list[Result]:
         proto = self.proto
         if proto.lost is not None:
             raise proto.lost
@@ -607,6 +607,7 @@ class PgConnection:
         loop = proto.loop
         waiter: asyncio.Future[list[Result]] = loop.create_future()
         proto.waiter = waiter
+        proto.current = expect  # rows that come without a RowDescription (see _bind_cached)
         transport.write(message)
         timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
@@ -641,13 +642,12 @@ class PgConnection:
         """
         if self.statement_cache <= 0 or self.proto.tx_status != b"I":
             return await self.execute(sql, values, oids, formats, timeout)
-        key = (sql, tuple(oids) if oids else ())
-        name = self.statements.get(key)
-        if name is not None:
-            self.statements.move_to_end(key)
-            results = await self._send(self._take_closes() + bind_execute(name, values, formats), timeout)
+        cached = self._bind_cached(sql, values, oids, formats)
+        if cached is not None:
+            results = await self._send(cached[0], timeout, cached[1])
             if not self.stale(results, sql, oids):
                 return results
+        key = (sql, tuple(oids) if oids else ())
         self._names += 1
         name = b"_borealis_%d" % self._names
         self.proto.parsed = False
@@ -688,24 +688,38 @@ class PgConnection:
         proto = self.proto
         if self.statement_cache <= 0 or proto.tx_status != b"I" or proto.lost is not None or proto.waiter:
             return False
-        key = (sql, tuple(oids) if oids else ())
-        name = self.statements.get(key)
-        if name is None:
+        cached = self._bind_cached(sql, values, oids, formats)
+        if cached is None:
             return False
-        self.statements.move_to_end(key)
         loop = proto.loop
         waiter = _Notify(settled, loop.time() + timeout, deadlines)
         proto.waiter = waiter
+        proto.current = cached[1]
         assert proto.transport is not None
-        described = self.described.get(name, _UNKNOWN)
-        if described is _UNKNOWN:
-            proto.transport.write(self._take_closes() + bind_execute(name, values, formats))
-        else:
-            if described is not None:  # the rows come without a RowDescription: expect them as learnt
-                proto.current = Result(TUPLES_OK, described[1], described[0])
-            proto.transport.write(self._take_closes() + bind_execute(name, values, formats, describe=False))
+        proto.transport.write(cached[0])
         deadlines.add(waiter, loop)
         return True
+
+    def _bind_cached(
+        self,
+        sql: bytes,
+        values: Sequence[bytes | None] | None,
+        oids: Sequence[int] | None,
+        formats: Sequence[int] | None,
+    ) -> tuple[bytes, Result | None] | None:
+        """What to write to run the statement cached here for ``sql`` and ``oids``, and the result its rows
+        go to when they come without a RowDescription (Describe is skipped once it is known); None when the
+        statement is not cached here."""
+        key = (sql, tuple(oids) if oids else ())
+        name = self.statements.get(key)
+        if name is None:
+            return None
+        self.statements.move_to_end(key)
+        described = self.described.get(name, _UNKNOWN)
+        if described is _UNKNOWN:
+            return self._take_closes() + bind_execute(name, values, formats), None
+        expect = None if described is None else Result(TUPLES_OK, described[1], described[0])
+        return self._take_closes() + bind_execute(name, values, formats, describe=False), expect
 
     def stale(self, results: list[Result], sql: bytes, oids: Sequence[int] | None) -> bool:
         """The results of :meth:`send_cached` say the cached statement went stale or away: forget it."""
