@@ -18,13 +18,13 @@ import datetime as dt
 import itertools
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InputError
 from ._query import parse_form
-from ._service import AUTH_ERRORS, Reply, ServiceEndpoint, protocol_error
+from ._service import Reply, ServiceEndpoint, protocol_error
 from ._sigv4 import AuthFailure, SigV4Verifier, query_params, read_signature
 from ._types import ASGIApp, Direct, Handler, Receive, RequestContext, Scope, Send
 
@@ -71,7 +71,7 @@ class Gateway:
             if endpoint.router is not None and "query" not in endpoint.protocols:
                 for (method, path), operation in endpoint.router.static_routes().items():
                     if method == "POST" and isinstance(endpoint.handlers.get(operation), Direct):
-                        self._direct[path.encode("latin-1")] = _DirectRoute(endpoint, operation)
+                        self._direct[path.encode("latin-1")] = _DirectRoute(endpoint, operation, path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -143,16 +143,9 @@ class Gateway:
         target = self._direct.get(url)
         if target is None or method != "POST":
             return False
-        headers: dict[str, str] = {}
-        names = _header_names
-        for raw_name, raw_value in raw_headers:
-            name = names.get(raw_name)
-            if name is None:
-                name = raw_name.decode("latin-1").lower()
-                if len(names) < 1024:
-                    names[raw_name] = name
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        if route is not None and route(url.decode("latin-1"), target, body) is not None:
+            return False
+        headers = header_dict(raw_headers)
         authorization = headers.get("authorization")
         if authorization is None or not authorization.startswith("AWS4-HMAC-SHA256") or "x-amz-target" in headers:
             return False
@@ -163,16 +156,13 @@ class Gateway:
             return False  # the general path gives the same refusal
         if signed.credential.service != endpoint.signing_name:
             return False
-        if route is not None and route(url.decode("latin-1"), target, body) is not None:
-            return False
         request_id = _request_id()
         try:
             self._verifier.verify(
                 signed, method=method, raw_path=target.path, query_string="", headers=headers, body=body
             )
         except AuthFailure as failure:
-            code, status = AUTH_ERRORS["rest-json"][failure.reason]
-            answer(endpoint.error_reply("rest-json", code, failure.message, status, request_id))
+            answer(endpoint.auth_error("rest-json", failure, request_id))
             return True
         operation = target.operation
         try:
@@ -180,7 +170,7 @@ class Gateway:
         except InputError as exc:
             answer(endpoint.input_error("rest-json", exc, request_id))
             return True
-        handler: Direct = endpoint.handlers[operation]  # type: ignore[assignment]
+        handler = target.handler
 
         def settle(outcome: dict[str, Any] | BaseException) -> None:
             if isinstance(outcome, BaseException):
@@ -228,8 +218,7 @@ class Gateway:
                 body=body,
             )
         except AuthFailure as failure:
-            code, status = AUTH_ERRORS[protocol][failure.reason]
-            return endpoint.error_reply(protocol, code, failure.message, status, request_id)
+            return endpoint.auth_error(protocol, failure, request_id)
 
         credential = signed.credential
         try:
@@ -358,15 +347,13 @@ class Gateway:
 class _DirectRoute:
     """A rest-json path served by a :class:`Direct` handler (``endpoint`` as in :class:`_Request`)."""
 
-    __slots__ = ("endpoint", "operation", "path")
+    __slots__ = ("endpoint", "handler", "operation", "path")
 
-    def __init__(self, endpoint: ServiceEndpoint, operation: str) -> None:
+    def __init__(self, endpoint: ServiceEndpoint, operation: str, path: str) -> None:
         self.endpoint = endpoint
         self.operation = operation
-        self.path = ""
-        for (method, path), name in (endpoint.router.static_routes() if endpoint.router else {}).items():
-            if method == "POST" and name == operation:
-                self.path = path
+        self.path = path
+        self.handler: Direct = endpoint.handlers[operation]  # type: ignore[assignment]
 
 
 _NO_QUERY: dict[str, str] = {}
@@ -414,10 +401,19 @@ def _looks_like_query(method: str, headers: Mapping[str, str], query_text: str) 
 
 
 def _header_map(scope: Scope) -> dict[str, str]:
+    return header_dict(scope.get("headers", ()))
+
+
+def header_dict(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Lowercase header names to values; repeats joined with "," as SigV4 canonicalises them."""
     out: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
+    names = _header_names
+    for raw_name, raw_value in raw_headers:
+        name = names.get(raw_name)
+        if name is None:
+            name = raw_name.decode("latin-1").lower()
+            if len(names) < 1024:
+                names[raw_name] = name
         value = raw_value.decode("latin-1")
         out[name] = f"{out[name]},{value}" if name in out else value
     return out

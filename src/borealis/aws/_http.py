@@ -27,7 +27,7 @@ from typing import Any
 
 import httptools
 
-from ._gateway import MAX_BODY, Gateway
+from ._gateway import MAX_BODY, Gateway, header_dict
 from ._service import Reply
 
 __all__ = ["HttpServer", "Route", "forward"]
@@ -108,6 +108,7 @@ class _Connection(asyncio.Protocol):
         self.too_large = False
         self.pending: collections.deque[_Request] = collections.deque()
         self.busy = False
+        self.draining = False  # _finish is serving the pipelined requests
         self.closing = False
 
     # ------------------------------------------------------------------------------ asyncio callbacks
@@ -197,33 +198,40 @@ class _Connection(asyncio.Protocol):
     def _answer(self, keep: bool, reply: Reply) -> None:
         """The reply to a request the gateway served directly (see :meth:`Gateway.serve_direct`)."""
         self._write(_response(reply.status, reply.headers, reply.body, keep))
+        self._finish(keep)
+
+    def _finish(self, keep: bool) -> None:
+        """A request is answered: close the connection, or serve the requests pipelined behind it, in order."""
         self.busy = False
         if not keep:
             self.closing = True
             if self.transport is not None:
                 self.transport.close()
-        elif self.pending and not self.closing:
-            self._start(self.pending.popleft())
+            return
+        if self.draining:
+            return  # an outer _finish is serving the queue: answers given at once come back here
+        self.draining = True
+        try:
+            # A loop, not recursion: a long pipeline of requests answered at once must not deepen the stack.
+            while self.pending and not self.closing and not self.busy:
+                self._start(self.pending.popleft())
+        finally:
+            self.draining = False
 
     # ------------------------------------------------------------------------------ serving
 
     async def _serve(self, request: _Request) -> None:
         try:
-            while True:
-                keep = await self._one(request)
-                if not keep:
-                    self.closing = True
-                    if self.transport is not None:
-                        self.transport.close()
-                    return
-                if not self.pending or self.closing:
-                    return
-                request = self.pending.popleft()
+            keep = await self._one(request)
         except Exception:
             log.exception("HTTP request failed")
             self._fail(500, b"internal error")
-        finally:
             self.busy = False
+            return
+        except BaseException:  # cancelled: the server is stopping
+            self.busy = False
+            raise
+        self._finish(keep)
 
     async def _one(self, request: _Request) -> bool:
         method, url, raw_headers, body, keep, version = request
@@ -231,11 +239,7 @@ class _Connection(asyncio.Protocol):
         raw_path: bytes = parsed.path or b"/"
         raw_query: bytes = parsed.query or b""
         path = _unquote_path(raw_path)
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in raw_headers:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        headers = header_dict(raw_headers)
         gateway = self.gateway
         classified = gateway.classify(method, path, raw_query, headers)
         route = self.server.route

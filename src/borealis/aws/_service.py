@@ -19,6 +19,7 @@ from ._json import JSONCodec
 from ._model import load_service_model, protocols_of, signing_name_of
 from ._query import QueryCodec, build_tree, xml_error
 from ._restjson import RestJSONOperation, RestJSONRouter
+from ._sigv4 import AuthFailure
 from ._types import Direct, Handler, RequestContext
 
 __all__ = ["Reply", "ServiceEndpoint", "protocol_error"]
@@ -275,6 +276,11 @@ class ServiceEndpoint:
         headers.append((b"x-amzn-errortype", resolved.shape_name.encode()))
         payload = {"message": exc.message, **fields}
         return Reply(resolved.status, headers, json.dumps(payload, default=str).encode())
+
+    def auth_error(self, protocol: str, failure: AuthFailure, request_id: str) -> Reply:
+        """The answer to a request whose signature check failed, as this protocol's AWS services give it."""
+        code, status = AUTH_ERRORS[protocol][failure.reason]
+        return self.error_reply(protocol, code, failure.message, status, request_id)
 
     def error_reply(self, protocol: str, code: str, message: str, status: int, request_id: str) -> Reply:
         """An error with a code given here (validation, unknown operation, auth)."""

@@ -262,3 +262,19 @@ def test_direct_handlers_errors_signatures_and_bad_input(direct_server: _Running
             assert text in resp.partition(b"\r\n\r\n")[2], resp
     # Neither the unsigned-in-time nor the malformed requests reached the handler.
     assert direct_server.started == ["known error", "failing later", "bug"]  # type: ignore[attr-defined]
+
+
+def test_a_long_pipeline_answered_at_once_is_served_in_order(direct_server: _Running) -> None:
+    """Hundreds of requests queued behind a slow one, each answered at once when its turn comes: served in a
+    loop, not by recursion (the stack would overflow), and in order."""
+    port = direct_server.port
+    count = 400
+    with _connect(direct_server) as sock:
+        sock.settimeout(30)
+        sock.sendall(
+            _signed_execute(port, _execute_body("later")) + _signed_execute(port, _execute_body("now")) * count
+        )
+        responses = _read_responses(sock, count + 1)
+    assert len(responses) == count + 1
+    assert responses[0].endswith(b'{"numberOfRecordsUpdated":7}')
+    assert all(r.startswith(b"HTTP/1.1 200 ") and r.endswith(b'{"numberOfRecordsUpdated":1}') for r in responses[1:])
