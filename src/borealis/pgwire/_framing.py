@@ -21,6 +21,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Iterator
 from typing import Final
@@ -174,7 +175,8 @@ class FrameReader:
     def read_frames(self) -> list[Frame]:
         """Return every complete frame buffered now, in order (possibly none).
 
-        Frames before a bad header are returned; the ProtocolViolation comes with the next call.
+        Frames before a bad header are returned; the ProtocolViolation comes with :meth:`check` and with
+        the next call.
         Stops early after an SSLRequest/GSSENCRequest (see :meth:`negotiation_done`) or a CancelRequest.
         """
         out: list[Frame] = []
@@ -197,10 +199,13 @@ class FrameReader:
                 length = unpack(buf, pos + 1)[0]
                 if not 4 <= length <= limits[t]:
                     self._pos = pos
-                    if out:
-                        # Hand over the good frames first (a Terminate, say); the next call raises.
-                        return out
-                    self._bad_header(t, length)
+                    if not out:
+                        self._bad_header(t, length)
+                    # Hand over the good frames first (a Terminate, say); the violation is recorded now, for
+                    # check() after them, and raised by every later call.
+                    with contextlib.suppress(ProtocolViolation):
+                        self._bad_header(t, length)
+                    return out
                 end = pos + 1 + length
                 if end > n:
                     break
@@ -210,6 +215,15 @@ class FrameReader:
         if pos < n:
             self._stash()
         return out
+
+    def check(self) -> None:
+        """Raise the ProtocolViolation found behind the frames :meth:`read_frames` just returned, if any.
+
+        Call it once those frames are handled: a violation must be answered at once, not when (if ever)
+        the peer sends more bytes.
+        """
+        if self._error is not None:
+            raise self._error
 
     def __iter__(self) -> Iterator[Frame]:
         """Iterate over :meth:`read_frames`."""

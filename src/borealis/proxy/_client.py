@@ -258,12 +258,7 @@ class ClientConn(asyncio.Protocol):
             reader.feed(data)
             frames = reader.read_frames()
             self._frames(frames, data if clean and reader.buffered == 0 else None)
-            if frames and reader.buffered and not self.closed:
-                # The reader hands over the good frames before a malformed one and raises on the next call:
-                # make that call now, or the violation would wait for bytes the client may never send.
-                more = reader.read_frames()
-                if more:
-                    self._frames(more, None)
+            reader.check()  # a malformed message behind the good ones
         except ProtocolViolation as exc:
             self.fail(exc.error_response())
         except ServerError as exc:

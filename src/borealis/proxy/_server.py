@@ -172,54 +172,60 @@ class ServerConn(asyncio.Protocol):
                 status = _STATUS.get(data[-1]) if n >= 6 and data[n - 6 : n - 1] == _RFQ_HEADER else None
                 if status is not None and self._fast(data, n - 6, status):
                     if self.sent_at:
-                        stats = self.pool.stats
-                        stats.response_latency_us_sum += int((time.monotonic() - self.sent_at) * 1e6)
-                        stats.response_count += 1
-                        self.sent_at = 0.0
+                        self._note_response()
                     owner.write(data)
                     owner.server_at_boundary(self)
                     return
             clean = reader.buffered == 0
             reader.feed(data)
             frames = reader.read_frames()
-            if self._login is not None:
-                for t, frame in frames:
-                    self._login.put_nowait((t, bytes(frame)))
-                return
-            if self._private is not None:
-                self._private_frames(frames)
-                return
-            owner = self.owner
-            session = self.session
-            backend = session.backend
-            for t, frame in frames:
-                if t != _D and t != _d:
-                    backend(t, frame)
-                    if t == _S and owner is not None:
-                        owner.parameter_changed(frame)
-            if owner is None:
-                self._unowned(frames)
-                return
-            if self.sent_at:
-                # QueryDatabaseResponseLatency: from forwarding a request to the first bytes of its answer.
-                stats = self.pool.stats
-                stats.response_latency_us_sum += int((time.monotonic() - self.sent_at) * 1e6)
-                stats.response_count += 1
-                self.sent_at = 0.0
-            if clean and reader.buffered == 0:
-                owner.write(data)
-            elif frames:
-                owner.write(b"".join(frames_bytes(frames)))
-            if session.phase is not Phase.READY:
-                self.close()
-                return
-            if reader.buffered == 0 and session.at_boundary:
-                owner.server_at_boundary(self)
+            self._frames(frames, data, clean)
+            reader.check()  # a malformed message behind the good ones: answered now, not with the next bytes
         except ProtocolViolation as exc:
             log.warning("server sent bad protocol data: %s", exc)
             if self.owner is not None:
                 self.owner.fail(exc.error_response())
             self.close()
+
+    def _note_response(self) -> None:
+        # QueryDatabaseResponseLatency: from forwarding a request to the first bytes of its answer.
+        stats = self.pool.stats
+        stats.response_latency_us_sum += int((time.monotonic() - self.sent_at) * 1e6)
+        stats.response_count += 1
+        self.sent_at = 0.0
+
+    def _frames(self, frames: list[pgwire.Frame], data: bytes, clean: bool) -> None:
+        """Handle the frames of one read (``data``; ``clean``: the reader held nothing before it)."""
+        reader = self.reader
+        if self._login is not None:
+            for t, frame in frames:
+                self._login.put_nowait((t, bytes(frame)))
+            return
+        if self._private is not None:
+            self._private_frames(frames)
+            return
+        owner = self.owner
+        session = self.session
+        backend = session.backend
+        for t, frame in frames:
+            if t != _D and t != _d:
+                backend(t, frame)
+                if t == _S and owner is not None:
+                    owner.parameter_changed(frame)
+        if owner is None:
+            self._unowned(frames)
+            return
+        if self.sent_at:
+            self._note_response()
+        if clean and reader.buffered == 0:
+            owner.write(data)
+        elif frames:
+            owner.write(b"".join(frames_bytes(frames)))
+        if session.phase is not Phase.READY:
+            self.close()
+            return
+        if reader.buffered == 0 and session.at_boundary:
+            owner.server_at_boundary(self)
 
     def _fast(self, data: bytes, end: int, status: str) -> bool:
         """Skim the frames before the final ReadyForQuery at ``end``; True if the session took the chunk."""

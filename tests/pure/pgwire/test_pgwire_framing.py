@@ -346,3 +346,21 @@ def test_fuzz_decoders(body: bytes, t: int) -> None:
             decode(t, body)
     with contextlib.suppress(pw.ProtocolViolation):
         pw.decode_startup(struct.pack("!i", len(body) + 4) + body)
+
+
+def test_a_bad_header_behind_good_frames_is_reported_after_them() -> None:
+    """The good frames come first; check() then raises the violation at once, and every later call does."""
+    reader = pw.FrameReader.for_client()
+    reader.feed(pw.encode(pw.StartupMessage({"user": "alice"})) + pw.encode(pw.Query("SELECT 1")) + b"Q\0\0\0\x02")
+    frames = reader.read_frames()
+    assert [t for t, _ in frames] == [pw.STARTUP, ord("Q")]
+    with pytest.raises(pw.ProtocolViolation, match="invalid message length 2") as first:
+        reader.check()
+    assert reader.state is pw.ReaderState.FAILED
+    with pytest.raises(pw.ProtocolViolation) as again:
+        reader.read_frames()
+    assert again.value is first.value
+    clean = pw.FrameReader.for_client()
+    clean.feed(pw.encode(pw.StartupMessage({"user": "alice"})))
+    clean.read_frames()
+    clean.check()  # nothing behind the frames: no error
