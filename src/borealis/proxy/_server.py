@@ -78,9 +78,8 @@ class ServerError(Exception):
 
 
 def query_frame(sql: str) -> bytes:
-    """A simple-protocol Query message."""
-    body = sql.encode() + b"\0"
-    return b"Q" + _int.pack(len(body) + 4) + body
+    """A simple-protocol Query message (text the client sent as bytes that are not UTF-8 goes back as it came)."""
+    return pgwire.encode(pgwire.Query(sql))
 
 
 class _Private:
@@ -308,9 +307,8 @@ class ServerConn(asyncio.Protocol):
     async def login(self, user: str, password: str | None, params: dict[str, str]) -> None:
         """Send the startup packet and authenticate; raise :class:`ServerError` on refusal."""
         assert self.transport is not None and self._login is not None
-        body = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in {"user": user, **params}.items())
-        body = _int.pack(196608) + body + b"\0"
-        self.transport.write(_int.pack(len(body) + 4) + body)
+        # The client's parameters as it sent them: decoded with surrogateescape, encoded back the same way.
+        self.transport.write(pgwire.encode(pgwire.StartupMessage({"user": user, **params})))
         scram: Any = None
         queue = self._login
         while True:

@@ -7,6 +7,7 @@ Connections and transports are stand-ins (no socket); waiters are small recordin
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -333,3 +334,9 @@ def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> Non
         assert a_out.out == b_out.out == []  # (replies are written by the real server side)
 
     asyncio.run(main())
+
+
+def test_query_frames_carry_text_that_was_not_utf8_as_it_came() -> None:
+    # Startup parameters are decoded with surrogateescape; SET statements replaying them must not raise.
+    body = b"set application_name = 'caf\xe9'\x00"
+    assert query_frame("set application_name = 'caf\udce9'") == b"Q" + struct.pack("!i", len(body) + 4) + body
