@@ -29,7 +29,6 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
-import os
 import ssl
 import struct
 import time
@@ -565,9 +564,7 @@ class ClientConn(asyncio.Protocol):
     def _send_query(self, data: bytes, server: ServerConn) -> None:
         self.stats.query_requests += 1
         if not self.pinned:
-            sql = data[5:-1]
-            if sql != self._last_sql:
-                self._check_pin(sql)
+            self._check_pin(data[5:-1])
         server.session.frontend(_Q, data)
         server.sent_at = time.monotonic()
         server.write(data)
@@ -609,16 +606,14 @@ class ClientConn(asyncio.Protocol):
         if t == _Q:
             self.stats.query_requests += 1
             if not self.pinned:
-                self._check_query(frame)
+                self._check_pin(bytes(frame[5:-1]))
             return None
         if t == _P:
             end = _cstr_end(frame, 5)
             name = bytes(frame[5:end])
             if not self.pinned:
                 q_end = _cstr_end(frame, end + 1)
-                sql = bytes(frame[end + 1 : q_end])
-                if sql != self._last_sql:
-                    self._check_pin(sql)
+                self._check_pin(bytes(frame[end + 1 : q_end]))
             if not name:
                 return None
             sname = self.runtime.manager.statement_name()
@@ -651,14 +646,9 @@ class ClientConn(asyncio.Protocol):
             return _frame(t, b"S" + entry[0].encode() + b"\0")
         return None
 
-    def _check_query(self, frame: Any) -> None:
-        sql = bytes(frame[5:-1])
-        if sql != self._last_sql:
-            self._check_pin(sql)
-
     def _check_pin(self, sql: bytes) -> None:
         """Pin the client if ``sql`` needs a session of its own (a repeat of the last text is not checked)."""
-        if not pgwire.may_pin(sql):
+        if sql == self._last_sql or not pgwire.may_pin(sql):
             return
         exclude = "EXCLUDE_VARIABLE_SETS" in self.runtime.filters
         reason = pgwire.pinning_reason(sql.decode(errors="replace"), exclude_variable_sets=exclude)
@@ -731,7 +721,7 @@ class ClientConn(asyncio.Protocol):
         self.server = server
         self.pool = pool
 
-    def pool_grant(self, pool: Pool, conn: ServerConn | None, waited: float) -> None:
+    def pool_grant(self, pool: Pool, conn: ServerConn | None) -> None:
         """The pool lends us ``conn`` (we waited in its queue), or a slot came free (None): open one."""
         if conn is None:
             self._task = _spawn(self._borrow())
@@ -955,8 +945,3 @@ def _done(task: asyncio.Task[None]) -> None:
     _background.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.error("proxy task failed", exc_info=task.exception())
-
-
-def random_key() -> bytes:
-    """A 4-byte cancel secret."""
-    return os.urandom(4)

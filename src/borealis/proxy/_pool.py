@@ -43,7 +43,7 @@ class Waiter(Protocol):
     since: float
     deadline: float
 
-    def pool_grant(self, pool: Pool, conn: ServerConn | None, waited: float) -> None:
+    def pool_grant(self, pool: Pool, conn: ServerConn | None) -> None:
         """A connection lent to the waiter, or None: a slot came free, open a connection yourself."""
 
     def pool_fail(self, pool: Pool, exc: Exception) -> None:
@@ -59,7 +59,7 @@ class _FutureWaiter:
         self.deadline = deadline
         self.waiting = True
 
-    def pool_grant(self, pool: Pool, conn: ServerConn | None, waited: float) -> None:
+    def pool_grant(self, pool: Pool, conn: ServerConn | None) -> None:
         self.waiting = False
         if self.future.done():  # the awaiting task was cancelled meanwhile
             if conn is not None:
@@ -226,7 +226,7 @@ class Pool:
                 stats.borrow_count += 1
                 waited = time.monotonic() - waiter.since
                 stats.borrow_latency_us_sum += int(waited * 1e6)
-                waiter.pool_grant(self, conn, waited)
+                waiter.pool_grant(self, conn)
                 return
         stats.borrowed -= 1
         if len(self.idle) >= self.idle_cap() or self.size > self.cap():
@@ -254,7 +254,7 @@ class Pool:
             waiter = self.waiters.popleft()
             if waiter.waiting:
                 waiter.waiting = False
-                waiter.pool_grant(self, None, 0.0)
+                waiter.pool_grant(self, None)
                 return
 
     # ------------------------------------------------------------------------------------------ deadlines

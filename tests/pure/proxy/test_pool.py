@@ -38,7 +38,7 @@ class _Waiter:
         self.deadline = self.since + timeout
         self.got: list[Any] = []
 
-    def pool_grant(self, pool: Pool, conn: Any, waited: float) -> None:
+    def pool_grant(self, pool: Pool, conn: Any) -> None:
         self.got.append(conn)
 
     def pool_fail(self, pool: Pool, exc: Exception) -> None:
