@@ -38,6 +38,15 @@ assert.equal(row[6].stringValue, "2024-01-02 03:04:05.006");
 assert.equal(out.columnMetadata.length, 7);
 assert.equal(out.columnMetadata[0].label, "i");
 
+// Non-finite doubles arrive as the strings "NaN", "Infinity" and "-Infinity", as Smithy's JSON protocols send
+// them, and the SDK reads them back as numbers; twice, the second run going through the direct lane.
+for (let i = 0; i < 2; i++) {
+  const [nan, inf, arr] = (await run("SELECT 'NaN'::float8, '-Infinity'::float8, ARRAY['Infinity']::float8[]")).records[0];
+  assert.ok(Number.isNaN(nan.doubleValue));
+  assert.equal(inf.doubleValue, -Infinity);
+  assert.deepEqual(arr.arrayValue.doubleValues, [Infinity]);
+}
+
 out = await run("SELECT 1 AS a, ARRAY[1,2] AS arr", { formatRecordsAs: "JSON" });
 assert.deepEqual(JSON.parse(out.formattedRecords), [{ a: 1, arr: [1, 2] }]);
 

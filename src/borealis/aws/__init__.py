@@ -7,7 +7,18 @@ raise `AWSError` for AWS errors, and get a `RequestContext` with the caller's re
 from ._errors import AWSError
 from ._gateway import Gateway
 from ._http import HttpServer
+from ._json import write_float
 from ._model import load_service_model
 from ._types import ASGIApp, Direct, Handler, RequestContext
 
-__all__ = ["ASGIApp", "AWSError", "Direct", "Gateway", "Handler", "HttpServer", "RequestContext", "load_service_model"]
+__all__ = [
+    "ASGIApp",
+    "AWSError",
+    "Direct",
+    "Gateway",
+    "Handler",
+    "HttpServer",
+    "RequestContext",
+    "load_service_model",
+    "write_float",
+]

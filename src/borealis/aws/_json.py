@@ -20,7 +20,7 @@ from botocore.model import Shape
 from ._errors import InputError
 from ._values import b64decode, b64encode, format_timestamp, parse_timestamp
 
-__all__ = ["JSONCodec", "json_member_name"]
+__all__ = ["JSONCodec", "json_member_name", "write_float"]
 
 Convert = Callable[[Any], Any]
 
@@ -179,7 +179,7 @@ class JSONCodec:
         if kind == "blob":
             return b64encode
         if kind in _FLOAT_KINDS:
-            return float
+            return write_float
         if kind in _INT_KINDS:
             return int
         if kind == "boolean":
@@ -198,6 +198,18 @@ class JSONCodec:
         cell.append(compiled)
         cache[shape.name] = compiled
         return compiled
+
+
+def write_float(value: Any) -> float | str:
+    """A float or double member as Smithy's JSON protocols write it: NaN and the infinities as strings.
+
+    JSON has no token for them; the SDKs (botocore, Smithy's JavaScript and Java deserialisers) read
+    "NaN", "Infinity" and "-Infinity" back as numbers, where a bare NaN token breaks ``JSON.parse``.
+    """
+    number = float(value)
+    if number - number == 0.0:  # finite (inf - inf and nan - nan are nan)
+        return number
+    return "NaN" if number != number else ("Infinity" if number > 0 else "-Infinity")
 
 
 def _identity(value: Any) -> Any:

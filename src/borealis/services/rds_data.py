@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from borealis.aws import AWSError, Direct, Handler, RequestContext
+from borealis.aws import AWSError, Direct, Handler, RequestContext, write_float
 from borealis.dataapi import DataApi, DataApiError
 
 __all__ = ["handlers"]
@@ -44,8 +44,9 @@ def _blob(value: object) -> str:
 
 
 # ExecuteStatement's output (records of Fields, column metadata, counts) is made by the Data API in wire
-# form already, with no None members and nothing outside the model, but for blobValue's bytes: encoding
-# it directly gives what the model's writer would, without the walk (a test compares the two).
+# form already, with no None members and nothing outside the model, but for blobValue's bytes and
+# non-finite doubles: encoding it directly gives what the model's writer would, without the walk (a test
+# compares the two).
 _encode_execute_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_blob).encode
 
 
@@ -56,11 +57,21 @@ def _encode_execute(output: dict[str, Any]) -> bytes:
         except TypeError:  # past what orjson writes (integers over 64 bits): the standard library does
             pass
         else:
-            # orjson writes NaN and infinities as null, the standard library as NaN/Infinity (what clients
-            # got so far); the only other nulls are NULL array elements: let the standard library write both.
+            # orjson writes NaN and the infinities as null; the only other nulls are NULL array elements.
             if b"null" not in body:
                 return body
-    return _encode_execute_text(output).encode()
+    return _encode_execute_text(_non_finite_as_text(output)).encode()
+
+
+def _non_finite_as_text(value: Any) -> Any:
+    """``value`` with NaN and the infinities as the model's writer gives them (strings, see write_float)."""
+    if isinstance(value, float):
+        return write_float(value)
+    if isinstance(value, dict):
+        return {k: _non_finite_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_non_finite_as_text(v) for v in value]
+    return value
 
 
 _fast_dumps: Callable[..., bytes] | None

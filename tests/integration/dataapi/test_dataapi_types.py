@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -189,3 +190,16 @@ def test_lexer_ignores_colons_in_strings_comments_and_casts(execute: Execute) ->
     sql = "SELECT ':nope' AS a, $$:nope$$ AS b, 1::int AS c /* :nope */, :yes AS d -- :nope"
     out = execute(sql, {"yes": {"longValue": 5}}, formatRecordsAs="JSON")
     assert json.loads(out["formattedRecords"]) == [{"a": ":nope", "b": ":nope", "c": 1, "d": 5}]
+
+
+def test_non_finite_doubles(execute: Execute) -> None:
+    """NaN and the infinities come back as numbers to boto3 (they travel as strings, as Smithy's JSON
+    protocols write them), in records and in JSON mode; twice, the second run taking the direct lane."""
+    sql = "SELECT 'NaN'::float8 AS a, '-Infinity'::float8 AS b, ARRAY['Infinity', 'NaN']::float8[] AS c"
+    for _ in range(2):
+        (row,) = execute(sql)["records"]
+        assert math.isnan(row[0]["doubleValue"]) and row[1]["doubleValue"] == -math.inf
+        inf, nan = row[2]["arrayValue"]["doubleValues"]
+        assert inf == math.inf and math.isnan(nan)
+        formatted = json.loads(execute(sql, formatRecordsAs="JSON")["formattedRecords"])
+        assert formatted == [{"a": "NaN", "b": "-Infinity", "c": ["Infinity", "NaN"]}]
