@@ -53,6 +53,18 @@ def test_validation_errors(execute: Execute, data: Any, target: Target) -> None:
     assert execute("SELECT 1; ;  -- trailing")["records"] == [[{"longValue": 1}]]
 
 
+def test_request_size_limit(data: Any, target: Target) -> None:
+    """4 MiB of SQL and values per request, AWS's limit, checked before anything reaches PostgreSQL."""
+    code, status, message = call(
+        data,
+        resourceArn=target.resource_arn,
+        secretArn=target.secret_arn,
+        sql="SELECT :v",
+        parameters=[{"name": "v", "value": {"stringValue": "x" * (4 * 1024 * 1024)}}],
+    )
+    assert (code, status, message) == ("BadRequestException", 400, "Request size exceeds the maximum of 4194304 bytes")
+
+
 def test_members_outside_the_models_constraints(data: Any, target: Target) -> None:
     common = {"resourceArn": target.resource_arn, "secretArn": target.secret_arn, "sql": "SELECT 1"}
     for kwargs, rule in [

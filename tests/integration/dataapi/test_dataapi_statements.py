@@ -49,8 +49,11 @@ def _with_api(
         settings=DataApiSettings(**settings),
     )
 
-    async def run(sql: str, tx: str | None = None, **params: Any) -> dict[str, Any]:
-        p: dict[str, Any] = {"resourceArn": ARN, "secretArn": "s", "sql": sql}
+    async def run(
+        sql: str, tx: str | None = None, request: dict[str, Any] | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Run ``sql`` with ``params`` as its parameters; ``request``: more ExecuteStatement members."""
+        p: dict[str, Any] = {"resourceArn": ARN, "secretArn": "s", "sql": sql, **(request or {})}
         if params:
             p["parameters"] = [{"name": k, "value": v} for k, v in params.items()]
         if tx is not None:
@@ -130,7 +133,8 @@ def test_errors_of_cached_statements_are_the_statements_own(borealis: BorealisPr
         with pytest.raises(DatabaseErrorException, match="42601"):
             await run("SELEC 1")  # a syntax error: Parse fails, nothing is cached
         (pool,) = api._pools.values()
-        assert all(b"SELEC 1" not in key[0] for conn in pool.idle for key in conn.statements)
+        (conn,) = pool.idle
+        assert [key[0] for key in conn.statements] == [b"SELECT 10 / $1"]
 
     _with_api(borealis, body, entry)
 
@@ -181,12 +185,7 @@ def test_a_renamed_column_is_seen_by_a_cached_statement(borealis: BorealisProces
 
     async def body(api: DataApi, run: Run) -> None:
         async def as_json(sql: str) -> Any:
-            p = {"resourceArn": ARN, "secretArn": "s", "sql": sql, "formatRecordsAs": "JSON"}
-            later: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            out = api.start_statement(
-                p, lambda o: later.set_exception(o) if isinstance(o, BaseException) else later.set_result(o)
-            )
-            return json.loads((await later if out is None else out)["formattedRecords"])
+            return json.loads((await run(sql, request={"formatRecordsAs": "JSON"}))["formattedRecords"])
 
         await run(f"CREATE TABLE {table} (a int)")
         await run(f"INSERT INTO {table} VALUES (1)")

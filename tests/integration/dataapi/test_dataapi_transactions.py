@@ -98,10 +98,9 @@ def test_concurrent_call_on_a_busy_transaction_fails_at_once(data: Any, target: 
     worker = threading.Thread(target=slow)
     worker.start()
     time.sleep(0.5)
-    started = time.monotonic()
     with pytest.raises(data.exceptions.DatabaseErrorException) as info:
         execute("SELECT 1", transactionId=tid)
-    assert time.monotonic() - started < 0.5
+    assert worker.is_alive()  # refused at once, while the first call still runs: not after waiting for it
     assert info.value.response["Error"]["Message"] == "Transaction is still running a query"
     worker.join()
     assert not errors
@@ -142,11 +141,16 @@ def test_batch_and_batch_in_a_transaction(data: Any, target: Target, execute: Ex
 
 
 def test_call_timeout_and_continue_after_timeout(data: Any, target: Target, execute: Execute, table: str) -> None:
-    started = time.monotonic()
     with pytest.raises(data.exceptions.StatementTimeoutException) as info:
         execute(f"SELECT pg_sleep({CALL_TIMEOUT + 2})")
-    assert time.monotonic() - started < CALL_TIMEOUT + 1.5
     assert info.value.response["dbConnectionId"] > 0
+    # A statement that is already prepared takes the direct lane (send_cached): its time limit too, as boto3
+    # sees it, and the connection comes back cancelled and usable, its statement still prepared.
+    assert execute("SELECT pg_sleep(:s)", {"s": {"doubleValue": 0}})["records"] == [[{"stringValue": ""}]]
+    with pytest.raises(data.exceptions.StatementTimeoutException) as info:
+        execute("SELECT pg_sleep(:s)", {"s": {"doubleValue": CALL_TIMEOUT + 2}})
+    assert info.value.response["dbConnectionId"] > 0
+    assert execute("SELECT pg_sleep(:s)", {"s": {"doubleValue": 0}})["records"] == [[{"stringValue": ""}]]
     with pytest.raises(data.exceptions.StatementTimeoutException):
         execute(f"INSERT INTO dapi_tx SELECT 99, 'late' FROM pg_sleep({CALL_TIMEOUT + 0.5})", continueAfterTimeout=True)
     time.sleep(1.5)

@@ -251,7 +251,12 @@ def test_direct_handlers_errors_signatures_and_bad_input(direct_server: _Running
         (_signed_execute(port, _execute_body("bug")), b"500", b"InternalFailure", b"internal error"),
         # The model reads the body before the handler starts: a number where SQL goes is refused as AWS does.
         (_signed_execute(port, _execute_body(12)), b"400", b"BadRequestException", b"sql"),
-        (_signed_execute(port, _execute_body("now"), secret="wrong"), b"403", b"InvalidSignatureException", b""),
+        (
+            _signed_execute(port, _execute_body("now"), secret="wrong"),
+            b"403",
+            b"InvalidSignatureException",
+            b"The request signature we calculated does not match",
+        ),
     ]
     with _connect(direct_server) as sock:
         for raw, status, code, text in cases:
