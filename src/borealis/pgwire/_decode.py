@@ -11,7 +11,7 @@ import struct
 from collections.abc import Callable
 
 from . import _messages as m
-from ._errors import FEATURE_NOT_SUPPORTED, ProtocolViolation
+from ._errors import FEATURE_NOT_SUPPORTED, ProtocolViolation, type_name
 
 __all__ = [
     "decode_backend",
@@ -243,10 +243,6 @@ def _auth_response(c: _Cursor, auth: AuthResponse) -> m.Message:
     return m.PasswordMessage(c.cstr())
 
 
-def _type_name(msg_type: int) -> str:
-    return repr(chr(msg_type)) if 32 < msg_type < 127 else f"0x{msg_type:02x}"
-
-
 def decode_frontend(
     msg_type: int, body: bytes | bytearray | memoryview, *, auth: AuthResponse = m.PasswordMessage
 ) -> m.FrontendMessage:
@@ -262,7 +258,7 @@ def decode_frontend(
         try:
             name, decoder = _FRONTEND[msg_type]
         except KeyError:
-            raise ProtocolViolation(f"invalid frontend message type {_type_name(msg_type)}") from None
+            raise ProtocolViolation(f"invalid frontend message type {type_name(msg_type)}") from None
         c = _Cursor(body, name)
         msg = decoder(c)
     c.end()
@@ -275,7 +271,7 @@ def decode_backend(msg_type: int, body: bytes | bytearray | memoryview) -> m.Bac
     try:
         name, decoder = _BACKEND[msg_type]
     except KeyError:
-        raise ProtocolViolation(f"invalid backend message type {_type_name(msg_type)}") from None
+        raise ProtocolViolation(f"invalid backend message type {type_name(msg_type)}") from None
     c = _Cursor(body, name)
     msg = decoder(c)
     c.end()

@@ -49,3 +49,8 @@ class ProtocolViolation(Exception):
         from ._encode import error_response
 
         return error_response("FATAL", self.sqlstate, self.message)
+
+
+def type_name(msg_type: int) -> str:
+    """A message type byte as error messages show it: the letter quoted, else hex."""
+    return repr(chr(msg_type)) if 32 < msg_type < 127 else f"0x{msg_type:02x}"

@@ -26,7 +26,7 @@ import struct
 from collections.abc import Iterator
 from typing import Final
 
-from ._errors import FEATURE_NOT_SUPPORTED, PROGRAM_LIMIT_EXCEEDED, ProtocolViolation
+from ._errors import FEATURE_NOT_SUPPORTED, PROGRAM_LIMIT_EXCEEDED, ProtocolViolation, type_name
 from ._messages import CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE
 
 __all__ = [
@@ -323,8 +323,7 @@ class FrameReader:
     def _bad_header(self, t: int, length: int) -> None:
         if self._limits[t] < 0:
             kind = "frontend" if self._frontend else "backend"
-            name = repr(chr(t)) if 32 < t < 127 else f"0x{t:02x}"
-            self._fail(ProtocolViolation(f"invalid {kind} message type {name}"))
+            self._fail(ProtocolViolation(f"invalid {kind} message type {type_name(t)}"))
         if length < 4 or t in self._small:
             self._fail(ProtocolViolation(f"invalid message length {length} for message type {chr(t)!r}"))
         self._fail(

@@ -66,7 +66,7 @@ from collections.abc import Iterable
 
 from . import _messages as m
 from ._decode import decode_backend, decode_startup
-from ._errors import ProtocolViolation
+from ._errors import ProtocolViolation, type_name
 from ._framing import STARTUP, Frame
 
 __all__ = ["Phase", "Session"]
@@ -111,6 +111,18 @@ _PHASES: dict[tuple[Phase, str, int], Phase] = {
 _READY = Phase.READY
 _OPEN = 0  # segment kind: no sync point yet
 _SYNC = ord("S")
+# Message types the frame handlers compare with: constants, since ord() is a call on every frame.
+_COPY_DONE = ord("c")
+_COPY_FAIL = ord("f")
+_TERMINATE = ord("X")
+_PARAMETER_STATUS = ord("S")
+_READY_FOR_QUERY = ord("Z")
+_ERROR_RESPONSE = ord("E")
+_COPY_IN_RESPONSE = ord("G")
+_COPY_OUT_RESPONSE = ord("H")
+_COPY_BOTH_RESPONSE = ord("W")
+_AUTHENTICATION = ord("R")
+_BACKEND_KEY_DATA = ord("K")
 _EXTENDED = frozenset(b"PBDEC")
 _SYNC_POINTS = frozenset(b"QF")
 _COMPLETIONS = frozenset(b"123ns")  # count only against extended messages
@@ -131,10 +143,6 @@ class _Segment:
 
     def __repr__(self) -> str:
         return f"_Segment({chr(self.kind) if self.kind else 'open'}, {self.remaining})"
-
-
-def _name(t: int) -> str:
-    return repr(chr(t)) if 32 < t < 127 else f"0x{t:02x}"
 
 
 class Session:
@@ -198,14 +206,14 @@ class Session:
                 self._sync()
             elif t in _SYNC_POINTS:
                 self._sync_point(t)
-            elif t == ord("c") or t == ord("f"):
+            elif t in (_COPY_DONE, _COPY_FAIL):
                 self.copy_in = False
-            elif t == ord("X"):
+            elif t == _TERMINATE:
                 self.phase = Phase.CLOSED
             elif t not in _FRONTEND_READY:
-                raise ProtocolViolation(f"client sent message type {_name(t)} after authentication")
+                raise ProtocolViolation(f"client sent message type {type_name(t)} after authentication")
             return
-        if t == ord("X") and self.phase is not Phase.STARTUP:
+        if t == _TERMINATE and self.phase is not Phase.STARTUP:
             self.phase = Phase.CLOSED
             return
         event = t
@@ -224,7 +232,7 @@ class Session:
         """The server side sent this frame (the proxy forwarded it, or wrote it itself)."""
         if self.phase is _READY:
             if t in _PASSIVE_BACKEND:
-                if t == ord("S"):
+                if t == _PARAMETER_STATUS:
                     self._parameter_status(frame)
                 return
             segs = self._segments
@@ -232,34 +240,34 @@ class Session:
                 if segs and segs[0].remaining:
                     segs[0].remaining -= 1
                 elif t in _COMPLETIONS:
-                    raise ProtocolViolation(f"server sent {_name(t)} with no extended message pending")
+                    raise ProtocolViolation(f"server sent {type_name(t)} with no extended message pending")
                 elif not segs:
-                    raise ProtocolViolation(f"server sent {_name(t)} with no request pending")
-            elif t == ord("Z"):
+                    raise ProtocolViolation(f"server sent {type_name(t)} with no request pending")
+            elif t == _READY_FOR_QUERY:
                 self._ready_for_query(frame)
-            elif t == ord("E"):
+            elif t == _ERROR_RESPONSE:
                 self._error(frame)
-            elif t == ord("G"):
+            elif t == _COPY_IN_RESPONSE:
                 self._copy_in()
-            elif t == ord("H") or t == ord("W"):
+            elif t in (_COPY_OUT_RESPONSE, _COPY_BOTH_RESPONSE):
                 self.copy_out = True
-            elif t == ord("c"):
+            elif t == _COPY_DONE:
                 self.copy_out = False
             else:
-                raise ProtocolViolation(f"server sent message type {_name(t)} after authentication")
+                raise ProtocolViolation(f"server sent message type {type_name(t)} after authentication")
             return
         event = t
-        if t == ord("R"):
+        if t == _AUTHENTICATION:
             if len(frame) < 9:
                 raise ProtocolViolation("truncated Authentication message")
             event = _AUTH_OK if _unpack_i(frame, 5)[0] == 0 else _AUTH_REQUEST
-        elif t == ord("S"):
+        elif t == _PARAMETER_STATUS:
             self._parameter_status(frame)
-        elif t == ord("K") and self.phase is Phase.AUTHENTICATED:
+        elif t == _BACKEND_KEY_DATA and self.phase is Phase.AUTHENTICATED:
             key = decode_backend(t, frame[5:])
             assert isinstance(key, m.BackendKeyData)
             self.backend_key = (key.process_id, key.secret_key)
-        elif t == ord("Z"):
+        elif t == _READY_FOR_QUERY:
             self.transaction_status = self._status(frame)
         self._transition(_B, event, t)
 
@@ -289,7 +297,7 @@ class Session:
             self.phase = _PHASES[self.phase, side, event]
         except KeyError:
             who = "client" if side == _F else "server"
-            what = "startup packet" if t == STARTUP else f"message type {_name(t)}"
+            what = "startup packet" if t == STARTUP else f"message type {type_name(t)}"
             raise ProtocolViolation(f"{who} sent {what} in phase {self.phase.value}") from None
 
     def _extended(self) -> None:  # rule 1
