@@ -7,7 +7,7 @@ from typing import Any
 
 from borealis.aws import AWSError
 
-__all__ = ["filtered", "page"]
+__all__ = ["filtered", "paged"]
 
 Doc = dict[str, Any]
 
@@ -22,8 +22,11 @@ def filtered(items: list[Doc], params: dict[str, Any], allowed: dict[str, Callab
     return items
 
 
-def page(items: list[Doc], params: dict[str, Any]) -> tuple[list[Doc], str | None]:
-    """One page of ``items`` by MaxRecords (20-100, default 100) and Marker, and the next page's Marker."""
+def paged(key: str, items: list[Doc], params: dict[str, Any], render: Callable[[Doc], Any] | None = None) -> Doc:
+    """The output of a Describe call: one page of ``items`` (rendered) under ``key``, and the next Marker.
+
+    Pages go by MaxRecords (20-100, default 100) and Marker, as RDS does.
+    """
     size = params.get("MaxRecords")
     if size is None:
         size = 100
@@ -35,4 +38,8 @@ def page(items: list[Doc], params: dict[str, Any]) -> tuple[list[Doc], str | Non
             start = int(params["Marker"])
         except ValueError:
             raise AWSError("InvalidParameterValue", "The marker is not valid.") from None
-    return items[start : start + size], str(start + size) if start + size < len(items) else None
+    shown = items[start : start + size]
+    out: Doc = {key: shown if render is None else [render(d) for d in shown]}
+    if start + size < len(items):
+        out["Marker"] = str(start + size)
+    return out

@@ -21,7 +21,7 @@ from borealis.control._names import (
     valid_identifier,
 )
 from borealis.secrets import SecretsManager
-from borealis.services._describe import filtered, page
+from borealis.services._describe import filtered, paged
 
 __all__ = ["handlers"]
 
@@ -389,11 +389,7 @@ class _Rds:
                 "db-cluster-resource-id": lambda d: d["resource_id"],
             },
         )
-        shown, marker = page(docs, p)
-        out: dict[str, Any] = {"DBClusters": [self.render_cluster(d) for d in shown]}
-        if marker:
-            out["Marker"] = marker
-        return out
+        return paged("DBClusters", docs, p, self.render_cluster)
 
     async def modify_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._cluster(p["DBClusterIdentifier"])
@@ -601,11 +597,7 @@ class _Rds:
                 "engine": lambda d: d["engine"],
             },
         )
-        shown, marker = page(docs, p)
-        out: dict[str, Any] = {"DBInstances": [self.render_instance(d) for d in shown]}
-        if marker:
-            out["Marker"] = marker
-        return out
+        return paged("DBInstances", docs, p, self.render_instance)
 
     async def modify_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._instance(p["DBInstanceIdentifier"])

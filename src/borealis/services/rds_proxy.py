@@ -12,7 +12,7 @@ from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.proxy import ProxyRegistry
-from borealis.services._describe import filtered, page
+from borealis.services._describe import filtered, paged
 
 __all__ = ["handlers"]
 
@@ -149,11 +149,7 @@ class _RdsProxy:
         else:
             docs = sorted(self.registry.proxies.values(), key=lambda d: d["created"])
         docs = filtered(docs, p, {"db-proxy-name": lambda d: d["name"]})
-        shown, marker = page(docs, p)
-        out: dict[str, Any] = {"DBProxies": [self.render_proxy(d) for d in shown]}
-        if marker:
-            out["Marker"] = marker
-        return out
+        return paged("DBProxies", docs, p, self.render_proxy)
 
     async def modify_db_proxy(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         return {"DBProxy": self.render_proxy(self.registry.modify_proxy(p))}
@@ -172,20 +168,12 @@ class _RdsProxy:
     async def describe_db_proxy_targets(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self.registry.proxy(p["DBProxyName"])
         self.registry.target_group(doc, p.get("TargetGroupName"))
-        shown, marker = page(self.render_targets(doc), p)
-        out: dict[str, Any] = {"Targets": shown}
-        if marker:
-            out["Marker"] = marker
-        return out
+        return paged("Targets", self.render_targets(doc), p)
 
     async def describe_db_proxy_target_groups(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self.registry.proxy(p["DBProxyName"])
         self.registry.target_group(doc, p.get("TargetGroupName"))
-        shown, marker = page([self.render_target_group(doc)], p)
-        out: dict[str, Any] = {"TargetGroups": shown}
-        if marker:
-            out["Marker"] = marker
-        return out
+        return paged("TargetGroups", [self.render_target_group(doc)], p)
 
     async def modify_db_proxy_target_group(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         return {"DBProxyTargetGroup": self.render_target_group(self.registry.modify_target_group(p))}
@@ -208,11 +196,7 @@ class _RdsProxy:
             for doc in sorted(self.registry.proxies.values(), key=lambda d: d["created"]):
                 eps.extend(self.registry.proxy_endpoints(doc["name"]))
         eps = filtered(eps, p, {"db-proxy-endpoint-type": lambda e: e["role"]})
-        shown, marker = page(eps, p)
-        out: dict[str, Any] = {"DBProxyEndpoints": [self.render_endpoint(e) for e in shown]}
-        if marker:
-            out["Marker"] = marker
-        return out
+        return paged("DBProxyEndpoints", eps, p, self.render_endpoint)
 
     async def delete_db_proxy_endpoint(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         return {"DBProxyEndpoint": self.render_endpoint(self.registry.delete_endpoint(p["DBProxyEndpointName"]))}
