@@ -196,9 +196,7 @@ def test_start_failure_carries_the_log_tail(make_server: MakeServer) -> None:
     assert server.status().running
 
 
-def test_initdb_settings_are_applied(make_server: MakeServer, server_root: Path) -> None:
-    server = PostgresServer(server_root / "configured", Binaries.find(), port=0)
-
+def test_initdb_settings_are_applied(server_root: Path) -> None:
     server = PostgresServer(server_root / "configured", Binaries.find(), port=free_port())
     asyncio.run(server.initdb(superuser=SUPERUSER, password=PASSWORD, settings={"max_connections": "42"}))
     try:
