@@ -1,0 +1,5 @@
+"""Serverless v2: the capacity policy (pure), the scaler loop that applies it, auto-pause and resume."""
+
+from ._policy import ACU_CPU, ACU_MEMORY, Policy, Sample, Scaling, decide, demand
+
+__all__ = ["ACU_CPU", "ACU_MEMORY", "Policy", "Sample", "Scaling", "decide", "demand"]
