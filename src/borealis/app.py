@@ -34,9 +34,11 @@ from borealis.iam import AccessKeys, write_credentials_file
 from borealis.proxy import ProxyManager
 from borealis.secrets import SecretsManager
 from borealis.services import rds as rds_service
+from borealis.services import rds_catalog as rds_catalog_service
 from borealis.services import rds_data as rds_data_service
 from borealis.services import rds_proxy as rds_proxy_service
 from borealis.services import secretsmanager as secretsmanager_service
+from borealis.services import sts as sts_service
 from borealis.store import Sealer, Store
 
 __all__ = ["App", "StartupError"]
@@ -95,6 +97,7 @@ class App:
         self.rds = {
             **rds_service.handlers(control, self.secrets),
             **rds_proxy_service.handlers(self.proxies.registry),
+            **rds_catalog_service.handlers(control),
         }
         self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id, node=0)
         gateway = Gateway(
@@ -102,9 +105,11 @@ class App:
                 "rds": self.rds,
                 "rds-data": rds_data_service.handlers(self.data_api),
                 "secretsmanager": secretsmanager_service.handlers(self.secrets),
+                "sts": sts_service.handlers(keys, s.account_id),
             },
             keys.secret_for,
             fallback=self._fallback,
+            tokens=keys.token_for,
         )
         await self._start_http(gateway)
         self._start_workers()
@@ -502,7 +507,7 @@ async def _worker(a: dict[str, Any]) -> None:
     data_api = DataApi(
         _StoreClusters(store, data_dir), secrets, region=a["region"], account_id=settings.account_id, node=node
     )
-    gateway = Gateway({"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for)
+    gateway = Gateway({"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for, tokens=keys.token_for)
     http = HttpServer(gateway, route=_Router(data_dir, node, count, main=False).route)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

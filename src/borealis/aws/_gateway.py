@@ -46,14 +46,16 @@ class Gateway:
         *,
         fallback: ASGIApp | None = None,
         clock: Callable[[], dt.datetime] | None = None,
+        tokens: Callable[[str], str | None] | None = None,
     ) -> None:
         """Compile every service (botocore model name -> operation -> handler).
 
         `credentials` maps an access key id to its secret key (None when unknown). `fallback` serves
         requests that are not AWS API calls. `clock` replaces the current time (tests of signature expiry).
+        `tokens` gives the session token a temporary key's requests must carry (see `SigV4Verifier`).
         """
         self._fallback = fallback
-        self._verifier = SigV4Verifier(credentials, clock=clock)
+        self._verifier = SigV4Verifier(credentials, clock=clock, tokens=tokens)
         self._by_signing: dict[str, ServiceEndpoint] = {}
         self._by_target: dict[str, ServiceEndpoint] = {}
         self._rest: list[ServiceEndpoint] = []

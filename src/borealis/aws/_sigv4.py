@@ -228,10 +228,19 @@ class SigV4Verifier:
     """Verifies requests against secrets from a lookup function, with a derived-key cache."""
 
     def __init__(
-        self, credentials: Callable[[str], str | None], *, clock: Callable[[], dt.datetime] | None = None
+        self,
+        credentials: Callable[[str], str | None],
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        tokens: Callable[[str], str | None] | None = None,
     ) -> None:
-        """`credentials` maps an access key id to its secret (None if unknown); `clock` is for tests."""
+        """`credentials` maps an access key id to its secret (None if unknown); `clock` is for tests.
+
+        `tokens` maps an access key id to the session token its requests must carry (temporary
+        credentials), None for a long-term key.
+        """
         self._credentials = credentials
+        self._tokens = tokens
         self._clock = clock
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
         # Keyed HMAC states, copied per request: setting a key up costs more than the HMAC itself.
@@ -272,6 +281,12 @@ class SigV4Verifier:
         secret = self._credentials(credential.access_key)
         if secret is None:
             raise AuthFailure("unknown_key", "The security token included in the request is invalid.")
+        token = self._tokens(credential.access_key) if self._tokens is not None else None
+        if token is not None:
+            sent = query_params(query_string).get("X-Amz-Security-Token") if signed.presigned else None
+            sent = sent or headers.get("x-amz-security-token")
+            if sent is None or not hmac.compare_digest(sent.encode(), token.encode()):
+                raise AuthFailure("unknown_key", "The security token included in the request is invalid.")
         # Seconds since the epoch, not datetimes, on the hot path; the clock given by tests is a datetime.
         now_s = time.time() if self._clock is None else self._clock().timestamp()
         if signed.presigned:

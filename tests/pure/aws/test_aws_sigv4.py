@@ -194,3 +194,42 @@ def test_keyed_mac_is_hmac_sha256(key: bytes, message: bytes) -> None:
     mac = KeyedMac(key)
     assert mac.hexdigest(message) == expected
     assert mac.hexdigest(message) == expected  # the key's states are copied, not used up
+
+
+def _signed_with_token(token: str | None, *, presign: bool = False) -> tuple[dict, str, str]:
+    """A request signed by botocore with temporary credentials: (headers, path, query string)."""
+    from botocore.auth import SigV4Auth, SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    creds = Credentials("ASIATEMPORARY0000001", "temp-secret", token)
+    request = AWSRequest(method="POST", url="http://127.0.0.1:9/?Action=GetCallerIdentity", data=b"")
+    if presign:
+        SigV4QueryAuth(creds, "sts", "us-east-1", expires=60).add_auth(request)
+    else:
+        SigV4Auth(creds, "sts", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    path, _, query = prepared.url.partition("//")[2].partition("/")[2].partition("?")
+    headers = {k.lower(): v for k, v in prepared.headers.items()}
+    headers["host"] = "127.0.0.1:9"
+    return headers, "/" + path, query
+
+
+@pytest.mark.parametrize("presign", [False, True])
+def test_session_token_must_match_the_temporary_key(presign: bool) -> None:
+    from borealis.aws._sigv4 import AuthFailure, read_signature
+
+    verifier = SigV4Verifier({"ASIATEMPORARY0000001": "temp-secret"}.get, tokens={"ASIATEMPORARY0000001": "tok"}.get)
+
+    def check(token: str | None) -> None:
+        headers, path, query = _signed_with_token(token, presign=presign)
+        from borealis.aws._sigv4 import query_params
+
+        signed = read_signature(headers.get("authorization"), query_params(query) if presign else {}, headers)
+        verifier.verify(signed, method="POST", raw_path=path, query_string=query, headers=headers, body=b"")
+
+    check("tok")
+    for wrong in (None, "tok2"):
+        with pytest.raises(AuthFailure) as caught:
+            check(wrong)
+        assert caught.value.reason == "unknown_key"
