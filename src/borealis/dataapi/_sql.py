@@ -17,11 +17,14 @@ Rules, as PostgreSQL's own lexer (``scan.l``) has them, with standard_conforming
 * ``::`` is a cast: ``a::int`` has no parameter, ``:name::text`` is the parameter ``name`` then a cast.
   ``:=`` (named function arguments) is not a parameter either.
 
-What counts as a placeholder is Borealis' choice, as AWS documents none: a ``:`` not part of ``::``,
-followed at once by ``[A-Za-z_][A-Za-z0-9_]*``.  Inside square brackets, a ``:`` that directly follows the
-end of a value (a letter, digit, ``_``, ``$``, ``)``, ``]`` or a closing quote) is an array-slice colon,
-so ``arr[1:2]``, ``arr[1:n]`` and ``arr[lo:hi]`` are slices with no parameter: turning ``:n`` there into
-``$1`` would drop the colon and break the SQL.  ``arr[:i]`` and ``arr[:lo : :hi]`` take parameters.
+A placeholder is what AWS accepts as one: a ``:`` not part of ``::``, followed at once by letters, digits
+and underscores (``[A-Za-z0-9_]+``).  Names may start with a digit: Drizzle's Data API driver numbers its
+parameters ``:1``, ``:2``, ...  Inside square brackets, a ``:`` that directly follows the end of a value (a
+letter, digit, ``_``, ``$``, ``)``, ``]`` or a closing quote) is an array-slice colon, so ``arr[1:2]``,
+``arr[1:n]`` and ``arr[lo:hi]`` are slices with no parameter: turning ``:2`` there into ``$1`` would drop
+the colon and break the SQL.  A ``:`` right after ``[`` or after a blank takes a parameter:
+``arr[:i]``, ``arr[:1]`` (Drizzle's ``arr[${i}]``) and ``arr[:lo : :hi]``.  So a slice with no lower bound
+is written with a blank after the colon (``arr[: 2]``), as ``: 2`` is no placeholder.
 
 A ``;`` outside strings and comments that is followed by more than whitespace, comments and further ``;``
 makes the SQL multi-statement, which the Data API on Serverless v2 refuses.  As in psql, a ``;`` inside
@@ -55,7 +58,7 @@ _TOKEN = re.compile(
     r"|[0-9][0-9A-Za-z_]*"  # a number, with any trailing junk PostgreSQL will complain about
     r"|--|/\*|['\"$:;\[\]]"
 )
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z0-9_]+")
 _POSITIONAL = re.compile(r"\$([0-9]+)")
 _DOLLAR_TAG = re.compile(rf"\$(?:[{_IDENT_START}][{_IDENT_CONT}]*)?\$")
 # Possessive quantifiers keep an unterminated literal linear (no backtracking into the body).
