@@ -1,8 +1,21 @@
-"""PostgreSQL processes: binaries, initdb, start/stop, reload, status (replication and backup to come)."""
+"""PostgreSQL processes: binaries, initdb, start/stop, reload, status, cgroup limits and accounting."""
 
 from ._binaries import Binaries
+from ._cgroup import Cgroup, Cgroups, Limits, cpu_seconds, process_tree, proportional_memory
 from ._config import socket_dir_for
 from ._errors import EngineError
 from ._server import PostgresServer, ServerStatus
 
-__all__ = ["Binaries", "EngineError", "PostgresServer", "ServerStatus", "socket_dir_for"]
+__all__ = [
+    "Binaries",
+    "Cgroup",
+    "Cgroups",
+    "EngineError",
+    "Limits",
+    "PostgresServer",
+    "ServerStatus",
+    "cpu_seconds",
+    "process_tree",
+    "proportional_memory",
+    "socket_dir_for",
+]

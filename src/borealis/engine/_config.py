@@ -14,6 +14,7 @@ from pathlib import Path
 from ._errors import EngineError
 
 __all__ = [
+    "CAPACITY_FILE",
     "SETTINGS_FILE",
     "PidFile",
     "conninfo",
@@ -21,6 +22,7 @@ __all__ = [
     "parse_pidfile",
     "quote_setting",
     "render_hba",
+    "render_setting_lines",
     "render_settings",
     "socket_dir_for",
 ]
@@ -28,6 +30,9 @@ __all__ = [
 # Our settings live in their own file, included from postgresql.conf, so they can be rewritten wholesale
 # without editing the file initdb wrote (and postgresql.auto.conf stays ALTER SYSTEM's alone).
 SETTINGS_FILE = "borealis.conf"
+# The settings that follow an instance's capacity (work_mem, ...) live in a file of their own, included after
+# SETTINGS_FILE: the scaler rewrites it every time the capacity changes, without touching anything else.
+CAPACITY_FILE = "borealis-capacity.conf"
 
 # Unix socket paths are limited to 107 bytes (sun_path), and a datadir under pytest's or a user's tree easily
 # exceeds that once `/.s.PGSQL.NNNNN.lock` is added: sockets live in a short directory keyed by the datadir.
@@ -80,17 +85,22 @@ def render_settings(*, host: str, port: int, socket_dir: Path, settings: Mapping
         "log_line_prefix": "%m [%p] %q%u@%d ",
     }
     merged = {**base, **(settings or {})}
-    lines = ["# Written by Borealis; rewritten on reconfiguration, do not edit by hand."]
-    for name, value in merged.items():
+    return render_setting_lines(merged, "Written by Borealis; rewritten on reconfiguration, do not edit by hand.")
+
+
+def include_line(name: str = SETTINGS_FILE) -> str:
+    """The line appended to postgresql.conf so that our settings file ``name`` is read last (and so wins)."""
+    return f"\n# Added by Borealis\ninclude_if_exists = '{name}'\n"
+
+
+def render_setting_lines(settings: Mapping[str, str], header: str) -> str:
+    """``name = 'value'`` lines under a comment ``header``, each name checked."""
+    lines = [f"# {header}"]
+    for name, value in settings.items():
         if not _NAME_RE.match(name):
             raise EngineError(f"invalid PostgreSQL setting name {name!r}")
         lines.append(f"{name} = {quote_setting(str(value))}")
     return "\n".join(lines) + "\n"
-
-
-def include_line() -> str:
-    """The line appended to postgresql.conf so that our settings file is read last (and so wins)."""
-    return f"\n# Added by Borealis\ninclude_if_exists = '{SETTINGS_FILE}'\n"
 
 
 def conninfo(*, host: str, port: int, user: str, password: str, dbname: str) -> str:

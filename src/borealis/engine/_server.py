@@ -30,12 +30,14 @@ from pathlib import Path
 
 from ._binaries import Binaries
 from ._config import (
+    CAPACITY_FILE,
     SETTINGS_FILE,
     PidFile,
     conninfo,
     include_line,
     parse_pidfile,
     render_hba,
+    render_setting_lines,
     render_settings,
     socket_dir_for,
 )
@@ -191,6 +193,24 @@ class PostgresServer:
     def configure(self, settings: Mapping[str, str]) -> None:
         """Rewrite our settings file with `settings` (replacing earlier ones); reload() or restart after."""
         self._write_config(settings)
+
+    def set_capacity_settings(self, settings: Mapping[str, str]) -> None:
+        """Write the settings that follow the instance's capacity (their own file, read after ours);
+        reload() applies those that can change without a restart, the others wait for the next start."""
+        user = self._run_as()
+        path = self.datadir / CAPACITY_FILE
+        text = render_setting_lines(settings, "Written by Borealis's scaler from the current capacity.")
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text() == text:
+                return
+        tmp = path.with_name(CAPACITY_FILE + ".tmp")
+        tmp.write_text(text)
+        give_to(tmp, user, 0o600)
+        tmp.replace(path)  # postgres never reads a half-written file
+        conf = self.datadir / "postgresql.conf"
+        if CAPACITY_FILE not in conf.read_text():
+            with conf.open("a") as f:
+                f.write(include_line(CAPACITY_FILE))
 
     # -- start / stop --------------------------------------------------------------------------------------
 
