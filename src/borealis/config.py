@@ -42,6 +42,9 @@ class Settings:
     create_default_cluster: bool = True
     default_cluster: str = "default"
     log_level: str = "info"
+    login_timeout: int = 60
+    """Seconds a client of a cluster or proxy endpoint may take to send its startup packet and log in (as
+    PostgreSQL's authentication_timeout); silent clients are disconnected after it."""
     workers: int = 0
     """HTTP API processes sharing the API port (SO_REUSEPORT): 0 means one per CPU but one (left to
     PostgreSQL), 1 only the main one."""
@@ -73,6 +76,7 @@ _ENV = {
     "default_cluster": "BOREALIS_DEFAULT_CLUSTER",
     "log_level": "BOREALIS_LOG_LEVEL",
     "workers": "BOREALIS_WORKERS",
+    "login_timeout": "BOREALIS_LOGIN_TIMEOUT",
 }
 
 

@@ -344,7 +344,7 @@ class ControlPlane:
                 continue
             if current is not None:
                 await current.close()
-            listener = Listener(key, host, port, resolver)
+            listener = Listener(key, host, port, resolver, login_timeout=self.settings.login_timeout)
             await listener.start()
             self._listeners[key] = listener
 

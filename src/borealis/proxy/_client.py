@@ -115,6 +115,7 @@ class ClientConn(asyncio.Protocol):
         "_task",
         "busy",
         "closed",
+        "connected_at",
         "database",
         "deadline",
         "encrypted",
@@ -169,7 +170,7 @@ class ClientConn(asyncio.Protocol):
         self.stmts: dict[bytes, tuple[str, bytes]] | None = None
         self.closed = False
         self.key: tuple[int, bytes] = (0, b"")
-        self.last_active = time.monotonic()
+        self.last_active = self.connected_at = time.monotonic()
         #: In a pool's queue (see :class:`~._pool.Waiter`): since when, until when.
         self.waiting = False
         self.since = 0.0
@@ -372,6 +373,14 @@ class ClientConn(asyncio.Protocol):
             self._auth = None
             self.write(pgwire.encode(pgwire.AuthenticationSASL(("SCRAM-SHA-256",))))
 
+    def login_timed_out(self) -> None:
+        """The client has not finished its startup and authentication in time: refuse it, as postgres does."""
+        self.stats.client_setup_failed_auth += 1
+        if self.state == "auth":
+            self.fail(pgwire.error_response("FATAL", "57014", "canceling authentication due to timeout"))
+        else:
+            self.close()  # postgres closes silently when no (whole) startup packet came
+
     def _auth_failed(self) -> None:
         self.stats.client_setup_failed_auth += 1
         self.fail(pgwire.error_response("FATAL", "28P01", f'password authentication failed for user "{self.user}"'))
@@ -453,7 +462,13 @@ class ClientConn(asyncio.Protocol):
             raw.close()
             self.connection_lost(None)
             return
-        if transport is None or self.closed:
+        if transport is None or transport.is_closing():
+            # The socket closed mid-handshake without an error: asyncio returns no transport, uvloop a closed
+            # one, and neither tells this protocol.
+            raw.close()
+            self.connection_lost(None)
+            return
+        if self.closed:
             return
         self.transport = transport
         self.encrypted = True

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 #: Server connections idle in a pool this long are closed (RDS Proxy closes unused ones eventually).
 SERVER_IDLE_SECONDS = 300.0
 _JANITOR_PERIOD = 1.0
+#: Client states in which the client owes the next step (a startup packet, a TLS handshake, a password).
+_LOGGING_IN = frozenset({"startup", "tls", "auth"})
 
 
 class ProxyRuntime:
@@ -222,6 +224,8 @@ class ProxyManager:
         self.secret_for: Callable[[str], str | None] = secret_for or (lambda key_id: None)
         #: The region IAM auth tokens must be signed for (the one the API serves).
         self.region: str = control.settings.region
+        #: Seconds a client may take from connecting to having authenticated (authentication_timeout).
+        self.login_timeout = float(control.settings.login_timeout)
         #: The CA of the proxy endpoints' certificates, ``DATA_DIR/ca/root.crt``; made in :meth:`start`.
         self.ca = CertificateAuthority(control.settings.data_dir / "ca")
         self.metrics = metrics
@@ -387,12 +391,16 @@ class ProxyManager:
                 log.exception("proxy janitor failed")
 
     def sweep(self) -> None:
-        """Close idle clients past IdleClientTimeout and pooled connections idle too long."""
+        """Close idle clients past IdleClientTimeout, clients that have not authenticated within the login
+        timeout (however many bytes they trickle in), and pooled connections idle too long."""
         now = time.monotonic()
+        login_deadline = now - self.login_timeout
         for rt in self.runtimes.values():
             limit = float(rt.doc["idle_client_timeout"])
             for client in list(rt.clients):
                 if now - client.last_active > limit and not client.busy:
                     client.close()
+                elif client.state in _LOGGING_IN and client.connected_at < login_deadline:
+                    client.login_timed_out()
             for pool in rt.pools.values():
                 pool.reap(SERVER_IDLE_SECONDS)

@@ -18,6 +18,7 @@ import pytest
 
 from borealis.proxy import ProxyStats
 from borealis.proxy._client import ClientConn
+from borealis.proxy._manager import ProxyManager
 from borealis.proxy._tls import CertificateAuthority
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -56,7 +57,7 @@ async def _serve(rt: Any, ca: CertificateAuthority) -> tuple[asyncio.AbstractSer
 
 
 async def _settle(rt: Any) -> None:
-    for _ in range(100):
+    for _ in range(3000):
         if not rt.clients:
             return
         await asyncio.sleep(0.01)
@@ -107,3 +108,36 @@ def test_tls_upgrade_and_require_tls(tmp_path: Path, loop_kind: str) -> None:
     assert not rt.clients
     assert rt.stats.client_connections == 0
     assert rt.stats.client_connections_received == 4
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_clients_that_do_not_log_in_are_disconnected_by_the_janitor(tmp_path: Path, loop_kind: str) -> None:
+    ca = CertificateAuthority(tmp_path / "ca")
+    rt = _runtime()
+    rt.doc["idle_client_timeout"] = 1800
+    rt.pools = {}
+    janitor = SimpleNamespace(runtimes={"p": rt}, login_timeout=0.0)
+
+    async def main() -> None:
+        server, port = await _serve(rt, ca)
+        silent_r, silent_w = await asyncio.open_connection("127.0.0.1", port)
+        # An SSLRequest, then no handshake: a pre-login connection too.
+        tls_r, tls_w = await asyncio.open_connection("127.0.0.1", port)
+        tls_w.write(SSL_REQUEST)
+        assert await tls_r.readexactly(1) == b"S"
+        for _ in range(3000):
+            if len(rt.clients) == 2:
+                break
+            await asyncio.sleep(0.01)
+        ProxyManager.sweep(janitor)  # type: ignore[arg-type]
+        assert await asyncio.wait_for(silent_r.read(), 30) == b""
+        assert await asyncio.wait_for(tls_r.read(), 30) == b""
+        silent_w.close()
+        tls_w.close()
+        await _settle(rt)
+        server.close()
+        await server.wait_closed()
+
+    _run(loop_kind, main)
+    assert not rt.clients, [c.state for c in rt.clients]
+    assert rt.stats.client_setup_failed_auth == 2

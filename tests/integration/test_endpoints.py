@@ -1,0 +1,76 @@
+"""The cluster endpoints as clients meet them: idle sockets cost postgres nothing, logins and cancels work.
+
+Each accepted TCP connection used to open a postgres connection at once, before a byte arrived: enough
+idle sockets filled max_connections and every new login failed with 53300.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from .conftest import BorealisProcess, postgres_pids
+
+
+def _writer(borealis: BorealisProcess) -> tuple[str, int]:
+    cluster = borealis.client("rds").describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    return cluster["Endpoint"], cluster["Port"]
+
+
+def test_idle_sockets_open_no_postgres_connection(borealis: BorealisProcess) -> None:
+    host, port = _writer(borealis)
+    before = len(postgres_pids(borealis.data_dir))
+    idle = [socket.create_connection((host, port), timeout=10) for _ in range(60)]
+    try:
+        # A login after the idle sockets: the listener accepted them all before it, in order.
+        with borealis.master_connect() as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+            # postgres forks a process per connection, so 60 relayed sockets would show as 60 more.
+            during = len(postgres_pids(borealis.data_dir))
+        assert during - before < 20, (before, during)
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_cancel_through_the_writer_endpoint(borealis: BorealisProcess) -> None:
+    with borealis.master_connect() as conn:
+        pid = conn.info.backend_pid
+        result: list[Any] = []
+
+        def run() -> None:
+            try:
+                conn.execute("select pg_sleep(60)")
+                result.append("finished")
+            except psycopg.errors.QueryCanceled as exc:
+                result.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        with borealis.master_connect() as watcher:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                row = watcher.execute("select wait_event from pg_stat_activity where pid = %s", (pid,)).fetchone()
+                if row is not None and row[0] == "PgSleep":
+                    break
+                time.sleep(0.05)
+        conn.cancel_safe()  # a new connection to the endpoint with the CancelRequest
+        worker.join(60)
+        assert len(result) == 1 and isinstance(result[0], psycopg.errors.QueryCanceled)
+
+
+@pytest.mark.parametrize("sslmode", ["prefer", "disable"])
+def test_login_with_and_without_an_ssl_request(borealis: BorealisProcess, sslmode: str) -> None:
+    host, port = _writer(borealis)
+    with borealis.master_connect() as conn:
+        user = conn.info.user
+        password = conn.info.password
+    with psycopg.connect(
+        host=host, port=port, user=user, password=password, dbname="postgres", sslmode=sslmode, connect_timeout=10
+    ) as conn:
+        assert conn.execute("select current_user").fetchone() == (user,)

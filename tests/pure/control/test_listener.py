@@ -1,0 +1,261 @@
+"""The endpoint listener on loopback sockets, with small fake postgres servers behind it (no PostgreSQL).
+
+Nothing reaches a server before a client has sent a valid startup packet; silent clients are dropped after
+the login timeout; SSLRequest and GSSENCRequest are answered 'N'; a CancelRequest goes to the server that
+issued its key, not to wherever the endpoint resolves now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from borealis import pgwire
+from borealis.control import EndpointUnavailable, Listener
+
+SSL_REQUEST = struct.pack("!ii", 8, pgwire.SSL_REQUEST_CODE)
+GSSENC_REQUEST = struct.pack("!ii", 8, pgwire.GSSENC_REQUEST_CODE)
+
+
+def _startup(user: str = "alice") -> bytes:
+    return pgwire.encode(pgwire.StartupMessage({"user": user, "database": "db"}))
+
+
+def _cancel(pid: int, secret: bytes) -> bytes:
+    return struct.pack("!iii", 16, pgwire.CANCEL_REQUEST_CODE, pid) + secret
+
+
+class FakePostgres:
+    """Accepts connections, records what each sends; answers a startup packet with a login and its key."""
+
+    def __init__(self, pid: int, secret: bytes) -> None:
+        self.pid = pid
+        self.secret = secret
+        self.received: list[bytes] = []
+        self.accepted = 0
+        self.cancels: list[bytes] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        header = await reader.readexactly(8)
+        length, code = struct.unpack("!ii", header)
+        body = await reader.readexactly(length - 8)
+        if code == pgwire.CANCEL_REQUEST_CODE:
+            self.cancels.append(header + body)
+            writer.close()
+            return
+        self.received.append(header + body)
+        writer.write(
+            pgwire.encode(pgwire.AuthenticationOk())
+            + pgwire.encode(pgwire.BackendKeyData(self.pid, self.secret))
+            + pgwire.ready_for_query("I")
+        )
+        while data := await reader.read(65536):
+            self.received.append(data)
+            writer.write(data)  # echo: the relay carries bytes both ways
+        writer.close()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def _until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(3000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def _read_login(reader: asyncio.StreamReader) -> None:
+    frames = FrameCollector()
+    while not frames.ready:
+        frames.feed(await asyncio.wait_for(reader.read(65536), 30))
+
+
+class FrameCollector:
+    """The backend frames a test client has read."""
+
+    def __init__(self) -> None:
+        self.reader = pgwire.FrameReader.for_server()
+        self.types: list[int] = []
+
+    def feed(self, data: bytes) -> None:
+        assert data, "connection closed"
+        self.reader.feed(data)
+        self.types += [t for t, _ in self.reader.read_frames()]
+
+    @property
+    def ready(self) -> bool:
+        return ord("Z") in self.types
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(main(), 120))  # type: ignore[arg-type]
+
+
+def test_no_server_connection_before_a_startup_packet() -> None:
+    async def main() -> None:
+        pg = FakePostgres(7, b"abcd")
+        await pg.start()
+        calls = 0
+
+        async def resolve() -> tuple[str, int]:
+            nonlocal calls
+            calls += 1
+            return "127.0.0.1", pg.port
+
+        listener = Listener("w", "127.0.0.1", 0, resolve)
+        await listener.start()
+        assert listener._server is not None
+        port = listener._server.sockets[0].getsockname()[1]
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
+        await _until(lambda: listener.client_connections == 50, "50 clients accepted")
+        # A real login after them: the idle ones were accepted first, and still cost the server nothing.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_startup() + pgwire.encode(pgwire.Query("select 1")))
+        await _read_login(reader)
+        await _until(lambda: len(pg.received) == 2, "the query relayed")
+        assert pg.received[1] == pgwire.encode(pgwire.Query("select 1"))
+        assert (calls, pg.accepted) == (1, 1)
+        for _, w in idle:
+            w.close()
+        writer.close()
+        await listener.close()
+        await pg.close()
+
+    _run(main)
+
+
+def test_silent_clients_are_disconnected_after_the_login_timeout() -> None:
+    async def main() -> None:
+        async def resolve() -> tuple[str, int]:
+            raise AssertionError("a silent client must not be resolved")
+
+        listener = Listener("w", "127.0.0.1", 0, resolve, login_timeout=0.2)
+        await listener.start()
+        assert listener._server is not None
+        port = listener._server.sockets[0].getsockname()[1]
+        silent_r, silent_w = await asyncio.open_connection("127.0.0.1", port)
+        partial_r, partial_w = await asyncio.open_connection("127.0.0.1", port)
+        partial_w.write(_startup()[:6])  # half a startup packet, then nothing
+        assert await asyncio.wait_for(silent_r.read(), 60) == b""
+        assert await asyncio.wait_for(partial_r.read(), 60) == b""
+        await _until(lambda: listener.client_connections == 0, "clients gone")
+        silent_w.close()
+        partial_w.close()
+        await listener.close()
+
+    _run(main)
+
+
+@pytest.mark.parametrize("request_packet", [SSL_REQUEST, GSSENC_REQUEST], ids=["ssl", "gssenc"])
+def test_encryption_requests_are_declined_then_the_login_is_relayed(request_packet: bytes) -> None:
+    async def main() -> None:
+        pg = FakePostgres(7, b"abcd")
+        await pg.start()
+
+        async def resolve() -> tuple[str, int]:
+            return "127.0.0.1", pg.port
+
+        listener = Listener("w", "127.0.0.1", 0, resolve)
+        await listener.start()
+        assert listener._server is not None
+        port = listener._server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request_packet)
+        assert await asyncio.wait_for(reader.readexactly(1), 30) == b"N"
+        writer.write(_startup())
+        await _read_login(reader)
+        assert pg.received == [_startup()]
+        # A second request of the same kind breaks the protocol: postgres refuses it too.
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(request_packet + request_packet)
+        answer = await asyncio.wait_for(r2.read(), 30)
+        assert answer[:1] == b"N" and answer[1:2] == b"E" and b"08P01" in answer
+        writer.close()
+        w2.close()
+        await listener.close()
+        await pg.close()
+
+    _run(main)
+
+
+def test_cancel_request_reaches_the_server_that_issued_the_key() -> None:
+    async def main() -> None:
+        a, b = FakePostgres(101, b"AAAA"), FakePostgres(202, b"BBBB")
+        await a.start()
+        await b.start()
+        turn = 0
+
+        async def resolve() -> tuple[str, int]:
+            # Spreads connections like the reader endpoint: a, b, a, b, ...
+            nonlocal turn
+            turn += 1
+            return "127.0.0.1", (a if turn % 2 else b).port
+
+        listener = Listener("r", "127.0.0.1", 0, resolve)
+        await listener.start()
+        assert listener._server is not None
+        port = listener._server.sockets[0].getsockname()[1]
+        sessions = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_startup())
+            await _read_login(reader)
+            sessions.append(writer)
+        # The third connection would resolve to a: the cancel for b's session must still go to b.
+        _, cw = await asyncio.open_connection("127.0.0.1", port)
+        cw.write(_cancel(202, b"BBBB"))
+        await _until(lambda: len(b.cancels) == 1, "the cancel delivered to b")
+        assert b.cancels == [_cancel(202, b"BBBB")] and a.cancels == []
+        # A key no session has is dropped, as postgres drops it.
+        _, uw = await asyncio.open_connection("127.0.0.1", port)
+        uw.write(_cancel(303, b"CCCC"))
+        await _until(lambda: listener.client_connections == 2, "the cancel connections closed")
+        assert a.cancels == [] and len(b.cancels) == 1
+        for w in sessions:
+            w.close()
+        await _until(lambda: not listener._keys, "keys forgotten with their sessions")
+        cw.close()
+        uw.close()
+        await listener.close()
+        await a.close()
+        await b.close()
+
+    _run(main)
+
+
+def test_a_bad_startup_packet_or_no_target_is_a_fatal_error() -> None:
+    async def main() -> None:
+        async def resolve() -> tuple[str, int]:
+            raise EndpointUnavailable("the writer endpoint of c1 has no DB instance to serve it", "57P03")
+
+        listener = Listener("w", "127.0.0.1", 0, resolve)
+        await listener.start()
+        assert listener._server is not None
+        port = listener._server.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(_startup())
+        answer = await asyncio.wait_for(r.read(), 30)
+        assert answer[:1] == b"E" and b"57P03" in answer and b"no DB instance" in answer
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(struct.pack("!ii", 100000, 196608))
+        answer = await asyncio.wait_for(r2.read(), 30)
+        assert answer[:1] == b"E" and b"invalid length of startup packet" in answer
+        w.close()
+        w2.close()
+        await listener.close()
+
+    _run(main)
