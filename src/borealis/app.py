@@ -34,8 +34,8 @@ from borealis.iam import AccessKeys, write_credentials_file
 from borealis.proxy import ProxyManager
 from borealis.secrets import SecretsManager
 from borealis.services import rds as rds_service
-from borealis.services import rds_catalog as rds_catalog_service
 from borealis.services import rds_data as rds_data_service
+from borealis.services import rds_extend
 from borealis.services import rds_proxy as rds_proxy_service
 from borealis.services import secretsmanager as secretsmanager_service
 from borealis.services import sts as sts_service
@@ -94,11 +94,11 @@ class App:
             control.on_event = self.on_event
         self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
         control.extra_ports = self.proxies.registry.used_ports
-        self.rds = {
-            **rds_service.handlers(control, self.secrets),
-            **rds_proxy_service.handlers(self.proxies.registry),
-            **rds_catalog_service.handlers(control),
-        }
+        self.rds = rds_extend.extend(
+            {**rds_service.handlers(control, self.secrets), **rds_proxy_service.handlers(self.proxies.registry)},
+            control,
+            self.proxies.registry,
+        )
         self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id, node=0)
         gateway = Gateway(
             {

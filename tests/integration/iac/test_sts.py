@@ -121,5 +121,5 @@ def test_describe_global_clusters(borealis: BorealisProcess) -> None:
     assert err.value.response["Error"]["Code"] == "GlobalClusterNotFoundFault"
 
 
-def test_js_sdk_v3_sts(borealis: BorealisProcess) -> None:
+def test_js_sdk_v3_sts_and_tags(borealis: BorealisProcess) -> None:
     node("iac_sdk_v3.mjs", borealis, ROLE_ARN=ROLE)
