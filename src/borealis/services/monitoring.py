@@ -1,0 +1,47 @@
+"""The CloudWatch API (service ``monitoring``; boto3 speaks its json protocol, older clients query/XML).
+
+Thin handlers over metrics/_cloudwatch.py: GetMetricData (MetricStat queries), GetMetricStatistics and
+ListMetrics on the metric store the scaler fills (namespace AWS/RDS). Domain refusals become CloudWatch's
+error codes: the modeled ones (InvalidParameterValue, MissingParameter, InvalidParameterCombination,
+InvalidNextToken) by their shapes, GetMetricData's validation failures as ValidationError.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from borealis.aws import AWSError, Handler, RequestContext
+from borealis.metrics import MetricStore
+from borealis.metrics._cloudwatch import MetricsError, get_metric_data, get_metric_statistics, list_metrics
+
+__all__ = ["handlers"]
+
+Params = dict[str, Any]
+
+_SHAPES = {
+    "InvalidParameterValue": "InvalidParameterValueException",
+    "MissingParameter": "MissingRequiredParameterException",
+    "InvalidParameterCombination": "InvalidParameterCombinationException",
+    "InvalidNextToken": "InvalidNextToken",
+}
+
+
+def _serve(operation: Callable[..., dict[str, Any]], store: MetricStore) -> Handler:
+    async def handler(ctx: RequestContext, p: Params) -> dict[str, Any]:
+        try:
+            return operation(store, p, now=time.time())
+        except MetricsError as exc:
+            raise AWSError(_SHAPES.get(exc.code, exc.code), exc.message) from None
+
+    return handler
+
+
+def handlers(store: MetricStore) -> dict[str, Handler]:
+    """The handler of every supported CloudWatch operation, by operation name."""
+    return {
+        "GetMetricData": _serve(get_metric_data, store),
+        "GetMetricStatistics": _serve(get_metric_statistics, store),
+        "ListMetrics": _serve(list_metrics, store),
+    }
