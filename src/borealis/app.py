@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from borealis import __version__
-from borealis.aws import Gateway, HttpServer, RequestContext
+from borealis.aws import Gateway, HttpLimits, HttpServer, RequestContext
 from borealis.config import Settings
 from borealis.control import ControlPlane, Event
 from borealis.dataapi import DataApi, transaction_owner
@@ -129,7 +129,7 @@ class App:
         count = self.worker_count
         # One process serves everything itself: no routing to ask on every request.
         route = _Router(self.settings.data_dir, 0, count, main=True).route if count > 1 else None
-        self._http = HttpServer(gateway, route=route)
+        self._http = HttpServer(gateway, route=route, limits=http_limits(self.settings))
         try:
             if count > 1:
                 # SO_REUSEPORT would let us share a port another program (another Borealis) listens on, and
@@ -156,6 +156,8 @@ class App:
                     "node": node,
                     "workers": count,
                     "parent": os.getpid(),
+                    "http_idle_timeout": self.settings.http_idle_timeout,
+                    "http_request_timeout": self.settings.http_request_timeout,
                 }
             )
             code = "import sys, borealis.app as a; a.worker_main(sys.argv[1])"
@@ -317,6 +319,11 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
 _DATA_API_TX_PATHS = frozenset(("/Execute", "/BatchExecute", "/CommitTransaction", "/RollbackTransaction"))
 _RUNNING = ("available", "modifying", "backing-up", "configuring-log-exports", "upgrading", "starting")
 _STORE_TTL = 1.0  # seconds a worker trusts what it read from the store
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    """The HTTP server's limits, with the timeouts the settings give."""
+    return HttpLimits(idle_timeout=settings.http_idle_timeout, request_timeout=settings.http_request_timeout)
 
 
 def worker_count(settings: Settings) -> int:
@@ -502,13 +509,18 @@ async def _worker(a: dict[str, Any]) -> None:
     store = Store(data_dir / "borealis.db")
     sealer = Sealer(data_dir / "secrets.key")
     keys = AccessKeys(store, sealer)
-    settings = Settings(data_dir=data_dir, region=a["region"])
+    settings = Settings(
+        data_dir=data_dir,
+        region=a["region"],
+        http_idle_timeout=float(a["http_idle_timeout"]),
+        http_request_timeout=float(a["http_request_timeout"]),
+    )
     secrets = _StoreSecrets(store, data_dir / "secrets.key", account_id=settings.account_id, region=a["region"])
     data_api = DataApi(
         _StoreClusters(store, data_dir), secrets, region=a["region"], account_id=settings.account_id, node=node
     )
     gateway = Gateway({"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for, tokens=keys.token_for)
-    http = HttpServer(gateway, route=_Router(data_dir, node, count, main=False).route)
+    http = HttpServer(gateway, route=_Router(data_dir, node, count, main=False).route, limits=http_limits(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

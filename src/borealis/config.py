@@ -48,6 +48,10 @@ class Settings:
     workers: int = 0
     """HTTP API processes sharing the API port (SO_REUSEPORT): 0 means one per CPU but one (left to
     PostgreSQL), 1 only the main one."""
+    http_idle_timeout: float = 60.0
+    """Seconds the HTTP API keeps a connection with no request in progress (or whose replies go unread)."""
+    http_request_timeout: float = 60.0
+    """Seconds the HTTP API gives a client to send one whole request (a slow sender is cut off)."""
 
     @property
     def account_id(self) -> str:
@@ -77,6 +81,8 @@ _ENV = {
     "log_level": "BOREALIS_LOG_LEVEL",
     "workers": "BOREALIS_WORKERS",
     "login_timeout": "BOREALIS_LOGIN_TIMEOUT",
+    "http_idle_timeout": "BOREALIS_HTTP_IDLE_TIMEOUT",
+    "http_request_timeout": "BOREALIS_HTTP_REQUEST_TIMEOUT",
 }
 
 
@@ -90,6 +96,11 @@ def _coerce(name: str, value: Any) -> Any:
             if not 0 <= port <= 65535:
                 raise ValueError
             return port
+        if kind == "float":
+            number = float(value)
+            if not 0 < number < 86400:
+                raise ValueError
+            return number
         if kind == "bool":
             if isinstance(value, bool):
                 return value

@@ -6,7 +6,7 @@ raise `AWSError` for AWS errors, and get a `RequestContext` with the caller's re
 
 from ._errors import AWSError
 from ._gateway import Gateway
-from ._http import HttpServer
+from ._http import HttpLimits, HttpServer
 from ._json import write_float
 from ._model import load_service_model
 from ._types import ASGIApp, Direct, Handler, RequestContext
@@ -17,6 +17,7 @@ __all__ = [
     "Direct",
     "Gateway",
     "Handler",
+    "HttpLimits",
     "HttpServer",
     "RequestContext",
     "load_service_model",

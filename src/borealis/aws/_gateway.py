@@ -32,7 +32,9 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("borealis.aws")
 
-MAX_BODY = 32 * 1024 * 1024  # well above any AWS request limit we emulate (Data API: 4 MiB)
+# Above every AWS request limit we emulate (the Data API's 4 MiB, plus its JSON and base64 overhead), and low
+# enough that a few concurrent bodies cannot exhaust memory (each is held whole, then parsed).
+MAX_BODY = 8 * 1024 * 1024
 _FORM = "application/x-www-form-urlencoded"
 
 

@@ -10,6 +10,15 @@ Rules: keep-alive per HTTP/1.1 (``Connection: close`` and HTTP/1.0 honoured); pi
 served one after another in order; ``Expect: 100-continue`` is answered; a body over
 :data:`~borealis.aws._gateway.MAX_BODY` gets 413 and the connection is closed; a malformed request gets 400
 and the connection is closed.  The server never raises into the event loop.
+
+Limits (:class:`HttpLimits`, docs/security.md item 4), so that no client can grow the server's memory or
+hold its connections without bound: a request line over ``max_url`` bytes gets 414, a head over
+``max_header_bytes`` bytes or ``max_headers`` fields gets 431 (both counted before the parser buffers them);
+a connection with no request for ``idle_timeout`` seconds, or a request not received whole within
+``request_timeout`` seconds of its start (slowloris), is closed; and a connection whose replies are not
+being read stops being read (back-pressure: the transport's write buffer over its high-water mark pauses
+reading and the serving of pipelined requests; a client that reads nothing for ``idle_timeout`` more is
+dropped).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -30,7 +40,7 @@ import httptools
 from ._gateway import MAX_BODY, Gateway, header_dict
 from ._service import Reply
 
-__all__ = ["HttpServer", "Route", "forward"]
+__all__ = ["HttpLimits", "HttpServer", "Route", "forward"]
 
 log = logging.getLogger("borealis.aws")
 
@@ -42,13 +52,44 @@ _REASONS = {
     400: b"Bad Request",
     403: b"Forbidden",
     404: b"Not Found",
+    408: b"Request Timeout",
     409: b"Conflict",
     413: b"Payload Too Large",
+    414: b"URI Too Long",
     429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     501: b"Not Implemented",
     503: b"Service Unavailable",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one connection may send and how long it may take (``borealis up`` reads the timeouts from
+    its settings: ``http_idle_timeout``, ``http_request_timeout``)."""
+
+    max_url: int = 16 * 1024
+    """Bytes of the request target: AWS front ends refuse a request line past 16 KiB."""
+    max_header_bytes: int = 64 * 1024
+    """Bytes of the request line and header fields together (64 KiB, as AWS load balancers allow)."""
+    max_headers: int = 100
+    idle_timeout: float = 60.0
+    """Seconds a kept-alive connection may wait for its next request (or a client not read its replies)."""
+    request_timeout: float = 60.0
+    """Seconds from a request's first byte of its target until its last byte (head and body)."""
+    write_high_water: int = 256 * 1024
+    """Bytes of replies not yet taken by the client beyond which the connection is not read."""
+
+
+class _Refused(Exception):
+    """A limit was passed inside a parser callback: answer ``status`` and close."""
+
+    def __init__(self, status: int, message: bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.message = message
+
 
 _Request = tuple[str, bytes, list[tuple[bytes, bytes]], bytes, bool, str]  # method, url, headers, body, keep, ver
 
@@ -110,12 +151,39 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self.draining = False  # _finish is serving the pipelined requests
         self.closing = False
+        self.limits = server.limits
+        self.in_head = True  # the parser is before the end of a request's head (or between requests)
+        self.head_bytes = 0  # bytes received while in a head (bounds what httptools buffers)
+        self.header_count = 0
+        self.header_bytes = 0
+        self.paused = False  # the client is not reading its replies: neither read nor serve
+        # When the sweep (HttpServer._sweep) closes this connection: idle or slow request; 0.0 while serving.
+        self.deadline = time.monotonic() + self.limits.idle_timeout
 
     # ------------------------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         self.server.connections.add(self)
+        high = self.limits.write_high_water
+        transport.set_write_buffer_limits(high=high, low=high // 4)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        # The client does not take its replies: stop reading (its requests wait in the kernel) and stop
+        # serving queued ones, until the buffer drains; give up on it if it does not within idle_timeout.
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.deadline = time.monotonic() + self.limits.idle_timeout
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.closing or self.transport is None:
+            return
+        self.transport.resume_reading()
+        self.deadline = 0.0 if self.busy else time.monotonic() + self.limits.idle_timeout
+        if not self.busy and self.pending:
+            self._finish(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -124,22 +192,44 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, b"upgrades are not supported")
-        except httptools.HttpParserError:
-            self._fail(400, b"malformed HTTP request")
+            return
+        except httptools.HttpParserError as exc:
+            refused = exc.__context__
+            if isinstance(refused, _Refused):
+                self._fail(refused.status, refused.message)
+            else:
+                self._fail(400, b"malformed HTTP request")
+            return
+        if self.in_head and self.head_bytes > self.limits.max_header_bytes + self.limits.max_url:
+            # One header still being received (httptools holds it until its end): refuse before it grows.
+            self._fail(431, b"request header fields too large")
 
     # ------------------------------------------------------------------------------ parser callbacks
 
     def on_url(self, url: bytes) -> None:
+        if not self.url and not self.busy:
+            self.deadline = time.monotonic() + self.limits.request_timeout  # a request starts
         self.url += url
+        if len(self.url) > self.limits.max_url:
+            raise _Refused(414, b"request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self.header_count += 1
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_count > self.limits.max_headers:
+            raise _Refused(431, b"too many header fields")
+        if self.header_bytes > self.limits.max_header_bytes:
+            raise _Refused(431, b"request header fields too large")
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         expect = False
         for name, value in self.headers:
             size = len(name)  # compare lengths first: this runs for every header of every request
@@ -180,13 +270,18 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.too_large = False
-        if self.busy:
+        self.in_head = True
+        self.head_bytes = 0
+        self.header_count = 0
+        self.header_bytes = 0
+        if self.busy or self.paused:
             self.pending.append(request)
             return
         self._start(request)
 
     def _start(self, request: _Request) -> None:
         self.busy = True
+        self.deadline = 0.0  # ours to answer: no timeout while it is served
         if request[5] != "too-large" and self.gateway.serve_direct(
             request[0], request[1], request[2], request[3], self.server.route, partial(self._answer, request[4])
         ):
@@ -213,10 +308,15 @@ class _Connection(asyncio.Protocol):
         self.draining = True
         try:
             # A loop, not recursion: a long pipeline of requests answered at once must not deepen the stack.
-            while self.pending and not self.closing and not self.busy:
+            while self.pending and not self.closing and not self.busy and not self.paused:
                 self._start(self.pending.popleft())
         finally:
             self.draining = False
+        if not self.busy and not self.paused:
+            # Between requests, or a request already coming in behind the one just answered.
+            receiving = self.url or not self.in_head
+            limits = self.limits
+            self.deadline = time.monotonic() + (limits.request_timeout if receiving else limits.idle_timeout)
 
     # ------------------------------------------------------------------------------ serving
 
@@ -235,7 +335,12 @@ class _Connection(asyncio.Protocol):
 
     async def _one(self, request: _Request) -> bool:
         method, url, raw_headers, body, keep, version = request
-        parsed = httptools.parse_url(url)
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            # Not an origin-form target (CONNECT's host:port, an absolute URL's junk): nothing of ours.
+            self._write(_response(400, [(b"content-type", b"text/plain; charset=utf-8")], b"bad request target", False))
+            return False
         raw_path: bytes = parsed.path or b"/"
         raw_query: bytes = parsed.query or b""
         path = _unquote_path(raw_path)
@@ -328,6 +433,20 @@ class _Connection(asyncio.Protocol):
             self.transport.write(_response(status, [(b"content-type", b"text/plain; charset=utf-8")], message, False))
             self.transport.close()
 
+    def expire(self) -> None:
+        """The deadline passed: a slow request gets 408, an idle or unread connection is just closed."""
+        self.deadline = 0.0
+        if self.url and not self.paused:
+            self._fail(408, b"request not received in time")
+        else:
+            self.closing = True
+            if self.transport is None:
+                return
+            if self.paused:
+                self.transport.abort()  # its unread replies are dropped, not flushed
+            else:
+                self.transport.close()
+
     def close_if_idle(self) -> None:
         """Close the connection now unless a request is being served (that one closes after its reply)."""
         self.closing = True
@@ -399,13 +518,30 @@ class HttpServer:
     requests go as raw HTTP over that process's unix socket (:meth:`start_unix`).
     """
 
-    def __init__(self, gateway: Gateway, *, route: Route | None = None) -> None:
+    def __init__(self, gateway: Gateway, *, route: Route | None = None, limits: HttpLimits | None = None) -> None:
         self.gateway = gateway
         self.route = route
+        self.limits = limits or HttpLimits()
         self.connections: set[_Connection] = set()
         self.tasks: set[asyncio.Future[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._unix: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _sweep(self) -> None:
+        """Close the connections past their deadline; runs a few times per shortest timeout.
+
+        One timer for all connections rather than one per request: serving a request only sets a float.
+        """
+        now = time.monotonic()
+        for conn in [c for c in self.connections if 0.0 < c.deadline < now]:
+            conn.expire()
+        self._arm_sweep()
+
+    def _arm_sweep(self) -> None:
+        limits = self.limits
+        every = max(0.05, min(1.0, limits.idle_timeout / 4, limits.request_timeout / 4))
+        self._sweeper = asyncio.get_running_loop().call_later(every, self._sweep)
 
     async def start_unix(self, path: str) -> None:
         """Also listen on a unix socket (requests forwarded by the other processes)."""
@@ -414,6 +550,8 @@ class HttpServer:
             os.unlink(path)
         self._unix = await loop.create_unix_server(lambda: _Connection(self), path)
         os.chmod(path, 0o600)
+        if self._sweeper is None:
+            self._arm_sweep()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048) -> None:
         """Listen; raises OSError when the address is taken."""
@@ -421,6 +559,8 @@ class HttpServer:
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_port=reuse_port or None, backlog=backlog
         )
+        if self._sweeper is None:
+            self._arm_sweep()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop listening, let requests in flight finish (up to ``timeout``), close every connection."""
@@ -428,6 +568,8 @@ class HttpServer:
             self._server.close()
         if self._unix is not None:
             self._unix.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for conn in list(self.connections):
             conn.close_if_idle()
         if self.tasks:
