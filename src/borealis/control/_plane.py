@@ -47,6 +47,11 @@ ADMIN_USER = "rdsadmin"
 RUNNING_STATES = frozenset({"creating", "available", "rebooting", "starting"})
 
 
+def _own_settings(cluster: dict[str, Any]) -> dict[str, str]:
+    """The settings Borealis gives every postgres of a cluster."""
+    return {"max_connections": str(max_connections_for(cluster["scaling"]["max"]))}
+
+
 def max_connections_for(max_acu: float) -> int:
     """Aurora PostgreSQL's default max_connections for a Serverless v2 maximum capacity.
 
@@ -102,6 +107,9 @@ class ControlPlane:
         self.secret_value: Callable[[str], dict[str, Any]] = lambda arn: {}
         self.delete_secret: Callable[[str], None] = lambda arn: None
         self.extra_ports: Callable[[], set[int]] = set
+        self.extra_settings: Callable[[dict[str, Any], dict[str, Any]], dict[str, str]] = lambda cluster, inst: {}
+        """Postgres settings an instance runs with on top of Borealis' own (its parameter groups' values), asked
+        each time its server starts and by :meth:`reconfigure`."""
         """Ports other parts (proxy endpoints off loopback) hold, so no endpoint gets one twice."""
         self._servers: dict[str, PostgresServer] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
@@ -322,8 +330,7 @@ class ControlPlane:
         self._emit(doc["id"], None, "initialising the cluster volume (initdb)")
         volume.parent.mkdir(parents=True, exist_ok=True)
         admin_password = self.sealer.open(doc["admin_password"])
-        settings = {"max_connections": str(max_connections_for(doc["scaling"]["max"]))}
-        await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=settings)
+        await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=_own_settings(doc))
 
     async def _ensure_listeners(self, doc: dict[str, Any]) -> None:
         cid = doc["id"]
@@ -425,6 +432,7 @@ class ControlPlane:
         log_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port("127.0.0.1")
         server = PostgresServer(volume, self.binaries, port=port, host="127.0.0.1", log_dir=log_dir)
+        server.configure({**_own_settings(cluster), **self.extra_settings(cluster, inst)})
         await server.start()
         self._servers[iid] = server
         self.generation += 1
@@ -438,6 +446,20 @@ class ControlPlane:
         self.instances.put(iid, inst)
         self.generation += 1
         self._emit(cluster["id"], iid, "instance available")
+
+    async def reconfigure(self, instance_id: str) -> bool:
+        """Rewrite a running instance's settings (:attr:`extra_settings` included) and reload them.
+
+        False if its postgres is not running (it gets them when it starts).
+        """
+        inst = self.instances.get(instance_id)
+        server = self._servers.get(instance_id)
+        cluster = self.clusters.get(inst["cluster"]) if inst is not None else None
+        if inst is None or cluster is None or server is None or not server.status().running:
+            return False
+        server.configure({**_own_settings(cluster), **self.extra_settings(cluster, inst)})
+        await server.reload()
+        return True
 
     async def _watch(self, cid: str, iid: str, server: PostgresServer) -> None:
         """Restart a postgres that exits on its own (a crash), as RDS restarts a failed instance."""
