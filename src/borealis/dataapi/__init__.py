@@ -14,10 +14,13 @@ from ._metadata import ColumnDescription, ColumnSource, column_metadata
 from ._params import BoundParameters, bind_parameters, encode_parameter
 from ._results import (
     DEFAULT_RESULT_OPTIONS,
+    RESPONSE_TOO_LARGE,
     Field,
     FieldDecoder,
     JsonDecoder,
     ResultOptions,
+    check_result_size,
+    compact_json,
     decode_field,
     decode_records,
     field_decoder,
@@ -32,6 +35,7 @@ from ._types import BUILTIN_TYPES, Oid, TypeInfo, type_info
 __all__ = [
     "BUILTIN_TYPES",
     "DEFAULT_RESULT_OPTIONS",
+    "RESPONSE_TOO_LARGE",
     "BadRequestException",
     "BoundParameters",
     "ColumnDescription",
@@ -52,7 +56,9 @@ __all__ = [
     "UnsupportedResultException",
     "ValidationException",
     "bind_parameters",
+    "check_result_size",
     "column_metadata",
+    "compact_json",
     "decode_field",
     "decode_records",
     "encode_parameter",

@@ -41,8 +41,8 @@ OUT = [
         {"stringValue": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
     ),
-    ("'{\"a\": [1, 2]}'::json", {"stringValue": '{"a": [1, 2]}'}, '{"a": [1, 2]}'),
-    ("'{\"a\": [1, 2]}'::jsonb", {"stringValue": '{"a": [1, 2]}'}, '{"a": [1, 2]}'),
+    ("'{\"a\": [1, 2]}'::json", {"stringValue": '{"a":[1,2]}'}, '{"a":[1,2]}'),  # compact, as the service
+    ("'{\"a\": [1, 2]}'::jsonb", {"stringValue": '{"a":[1,2]}'}, '{"a":[1,2]}'),
     ("'192.168.0.1/24'::inet", {"stringValue": "192.168.0.1/24"}, "192.168.0.1/24"),
     ("'10.0.0.0/8'::cidr", {"stringValue": "10.0.0.0/8"}, "10.0.0.0/8"),
     ("'[1,5)'::int4range", {"stringValue": "[1,5)"}, "[1,5)"),

@@ -18,7 +18,9 @@ from borealis.dataapi import (
     ResultOptions,
     TypeInfo,
     UnsupportedResultException,
+    check_result_size,
     column_metadata,
+    compact_json,
     decode_field,
     decode_records,
     field_decoder,
@@ -65,7 +67,8 @@ FIELDS: list[tuple[int, Any, ResultOptions, dict[str, Any]]] = [
         ResultOptions(),
         {"stringValue": "550e8400-e29b-41d4-a716-446655440000"},
     ),
-    (Oid.JSONB, b'{"a": 1}', ResultOptions(), {"stringValue": '{"a": 1}'}),
+    (Oid.JSONB, b'{"a": 1, "b": [1, "x, y: z"]}', ResultOptions(), {"stringValue": '{"a":1,"b":[1,"x, y: z"]}'}),
+    (Oid.JSON, '{ "a" :\n\t1.50 }', ResultOptions(), {"stringValue": '{"a":1.50}'}),
     (869, b"192.168.1.0/24", ResultOptions(), {"stringValue": "192.168.1.0/24"}),
     (Oid.OID, b"16384", ResultOptions(), {"stringValue": "16384"}),
     (3904, b"[1,10)", ResultOptions(), {"stringValue": "[1,10)"}),
@@ -185,7 +188,7 @@ def test_json_records_as_aws_documents_them() -> None:
     text = format_records_json(labels, [row], [json_decoder(o) for o in oids])
     assert text == (
         '[{"a":-9223372036854775808,"count(*)":17,"blob_column":"aGVsbG8gd29ybGQ=","price":"19.99",'
-        '"d":"2024-01-01","ts":"2024-01-01 08:00:00","arr":[1,null],"f":10.0,"n":null,"j":"{\\"k\\": [1]}"}]'
+        '"d":"2024-01-01","ts":"2024-01-01 08:00:00","arr":[1,null],"f":10.0,"n":null,"j":"{\\"k\\":[1]}"}]'
     )
 
 
@@ -374,3 +377,51 @@ def test_execute_output_encoded_directly_is_what_the_model_writes() -> None:
         # The same JSON value (float spellings such as 1e16 and 1e+16 may differ), NaN written as NaN.
         assert json.dumps(json.loads(direct)) == json.dumps(json.loads(modeled))
         assert (b"NaN" in direct) == (b"NaN" in modeled) and (b"Infinity" in direct) == (b"Infinity" in modeled)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# json compaction and result sizes
+
+
+@pytest.mark.parametrize(
+    ("text", "compact"),
+    [
+        ('{"a": 1}', '{"a":1}'),
+        ('{"a":1}', '{"a":1}'),
+        ('"a b"', '"a b"'),
+        ('{"k \\" : ,": [1, 2.50e3, true, null]}', '{"k \\" : ,":[1,2.50e3,true,null]}'),  # an escaped quote
+        ('[\n  {"\\\\": "x  y"},\r\n  []\n]', '[{"\\\\":"x  y"},[]]'),
+        ("  3 ", "3"),
+        ('{"é": "ü €"}', '{"é":"ü €"}'),
+    ],
+)
+def test_compact_json_drops_only_the_blanks_between_tokens(text: str, compact: str) -> None:
+    assert compact_json(text) == compact
+    assert compact_json(text.encode()) == compact
+    assert json.loads(compact) == json.loads(text)
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+))  # fmt: skip
+def test_compact_json_is_the_compact_dump(value: Any) -> None:
+    spaced = json.dumps(value, ensure_ascii=False, indent=1)
+    assert compact_json(spaced) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_result_size_counts_bytea_by_its_bytes() -> None:
+    oids = [Oid.INT4, Oid.BYTEA]
+    blob = b"\\x" + b"ab" * 1000  # 1,000 bytes as 2,002 characters of hex
+    check_result_size([[b"1", blob]], oids, limit=1001)
+    with pytest.raises(BadRequestException, match=r"^Database returned more than the allowed response size limit$"):
+        check_result_size([[b"1", blob]], oids, limit=1000)
+    check_result_size([[b"1", None]] * 3, oids, limit=3)
+    with pytest.raises(BadRequestException):
+        check_result_size([[b"1", None]] * 4, oids, limit=3)
+    # No row limit unless one is set; then "Packet for query is too large", bytea by its bytes again.
+    check_result_size([[b"1", blob]], oids, limit=10**6, row_limit=1001)
+    with pytest.raises(UnsupportedResultException, match="Packet for query is too large"):
+        check_result_size([[b"1", blob]], oids, limit=10**6, row_limit=1000)
+    check_result_size([["é" * 10]], [Oid.TEXT], limit=10)  # a str row counts characters, bytes rows bytes
