@@ -10,7 +10,15 @@ keywords and any function call names are matched against RDS Proxy's list:
 * RESET, DISCARD; CREATE TEMP/TEMPORARY TABLE, SEQUENCE or VIEW (not ``ON COMMIT DROP``), SELECT ... INTO
   TEMP; SQL-level PREPARE and DEALLOCATE; LISTEN; DECLARE cursors (WITH HOLD ones reported apart, since
   only those outlive the transaction); LOAD;
-* the session-level advisory lock functions (``pg_advisory_lock`` and friends, not the ``_xact_`` ones).
+* the session-level advisory lock functions (``pg_advisory_lock`` and friends, not the ``_xact_`` ones);
+* the sequence functions that set the session's ``currval``/``lastval`` (``nextval``, ``setval``): a later
+  ``currval('s')`` must answer with this client's value, not another client's on the same connection.
+
+RDS Proxy's list also pins on the extended query protocol and on prepared statements (the proxy re-prepares
+them on any connection instead) and on statement text over 16 KB (which RDS Proxy does not parse; this
+lexer reads any length): those are not followed, since they lose pooling without keeping any state right.
+A sequence's value taken through a column default (``serial``, identity) is invisible in the text, as it is
+to RDS Proxy: a ``currval`` in a later transaction then sees whichever session the connection served last.
 
 Protocol-level prepared statements (Parse) never pin: the proxy re-prepares them. Most queries contain none
 of the trigger words, so one regular-expression search returns None before any lexing.
@@ -38,6 +46,7 @@ class PinReason(enum.Enum):
     HOLD_CURSOR = "a DECLARE CURSOR WITH HOLD statement was detected"
     LOAD = "a LOAD statement was detected"
     ADVISORY_LOCK = "a session-level advisory lock function was called"
+    SEQUENCE = "a nextval or setval sequence function was called"
 
     @property
     def is_variable_set(self) -> bool:
@@ -56,7 +65,20 @@ _ADVISORY = frozenset(
 
 # Every statement that pins holds one of these words (even a session-level advisory lock function's name);
 # most queries hold none. Both cheap filters below are built from this one list.
-_TRIGGER_WORDS = ("set", "discard", "temp", "prepare", "deallocate", "listen", "declare", "load", "advisory")
+_TRIGGER_WORDS = (
+    "set",
+    "discard",
+    "temp",
+    "prepare",
+    "deallocate",
+    "listen",
+    "declare",
+    "load",
+    "advisory",
+    "nextval",
+    "setval",
+)
+_SEQUENCE = frozenset({"nextval", "setval"})
 
 # A cheap filter: no trigger word anywhere (even inside strings) means no lexing at all.
 _TRIGGER = re.compile("|".join(_TRIGGER_WORDS), re.IGNORECASE)
@@ -217,6 +239,8 @@ def _classify(words: list[str]) -> PinReason | None:
             name = _unquote(tok)
             if name in _ADVISORY:
                 return PinReason.ADVISORY_LOCK
+            if name in _SEQUENCE:
+                return PinReason.SEQUENCE
             if name == "set_config" and not _set_config_is_local(words, i + 1):
                 return PinReason.SET
         elif select_into and tok == "into" and words[i + 1 : i + 2] in (["temp"], ["temporary"]):

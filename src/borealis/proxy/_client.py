@@ -338,7 +338,7 @@ class ClientConn(asyncio.Protocol):
             return
         self.user = msg.parameters["user"]
         self.database = msg.parameters.get("database") or self.user
-        params = {k.lower(): v for k, v in msg.parameters.items() if k not in _NOT_GUCS}
+        params = {k.lower(): v for k, v in msg.parameters.items() if k not in _NOT_GUCS and not k.startswith("_pq_.")}
         if msg.parameters.get("options"):
             params.update({k.lower(): v for k, v in _options(msg.parameters["options"]).items()})
         self.params = params
@@ -497,7 +497,7 @@ class ClientConn(asyncio.Protocol):
                     raise
                 reported = None  # no target now: acquire() waits for one
             if reported is None:
-                pool, server = await self.runtime.acquire(self.role, self.user, self.database, self.params)
+                pool, server = await self.runtime.acquire(self.role, self.user, self.database)
                 try:
                     await self._apply_params(server)
                 except BaseException:
@@ -718,7 +718,7 @@ class ClientConn(asyncio.Protocol):
             server = pool.take()
             if server is not None:
                 self._attach(pool, server)
-                if self.params.items() <= server.applied.items():
+                if server.applied == self.params:
                     return server
                 self._task = _spawn(self._apply_and_continue(pool, server))
                 return None
@@ -745,7 +745,7 @@ class ClientConn(asyncio.Protocol):
             pool.release(conn)
             return
         self._attach(pool, conn)
-        if self.params.items() <= conn.applied.items():
+        if conn.applied == self.params:
             self._continue()
         else:
             self._task = _spawn(self._apply_and_continue(pool, conn))
@@ -761,7 +761,7 @@ class ClientConn(asyncio.Protocol):
     async def _borrow(self) -> None:
         """The slow borrow: open a connection, or wait for a target that is down (within the timeout)."""
         try:
-            pool, server = await self.runtime.acquire(self.role, self.user, self.database, self.params)
+            pool, server = await self.runtime.acquire(self.role, self.user, self.database)
         except BorrowTimeout:
             self._answer_pending_with(self._timeout_error("ERROR"))
             return
@@ -787,13 +787,19 @@ class ClientConn(asyncio.Protocol):
         self._continue()
 
     async def _apply_params(self, server: ServerConn) -> None:
-        if self.params.items() <= server.applied.items():
+        """Make the connection's settings the ones this client asked for, and only those.
+
+        Server connections log in with no client's parameters, so RESET brings back the server's own
+        default for whatever an earlier client set and this one did not ask for.
+        """
+        applied = server.applied
+        if applied == self.params:
             return
-        diff = {k: v for k, v in self.params.items() if server.applied.get(k) != v}
-        if diff:
-            sql = "; ".join(f"SET {_quote_ident(k)} = {_quote_literal(v)}" for k, v in diff.items())
-            await server.private([query_frame(sql)])
-            server.applied.update(diff)
+        sql = [f"SET {_quote_ident(k)} = {_quote_literal(v)}" for k, v in self.params.items() if applied.get(k) != v]
+        sql += [f"RESET {_quote_ident(k)}" for k in applied if k not in self.params]
+        server.applied = {}  # unknown until the statements succeed: a failure leaves nothing assumed
+        await server.private([query_frame("; ".join(sql))])
+        server.applied = dict(self.params)
 
     async def _reprepare(self, missing: list[bytes]) -> None:
         server = self.server

@@ -151,7 +151,7 @@ class ProxyRuntime:
             self._pools[key] = (generation, pool)
         return pool
 
-    async def acquire(self, role: str, user: str, database: str, params: dict[str, str]) -> tuple[Pool, ServerConn]:
+    async def acquire(self, role: str, user: str, database: str) -> tuple[Pool, ServerConn]:
         """Borrow a server connection for ``role``, waiting within ConnectionBorrowTimeout for a target.
 
         When the writer is unavailable (rebooting, restarting, being replaced by a failover), the borrow is
@@ -164,7 +164,7 @@ class ProxyRuntime:
         while True:
             try:
                 pool = self.current_pool(role, user, database)
-                return pool, await pool.acquire(params, max(0.0, deadline - time.monotonic()))
+                return pool, await pool.acquire(max(0.0, deadline - time.monotonic()))
             except ServerError as exc:
                 remaining = deadline - time.monotonic()
                 if not exc.transient or remaining <= 0 or self.manager.closing:

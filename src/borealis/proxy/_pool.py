@@ -153,8 +153,12 @@ class Pool:
         if self._timer is None or waiter.deadline < self._timer_at:
             self._schedule(waiter.deadline)
 
-    async def acquire(self, params: dict[str, str], timeout: float) -> ServerConn:
-        """A logged-in server connection, or :class:`BorrowTimeout` / :class:`ServerError`."""
+    async def acquire(self, timeout: float) -> ServerConn:
+        """A logged-in server connection, or :class:`BorrowTimeout` / :class:`ServerError`.
+
+        A new connection logs in with no client's parameters: each client's are SET (and others' RESET)
+        when it borrows one, and a RESET can only undo what was not in the startup packet.
+        """
         start = time.monotonic()
         deadline = start + timeout
         while True:
@@ -162,7 +166,7 @@ class Pool:
             if conn is not None:
                 return conn
             if self.can_open():
-                conn = await self._open(params)
+                conn = await self._open()
                 self._lent(time.monotonic() - start)
                 return conn
             if deadline <= time.monotonic():
@@ -184,12 +188,12 @@ class Pool:
         stats.borrow_count += 1
         stats.borrow_latency_us_sum += int(waited * 1e6)
 
-    async def _open(self, params: dict[str, str]) -> ServerConn:
+    async def _open(self) -> ServerConn:
         self.opening += 1
         self.stats.database_connection_requests += 1
         try:
             # The client's database, not the default one named after the user.
-            startup = {**params, "database": self.database}
+            startup = {"database": self.database}
             conn = await connect_server(self.host, self.port, self.user, self._password(), startup, self._lost)
             conn.pool = self
             if self._key not in self._max_connections:

@@ -126,7 +126,7 @@ class ServerConn(asyncio.Protocol):
         self.backend_key: tuple[int, bytes] | None = None
         #: Server-side names of the statements prepared on this connection.
         self.prepared: set[str] = set()
-        #: Parameter values applied on this connection (lower-case names), as the clients asked for them.
+        #: Parameter values SET on this connection (lower-case names): exactly what its last client asked for.
         self.applied: dict[str, str] = {}
         self.closed = False
         self.pool: Any = None
@@ -346,7 +346,6 @@ class ServerConn(asyncio.Protocol):
                 self.backend_key = (msg.process_id, msg.secret_key)
             elif isinstance(msg, pgwire.ReadyForQuery):
                 self._login = None
-                self.applied = {k.lower(): v for k, v in params.items() if k != "database"}
                 return
             elif isinstance(msg, pgwire.NoticeResponse | pgwire.NegotiateProtocolVersion):
                 continue

@@ -64,6 +64,12 @@ CASES: list[tuple[str, PinReason | None]] = [
     ("SELECT pg_catalog.pg_advisory_lock(1)", R.ADVISORY_LOCK),
     ('SELECT "pg_advisory_lock"(1)', R.ADVISORY_LOCK),
     ("select pg_advisory_xact_lock(1)", None),
+    # sequence functions that set currval/lastval pin (RDS Proxy: "nextval and setval"); reading them does not
+    ("select nextval('s')", R.SEQUENCE),
+    ("SELECT pg_catalog.setval('s', 10, false)", R.SEQUENCE),
+    ("insert into t (id) values (NEXTVAL('t_id_seq'))", R.SEQUENCE),
+    ("select currval('s'), lastval()", None),
+    ("select 'nextval(1)'", None),
     ("select pg_try_advisory_xact_lock(1)", None),
     ("WITH x AS (SELECT pg_advisory_lock(id) FROM t) SELECT 1", R.ADVISORY_LOCK),
     # things that only look like it

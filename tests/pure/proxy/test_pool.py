@@ -135,9 +135,9 @@ def test_acquire_waits_for_a_release() -> None:
         pool = _pool(stats)
         a, _ = _fill(pool, 2)
         asyncio.get_running_loop().call_later(0.05, pool.release, a)
-        assert await pool.acquire({}, 1.0) is a
+        assert await pool.acquire(1.0) is a
         with pytest.raises(BorrowTimeout):
-            await pool.acquire({}, 0.05)
+            await pool.acquire(0.05)
         assert stats.borrow_timeouts == 1
 
     asyncio.run(main())

@@ -41,7 +41,7 @@ class _Pool:
         self.calls = 0
         self.host, self.port = "127.0.0.1", 5999
 
-    async def acquire(self, params: dict[str, str], timeout: float) -> str:
+    async def acquire(self, timeout: float) -> str:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
@@ -76,7 +76,7 @@ def test_borrow_waits_for_the_writer() -> None:
         loop = asyncio.get_running_loop()
         loop.call_later(0.3, setattr, control, "up", True)
         t0 = time.monotonic()
-        _, server = await rt.acquire("READ_WRITE", "u", "db", {})
+        _, server = await rt.acquire("READ_WRITE", "u", "db")
         assert server == "server-connection"  # type: ignore[comparison-overlap]  # a stand-in pool
         return time.monotonic() - t0
 
@@ -87,7 +87,7 @@ def test_borrow_gives_up_at_the_borrow_timeout() -> None:
     rt = _runtime(_Control(), borrow_timeout=0.3)
     t0 = time.monotonic()
     with pytest.raises(ServerError, match="not running") as exc:
-        asyncio.run(rt.acquire("READ_WRITE", "u", "db", {}))
+        asyncio.run(rt.acquire("READ_WRITE", "u", "db"))
     assert exc.value.sqlstate == "08001"
     assert 0.2 < time.monotonic() - t0 < 1.5
 
@@ -99,7 +99,7 @@ def test_refusals_that_would_repeat_are_not_retried() -> None:
     refused = _Pool(ServerError('password authentication failed for user "u"', "28P01"))
     rt.pool_for = lambda role, user, database: refused  # type: ignore[method-assign, assignment, return-value]
     with pytest.raises(ServerError) as exc:
-        asyncio.run(rt.acquire("READ_WRITE", "u", "db", {}))
+        asyncio.run(rt.acquire("READ_WRITE", "u", "db"))
     assert not exc.value.transient
     assert refused.calls == 1  # not tried again until the borrow timeout
 
