@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -195,9 +196,42 @@ def _exports(settings: Settings, creds: tuple[str, str]) -> list[str]:
     ]
 
 
+def _running_pid(settings: Settings) -> int | None:
+    """The pid of the Borealis running on this data directory, from its ``borealis.json`` (None: not running)."""
+    try:
+        pid = int(json.loads((settings.data_dir / "borealis.json").read_text())["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no state file (stopped cleanly), or its process is gone (killed)
+    return pid
+
+
 def _cmd_env(args: argparse.Namespace) -> None:
+    """Print the exports, and as comments where the running Borealis and its clusters are.
+
+    The exports also put this installation's ``bin`` directory on PATH, so that after
+    ``eval "$(.venv/bin/borealis env)"`` a second shell has ``borealis`` (and the venv's ``aws``).
+    """
     settings = _settings(args)
-    print("\n".join(_exports(settings, _credentials(settings))))
+    lines = _exports(settings, _credentials(settings))
+    bin_dir = Path(sys.executable).parent
+    if (bin_dir / "borealis").exists() and str(bin_dir) not in os.environ.get("PATH", "").split(os.pathsep):
+        lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
+    pid = _running_pid(settings)
+    if pid is None:
+        print(f"borealis: not running on {settings.data_dir}: start it with `borealis up`", file=sys.stderr)
+        print("\n".join(lines))
+        return
+    where = "" if settings.data_dir == default_data_dir() else f" --data-dir {shlex.quote(str(settings.data_dir))}"
+    notes = [f"# Borealis (pid {pid}) on {settings.data_dir}: AWS API at {_api_url(settings)}"]
+    with contextlib.suppress(CliError):
+        for c in _call(_client(settings, "rds"), "describe_db_clusters")["DBClusters"]:
+            name = c["DBClusterIdentifier"]
+            notes.append(
+                f"# cluster {name}: writer {c['Endpoint']}:{c['Port']}, reader {c['ReaderEndpoint']}:{c['Port']},"
+                f" user {c['MasterUsername']} (borealis psql {name}{where}; borealis password {name}{where})"
+            )
+    print("\n".join(notes + lines))
 
 
 # ------------------------------------------------------------------------------------------------- API clients
@@ -253,7 +287,7 @@ def _cmd_status(args: argparse.Namespace) -> None:
                 c["Status"],
                 c["EngineVersion"],
                 f"{c['Endpoint']}:{c['Port']}",
-                c["ReaderEndpoint"],
+                f"{c['ReaderEndpoint']}:{c['Port']}",
                 acu,
             ]
         )

@@ -41,6 +41,11 @@ def test_env_exports_work_with_the_aws_cli(borealis: BorealisProcess) -> None:
     out = _borealis(borealis, "env")
     assert out.returncode == 0, out.stderr
     assert f"export AWS_ENDPOINT_URL={borealis.url}" in out.stdout
+    # Where the running Borealis is, as comments, and this installation's bin on PATH for a second shell.
+    cluster = borealis.client("rds").describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    endpoints = f"writer {cluster['Endpoint']}:{cluster['Port']}, reader {cluster['ReaderEndpoint']}:{cluster['Port']}"
+    assert f"# cluster default: {endpoints}, user postgres" in out.stdout
+    assert f"AWS API at {borealis.url}" in out.stdout.splitlines()[0]
     # aws CLI v1 pins rds in us-east-1 to rds.amazonaws.com unless --endpoint-url is given (it ignores
     # AWS_ENDPOINT_URL there), so rds gets the flag; secretsmanager shows the exports alone are enough.
     script = out.stdout + (
@@ -48,8 +53,10 @@ def test_env_exports_work_with_the_aws_cli(borealis: BorealisProcess) -> None:
         '\naws rds describe-db-clusters --endpoint-url "$AWS_ENDPOINT_URL" --output json\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["PATH"] = "/usr/bin:/bin"  # no venv: the exports put it on PATH
+    script += "\ncommand -v borealis >&2\n"
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stderr.strip() == os.path.join(os.path.dirname(sys.executable), "borealis")
     assert done.returncode == 0, done.stderr
     clusters = json.loads(done.stdout)["DBClusters"]
     assert "default" in [c["DBClusterIdentifier"] for c in clusters]
@@ -60,7 +67,10 @@ def test_status_table(borealis: BorealisProcess) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["CLUSTER", "STATUS", "VERSION", "WRITER", "READER", "ACU"]
-    assert any(line.split()[:2] == ["default", "available"] for line in lines)
+    default = next(line.split() for line in lines if line.startswith("default "))
+    assert default[1] == "available"
+    port = default[3].rpartition(":")[2]
+    assert port.isdigit() and default[4] == f"127.0.0.2:{port}"  # the reader with its port, as the writer
     assert any(line.split()[:3] == ["default-instance-1", "default", "available"] for line in lines)
 
 
