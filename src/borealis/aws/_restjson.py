@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote
 from botocore.model import OperationModel, Shape
 
 from ._errors import InputError
-from ._json import JSONCodec
+from ._json import JSONCodec, load_json
 from ._values import format_timestamp, parse_bool_text, parse_float_text, parse_int_text, parse_timestamp
 
 __all__ = ["RestJSONOperation", "RestJSONRouter"]
@@ -98,14 +98,16 @@ class RestJSONOperation:
         self, labels: Mapping[str, str], query_string: bytes, headers: Mapping[str, str], body: bytes
     ) -> dict[str, Any]:
         """Build the operation's input from the URI labels, query string, headers and body."""
-        if self._payload is None:
-            parsed = _load_json(body)
-            args: dict[str, Any] = self._body_reader(parsed)
-        else:
-            name, read_payload = self._payload
-            args = self._body_reader({})
-            if body:
-                args[name] = read_payload(_load_json(body))
+        try:
+            if self._payload is None:
+                args: dict[str, Any] = self._body_reader(load_json(body))
+            else:
+                name, read_payload = self._payload
+                args = self._body_reader({})
+                if body:
+                    args[name] = read_payload(load_json(body))
+        except RecursionError as exc:  # nested deeper than the readers' recursion (rds-data's ArrayValue)
+            raise InputError("the request body is nested too deeply", malformed=True) from exc
         if self._bound:
             query = parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True)
             for bound in self._bound:
@@ -163,35 +165,8 @@ class RestJSONOperation:
         return headers, body.encode()
 
 
-_fast_loads: Callable[[bytes], Any] | None
-try:
-    from orjson import loads as _fast_loads
-except ImportError:  # a platform without its wheel: the standard library alone
-    _fast_loads = None
-
 # One encoder for every reply: json.dumps with options builds a new JSONEncoder per call.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _load_json(body: bytes) -> Any:
-    if body[:1] == b"{":
-        # What every SDK sends: a UTF-8 object without a BOM.  orjson reads it in a quarter of the time; what
-        # it refuses (lone surrogates, integers past 64 bits, ...) the standard library decides, as before.
-        if _fast_loads is not None:
-            try:
-                return _fast_loads(body)
-            except ValueError:
-                pass
-        try:
-            return json.loads(body.decode())
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InputError("the request body is not valid JSON", malformed=True) from exc
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError("the request body is not valid JSON", malformed=True) from exc
 
 
 class RestJSONRouter:

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.model import OperationModel, ServiceModel, Shape
 
 from ._errors import AWSError, ErrorCatalog, InputError
-from ._json import JSONCodec
+from ._json import JSONCodec, load_json
 from ._model import load_service_model, protocols_of, signing_name_of
 from ._query import QueryCodec, build_tree, xml_error
 from ._restjson import RestJSONOperation, RestJSONRouter
@@ -167,13 +167,17 @@ class ServiceEndpoint:
         """Serve a JSON 1.0/1.1 request (X-Amz-Target already resolved to `ctx.operation`)."""
         reader, writer = self._json_ops[ctx.operation]
         try:
-            parsed = json.loads(body) if body.strip() else {}
-        except (UnicodeDecodeError, ValueError):
-            return self.error_reply("json", "SerializationException", "Malformed JSON body", 400, ctx.request_id)
+            parsed = load_json(body)
+        except InputError as exc:
+            return self.error_reply("json", "SerializationException", exc.message, 400, ctx.request_id)
         try:
             if not isinstance(parsed, dict):
                 raise InputError("expected a JSON object", malformed=True)
             args = reader(parsed) if reader is not None else {}
+        except RecursionError:
+            return self.error_reply(
+                "json", "SerializationException", "the request body is nested too deeply", 400, ctx.request_id
+            )
         except InputError as exc:
             return self.input_error("json", exc, ctx.request_id)
         result = await self._invoke(ctx, args, "json")

@@ -138,7 +138,7 @@ def test_handler_crash(harness_factory, recorder: Recorder) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b'{"a": "\\ud800", "b": 1}', {"a": "\ud800", "b": 1}),  # a lone surrogate: orjson refuses, json reads
+        (b'{"a": "\\ud83d\\ude00", "b": 1}', {"a": "\U0001f600", "b": 1}),  # a surrogate pair is one character
         (b'{"n": 1180591620717411303424}', {"n": 2**70}),  # past 64 bits
         (b'{"x": NaN}', {"x": pytest.approx(float("nan"), nan_ok=True)}),
         (b'{"s": "caf\\u00e9 \xe2\x9c\x93"}', {"s": "café ✓"}),
@@ -146,15 +146,28 @@ def test_handler_crash(harness_factory, recorder: Recorder) -> None:
     ],
 )
 def test_json_bodies_read_as_the_standard_library_reads_them(body: bytes, expected: dict[str, object]) -> None:
-    from borealis.aws._restjson import _load_json
+    from borealis.aws._json import load_json
 
-    assert _load_json(body) == expected
+    assert load_json(body) == expected
 
 
-@pytest.mark.parametrize("body", [b'{"a": 1', b'{"a": "\xff"}', b"{'a': 1}", b'{"a": 1} x'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1',
+        b'{"a": "\xff"}',
+        b"{'a': 1}",
+        b'{"a": 1} x',
+        b'{"a": "\\ud800", "b": 1}',  # a lone surrogate: valid JSON, but no Unicode text
+        b'{"a": ["\\udfff"], "n": 1180591620717411303424}',  # the same where orjson refuses the integer first
+        b'{"a": "x\\uDBFF"}',
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than any parser recurses
+        b'{"a": ' * 5_000 + b"1" + b"}" * 5_000,
+    ],
+)
 def test_malformed_json_bodies_are_refused(body: bytes) -> None:
     from borealis.aws._errors import InputError
-    from borealis.aws._restjson import _load_json
+    from borealis.aws._json import load_json
 
     with pytest.raises(InputError):
-        _load_json(body)
+        load_json(body)
