@@ -110,6 +110,7 @@ class App:
             keys.secret_for,
             fallback=self._fallback,
             tokens=keys.token_for,
+            region=s.region,
         )
         await self._start_http(gateway)
         self._start_workers()
@@ -519,7 +520,9 @@ async def _worker(a: dict[str, Any]) -> None:
     data_api = DataApi(
         _StoreClusters(store, data_dir), secrets, region=a["region"], account_id=settings.account_id, node=node
     )
-    gateway = Gateway({"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for, tokens=keys.token_for)
+    gateway = Gateway(
+        {"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for, tokens=keys.token_for, region=a["region"]
+    )
     http = HttpServer(gateway, route=_Router(data_dir, node, count, main=False).route, limits=http_limits(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -49,15 +49,17 @@ class Gateway:
         fallback: ASGIApp | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         tokens: Callable[[str], str | None] | None = None,
+        region: str | None = None,
     ) -> None:
         """Compile every service (botocore model name -> operation -> handler).
 
         `credentials` maps an access key id to its secret key (None when unknown). `fallback` serves
         requests that are not AWS API calls. `clock` replaces the current time (tests of signature expiry).
         `tokens` gives the session token a temporary key's requests must carry (see `SigV4Verifier`).
+        `region` is the one region credential scopes may name (None: any, for tests of the protocol layer).
         """
         self._fallback = fallback
-        self._verifier = SigV4Verifier(credentials, clock=clock, tokens=tokens)
+        self._verifier = SigV4Verifier(credentials, clock=clock, tokens=tokens, region=region)
         self._by_signing: dict[str, ServiceEndpoint] = {}
         self._by_target: dict[str, ServiceEndpoint] = {}
         self._rest: list[ServiceEndpoint] = []

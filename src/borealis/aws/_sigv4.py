@@ -28,6 +28,8 @@ __all__ = ["AuthFailure", "Credential", "SigV4Verifier", "parse_credential"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = dt.timedelta(minutes=15)
+MAX_EXPIRES = 7 * 24 * 3600
+"""A presigned request is valid for at most a week (604,800 s), as AWS allows."""
 _MAX_SKEW_S = MAX_SKEW.total_seconds()
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _KEY_CACHE_LIMIT = 4096
@@ -119,6 +121,12 @@ def read_signature(authorization: str | None, query: Mapping[str, str], headers:
             expires = int(query.get("X-Amz-Expires", "900"))
         except ValueError:
             raise AuthFailure("incomplete", "X-Amz-Expires must be a number of seconds.") from None
+        if expires < 0:
+            raise AuthFailure("incomplete", "X-Amz-Expires must be non-negative.")
+        if expires > MAX_EXPIRES:
+            raise AuthFailure(
+                "incomplete", f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_EXPIRES}."
+            )
         return SignedRequest(
             scope,
             tuple(query.get("X-Amz-SignedHeaders", "host").split(";")),
@@ -233,13 +241,16 @@ class SigV4Verifier:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         tokens: Callable[[str], str | None] | None = None,
+        region: str | None = None,
     ) -> None:
         """`credentials` maps an access key id to its secret (None if unknown); `clock` is for tests.
 
         `tokens` maps an access key id to the session token its requests must carry (temporary
-        credentials), None for a long-term key.
+        credentials), None for a long-term key. `region`: the only region a credential scope may name (AWS
+        refuses a request signed for another region); None accepts any (tests of the protocol layer).
         """
         self._credentials = credentials
+        self._region = region
         self._tokens = tokens
         self._clock = clock
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
@@ -278,6 +289,8 @@ class SigV4Verifier:
                 "incomplete",
                 "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
             )
+        if self._region is not None and credential.region != self._region:
+            raise AuthFailure("signature", f"Credential should be scoped to a valid region, not '{credential.region}'.")
         secret = self._credentials(credential.access_key)
         if secret is None:
             raise AuthFailure("unknown_key", "The security token included in the request is invalid.")
@@ -292,15 +305,14 @@ class SigV4Verifier:
         if signed.presigned:
             if now_s > when_s + signed.expires:
                 raise AuthFailure("expired", f"Request has expired. X-Amz-Date: {signed.amz_date}")
+            if when_s - now_s > _MAX_SKEW_S:  # dated in the future: valid from then, not before
+                raise AuthFailure("expired", _not_yet_current(signed.amz_date, now_s))
         elif abs(now_s - when_s) > _MAX_SKEW_S:
+            if when_s > now_s:
+                raise AuthFailure("expired", _not_yet_current(signed.amz_date, now_s))
             now = dt.datetime.fromtimestamp(now_s, dt.UTC)
-            stamp = now.strftime("%Y%m%dT%H%M%SZ")
-            if when_s < now_s:
-                earliest = (now - MAX_SKEW).strftime("%Y%m%dT%H%M%SZ")
-                detail = f"is now earlier than {earliest} ({stamp} - 15 min.)"
-            else:
-                latest = (now + MAX_SKEW).strftime("%Y%m%dT%H%M%SZ")
-                detail = f"is now later than {latest} ({stamp} + 15 min.)"
+            earliest = (now - MAX_SKEW).strftime("%Y%m%dT%H%M%SZ")
+            detail = f"is now earlier than {earliest} ({now.strftime('%Y%m%dT%H%M%SZ')} - 15 min.)"
             raise AuthFailure("expired", f"Signature expired: {signed.amz_date} {detail}")
         if credential.date != signed.amz_date[:8]:
             raise AuthFailure("signature", _MISMATCH)
@@ -339,6 +351,13 @@ class SigV4Verifier:
         expected = keyed.hexdigest(string_to_sign.encode())
         if not hmac.compare_digest(expected, signed.signature):
             raise AuthFailure("signature", _MISMATCH)
+
+
+def _not_yet_current(amz_date: str, now_s: float) -> str:
+    """AWS's message for a request dated beyond the allowed skew in the future."""
+    now = dt.datetime.fromtimestamp(now_s, dt.UTC)
+    latest = (now + MAX_SKEW).strftime("%Y%m%dT%H%M%SZ")
+    return f"Signature not yet current: {amz_date} is still later than {latest} ({now:%Y%m%dT%H%M%SZ} + 15 min.)"
 
 
 _MISMATCH = (
