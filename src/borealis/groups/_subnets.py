@@ -4,18 +4,17 @@ Borealis has no VPC: every well-formed subnet id exists, in one VPC, and a subne
 Zone it was given the first time a group named it (zones are handed out in turn, so two new subnets always
 cover two zones, as RDS requires). The ``default`` group is the default VPC's: always there, never changed.
 
-Which group a cluster uses is kept here (table ``rds_memberships``), not in the cluster record, so the control
-plane's records stay its own; a membership whose cluster is gone does not count.
+Which group a cluster uses is a :class:`Memberships` record, not part of the cluster record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
 from typing import Any
 
 from borealis.aws import AWSError
+from borealis.groups._members import Memberships
 from borealis.store import Store
 
 __all__ = ["DEFAULT_GROUP", "VPC_ID", "SubnetGroups"]
@@ -35,13 +34,11 @@ def _not_found(name: str) -> AWSError:
 class SubnetGroups:
     """The DB subnet groups of one Borealis."""
 
-    def __init__(self, store: Store, region: str, exists: Callable[[str], bool]) -> None:
-        """``exists`` tells whether a cluster id still names a cluster (memberships of deleted ones lapse)."""
+    def __init__(self, store: Store, region: str, members: Memberships) -> None:
         self.groups = store.table("db_subnet_groups")
         self.subnets = store.table("subnets")
-        self.memberships = store.table("rds_memberships")
+        self.members = members
         self.region = region
-        self._exists = exists
 
     # ------------------------------------------------------------------------------------------ lookups
 
@@ -81,13 +78,9 @@ class SubnetGroups:
         self.subnets.put(subnet, {"zone": zone})
         return zone
 
-    def users(self, name: str) -> list[str]:
-        """The clusters (still existing) that use group ``name``."""
-        return sorted(
-            m["cluster"]
-            for m in self.memberships.values()
-            if m.get("subnet_group") == name and self._exists(m["cluster"])
-        )
+    def used_by(self, cluster_id: str) -> str:
+        """The name of the group a cluster uses."""
+        return str(self.members.get("cluster", cluster_id).get("subnet_group", DEFAULT_GROUP))
 
     # ------------------------------------------------------------------------------------------ changes
 
@@ -148,7 +141,7 @@ class SubnetGroups:
         doc = self.get(name)
         if doc["name"] == DEFAULT_GROUP:
             raise AWSError("InvalidDBSubnetGroupStateFault", "Cannot delete the default subnet group.")
-        users = self.users(doc["name"])
+        users = self.members.users("cluster", "subnet_group", doc["name"])
         if users:
             raise AWSError(
                 "InvalidDBSubnetGroupStateFault",
@@ -161,16 +154,3 @@ class SubnetGroups:
         """Store a changed group (its tags)."""
         if doc["name"] != DEFAULT_GROUP:
             self.groups.put(doc["name"], doc)
-
-    # ------------------------------------------------------------------------------------------ memberships
-
-    def membership(self, cluster_id: str) -> dict[str, Any]:
-        """What a cluster uses: ``subnet_group`` and ``cluster_parameter_group`` (filled with defaults)."""
-        doc = self.memberships.get(cluster_id) or {}
-        return {"cluster": cluster_id, "subnet_group": DEFAULT_GROUP, **doc}
-
-    def set_membership(self, cluster_id: str, **names: str) -> None:
-        """Record the groups a cluster uses (merged into what is there)."""
-        doc = self.membership(cluster_id)
-        doc.update(names)
-        self.memberships.put(cluster_id, doc)

@@ -1,25 +1,38 @@
 """The RDS resources beyond clusters, instances and proxies, wired into the rds service in one place.
 
 :func:`extend` takes the rds handlers (clusters, instances, proxies) and returns them with the operations of
-subnet groups, tags and the catalog added, and with cluster and instance operations wrapped so that
+subnet groups, parameter groups, tags and the catalog added, and with cluster and instance operations wrapped
+so that
 
 - the groups a request names are checked before the operation runs (an unknown one is the group's
-  not-found fault, and nothing is created), then remembered for the cluster;
-- every DBCluster and DBInstance in an output carries the group members (``DBSubnetGroup``).
+  not-found fault, a parameter group of another family is refused, and nothing is created), and recorded
+  for the cluster or instance (:class:`borealis.groups.Memberships`) before the control plane acts on it;
+- a parameter group newly named by ModifyDBCluster/ModifyDBInstance is applied to the running instances;
+- every DBCluster and DBInstance in an output carries the group members (``DBSubnetGroup``,
+  ``DBClusterParameterGroup`` and each member's status, ``DBParameterGroups`` with ``pending-reboot``).
 
+It also gives the control plane its ``extra_settings`` hook: the parameter groups' values per instance.
 The wrapping keeps these resources out of services/rds.py and the control plane's records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.control import ControlPlane
-from borealis.groups import SubnetGroups
+from borealis.groups import (
+    Catalog,
+    Memberships,
+    ParameterGroups,
+    Settings,
+    SubnetGroups,
+    families,
+    family_of,
+)
 from borealis.proxy import ProxyRegistry
-from borealis.services import rds_catalog, rds_subnet_groups, rds_tags
+from borealis.services import rds_catalog, rds_parameter_groups, rds_subnet_groups, rds_tags
 from borealis.services.rds_tags import Found
 
 __all__ = ["extend"]
@@ -27,7 +40,9 @@ __all__ = ["extend"]
 Doc = dict[str, Any]
 
 
-def _lookups(control: ControlPlane, registry: ProxyRegistry, subnets: SubnetGroups) -> dict[str, rds_tags.Lookup]:
+def _lookups(
+    control: ControlPlane, registry: ProxyRegistry, subnets: SubnetGroups, params: Settings
+) -> dict[str, rds_tags.Lookup]:
     def cluster(name: str) -> Found:
         doc = control.cluster(name.lower())
         if doc is None:
@@ -61,6 +76,12 @@ def _lookups(control: ControlPlane, registry: ProxyRegistry, subnets: SubnetGrou
     def subnet_group(name: str) -> Found:
         return subnets.get(name), subnets.save
 
+    def cluster_parameter_group(name: str) -> Found:
+        return params.cluster_groups.get(name), params.cluster_groups.save
+
+    def parameter_group(name: str) -> Found:
+        return params.instance_groups.get(name), params.instance_groups.save
+
     return {
         "cluster": cluster,
         "db": instance,
@@ -68,43 +89,106 @@ def _lookups(control: ControlPlane, registry: ProxyRegistry, subnets: SubnetGrou
         "db-proxy-endpoint": proxy_endpoint,
         "target-group": target_group,
         "subgrp": subnet_group,
+        "cluster-pg": cluster_parameter_group,
+        "pg": parameter_group,
     }
 
 
 class _Members:
     """What the wrapped cluster and instance operations add: group checks before, group members after."""
 
-    def __init__(self, control: ControlPlane, subnets: SubnetGroups, account: str) -> None:
+    def __init__(
+        self, control: ControlPlane, members: Memberships, subnets: SubnetGroups, params: Settings, account: str
+    ) -> None:
         self.control = control
+        self.members = members
         self.subnets = subnets
+        self.params = params
         self.account = account
 
-    def before(self, operation: str, p: Doc) -> Callable[[Doc], None] | None:
-        """Check the request's groups; returns what to record once the operation succeeded."""
+    # ----------------------------------------------------------------------------------------- checks
+
+    def _parameter_group(self, groups: ParameterGroups, name: str, family: str, fault: str) -> str:
+        try:
+            doc = groups.get(name)
+        except AWSError:
+            raise AWSError(fault, f"{name} not found", 404) from None
+        if doc["family"] != family:
+            raise AWSError(
+                "InvalidParameterCombination",
+                f"The Parameter Group {doc['name']} with DBParameterGroupFamily {doc['family']} cannot be used for "
+                f"this instance. Please use a Parameter Group with DBParameterGroupFamily {family}",
+            )
+        return str(doc["name"])
+
+    def _cluster_family(self, cluster_id: str) -> str:
+        cluster = self.control.cluster(cluster_id)
+        return family_of(cluster["engine_version"] if cluster else self.control.engine_version)
+
+    def before(self, operation: str, p: Doc) -> tuple[str, str, Doc] | None:
+        """Check the groups a request names; returns (kind, id, groups) to record for it, or None."""
         if operation == "CreateDBCluster":
-            subnet = self.subnets.get(p["DBSubnetGroupName"])["name"] if p.get("DBSubnetGroupName") else "default"
             ident = str(p["DBClusterIdentifier"]).lower()
-            return lambda out: self.subnets.set_membership(ident, subnet_group=subnet)
-        if operation == "CreateDBInstance" and p.get("DBSubnetGroupName") and p.get("DBClusterIdentifier"):
-            wanted = self.subnets.get(p["DBSubnetGroupName"])["name"]
-            cluster_id = str(p["DBClusterIdentifier"]).lower()
-            if self.control.cluster(cluster_id) is not None:
-                used = self.subnets.membership(cluster_id)["subnet_group"]
+            family = family_of(p.get("EngineVersion") or self.control.engine_version)
+            names: Doc = {"subnet_group": self.subnets.get(p.get("DBSubnetGroupName") or "default")["name"]}
+            if p.get("DBClusterParameterGroupName"):
+                names["cluster_parameter_group"] = self._parameter_group(
+                    self.params.cluster_groups, p["DBClusterParameterGroupName"], family,
+                    "DBClusterParameterGroupNotFoundFault",
+                )  # fmt: skip
+            return "cluster", ident, names
+        if operation == "ModifyDBCluster" and p.get("DBClusterParameterGroupName"):
+            ident = str(p["DBClusterIdentifier"]).lower()
+            name = self._parameter_group(
+                self.params.cluster_groups, p["DBClusterParameterGroupName"], self._cluster_family(ident),
+                "DBClusterParameterGroupNotFoundFault",
+            )  # fmt: skip
+            return "cluster", ident, {"cluster_parameter_group": name}
+        if operation in ("CreateDBInstance", "ModifyDBInstance"):
+            ident = str(p["DBInstanceIdentifier"]).lower()
+            inst = self.control.instance(ident)
+            cluster_id = str(p.get("DBClusterIdentifier") or (inst or {}).get("cluster") or "").lower()
+            if operation == "CreateDBInstance" and p.get("DBSubnetGroupName") and self.control.cluster(cluster_id):
+                wanted = self.subnets.get(p["DBSubnetGroupName"])["name"]
+                used = self.subnets.used_by(cluster_id)
                 if wanted != used:
                     raise AWSError(
                         "InvalidParameterCombination",
                         f"The DB subnet group {wanted} of the instance must be the one of its DB cluster ({used}).",
                     )
+            if p.get("DBParameterGroupName"):
+                name = self._parameter_group(
+                    self.params.instance_groups, p["DBParameterGroupName"], self._cluster_family(cluster_id),
+                    "DBParameterGroupNotFoundFault",
+                )  # fmt: skip
+                return "instance", ident, {"parameter_group": name}
+            if operation == "CreateDBInstance":
+                return "instance", ident, {}
         return None
 
+    # ----------------------------------------------------------------------------------------- outputs
+
     def cluster(self, out: Doc) -> None:
-        out["DBSubnetGroup"] = self.subnets.membership(out["DBClusterIdentifier"])["subnet_group"]
+        cid = out["DBClusterIdentifier"]
+        out["DBSubnetGroup"] = self.subnets.used_by(cid)
+        out["DBClusterParameterGroup"] = self.params.cluster_groups.used_by(cid, family_of(out["EngineVersion"]))
+        cluster = self.control.cluster(cid)
+        for member in out.get("DBClusterMembers") or []:
+            status = self.params.status(cluster, member["DBInstanceIdentifier"]) if cluster else "in-sync"
+            member["DBClusterParameterGroupStatus"] = status
 
     def instance(self, out: Doc) -> None:
         cluster_id = out.get("DBClusterIdentifier")
-        name = self.subnets.membership(cluster_id)["subnet_group"] if cluster_id else "default"
-        group = self.subnets.get(name)
+        group = self.subnets.get(self.subnets.used_by(cluster_id) if cluster_id else "default")
         out["DBSubnetGroup"] = rds_subnet_groups.render_subnet_group(self.subnets, self.account, group)
+        iid = out["DBInstanceIdentifier"]
+        cluster = self.control.cluster(cluster_id) if cluster_id else None
+        out["DBParameterGroups"] = [
+            {
+                "DBParameterGroupName": self.params.instance_groups.used_by(iid, family_of(out["EngineVersion"])),
+                "ParameterApplyStatus": self.params.status(cluster, iid) if cluster else "in-sync",
+            }
+        ]
 
     def after(self, result: Doc) -> None:
         """Fill the members of every DBCluster and DBInstance in an output."""
@@ -115,12 +199,65 @@ class _Members:
                 fill(item)
 
 
-def _wrap(operation: str, handler: Handler, members: _Members) -> Handler:
+class _Applier:
+    """Applies parameter group changes to the running instances they concern."""
+
+    def __init__(self, control: ControlPlane, params: Settings) -> None:
+        self.control = control
+        self.params = params
+
+    async def instances(self, ids: list[str]) -> None:
+        """Rewrite and reload the settings of these instances (those not running get them when they start)."""
+        for iid in ids:
+            # The hook runs inside reconfigure before its only await (the reload signal, sent at once): the
+            # flag cannot be seen by an instance start in between.
+            self.params.reloading = True
+            try:
+                await self.control.reconfigure(iid)
+            finally:
+                self.params.reloading = False
+
+    def of_cluster(self, cluster_id: str) -> list[str]:
+        return [i["id"] for i in self.control.cluster_instances(cluster_id)]
+
+    async def group(self, groups: ParameterGroups, name: str) -> None:
+        """After a change to group ``name``: every instance using it, directly or through its cluster."""
+        if groups.kind == "cluster":
+            await self.instances([i for cid in groups.users(name) for i in self.of_cluster(cid)])
+        else:
+            await self.instances(groups.users(name))
+
+
+def _wrap(operation: str, handler: Handler, members: _Members, applier: _Applier) -> Handler:
     async def wrapped(ctx: RequestContext, p: Doc) -> Doc:
         record = members.before(operation, p)
-        result = await handler(ctx, p)
+        existed = False
         if record is not None:
-            record(result)
+            kind, ident, names = record
+            creating = operation.startswith("Create")
+            existed = (
+                creating
+                and (members.control.cluster(ident) if kind == "cluster" else members.control.instance(ident))
+                is not None
+            )
+            if not existed:
+                # Recorded before the control plane may start the instance, so it starts with its groups.
+                previous = members.members.get(kind, ident)
+                if creating:
+                    members.members.reset(kind, ident)
+                members.members.set(kind, ident, **names)
+        try:
+            result = await handler(ctx, p)
+        except Exception:
+            if record is not None and not existed:
+                kind, ident, _ = record
+                members.members.reset(kind, ident)
+                if not operation.startswith("Create") and previous:
+                    members.members.set(kind, ident, **previous)
+            raise
+        if record is not None and not operation.startswith("Create") and record[2]:
+            kind, ident, _ = record
+            await applier.instances(applier.of_cluster(ident) if kind == "cluster" else [ident])
         members.after(result)
         return result
 
@@ -131,12 +268,26 @@ def extend(rds: Mapping[str, Handler], control: ControlPlane, registry: ProxyReg
     """The rds handlers with subnet groups, tags and the catalog added, cluster and instance calls wrapped."""
     settings = control.settings
     region, account = settings.region, settings.account_id
-    subnets = SubnetGroups(control.store, region, lambda cid: control.cluster(cid) is not None)
-    members = _Members(control, subnets, account)
+    store = control.store
+    members = Memberships(
+        store, lambda cid: control.cluster(cid) is not None, lambda iid: control.instance(iid) is not None
+    )
+    subnets = SubnetGroups(store, region, members)
+    catalog = Catalog(store, control.binaries, control.engine_version, settings.data_dir / "engine-probe")
+    params = Settings(
+        ParameterGroups(store, "cluster", catalog, lambda: families(control), members),
+        ParameterGroups(store, "instance", catalog, lambda: families(control), members),
+    )
+    control.extra_settings = params.for_server
+    applier = _Applier(control, params)
+    wrapper = _Members(control, members, subnets, params, account)
     out: dict[str, Handler] = {
-        op: _wrap(op, h, members) if "DBCluster" in op or "DBInstance" in op else h for op, h in rds.items()
+        op: _wrap(op, h, wrapper, applier) if "DBCluster" in op or "DBInstance" in op else h for op, h in rds.items()
     }
     out.update(rds_subnet_groups.handlers(subnets, account))
-    out.update(rds_tags.handlers(region, account, _lookups(control, registry, subnets)))
+    out.update(
+        rds_parameter_groups.handlers(params.cluster_groups, params.instance_groups, region, account, applier.group)
+    )
+    out.update(rds_tags.handlers(region, account, _lookups(control, registry, subnets, params)))
     out.update(rds_catalog.handlers(control))
     return out

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from borealis.aws import Handler, RequestContext
-from borealis.groups import SubnetGroups
-from borealis.groups._subnets import VPC_ID
+from borealis.groups import VPC_ID, SubnetGroups
 from borealis.services._describe import filtered, paged
 from borealis.services.rds_tags import checked_tags
 
