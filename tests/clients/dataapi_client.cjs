@@ -2,19 +2,7 @@
 // Run by tests/integration/dataapi/test_dataapi_clients.py; exits non-zero on the first failed assertion.
 const assert = require("node:assert/strict");
 
-const data = require("data-api-client")({
-  secretArn: process.env.SECRET_ARN,
-  resourceArn: process.env.RESOURCE_ARN,
-  database: "postgres",
-  engine: "pg",
-  options: {
-    endpoint: process.env.BOREALIS_URL,
-    region: "us-east-1",
-    accessKeyId: process.env.AWS_ACCESS_KEY_ID,
-    secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY,
-    maxRetries: 0,
-  },
-});
+const data = require("./dataapi_client_setup.cjs");
 
 (async () => {
   let out = await data.query("SELECT :id AS id, :name AS name, :nothing::text AS nothing, :when AS w", {

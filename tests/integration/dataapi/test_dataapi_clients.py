@@ -1,6 +1,7 @@
-"""The Data API through the other real clients: the aws CLI, the AWS SDK for JavaScript v3 and the npm
-data-api-client 1.3.1 (AWS SDK v2). The JavaScript scripts live in tests/clients/ (npm packages installed
-by .ci/run); each asserts its own results and exits non-zero on a failure."""
+"""The Data API through the other real clients: the aws CLI, the AWS SDK for JavaScript v3, the npm
+data-api-client 1.3.1 (AWS SDK v2) and Drizzle ORM's AWS Data API driver. The JavaScript scripts live in
+tests/clients/ (npm packages installed by .ci/run); each asserts its own results and exits non-zero on a
+failure. A missing node fails these tests: they never skip."""
 
 from __future__ import annotations
 
@@ -59,8 +60,7 @@ def test_aws_cli(borealis: BorealisProcess, target: Target) -> None:
 
 def _node(script: str, borealis: BorealisProcess, target: Target) -> None:
     node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the JavaScript client tests need Node.js 18+")
+    assert node is not None, "node is not installed: the JavaScript client tests need Node.js 18+"
     if not (CLIENTS / "node_modules").is_dir():
         pytest.fail("tests/clients/node_modules is missing: run `npm ci --prefix tests/clients` (done by .ci/run)")
     out = subprocess.run(
@@ -75,3 +75,12 @@ def test_aws_sdk_js_v3(borealis: BorealisProcess, target: Target) -> None:
 
 def test_data_api_client(borealis: BorealisProcess, target: Target) -> None:
     _node("dataapi_client.cjs", borealis, target)
+
+
+def test_data_api_client_transaction_example(borealis: BorealisProcess, target: Target) -> None:
+    _node("dataapi_client_transaction.cjs", borealis, target)
+
+
+def test_drizzle_aws_data_api(borealis: BorealisProcess, target: Target) -> None:
+    # Drizzle's driver sends :1, :2, ...: inserts with returning, selects, updates, transactions.
+    _node("drizzle_dataapi.mjs", borealis, target)
