@@ -46,7 +46,7 @@ from ._server import ServerConn, ServerError, query_frame
 if TYPE_CHECKING:
     from ._manager import ProxyRuntime
 
-__all__ = ["ClientConn"]
+__all__ = ["TLS_RECORD_DATA", "ClientConn", "tls_write"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,23 @@ _NOT_GUCS = frozenset({"user", "database", "replication", "options"})
 MAX_MESSAGE = 64 << 20
 _PENDING_PAUSE = 64
 _TIMEOUT_STATE = "53300"
+#: The most application data a TLS record to a client carries: postgres's PQ_SEND_BUFFER_SIZE.
+TLS_RECORD_DATA = 8192
 #: Query texts up to this size are remembered, to skip the pinning check when a client repeats one.
 _LAST_SQL_MAX = 2048
+
+
+def tls_write(transport: asyncio.WriteTransport, data: bytes | memoryview) -> None:
+    """Write ``data`` to a TLS transport in pieces of at most :data:`TLS_RECORD_DATA` bytes.
+
+    Each write becomes its own TLS records, so no record carries more than postgres would send at once
+    (it writes from an 8 KB buffer). Larger records (OpenSSL makes them up to 16 KB) hang some clients:
+    libpq before 18 reading without blocking can leave decrypted bytes inside OpenSSL and then wait on a
+    socket that has nothing more to say (psycopg #1107, ruby-pg #588).
+    """
+    view = memoryview(data)
+    for start in range(0, len(view), TLS_RECORD_DATA):
+        transport.write(view[start : start + TLS_RECORD_DATA])
 
 
 def _cstr_end(buf: Any, start: int) -> int:
@@ -916,9 +931,13 @@ class ClientConn(asyncio.Protocol):
     # -------------------------------------------------------------------------------- output
 
     def write(self, data: bytes | memoryview) -> None:
-        """Send bytes to the client."""
-        if self.transport is not None:
-            self.transport.write(data)
+        """Send bytes to the client (over TLS, in records of at most 8 KB, as postgres writes them)."""
+        transport = self.transport
+        if transport is not None:
+            if self.encrypted and len(data) > TLS_RECORD_DATA:
+                tls_write(transport, data)
+            else:
+                transport.write(data)
 
     def fail(self, error: bytes) -> None:
         """Send an ErrorResponse and close (errors before or outside a transaction cycle are fatal)."""
