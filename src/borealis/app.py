@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from borealis import __version__
 from borealis.aws import Gateway, HttpLimits, HttpServer, RequestContext
 from borealis.config import Settings
 from borealis.control import ControlPlane, Event
@@ -39,7 +38,7 @@ from borealis.services import rds_extend
 from borealis.services import rds_proxy as rds_proxy_service
 from borealis.services import secretsmanager as secretsmanager_service
 from borealis.services import sts as sts_service
-from borealis.store import Sealer, Store
+from borealis.store import Sealer, Store, private_dir, private_file, private_files
 
 __all__ = ["App", "StartupError"]
 
@@ -75,7 +74,7 @@ class App:
     async def start(self) -> None:
         """Open the data directory, start the API and bring back (or create) the clusters."""
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(s.data_dir)
         self._lock()
         self.store = store = Store(s.data_dir / "borealis.db")
         sealer = Sealer(s.data_dir / "secrets.key")
@@ -115,6 +114,7 @@ class App:
         await self._start_http(gateway)
         self._start_workers()
         self._write_state()
+        private_files(s.data_dir)  # what earlier versions left readable (borealis.db, the log) included
         await control.start()
         await self.proxies.start()
         if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
@@ -215,6 +215,7 @@ class App:
     def _write_state(self) -> None:
         state = {"pid": os.getpid(), "api_url": self.settings.api_url, "region": self.settings.region}
         path = self.settings.data_dir / "borealis.json"
+        private_file(path)
         path.write_text(json.dumps(state))
 
     def _was_created(self) -> bool:
@@ -276,22 +277,13 @@ class App:
             return
         path = scope.get("path", "")
         if path in ("/health", "/_borealis/health"):
+            # Unauthenticated: ready or not, nothing else (no cluster names, statuses or version); the rest is
+            # for signed callers (DescribeDBClusters, `borealis status`).
             ready = self.ready.is_set()
-            body = json.dumps(
-                {
-                    "status": "ready" if ready else "starting",
-                    "version": __version__,
-                    "clusters": self._summary(),
-                }
-            ).encode()
+            body = b'{"status": "ready"}' if ready else b'{"status": "starting"}'
             await _respond(send, 200 if ready else 503, body, b"application/json")
             return
         await _respond(send, 404, b'{"message": "Not Found"}', b"application/json")
-
-    def _summary(self) -> dict[str, str]:
-        if self.control is None:
-            return {}
-        return {c["id"]: c["status"] for c in self.control.clusters.values()}
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:

@@ -82,7 +82,10 @@ def _cmd_up(args: argparse.Namespace) -> None:
 
 
 def _setup_logging(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from borealis.store import private_dir, private_file
+
+    private_dir(settings.data_dir)
+    private_file(settings.data_dir / "borealis.log")  # it names clusters, users and clients: not for others
     handler = logging.FileHandler(settings.data_dir / "borealis.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -159,8 +162,9 @@ def _banner(app: Any, elapsed: float) -> str:
             f'  PGPASSWORD="$(borealis password {default["id"]}{env_dir})" psql -h {s.host} '
             f"-p {default['port']} -U {default['master_username']} {default.get('database_name') or 'postgres'}"
         )
-    lines.append(f'AWS SDKs and the aws CLI (or: eval "$(borealis env{env_dir})"):')
-    lines.extend("  " + line for line in _exports(s, _credentials(s)))
+    # The secret key stays in the credentials file (0600): a terminal's scrollback or a CI log is no place for it.
+    lines.append("AWS SDKs and the aws CLI (the exports, with the key from the credentials file):")
+    lines.append(f'  eval "$(borealis env{env_dir})"')
     lines.append("")
     lines.append("Ctrl-C stops Borealis and every postgres it runs.")
     return "\n".join(lines)
