@@ -91,7 +91,7 @@ class BorealisProcess:
         return boto3.client(
             service,
             endpoint_url=self.url,
-            region_name="us-east-1",
+            region_name=kwargs.pop("region_name", "us-east-1"),
             aws_access_key_id=kwargs.pop("key", key),
             aws_secret_access_key=kwargs.pop("secret", secret),
             config=Config(retries={"max_attempts": 1}),

@@ -166,6 +166,7 @@ def test_settings_from_a_toml_file(own: BorealisProcess) -> None:
     own.data_dir.mkdir(parents=True)
     (own.data_dir / "borealis.toml").write_text('region = "eu-west-1"\napi_port = 1\n')
     own.start()
-    cluster = own.client("rds").describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
-    assert cluster["DBClusterArn"] == "arn:aws:rds:eu-west-1:000000000000:cluster:default"
+    # Signed for the region Borealis serves, as AWS requires (a us-east-1 scope is refused there).
+    cluster = own.client("rds", region_name="eu-west-1").describe_db_clusters(DBClusterIdentifier="default")
+    assert cluster["DBClusters"][0]["DBClusterArn"] == "arn:aws:rds:eu-west-1:000000000000:cluster:default"
     assert own.stop() == 0
