@@ -20,13 +20,19 @@ connections:
 
 Protocol-level prepared statements are tracked per client (client name -> server name and the Parse to
 replay) and prepared again, privately, on whichever server connection serves a later transaction, as
-PgBouncer 1.21+ does; they never pin.
+PgBouncer 1.21+ does; they never pin. A server-side statement is named after its query text and parameter
+types, so every client of a server connection shares one: a Parse of a statement the connection already
+has is answered ParseComplete by the proxy (when no earlier answer is still to come; otherwise it gets a
+name of its own), a client's Close leaves it for the others, and past MAX_SERVER_STATEMENTS per connection
+the least recently used are closed. A client can only name its own statements: a name of the proxy's that
+the client did not prepare is replaced by one that does not exist.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import hmac
 import logging
 import ssl
@@ -62,6 +68,13 @@ _PENDING_PAUSE = 64
 _TIMEOUT_STATE = "53300"
 #: The most application data a TLS record to a client carries: postgres's PQ_SEND_BUFFER_SIZE.
 TLS_RECORD_DATA = 8192
+#: Server-side prepared statements kept per server connection; past it the least recently used are closed.
+MAX_SERVER_STATEMENTS = 200
+#: Prefix of every server-side statement name the proxy makes (manager.statement_name() and _shared_name()).
+_RESERVED = b"_bp"
+#: A statement name nothing has: a Close of it is answered CloseComplete, a Bind of it "does not exist".
+_NO_STATEMENT = b"_bp_none"
+_PARSE_COMPLETE = b"1\0\0\0\x04"
 #: Query texts up to this size are remembered, to skip the pinning check when a client repeats one.
 _LAST_SQL_MAX = 2048
 
@@ -77,6 +90,12 @@ def tls_write(transport: asyncio.WriteTransport, data: bytes | memoryview) -> No
     view = memoryview(data)
     for start in range(0, len(view), TLS_RECORD_DATA):
         transport.write(view[start : start + TLS_RECORD_DATA])
+
+
+def _shared_name(rest: bytes) -> str:
+    """The server-side name of a statement: the same for the same query text and parameter types
+    (``rest``: the Parse body after the name), so clients share one statement per server connection."""
+    return "_bps" + hashlib.blake2b(rest, digest_size=12).hexdigest()
 
 
 def _cstr_end(buf: Any, start: int) -> int:
@@ -563,16 +582,16 @@ class ClientConn(asyncio.Protocol):
                 self.pending = frames
                 self._pending_raw = raw
                 return
-        if self.stmts:
-            missing = self._missing(frames, server)
-            if missing:
+        if self.stmts or len(server.prepared) > MAX_SERVER_STATEMENTS:
+            missing, used = self._missing(frames, server)
+            if missing or len(server.prepared) + len(missing) > MAX_SERVER_STATEMENTS:
                 session = server.session
                 if session.at_boundary or session.pending_syncs:
                     self.busy = True
                     self.pending = list(frames)
                     self._pending_raw = raw
                     if session.at_boundary:
-                        self._task = _spawn(self._reprepare(missing))
+                        self._task = _spawn(self._reprepare(missing, used))
                     else:
                         self.wait_boundary = True
                     return
@@ -614,11 +633,12 @@ class ClientConn(asyncio.Protocol):
                     terminate = True
                     rewritten = True
                     break
-                new = self._inspect(t, frame, server)
+                new = self._inspect(t, frame, server, not out)
                 if new is not None:
                     rewritten = True
-                    frontend(t, new)
-                    out.append(new)
+                    if new:
+                        frontend(t, new)
+                        out.append(new)
                     continue
             frontend(t, frame)
             out.append(frame)
@@ -628,8 +648,12 @@ class ClientConn(asyncio.Protocol):
         if terminate:
             self.close()
 
-    def _inspect(self, t: int, frame: Any, server: ServerConn) -> bytes | None:
-        """Look at a frame that may pin, count or name a statement; return a renamed frame or None."""
+    def _inspect(self, t: int, frame: Any, server: ServerConn, first: bool) -> bytes | None:
+        """Look at a frame that may pin, count or name a statement; return a renamed frame or None.
+
+        ``first``: no frame of this batch has gone to the server before this one. An empty result means
+        the proxy answered the frame itself (a Parse of a statement the server already has).
+        """
         if t in (_S, _F):
             self.stats.query_requests += 1
             return None
@@ -646,35 +670,66 @@ class ClientConn(asyncio.Protocol):
                 self._check_pin(bytes(frame[end + 1 : q_end]))
             if not name:
                 return None
-            sname = self.runtime.manager.statement_name()
-            body = sname.encode() + bytes(frame[end:])
-            new = _frame(_P, body)
+            rest = bytes(frame[end:])
+            sname = _shared_name(rest)
+            prepared = server.prepared
             if self.stmts is None:
                 self.stmts = {}
+            if sname in prepared:
+                session = server.session
+                if first and session.at_boundary and session.transaction_status != "E":
+                    # The server has it and every earlier answer has gone to the client: answer here.
+                    self.stmts[name] = (sname, _frame(_P, sname.encode() + rest))
+                    del prepared[sname]
+                    prepared[sname] = None
+                    self.write(_PARSE_COMPLETE)
+                    return b""
+                # Its ParseComplete would have to go between answers still to come: a name of its own.
+                sname = sname + self.runtime.manager.statement_name()
+            new = _frame(_P, sname.encode() + rest)
             self.stmts[name] = (sname, new)
-            server.prepared.add(sname)
+            prepared[sname] = None
+            server.parsing.append([server.session.pending_syncs, sname])
             return new
         if t == _B:
             p_end = _cstr_end(frame, 5)
             s_end = _cstr_end(frame, p_end + 1)
-            if s_end == p_end + 1 or self.stmts is None:
+            if s_end == p_end + 1:
                 return None
-            entry = self.stmts.get(bytes(frame[p_end + 1 : s_end]))
+            entry = self._statement(bytes(frame[p_end + 1 : s_end]), server, False)
             if entry is None:
                 return None
-            return _frame(_B, bytes(frame[5 : p_end + 1]) + entry[0].encode() + bytes(frame[s_end:]))
+            return _frame(_B, bytes(frame[5 : p_end + 1]) + entry + bytes(frame[s_end:]))
         if t in (_D, _C):
-            if frame[5] != ord("S") or len(frame) <= 7 or self.stmts is None:
+            if frame[5] != ord("S") or len(frame) <= 7:
                 return None
             end = _cstr_end(frame, 6)
-            sname_c = bytes(frame[6:end])
-            entry = self.stmts.pop(sname_c, None) if t == _C else self.stmts.get(sname_c)
+            entry = self._statement(bytes(frame[6:end]), server, t == _C)
             if entry is None:
                 return None
-            if t == _C:
-                server.prepared.discard(entry[0])
-            return _frame(t, b"S" + entry[0].encode() + b"\0")
+            return _frame(t, b"S" + entry + b"\0")
         return None
+
+    def _statement(self, name: bytes, server: ServerConn, close: bool) -> bytes | None:
+        """The server-side name for this client's statement ``name`` (None: the name stays as it is).
+
+        Server-side statements are shared by every client of the connection, so a client's Close is sent
+        as a Close of a name nothing has (CloseComplete, and the statement stays for the others; least
+        recently used ones go when there are too many), and a name the client did not prepare never reaches
+        a server-side statement that another client made.
+        """
+        entry = self.stmts.get(name) if self.stmts is not None else None
+        if entry is None:
+            return _NO_STATEMENT if name.startswith(_RESERVED) else None
+        if close:
+            del self.stmts[name]  # type: ignore[union-attr]
+            return _NO_STATEMENT
+        sname = entry[0]
+        prepared = server.prepared
+        if sname in prepared:  # most recently used
+            del prepared[sname]
+            prepared[sname] = None
+        return sname.encode()
 
     def _check_pin(self, sql: bytes) -> None:
         """Pin the client if ``sql`` needs a session of its own (a repeat of the last text is not checked)."""
@@ -692,11 +747,13 @@ class ClientConn(asyncio.Protocol):
             self.stats.pins_total += 1
             log.debug("client of %s pinned: %s", self.runtime.name, reason.value)
 
-    def _missing(self, frames: Iterable[pgwire.Frame], server: ServerConn) -> list[bytes]:
-        """Parse frames of this client's statements that these frames use and ``server`` lacks."""
+    def _missing(self, frames: Iterable[pgwire.Frame], server: ServerConn) -> tuple[list[bytes], set[str]]:
+        """Parse frames of this client's statements that these frames use and ``server`` lacks, and the
+        server-side names of every statement of this client they use."""
         prepared = server.prepared
         parsed_here: set[bytes] = set()
         missing: list[bytes] = []
+        used: set[str] = set()
         for t, frame in frames:
             if t == _P:
                 end = _cstr_end(frame, 5)
@@ -715,9 +772,24 @@ class ClientConn(asyncio.Protocol):
             if name in parsed_here:
                 continue
             entry = self.stmts.get(name) if self.stmts is not None else None
-            if entry is not None and entry[0] not in prepared and entry[1] not in missing:
-                missing.append(entry[1])
-        return missing
+            if entry is not None:
+                used.add(entry[0])
+                if entry[0] not in prepared and entry[1] not in missing:
+                    missing.append(entry[1])
+        return missing, used
+
+    @staticmethod
+    def _victims(server: ServerConn, used: set[str], adding: int) -> list[str]:
+        """Least recently used statements to close so that ``adding`` more leave room (none in ``used``)."""
+        prepared = server.prepared
+        excess = len(prepared) + adding - MAX_SERVER_STATEMENTS * 3 // 4
+        victims: list[str] = []
+        for sname in prepared:
+            if len(victims) >= excess:
+                break
+            if sname not in used:
+                victims.append(sname)
+        return victims
 
     def _borrow_now(self) -> ServerConn | None:
         """Borrow without waiting if a connection is idle; else queue in the pool or start a slow borrow.
@@ -816,18 +888,24 @@ class ClientConn(asyncio.Protocol):
         await server.private([query_frame("; ".join(sql))])
         server.applied = dict(self.params)
 
-    async def _reprepare(self, missing: list[bytes]) -> None:
+    async def _reprepare(self, missing: list[bytes], used: set[str]) -> None:
+        """Prepare what the held frames need, closing the least recently used statements over the cap."""
         server = self.server
         if server is None:
             self._continue()
             return
+        victims = self._victims(server, used, len(missing))
+        closes = [_frame(_C, b"S" + sname.encode() + b"\0") for sname in victims]
         try:
-            await server.private([*missing, b"S\0\0\0\x04"], check=False)
+            await server.private([*closes, *missing, b"S\0\0\0\x04"], check=False)
         except ServerError:
             return  # the server is gone; server_lost has answered the client
+        prepared = server.prepared
+        for sname in victims:
+            prepared.pop(sname, None)
         for frame in missing:
             end = _cstr_end(frame, 5)
-            server.prepared.add(bytes(frame[5:end]).decode())
+            prepared[bytes(frame[5:end]).decode()] = None
         self._continue()
 
     def _continue(self) -> None:
@@ -855,9 +933,9 @@ class ClientConn(asyncio.Protocol):
         """The server answered every sync point sent: release it, or run what waited for this moment."""
         if self.wait_boundary:
             self.wait_boundary = False
-            missing = self._missing(self.pending, server)
-            if missing:
-                self._task = _spawn(self._reprepare(missing))
+            missing, used = self._missing(self.pending, server)
+            if missing or len(server.prepared) + len(missing) > MAX_SERVER_STATEMENTS:
+                self._task = _spawn(self._reprepare(missing, used))
             else:
                 self._continue()
             return

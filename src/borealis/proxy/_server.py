@@ -41,6 +41,7 @@ _Z = 0x5A
 _E = 0x45
 _D = 0x44
 _d = 0x64
+_PARSED = 0x31
 _int = struct.Struct("!i")
 _unpack_i = _int.unpack_from
 
@@ -124,8 +125,11 @@ class ServerConn(asyncio.Protocol):
         self.session = _Session(Phase.READY)
         self.owner: ClientConn | None = None
         self.backend_key: tuple[int, bytes] | None = None
-        #: Server-side names of the statements prepared on this connection.
-        self.prepared: set[str] = set()
+        #: Server-side names of the statements prepared on this connection, least recently used first.
+        self.prepared: dict[str, None] = {}
+        #: Statements whose Parse went out for a client and is not answered yet: [sync points before it, name].
+        #: A Parse the server skipped (after an error before the next Sync) made nothing: forgotten then.
+        self.parsing: list[list[Any]] = []
         #: Parameter values SET on this connection (lower-case names): exactly what its last client asked for.
         self.applied: dict[str, str] = {}
         self.closed = False
@@ -170,6 +174,8 @@ class ServerConn(asyncio.Protocol):
                 n = len(data)
                 status = _STATUS.get(data[-1]) if n >= 6 and data[n - 6 : n - 1] == _RFQ_HEADER else None
                 if status is not None and self._fast(data, n - 6, status):
+                    if self.parsing:
+                        self.parsing.clear()  # one error-free answer to the only sync point: all were made
                     if self.sent_at:
                         self._note_response()
                     owner.write(data)
@@ -206,11 +212,17 @@ class ServerConn(asyncio.Protocol):
         owner = self.owner
         session = self.session
         backend = session.backend
+        parsing = self.parsing
         for t, frame in frames:
             if t != _D and t != _d:
                 backend(t, frame)
                 if t == _S and owner is not None:
                     owner.parameter_changed(frame)
+                elif parsing:
+                    if t == _PARSED:
+                        parsing.pop(0)
+                    elif t == _Z:
+                        self._sync_answered()
         if owner is None:
             self._unowned(frames)
             return
@@ -225,6 +237,17 @@ class ServerConn(asyncio.Protocol):
             return
         if reader.buffered == 0 and session.at_boundary:
             owner.server_at_boundary(self)
+
+    def _sync_answered(self) -> None:
+        # Parses before this sync point with no ParseComplete were skipped after an error: no statement.
+        keep: list[list[Any]] = []
+        for entry in self.parsing:
+            if entry[0] == 0:
+                self.prepared.pop(entry[1], None)
+            else:
+                entry[0] -= 1
+                keep.append(entry)
+        self.parsing = keep
 
     def _fast(self, data: bytes, end: int, status: str) -> bool:
         """Skim the frames before the final ReadyForQuery at ``end``; True if the session took the chunk."""

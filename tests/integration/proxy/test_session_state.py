@@ -70,3 +70,75 @@ def test_startup_parameters_do_not_leak_to_the_next_client(state_proxy: ProxyInf
             assert _one(again, "show search_path") == "nowhere"
             assert _one(again, "select current_setting('application_name')") == "again"
             assert _one(again, "show statement_timeout") == "0"
+
+
+def _server_statements(info: ProxyInfo) -> int:
+    """Statements prepared on the server connection the next transaction runs on (the LIFO top)."""
+    with psycopg.connect(**info.conninfo(), autocommit=True, prepare_threshold=None) as conn:
+        return int(_one(conn, "select count(*) from pg_prepared_statements"))
+
+
+def test_prepared_statements_are_shared_and_do_not_pile_up(state_proxy: ProxyInfo) -> None:
+    import asyncio
+
+    import asyncpg
+
+    texts = ["select $1::int + 1", "select $1::text || 'x'", "select count(*) from generate_series(1, $1::int)"]
+
+    async def client(i: int) -> None:
+        conn = await asyncpg.connect(state_proxy.dsn())
+        try:
+            assert await conn.fetchval(texts[0], i) == i + 1
+            assert await conn.fetchval(texts[1], str(i)) == f"{i}x"
+            assert await conn.fetchval(texts[2], 3) == 3
+        finally:
+            await conn.close()
+
+    async def main() -> None:
+        for start in range(0, 300, 10):
+            await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(start, start + 10))), 120)
+
+    asyncio.run(main())
+    # One server-side statement per text (and per asyncpg introspection query), however many clients used it.
+    assert _server_statements(state_proxy) <= 10
+
+
+def test_statements_per_server_connection_are_capped(state_proxy: ProxyInfo) -> None:
+    from borealis.proxy._client import MAX_SERVER_STATEMENTS
+
+    with psycopg.connect(**state_proxy.conninfo(), autocommit=True, prepare_threshold=0) as conn:
+        conn.execute("select 1").fetchone()  # the pool's LIFO top from now on
+        for i in range(MAX_SERVER_STATEMENTS + 60):
+            assert conn.execute(f"select {i} + %s::int", [1]).fetchone() == (i + 1,)
+        count = int(_one(conn, "select count(*) from pg_prepared_statements"))
+        assert 0 < count <= MAX_SERVER_STATEMENTS + 1
+        # The client's statements still run after their server-side ones were closed: prepared again.
+        for i in range(5):
+            assert conn.execute(f"select {i} + %s::int", [1]).fetchone() == (i + 1,)
+
+
+def test_a_client_sees_only_its_own_statement_names(state_proxy: ProxyInfo) -> None:
+    with psycopg.connect(**state_proxy.conninfo(), autocommit=True, prepare_threshold=0) as a:
+        assert a.execute("select %s::int * 3", [2]).fetchone() == (6,)
+        names = [r[0] for r in a.execute("select name from pg_prepared_statements").fetchall()]
+        assert names
+        # Another client naming a server-side statement it did not prepare gets "does not exist".
+        with psycopg.connect(**state_proxy.conninfo(), autocommit=True) as b:
+            for name in names:
+                res = b.pgconn.describe_prepared(name.encode())
+                assert res.status == psycopg.pq.ExecStatus.FATAL_ERROR
+                assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"26000"
+        assert a.execute("select %s::int * 3", [3]).fetchone() == (9,)
+
+
+def test_shared_statements_after_errors(state_proxy: ProxyInfo) -> None:
+    for _ in range(2):
+        with psycopg.connect(**state_proxy.conninfo(), autocommit=True, prepare_threshold=0) as conn:
+            # A Parse that fails makes no statement: the same text fails the same way next time.
+            for _ in range(2):
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    conn.execute("select * from no_such_table_here where x = %s", [1])
+            # A statement made in a batch whose execution failed stays usable.
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("select 1 / %s::int", [0])
+            assert conn.execute("select 1 / %s::int", [1]).fetchone() == (1,)

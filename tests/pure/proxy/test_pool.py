@@ -245,7 +245,7 @@ class _Server:
     def __init__(self) -> None:
         self.session = _Session(Phase.READY)
         self.applied: dict[str, str] = {}
-        self.prepared: set[str] = set()
+        self.prepared: dict[str, None] = {}
         self.owner: Any = None
         self.closed = False
         self.sent: list[bytes] = []
