@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from borealis.aws import Gateway, HttpLimits, HttpServer, RequestContext
+from borealis.aws import AWSError, Gateway, HttpLimits, HttpServer, RequestContext
 from borealis.config import Settings
 from borealis.control import ControlPlane, Event
 from borealis.dataapi import DataApi, transaction_owner
@@ -68,6 +68,7 @@ class App:
         self.proxies: ProxyManager | None = None
         self.data_api: DataApi | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
+        self._rotation_task: asyncio.Future[None] | None = None
 
     # --------------------------------------------------------------------------------------- life cycle
 
@@ -103,7 +104,7 @@ class App:
             {
                 "rds": self.rds,
                 "rds-data": rds_data_service.handlers(self.data_api),
-                "secretsmanager": secretsmanager_service.handlers(self.secrets),
+                "secretsmanager": secretsmanager_service.handlers(self.secrets, self._rotate_master_secret),
                 "sts": sts_service.handlers(keys, s.account_id),
             },
             keys.secret_for,
@@ -120,6 +121,7 @@ class App:
         if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
             await self._create_default_cluster()
         self._ready_task = asyncio.ensure_future(self._watch_ready())
+        self._rotation_task = asyncio.ensure_future(self._rotate_due_secrets())
 
     @property
     def worker_count(self) -> int:
@@ -180,6 +182,8 @@ class App:
 
     async def stop(self) -> None:
         """Stop every postgres and listener, then the API; the stored state stays for the next start."""
+        if self._rotation_task is not None:
+            self._rotation_task.cancel()
         await self._stop_workers()
         if self.data_api is not None:
             await self.data_api.close()
@@ -248,6 +252,27 @@ class App:
             },
         )
         self.store.table("meta").put("default_cluster_created", {"at": time.time()})
+
+    async def _rotate_master_secret(self, arn: str) -> None:
+        """Rotate an RDS-managed master user secret now, as RotateMasterUserPassword does (RotateSecret)."""
+        tags = {t["Key"]: t["Value"] for t in self.secrets.describe_secret(arn).get("Tags", [])}
+        cluster = tags.get("aws:rds:primaryDBClusterArn", "")
+        ctx = RequestContext("rds", "ModifyDBCluster", self.settings.region, "internal", str(uuid.uuid4()))
+        params = {"DBClusterIdentifier": cluster, "RotateMasterUserPassword": True, "ApplyImmediately": True}
+        try:
+            await self.rds["ModifyDBCluster"](ctx, params)
+        except AWSError as exc:
+            raise AWSError("InvalidRequestException", f"RDS cannot rotate this secret now: {exc.message}") from None
+
+    async def _rotate_due_secrets(self) -> None:
+        """Rotate RDS-managed secrets when their schedule says (every 7 days by default), checked each minute."""
+        while True:
+            await asyncio.sleep(60)
+            for arn in self.secrets.due_rotations():
+                try:
+                    await self._rotate_master_secret(arn)
+                except AWSError as exc:
+                    log.warning("scheduled rotation of %s: %s", arn, exc.message)
 
     def _all_available(self) -> bool:
         control = self.control

@@ -335,6 +335,25 @@ class ProxyRegistry:
         self.on_change(proxy["name"])
         return doc
 
+    def modify_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        """ModifyDBProxyEndpoint: a new name (the host name stays) and/or new security groups."""
+        doc = self.endpoint(p["DBProxyEndpointName"])
+        if doc["status"] != "available":
+            raise AWSError("InvalidDBProxyEndpointStateFault", f"DBProxyEndpoint {doc['name']} is {doc['status']}.")
+        new = p.get("NewDBProxyEndpointName")
+        if new and new != doc["name"]:
+            if not valid_proxy_name(new):
+                raise AWSError("InvalidParameterValue", f"The parameter NewDBProxyEndpointName is not valid: {new}.")
+            if self.endpoints.get(new) is not None or self.proxies.get(new) is not None:
+                raise AWSError("DBProxyEndpointAlreadyExistsFault", f"DBProxyEndpoint {new} already exists.")
+            self.endpoints.delete(doc["name"])
+            doc["name"] = new
+        if p.get("VpcSecurityGroupIds") is not None:
+            doc["security_groups"] = list(p["VpcSecurityGroupIds"])
+        self.endpoints.put(doc["name"], doc)
+        self.on_change(doc["proxy"])
+        return doc
+
     def delete_endpoint(self, name: str) -> dict[str, Any]:
         """DeleteDBProxyEndpoint (the default endpoint is not in this table, so it cannot be deleted)."""
         doc = self.endpoint(name)

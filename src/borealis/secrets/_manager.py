@@ -17,6 +17,10 @@ Rules (from the Secrets Manager API reference):
   name stays taken. ForceDeleteWithoutRecovery deletes at once. Due deletions are purged lazily.
 - A secret with an owning service (RDS's ``rds!cluster-...``) can be changed or deleted only by that
   service, through this class, never through the public API.
+- Rotation: a secret managed by RDS rotates every 7 days by default (RotateSecret changes the schedule or
+  rotates at once, through the owning service); Borealis runs no Lambda functions, so other secrets cannot
+  be given a rotation. A new AWSCURRENT value counts as a rotation (LastRotatedDate, NextRotationDate).
+- A resource policy is validated and kept (:mod:`borealis.secrets._policies`), never enforced: there is no IAM.
 
 The whole table is mirrored in memory (it is small, and this process is its only writer), so reads never
 touch the disk; every write goes to the store first and then replaces the mirror's copy.
@@ -39,6 +43,7 @@ from typing import Any
 
 from borealis.aws import AWSError
 from borealis.secrets._crypto import Cipher, InvalidToken
+from borealis.secrets._policies import findings, parse_policy, public
 from borealis.secrets._search import FILTER_KEYS, matches
 from borealis.store import Store
 
@@ -68,6 +73,8 @@ _SORT_KEYS: dict[str, Callable[[Doc], Any]] = {
     "name": lambda d: d["name"],
 }
 
+_MANAGED_ROTATION_DAYS = 7  # what RDS gives the master user secrets it manages
+_RATE = re.compile(r"^rate\((\d+) (hours?|days?)\)$")
 _MSG_NOT_FOUND = "Secrets Manager can't find the specified secret."
 _MSG_MARKED = "You can't perform this operation on the secret because it was marked for deletion."
 
@@ -182,6 +189,8 @@ class SecretsManager:
             "deleted": None,
             "versions": {},
         }
+        if owning_service == "rds":
+            doc["rotation"] = _rotation({"AutomaticallyAfterDays": _MANAGED_ROTATION_DAYS}, None, now)
         out: dict[str, Any] = {"ARN": arn, "Name": name}
         if value is not None:
             self._add_version(doc, version_id, value, None, now)
@@ -232,6 +241,8 @@ class SecretsManager:
         now = self._clock()
         if self._add_version(doc, vid, value, version_stages, now):
             doc["changed"] = now
+            if AWSCURRENT in doc["versions"][vid]["stages"] and doc.get("rotation"):
+                _rotated(doc["rotation"], now)
             self._save(doc)
         return {
             "ARN": doc["arn"],
@@ -456,6 +467,123 @@ class SecretsManager:
             out["NextToken"] = _encode_token(start + limit)
         return out
 
+    def put_resource_policy(self, secret_id: str, policy: str, *, block_public: bool = True) -> dict[str, Any]:
+        """PutResourcePolicy: validated (and refused if public, unless allowed), then kept as given."""
+        doc = copy.deepcopy(self._live(secret_id))
+        parsed = parse_policy(policy)
+        problems = findings(parsed)
+        if problems:
+            raise AWSError("MalformedPolicyDocumentException", problems[0]["ErrorMessage"])
+        if block_public and public(parsed):
+            raise AWSError(
+                "PublicPolicyException",
+                "The BlockPublicPolicy parameter is set to true, and the resource policy did not prevent broad "
+                "access to the secret.",
+            )
+        doc["policy"] = policy
+        self._save(doc)
+        return {"ARN": doc["arn"], "Name": doc["name"]}
+
+    def get_resource_policy(self, secret_id: str) -> dict[str, Any]:
+        """GetResourcePolicy: the policy as it was put (no ResourcePolicy member when there is none)."""
+        doc = self._get(secret_id)
+        out: dict[str, Any] = {"ARN": doc["arn"], "Name": doc["name"]}
+        if doc.get("policy"):
+            out["ResourcePolicy"] = doc["policy"]
+        return out
+
+    def delete_resource_policy(self, secret_id: str) -> dict[str, Any]:
+        """DeleteResourcePolicy (idempotent)."""
+        doc = copy.deepcopy(self._live(secret_id))
+        if doc.get("policy"):
+            doc["policy"] = None
+            self._save(doc)
+        return {"ARN": doc["arn"], "Name": doc["name"]}
+
+    def validate_resource_policy(self, secret_id: str | None, policy: str) -> dict[str, Any]:
+        """ValidateResourcePolicy: the findings for a policy (and the secret, if one is named, must exist)."""
+        if secret_id is not None:
+            self._get(secret_id)
+        problems = findings(parse_policy(policy))
+        return {"PolicyValidationPassed": not problems, "ValidationErrors": problems}
+
+    def set_rotation(
+        self, secret_id: str, rules: dict[str, Any] | None, lambda_arn: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """RotateSecret's schedule part; returns the secret's ARN/Name and whether it is service-managed.
+
+        Only a secret that its owning service rotates (RDS's) can rotate here: there is no Lambda to call.
+        """
+        doc = copy.deepcopy(self._live(secret_id))
+        managed = doc["owning_service"] is not None
+        if not managed:
+            raise _invalid_request(
+                "Borealis cannot invoke rotation Lambda functions: only secrets managed by RDS (rds!...) rotate."
+            )
+        if lambda_arn is not None:
+            raise _invalid_parameter("A secret managed by RDS rotates without a RotationLambdaARN.")
+        current = doc.get("rotation") or {}
+        if rules is not None or not current.get("enabled"):
+            wanted = rules or current.get("rules") or {"AutomaticallyAfterDays": _MANAGED_ROTATION_DAYS}
+            doc["rotation"] = _rotation(wanted, current.get("last"), self._clock())
+            self._save(doc)
+        return {"ARN": doc["arn"], "Name": doc["name"]}, managed
+
+    def cancel_rotation(self, secret_id: str) -> dict[str, Any]:
+        """CancelRotateSecret: no more scheduled rotations; a version left AWSPENDING loses the label."""
+        doc = copy.deepcopy(self._live(secret_id))
+        out: dict[str, Any] = {"ARN": doc["arn"], "Name": doc["name"]}
+        pending = _holder(doc, AWSPENDING)
+        if pending is not None:
+            doc["versions"][pending]["stages"].remove(AWSPENDING)
+            out["VersionId"] = pending
+        if doc.get("rotation"):
+            doc["rotation"]["enabled"] = False
+            doc["rotation"]["next"] = None
+        self._save(doc)
+        return out
+
+    def due_rotations(self) -> list[str]:
+        """The ARNs of service-managed secrets whose next rotation date has come."""
+        now = self._clock()
+        return [
+            d["arn"]
+            for d in self._docs.values()
+            if d["deleted"] is None
+            and d["owning_service"] is not None
+            and (d.get("rotation") or {}).get("enabled")
+            and (d["rotation"].get("next") or float("inf")) <= now
+        ]
+
+    def batch_get_secret_value(
+        self,
+        secret_ids: Sequence[str] | None,
+        filters: Sequence[dict[str, Any]] | None,
+        max_results: int | None,
+        next_token: str | None,
+    ) -> dict[str, Any]:
+        """BatchGetSecretValue: by up to 20 ids (one error entry per failure) or by ListSecrets filters."""
+        if bool(secret_ids) == bool(filters):
+            raise _invalid_parameter("Specify either SecretIdList or Filters, not both and not neither.")
+        out: dict[str, Any] = {"SecretValues": [], "Errors": []}
+        if secret_ids:
+            if len(secret_ids) > 20 or max_results is not None:
+                raise _invalid_parameter("SecretIdList takes at most 20 ids, and no MaxResults.")
+            names = list(secret_ids)
+        else:
+            if max_results is not None and not 1 <= max_results <= 20:
+                raise _invalid_parameter("MaxResults must be between 1 and 20.")
+            listed = self.list_secrets(max_results=max_results or 20, next_token=next_token, filters=filters)
+            names = [e["ARN"] for e in listed["SecretList"]]
+            if "NextToken" in listed:
+                out["NextToken"] = listed["NextToken"]
+        for name in names:
+            try:
+                out["SecretValues"].append(self.get_secret_value(name))
+            except AWSError as exc:
+                out["Errors"].append({"SecretId": name, "ErrorCode": exc.code, "Message": exc.message})
+        return out
+
     # ---- for the rest of Borealis ---------------------------------------------------------------
 
     def secret_json(self, secret_id: str) -> dict[str, Any]:
@@ -617,7 +745,14 @@ class SecretsManager:
             out["Description"] = doc["description"]
         if doc["kms_key_id"]:
             out["KmsKeyId"] = doc["kms_key_id"]
-        out["RotationEnabled"] = False
+        rotation = doc.get("rotation") or {}
+        out["RotationEnabled"] = bool(rotation.get("enabled"))
+        if rotation.get("rules"):
+            out["RotationRules"] = dict(rotation["rules"])
+        if rotation.get("last") is not None:
+            out["LastRotatedDate"] = _when(rotation["last"])
+        if rotation.get("enabled") and rotation.get("next") is not None:
+            out["NextRotationDate"] = _when(rotation["next"])
         out["LastChangedDate"] = _when(doc["changed"])
         if doc["accessed"] is not None:
             out["LastAccessedDate"] = _when(doc["accessed"])
@@ -693,6 +828,48 @@ def _merge_tags(
     if len(merged) > 50:
         raise _invalid_parameter("A secret can have at most 50 tags.")
     return [{"Key": k, "Value": v} for k, v in merged.items()]
+
+
+def _interval(rules: dict[str, Any]) -> float | None:
+    """Seconds between rotations for RotationRules (None for a cron schedule: no date is computed)."""
+    days, expression = rules.get("AutomaticallyAfterDays"), rules.get("ScheduleExpression")
+    if days is not None and expression is not None:
+        raise _invalid_parameter("You can't specify both AutomaticallyAfterDays and ScheduleExpression.")
+    if days is not None:
+        if not 1 <= days <= 1000:
+            raise _invalid_parameter("AutomaticallyAfterDays must be between 1 and 1000.")
+        return float(days) * _DAY
+    if expression is None:
+        raise _invalid_parameter("RotationRules needs AutomaticallyAfterDays or ScheduleExpression.")
+    match = _RATE.match(expression)
+    if match is not None:
+        count, unit = int(match.group(1)), match.group(2)
+        seconds = count * (3600.0 if unit.startswith("hour") else _DAY)
+        if not 4 * 3600 <= seconds <= 1000 * _DAY:
+            raise _invalid_parameter("A rotation rate must be between 4 hours and 1000 days.")
+        return seconds
+    if expression.startswith("cron(") and expression.endswith(")"):
+        return None
+    raise _invalid_parameter(f"Invalid ScheduleExpression: {expression}.")
+
+
+def _rotation(rules: dict[str, Any], last: float | None, now: float) -> dict[str, Any]:
+    """A rotation configuration from RotationRules, the next date counted from the last rotation (or now)."""
+    interval = _interval(rules)
+    shown = {k: v for k, v in rules.items() if v is not None}
+    return {
+        "enabled": True,
+        "rules": shown,
+        "interval": interval,
+        "last": last,
+        "next": None if interval is None else (last if last is not None else now) + interval,
+    }
+
+
+def _rotated(rotation: dict[str, Any], now: float) -> None:
+    rotation["last"] = now
+    if rotation.get("enabled") and rotation.get("interval") is not None:
+        rotation["next"] = now + rotation["interval"]
 
 
 def _holder(doc: Doc, stage: str) -> str | None:

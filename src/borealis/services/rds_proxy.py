@@ -198,6 +198,9 @@ class _RdsProxy:
         eps = filtered(eps, p, {"db-proxy-endpoint-type": lambda e: e["role"]})
         return paged("DBProxyEndpoints", eps, p, self.render_endpoint)
 
+    async def modify_db_proxy_endpoint(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        return {"DBProxyEndpoint": self.render_endpoint(self.registry.modify_endpoint(p))}
+
     async def delete_db_proxy_endpoint(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         return {"DBProxyEndpoint": self.render_endpoint(self.registry.delete_endpoint(p["DBProxyEndpointName"]))}
 
@@ -217,5 +220,6 @@ def handlers(registry: ProxyRegistry) -> dict[str, Handler]:
         "ModifyDBProxyTargetGroup": api.modify_db_proxy_target_group,
         "CreateDBProxyEndpoint": api.create_db_proxy_endpoint,
         "DescribeDBProxyEndpoints": api.describe_db_proxy_endpoints,
+        "ModifyDBProxyEndpoint": api.modify_db_proxy_endpoint,
         "DeleteDBProxyEndpoint": api.delete_db_proxy_endpoint,
     }

@@ -3,16 +3,21 @@
 The gateway parses each request with botocore's model into boto-style params and serializes what a
 handler returns; a handler only maps PascalCase members to the domain's keywords. Members Borealis cannot
 honour (replication to other regions, cross-account replicas, external partner secrets) are refused
-with InvalidRequestException rather than silently ignored. Rotation and resource policies are not
-implemented; the gateway answers their operations as unknown.
+with InvalidRequestException rather than silently ignored.
+
+Rotation: a secret managed by RDS (``rds!cluster-...``) rotates through RDS's own rotation of the master
+password (``rotate_owned``, the same path as ModifyDBCluster's RotateMasterUserPassword); other secrets would
+need a Lambda function, which Borealis does not run, so RotateSecret refuses them. Resource policies are
+validated and kept, not enforced (no IAM).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
-from borealis.secrets import SecretsManager, random_password
+from borealis.secrets import AWSCURRENT, SecretsManager, random_password
 
 __all__ = ["handlers"]
 
@@ -25,8 +30,13 @@ def _refuse(params: Params, *members: str) -> None:
             raise AWSError("InvalidRequestException", f"Borealis does not support {member}.")
 
 
-def handlers(secrets: SecretsManager) -> dict[str, Handler]:
-    """The handler of every supported Secrets Manager operation, by operation name."""
+def handlers(
+    secrets: SecretsManager, rotate_owned: Callable[[str], Awaitable[None]] | None = None
+) -> dict[str, Handler]:
+    """The handler of every supported Secrets Manager operation, by operation name.
+
+    ``rotate_owned(arn)`` rotates a service-managed secret now (its owning service makes the new value).
+    """
 
     async def create_secret(ctx: RequestContext, p: Params) -> Params:
         _refuse(p, "AddReplicaRegions", "CrossAccountPrimaryARN", "Type")
@@ -122,7 +132,47 @@ def handlers(secrets: SecretsManager) -> dict[str, Handler]:
         )
         return {"RandomPassword": password}
 
+    async def put_resource_policy(ctx: RequestContext, p: Params) -> Params:
+        return secrets.put_resource_policy(
+            p["SecretId"], p["ResourcePolicy"], block_public=bool(p.get("BlockPublicPolicy", True))
+        )
+
+    async def get_resource_policy(ctx: RequestContext, p: Params) -> Params:
+        return secrets.get_resource_policy(p["SecretId"])
+
+    async def delete_resource_policy(ctx: RequestContext, p: Params) -> Params:
+        return secrets.delete_resource_policy(p["SecretId"])
+
+    async def validate_resource_policy(ctx: RequestContext, p: Params) -> Params:
+        return secrets.validate_resource_policy(p.get("SecretId"), p["ResourcePolicy"])
+
+    async def rotate_secret(ctx: RequestContext, p: Params) -> Params:
+        _refuse(p, "ExternalSecretRotationMetadata", "ExternalSecretRotationRoleArn")
+        out, _ = secrets.set_rotation(p["SecretId"], p.get("RotationRules"), p.get("RotationLambdaARN"))
+        if p.get("RotateImmediately", True):
+            if rotate_owned is None:
+                raise AWSError("InvalidRequestException", "The owning service of this secret cannot rotate it.")
+            await rotate_owned(out["ARN"])
+        stages = secrets.describe_secret(out["ARN"])["VersionIdsToStages"]
+        out["VersionId"] = next(v for v, s in stages.items() if AWSCURRENT in s)
+        return out
+
+    async def cancel_rotate_secret(ctx: RequestContext, p: Params) -> Params:
+        return secrets.cancel_rotation(p["SecretId"])
+
+    async def batch_get_secret_value(ctx: RequestContext, p: Params) -> Params:
+        return secrets.batch_get_secret_value(
+            p.get("SecretIdList"), p.get("Filters"), p.get("MaxResults"), p.get("NextToken")
+        )
+
     return {
+        "PutResourcePolicy": put_resource_policy,
+        "GetResourcePolicy": get_resource_policy,
+        "DeleteResourcePolicy": delete_resource_policy,
+        "ValidateResourcePolicy": validate_resource_policy,
+        "RotateSecret": rotate_secret,
+        "CancelRotateSecret": cancel_rotate_secret,
+        "BatchGetSecretValue": batch_get_secret_value,
         "CreateSecret": create_secret,
         "GetSecretValue": get_secret_value,
         "PutSecretValue": put_secret_value,
