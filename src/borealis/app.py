@@ -26,12 +26,15 @@ from typing import Any
 
 from borealis.aws import AWSError, Gateway, HttpLimits, HttpServer, RequestContext
 from borealis.config import Settings
-from borealis.control import ControlPlane, Event
+from borealis.control import ADMIN_USER, ControlPlane, Event, max_connections_for
 from borealis.dataapi import DataApi, transaction_owner
-from borealis.engine import Binaries, socket_dir_for
+from borealis.engine import Binaries, Cgroups, socket_dir_for
 from borealis.iam import AccessKeys, write_credentials_file
+from borealis.metrics import MetricStore
 from borealis.proxy import ProxyManager
 from borealis.secrets import SecretsManager
+from borealis.serverless import Scaler
+from borealis.services import monitoring as monitoring_service
 from borealis.services import rds as rds_service
 from borealis.services import rds_data as rds_data_service
 from borealis.services import rds_extend
@@ -67,6 +70,8 @@ class App:
         self.control: ControlPlane | None = None
         self.proxies: ProxyManager | None = None
         self.data_api: DataApi | None = None
+        self.metrics: MetricStore | None = None
+        self.scaler: Scaler | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
         self._rotation_task: asyncio.Future[None] | None = None
 
@@ -92,6 +97,15 @@ class App:
         control.delete_secret = self.secrets.delete_owned
         if self.on_event is not None:
             control.on_event = self.on_event
+        self.metrics = MetricStore(s.data_dir / "metrics.db")
+        self.scaler = Scaler(
+            control,
+            self.metrics,
+            Cgroups.detect(s.data_dir),
+            internal_users=frozenset({ADMIN_USER}),
+            max_connections_for=max_connections_for,
+        )
+        control.before_start = self.scaler.before_start
         self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
         control.extra_ports = self.proxies.registry.used_ports
         self.rds = rds_extend.extend(
@@ -106,6 +120,7 @@ class App:
                 "rds-data": rds_data_service.handlers(self.data_api),
                 "secretsmanager": secretsmanager_service.handlers(self.secrets, self._rotate_master_secret),
                 "sts": sts_service.handlers(keys, s.account_id),
+                "cloudwatch": monitoring_service.handlers(self.metrics),
             },
             keys.secret_for,
             fallback=self._fallback,
@@ -117,6 +132,7 @@ class App:
         self._write_state()
         private_files(s.data_dir)  # what earlier versions left readable (borealis.db, the log) included
         await control.start()
+        self.scaler.start()
         await self.proxies.start()
         if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
             await self._create_default_cluster()
@@ -191,6 +207,10 @@ class App:
             await self.proxies.close()
         if self.control is not None:
             await self.control.close()
+        if self.scaler is not None:  # after the servers stopped, so their cgroups can go
+            await self.scaler.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._http is not None:
             with contextlib.suppress(Exception):
                 await self._http.stop(10)

@@ -110,6 +110,8 @@ class ControlPlane:
         self.extra_settings: Callable[[dict[str, Any], dict[str, Any]], dict[str, str]] = lambda cluster, inst: {}
         """Postgres settings an instance runs with on top of Borealis' own (its parameter groups' values), asked
         each time its server starts and by :meth:`reconfigure`."""
+        self.before_start: Callable[[dict[str, Any], dict[str, Any], PostgresServer], None] = lambda c, i, s: None
+        """Called just before an instance's postgres starts (the scaler writes its capacity settings)."""
         """Ports other parts (proxy endpoints off loopback) hold, so no endpoint gets one twice."""
         self._servers: dict[str, PostgresServer] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
@@ -433,6 +435,7 @@ class ControlPlane:
         port = _free_port("127.0.0.1")
         server = PostgresServer(volume, self.binaries, port=port, host="127.0.0.1", log_dir=log_dir)
         server.configure({**_own_settings(cluster), **self.extra_settings(cluster, inst)})
+        self.before_start(cluster, inst, server)
         await server.start()
         self._servers[iid] = server
         self.generation += 1

@@ -195,8 +195,8 @@ class PostgresServer:
         self._write_config(settings)
 
     def set_capacity_settings(self, settings: Mapping[str, str]) -> None:
-        """Write the settings that follow the instance's capacity (their own file, read after ours);
-        reload() applies those that can change without a restart, the others wait for the next start."""
+        """Write the settings that follow the instance's capacity (their own file, read before our settings file,
+        so those win); reload() applies what can change without a restart, the rest waits for the next start."""
         user = self._run_as()
         path = self.datadir / CAPACITY_FILE
         text = render_setting_lines(settings, "Written by Borealis's scaler from the current capacity.")
@@ -208,9 +208,17 @@ class PostgresServer:
         give_to(tmp, user, 0o600)
         tmp.replace(path)  # postgres never reads a half-written file
         conf = self.datadir / "postgresql.conf"
-        if CAPACITY_FILE not in conf.read_text():
-            with conf.open("a") as f:
-                f.write(include_line(CAPACITY_FILE))
+        text = conf.read_text()
+        if CAPACITY_FILE not in text:
+            # Before our settings file, so what it sets (a parameter group's work_mem) wins over capacity's.
+            ours = include_line().strip("\n").splitlines()[-1]
+            head, found, tail = text.partition(ours)
+            text = (
+                head + include_line(CAPACITY_FILE).lstrip("\n") + found + tail
+                if found
+                else text + include_line(CAPACITY_FILE)
+            )
+            conf.write_text(text)
 
     # -- start / stop --------------------------------------------------------------------------------------
 
