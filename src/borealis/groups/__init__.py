@@ -4,10 +4,11 @@ from borealis.groups._catalog import Catalog, EngineParameter
 from borealis.groups._engines import engine_versions, families
 from borealis.groups._members import Memberships
 from borealis.groups._parameters import ParameterGroups, Settings, family_of
-from borealis.groups._subnets import DEFAULT_GROUP, VPC_ID, SubnetGroups
+from borealis.groups._subnets import DEFAULT_GROUP, DEFAULT_SECURITY_GROUP, VPC_ID, SubnetGroups
 
 __all__ = [
     "DEFAULT_GROUP",
+    "DEFAULT_SECURITY_GROUP",
     "VPC_ID",
     "Catalog",
     "EngineParameter",

@@ -17,10 +17,11 @@ from borealis.aws import AWSError
 from borealis.groups._members import Memberships
 from borealis.store import Store
 
-__all__ = ["DEFAULT_GROUP", "VPC_ID", "SubnetGroups"]
+__all__ = ["DEFAULT_GROUP", "DEFAULT_SECURITY_GROUP", "VPC_ID", "SubnetGroups"]
 
 DEFAULT_GROUP = "default"
 VPC_ID = "vpc-borealis"
+DEFAULT_SECURITY_GROUP = "sg-0b0ea115000000000"  # the VPC's default group, which AWS gives a cluster named none
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$")
 _NAME = re.compile(r"^[a-z0-9._ -]{1,255}$")
 _MAX_SUBNETS = 20

@@ -9,7 +9,10 @@ so that
   for the cluster or instance (:class:`borealis.groups.Memberships`) before the control plane acts on it;
 - a parameter group newly named by ModifyDBCluster/ModifyDBInstance is applied to the running instances;
 - every DBCluster and DBInstance in an output carries the group members (``DBSubnetGroup``,
-  ``DBClusterParameterGroup`` and each member's status, ``DBParameterGroups`` with ``pending-reboot``).
+  ``DBClusterParameterGroup`` and each member's status, ``DBParameterGroups`` with ``pending-reboot``), and
+  the members AWS always returns for an Aurora Serverless v2 cluster and instance (a default security group,
+  ``KmsKeyId`` when encrypted, ``CertificateDetails``, ``OptionGroupMemberships``, ``ActivityStreamStatus``,
+  the CloudWatch log exports asked for), with no ``Endpoint`` on an instance still ``creating``, as AWS.
 
 It also gives the control plane its ``extra_settings`` hook: the parameter groups' values per instance.
 The wrapping keeps these resources out of services/rds.py and the control plane's records.
@@ -17,12 +20,15 @@ The wrapping keeps these resources out of services/rds.py and the control plane'
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.control import ControlPlane
 from borealis.groups import (
+    DEFAULT_SECURITY_GROUP,
     Catalog,
     Memberships,
     ParameterGroups,
@@ -38,6 +44,20 @@ from borealis.services.rds_tags import Found
 __all__ = ["extend"]
 
 Doc = dict[str, Any]
+LOG_TYPES = ("postgresql",)  # what DescribeDBEngineVersions lists as ExportableLogTypes
+CA = "rds-ca-rsa2048-g1"
+_PARAMETER_GROUP_FIELDS = frozenset({"cluster_parameter_group", "parameter_group"})
+
+
+def _log_types(types: list[str] | None) -> list[str]:
+    unknown = [t for t in types or [] if t not in LOG_TYPES]
+    if unknown:
+        raise AWSError(
+            "InvalidParameterCombination",
+            f"You cannot use the log types {', '.join(unknown)} with engine aurora-postgresql. "
+            f"Supported log types: {', '.join(LOG_TYPES)}.",
+        )
+    return list(dict.fromkeys(types or []))
 
 
 def _lookups(
@@ -131,19 +151,33 @@ class _Members:
             ident = str(p["DBClusterIdentifier"]).lower()
             family = family_of(p.get("EngineVersion") or self.control.engine_version)
             names: Doc = {"subnet_group": self.subnets.get(p.get("DBSubnetGroupName") or "default")["name"]}
+            names["log_exports"] = _log_types(p.get("EnableCloudwatchLogsExports"))
+            if p.get("KmsKeyId"):
+                if not p.get("StorageEncrypted"):
+                    raise AWSError(
+                        "InvalidParameterCombination", "KmsKeyId can be specified only when StorageEncrypted is true."
+                    )
+                names["kms_key_id"] = self._key_arn(str(p["KmsKeyId"]))
             if p.get("DBClusterParameterGroupName"):
                 names["cluster_parameter_group"] = self._parameter_group(
                     self.params.cluster_groups, p["DBClusterParameterGroupName"], family,
                     "DBClusterParameterGroupNotFoundFault",
                 )  # fmt: skip
             return "cluster", ident, names
-        if operation == "ModifyDBCluster" and p.get("DBClusterParameterGroupName"):
+        if operation == "ModifyDBCluster":
             ident = str(p["DBClusterIdentifier"]).lower()
-            name = self._parameter_group(
-                self.params.cluster_groups, p["DBClusterParameterGroupName"], self._cluster_family(ident),
-                "DBClusterParameterGroupNotFoundFault",
-            )  # fmt: skip
-            return "cluster", ident, {"cluster_parameter_group": name}
+            changes: Doc = {}
+            if p.get("DBClusterParameterGroupName"):
+                changes["cluster_parameter_group"] = self._parameter_group(
+                    self.params.cluster_groups, p["DBClusterParameterGroupName"], self._cluster_family(ident),
+                    "DBClusterParameterGroupNotFoundFault",
+                )  # fmt: skip
+            logs = p.get("CloudwatchLogsExportConfiguration")
+            if logs:
+                enable, disable = _log_types(logs.get("EnableLogTypes")), _log_types(logs.get("DisableLogTypes"))
+                current = self.members.get("cluster", ident).get("log_exports") or []
+                changes["log_exports"] = [t for t in dict.fromkeys([*current, *enable]) if t not in disable]
+            return ("cluster", ident, changes) if changes else None
         if operation in ("CreateDBInstance", "ModifyDBInstance"):
             ident = str(p["DBInstanceIdentifier"]).lower()
             inst = self.control.instance(ident)
@@ -168,8 +202,37 @@ class _Members:
 
     # ----------------------------------------------------------------------------------------- outputs
 
+    def _key_arn(self, key: str) -> str:
+        region = self.control.settings.region
+        if key.startswith("arn:"):
+            return key
+        return f"arn:aws:kms:{region}:{self.account}:{key if key.startswith('alias/') else 'key/' + key}"
+
+    def _default_key(self) -> str:
+        """The account's aws/rds key, as AWS names it: a stable key id per account and region."""
+        region = self.control.settings.region
+        return self._key_arn(str(uuid.uuid5(uuid.NAMESPACE_URL, f"borealis:{self.account}:{region}:aws/rds")))
+
+    def _always(self, out: Doc, record: Doc, created: dt.datetime | None) -> None:
+        """The members AWS returns for every Aurora Serverless v2 cluster and instance."""
+        if not out.get("VpcSecurityGroups"):
+            out["VpcSecurityGroups"] = [{"VpcSecurityGroupId": DEFAULT_SECURITY_GROUP, "Status": "active"}]
+        if out.get("StorageEncrypted"):
+            out["KmsKeyId"] = record.get("kms_key_id") or self._default_key()
+        if record.get("log_exports"):
+            out["EnabledCloudwatchLogsExports"] = list(record["log_exports"])
+        out["ActivityStreamStatus"] = "stopped"
+        out.setdefault("DomainMemberships", [])
+        out.setdefault("AssociatedRoles", [])
+        out.setdefault("DatabaseInsightsMode", "standard")
+        if created is not None:
+            # The server certificates Borealis' CA signs are good for a year.
+            out["CertificateDetails"] = {"CAIdentifier": CA, "ValidTill": created + dt.timedelta(days=365)}
+
     def cluster(self, out: Doc) -> None:
         cid = out["DBClusterIdentifier"]
+        self._always(out, self.members.get("cluster", cid), out.get("ClusterCreateTime"))
+        out.setdefault("DBClusterOptionGroupMemberships", [])
         out["DBSubnetGroup"] = self.subnets.used_by(cid)
         out["DBClusterParameterGroup"] = self.params.cluster_groups.used_by(cid, family_of(out["EngineVersion"]))
         cluster = self.control.cluster(cid)
@@ -179,10 +242,26 @@ class _Members:
 
     def instance(self, out: Doc) -> None:
         cluster_id = out.get("DBClusterIdentifier")
+        cluster = self.control.cluster(cluster_id) if cluster_id else None
+        if not out.get("VpcSecurityGroups") and cluster and cluster.get("vpc_security_groups"):
+            out["VpcSecurityGroups"] = [
+                {"VpcSecurityGroupId": g, "Status": "active"} for g in cluster["vpc_security_groups"]
+            ]
+        self._always(out, self.members.get("cluster", cluster_id or ""), out.get("InstanceCreateTime"))
+        if out.get("DBInstanceStatus") == "creating":
+            out.pop("Endpoint", None)  # AWS has no address for an instance until it is up
+        major = str(out["EngineVersion"]).split(".")[0]
+        out["OptionGroupMemberships"] = [{"OptionGroupName": f"default:aurora-postgresql-{major}", "Status": "in-sync"}]
+        out.setdefault("DBInstanceAutomatedBackupsReplications", [])
+        out.setdefault("CustomerOwnedIpEnabled", False)
+        out.setdefault("BackupTarget", "region")
+        out.setdefault("DedicatedLogVolume", False)
+        out.setdefault("IsStorageConfigUpgradeAvailable", False)
+        if cluster is not None:
+            out.setdefault("EngineLifecycleSupport", "open-source-rds-extended-support")
         group = self.subnets.get(self.subnets.used_by(cluster_id) if cluster_id else "default")
         out["DBSubnetGroup"] = rds_subnet_groups.render_subnet_group(self.subnets, self.account, group)
         iid = out["DBInstanceIdentifier"]
-        cluster = self.control.cluster(cluster_id) if cluster_id else None
         out["DBParameterGroups"] = [
             {
                 "DBParameterGroupName": self.params.instance_groups.used_by(iid, family_of(out["EngineVersion"])),
@@ -255,7 +334,7 @@ def _wrap(operation: str, handler: Handler, members: _Members, applier: _Applier
                 if not operation.startswith("Create") and previous:
                     members.members.set(kind, ident, **previous)
             raise
-        if record is not None and not operation.startswith("Create") and record[2]:
+        if record is not None and not operation.startswith("Create") and _PARAMETER_GROUP_FIELDS & record[2].keys():
             kind, ident, _ = record
             await applier.instances(applier.of_cluster(ident) if kind == "cluster" else [ident])
         members.after(result)

@@ -164,9 +164,16 @@ def test_aws_rds_cluster_and_instance(borealis: BorealisProcess, rds: Any) -> No
         DeletionProtection=False,
         StorageEncrypted=True,
         ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 2},
+        EnableCloudwatchLogsExports=["postgresql"],
         Tags=[{"Key": "Name", "Value": "tf"}],
     )["DBCluster"]
     assert created["DBSubnetGroup"] == subnets
+    # what AWS returns for every Aurora Serverless v2 cluster
+    assert created["KmsKeyId"].startswith("arn:aws:kms:us-east-1:000000000000:key/")
+    assert created["VpcSecurityGroups"] == [{"VpcSecurityGroupId": "sg-0b0ea115000000000", "Status": "active"}]
+    assert created["ActivityStreamStatus"] == "stopped"
+    assert created["EnabledCloudwatchLogsExports"] == ["postgresql"]
+    assert created["CertificateDetails"]["CAIdentifier"] == "rds-ca-rsa2048-g1"
     rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=cid, WaiterConfig=FAST)
     # aws_rds_cluster read: the cluster, then whether it is in a global cluster; tags from TagList
     cluster = rds.describe_db_clusters(DBClusterIdentifier=cid)["DBClusters"][0]
@@ -181,7 +188,7 @@ def test_aws_rds_cluster_and_instance(borealis: BorealisProcess, rds: Any) -> No
             Engine="aurora-postgresql", DBSubnetGroupName="default",
         )  # fmt: skip
     assert _code(err) == "InvalidParameterCombination"
-    rds.create_db_instance(
+    creating = rds.create_db_instance(
         DBInstanceIdentifier=iid,
         DBClusterIdentifier=cid,
         DBInstanceClass="db.serverless",
@@ -189,13 +196,27 @@ def test_aws_rds_cluster_and_instance(borealis: BorealisProcess, rds: Any) -> No
         DBSubnetGroupName=subnets,
         PubliclyAccessible=False,
         Tags=[{"Key": "Name", "Value": "tf-instance"}],
-    )
+    )["DBInstance"]
+    assert creating["DBInstanceStatus"] == "creating" and "Endpoint" not in creating
     rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
     inst = rds.describe_db_instances(DBInstanceIdentifier=iid)["DBInstances"][0]
+    assert inst["Endpoint"]["Port"] > 0
+    assert inst["KmsKeyId"] == created["KmsKeyId"]
+    assert inst["VpcSecurityGroups"] == created["VpcSecurityGroups"]
+    assert inst["OptionGroupMemberships"][0]["OptionGroupName"].startswith("default:aurora-postgresql-")
+    assert inst["CertificateDetails"]["CAIdentifier"] == inst["CACertificateIdentifier"]
+    assert inst["EnabledCloudwatchLogsExports"] == ["postgresql"]
+    assert inst["ActivityStreamStatus"] == "stopped"
     assert inst["DBSubnetGroup"]["DBSubnetGroupName"] == subnets
     assert len(inst["DBSubnetGroup"]["Subnets"]) == 2
     iarn = inst["DBInstanceArn"]
-    # update: tags on both
+    # update: tags on both, log exports off
+    changed = rds.modify_db_cluster(
+        DBClusterIdentifier=cid, CloudwatchLogsExportConfiguration={"DisableLogTypes": ["postgresql"]},
+        ApplyImmediately=True,
+    )["DBCluster"]  # fmt: skip
+    assert "EnabledCloudwatchLogsExports" not in changed
+    rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=cid, WaiterConfig=FAST)
     _update_tags(rds, arn, {"Name": "tf"}, {"Name": "tf2", "env": "dev"})
     _update_tags(rds, iarn, {"Name": "tf-instance"}, {})
     cluster = rds.describe_db_clusters(DBClusterIdentifier=cid)["DBClusters"][0]
@@ -213,6 +234,15 @@ def test_aws_rds_cluster_and_instance(borealis: BorealisProcess, rds: Any) -> No
     _until_not_found(lambda: rds.describe_db_clusters(DBClusterIdentifier=cid), "DBClusterNotFoundFault")
     rds.delete_db_subnet_group(DBSubnetGroupName=subnets)
     _until_not_found(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName=subnets), "DBSubnetGroupNotFoundFault")
+
+
+def test_unknown_log_type_refused(rds: Any) -> None:
+    with pytest.raises(ClientError) as err:
+        rds.create_db_cluster(
+            DBClusterIdentifier=_name("logs"), Engine="aurora-postgresql", MasterUsername="app",
+            ManageMasterUserPassword=True, EnableCloudwatchLogsExports=["audit"],
+        )  # fmt: skip
+    assert _code(err) == "InvalidParameterCombination"
 
 
 def test_tags_on_proxies(rds: Any, secretsmanager: Any) -> None:
