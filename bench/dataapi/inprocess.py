@@ -55,6 +55,19 @@ class FakeTransport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
 
+    # Flow control: nothing is ever buffered here, so these have nothing to do.
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.closed = True
+
 
 async def run_round(server: Any, requests: list[bytes], total: int, concurrency: int) -> float:
     from borealis.aws._http import _Connection
