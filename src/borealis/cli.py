@@ -45,6 +45,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "postgres": getattr(args, "postgres", None),
         "log_level": getattr(args, "log_level", None),
         "workers": getattr(args, "workers", None),
+        "min_auto_pause": getattr(args, "min_auto_pause", None),
+        "resume_wait": getattr(args, "resume_wait", None),
     }
     if getattr(args, "no_default_cluster", False):
         flags["create_default_cluster"] = False
@@ -400,6 +402,18 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="HTTP API processes on the API port (default: one per CPU but one; 1 disables workers, $BOREALIS_WORKERS)",
+    )
+    up.add_argument(
+        "--min-auto-pause",
+        type=int,
+        metavar="SECONDS",
+        help="smallest SecondsUntilAutoPause accepted (default 300 as AWS; $BOREALIS_MIN_AUTO_PAUSE)",
+    )
+    up.add_argument(
+        "--resume-wait",
+        type=int,
+        metavar="MS",
+        help="ms a Data API call to a paused cluster waits for it (default 0: fail fast as AWS; $BOREALIS_RESUME_WAIT)",
     )
     up.set_defaults(func=_cmd_up)
 

@@ -52,6 +52,11 @@ class Settings:
     """Seconds the HTTP API keeps a connection with no request in progress (or whose replies go unread)."""
     http_request_timeout: float = 60.0
     """Seconds the HTTP API gives a client to send one whole request (a slow sender is cut off)."""
+    min_auto_pause: int = 300
+    """The smallest SecondsUntilAutoPause accepted (AWS: 300); lower it for tests and development."""
+    resume_wait: int = 0
+    """Milliseconds a Data API call to a paused cluster waits for the resume it starts before failing with
+    DatabaseResumingException (0: fail at once, as AWS does)."""
 
     @property
     def account_id(self) -> str:
@@ -83,6 +88,8 @@ _ENV = {
     "login_timeout": "BOREALIS_LOGIN_TIMEOUT",
     "http_idle_timeout": "BOREALIS_HTTP_IDLE_TIMEOUT",
     "http_request_timeout": "BOREALIS_HTTP_REQUEST_TIMEOUT",
+    "min_auto_pause": "BOREALIS_MIN_AUTO_PAUSE",
+    "resume_wait": "BOREALIS_RESUME_WAIT",
 }
 
 

@@ -81,8 +81,9 @@ def _check_username(name: str) -> None:
         raise _invalid(f"MasterUsername {name} cannot be used as it is a reserved word used by the engine")
 
 
-def _scaling(conf: dict[str, Any] | None, current: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate a ServerlessV2ScalingConfiguration against AWS's documented ranges."""
+def _scaling(conf: dict[str, Any] | None, current: dict[str, Any] | None, min_pause: int = 300) -> dict[str, Any]:
+    """Validate a ServerlessV2ScalingConfiguration against AWS's documented ranges (the auto-pause floor of
+    300 s is ``min_pause``: ``--min-auto-pause`` lowers it for tests and development)."""
     if conf is None:
         if current is not None:
             return current
@@ -107,8 +108,8 @@ def _scaling(conf: dict[str, Any] | None, current: dict[str, Any] | None) -> dic
     if pause is not None:
         if lo != 0:
             raise _invalid("SecondsUntilAutoPause can be set only when MinCapacity is 0.")
-        if not 300 <= pause <= 86400:
-            raise _invalid("SecondsUntilAutoPause must be between 300 and 86400 seconds.")
+        if not min_pause <= pause <= 86400:
+            raise _invalid(f"SecondsUntilAutoPause must be between {min_pause} and 86400 seconds.")
     elif lo == 0:
         previous = current.get("pause") if current and current.get("min") == 0 else None
         pause = previous or 300
@@ -312,7 +313,7 @@ class _Rds:
             _check_password(password)
         if p.get("MasterUserSecretKmsKeyId") and not manage:
             raise _combination("MasterUserSecretKmsKeyId requires ManageMasterUserPassword to be enabled.")
-        scaling = _scaling(p.get("ServerlessV2ScalingConfiguration"), None)
+        scaling = _scaling(p.get("ServerlessV2ScalingConfiguration"), None, self.settings.min_auto_pause)
         retention = p.get("BackupRetentionPeriod", 1)
         if not 1 <= retention <= 35:
             raise _invalid(f"Invalid backup retention period: {retention}. Valid values are 1 to 35 days.")
@@ -403,7 +404,9 @@ class _Rds:
         if "EngineVersion" in p:
             doc["engine_version"] = self._engine_version(p["EngineVersion"])
         if "ServerlessV2ScalingConfiguration" in p:
-            doc["scaling"] = _scaling(p["ServerlessV2ScalingConfiguration"], doc["scaling"])
+            doc["scaling"] = _scaling(
+                p["ServerlessV2ScalingConfiguration"], doc["scaling"], self.settings.min_auto_pause
+            )
         if "DeletionProtection" in p:
             doc["deletion_protection"] = bool(p["DeletionProtection"])
         if "EnableHttpEndpoint" in p:
