@@ -108,6 +108,7 @@ class App:
         control.before_start = self.scaler.before_start
         self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
         control.extra_ports = self.proxies.registry.used_ports
+        control.endpoint_tls = self.proxies.ca.server_context
         self.rds = rds_extend.extend(
             {**rds_service.handlers(control, self.secrets), **rds_proxy_service.handlers(self.proxies.registry)},
             control,

@@ -74,3 +74,37 @@ def test_login_with_and_without_an_ssl_request(borealis: BorealisProcess, sslmod
         host=host, port=port, user=user, password=password, dbname="postgres", sslmode=sslmode, connect_timeout=10
     ) as conn:
         assert conn.execute("select current_user").fetchone() == (user,)
+
+
+def _endpoints(borealis: BorealisProcess) -> dict[str, tuple[str, int]]:
+    rds = borealis.client("rds")
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    instance = rds.describe_db_instances()["DBInstances"][0]
+    return {
+        "writer": (cluster["Endpoint"], cluster["Port"]),
+        "reader": (cluster["ReaderEndpoint"], cluster["Port"]),
+        "instance": (instance["Endpoint"]["Address"], instance["Endpoint"]["Port"]),
+    }
+
+
+@pytest.mark.parametrize("endpoint", ["writer", "reader", "instance"])
+def test_verify_full_on_every_endpoint(borealis: BorealisProcess, endpoint: str) -> None:
+    host, port = _endpoints(borealis)[endpoint]
+    with borealis.master_connect() as conn:
+        user, password = conn.info.user, conn.info.password
+    root = str(borealis.data_dir / "ca" / "root.crt")
+    for negotiation in ("postgres", "direct"):
+        with psycopg.connect(
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            dbname="postgres",
+            sslmode="verify-full",
+            sslrootcert=root,
+            sslnegotiation=negotiation,
+            connect_timeout=10,
+        ) as conn:
+            assert conn.pgconn.ssl_in_use
+            row = conn.execute("select repeat('z', 50000), current_user").fetchone()
+            assert row == ("z" * 50000, user)

@@ -8,8 +8,13 @@ accepted socket used to open a postgres connection at once, and 2,000 of them fi
 
 Before the relay starts the listener plays the first steps of a PostgreSQL server itself:
 
-* SSLRequest and GSSENCRequest are answered ``N`` (each at most once, as postgres allows), and the client
-  goes on in plaintext or leaves;
+* SSLRequest is answered ``S`` and TLS starts when the listener has a TLS context (a certificate from
+  Borealis's CA naming the endpoint), else ``N``; a TLS ClientHello as the very first bytes is PostgreSQL
+  17's direct negotiation (``sslnegotiation=direct``, ALPN ``postgresql``); GSSENCRequest is answered ``N``.
+  Each request is allowed once, as postgres allows. TLS ends at the listener: postgres behind it is reached
+  in plaintext over loopback, and the listener writes TLS records of at most 8 KB, as postgres does;
+* with ``force_ssl`` on (the cluster's ``rds.force_ssl``), a plaintext startup packet is refused as RDS
+  refuses it: 28000, "no pg_hba.conf entry ... no encryption";
 * a CancelRequest is sent to the server whose backend the key names: the listener remembers, per relayed
   connection, the BackendKeyData postgres sent and where that postgres is, so a cancel reaches the right
   server even when the endpoint would now resolve elsewhere (a reader endpoint spreading connections, a
@@ -25,7 +30,9 @@ ReadyForQuery (to learn the cancel key); after that no byte is looked at.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -45,6 +52,8 @@ _K = ord("K")
 _Z = ord("Z")
 _E = ord("E")
 _TLS_HANDSHAKE = 0x16
+#: The most application data per TLS record: postgres's send buffer (larger records hang libpq < 18).
+_TLS_RECORD_DATA = 8192
 _header = struct.Struct("!ii")
 
 
@@ -63,6 +72,68 @@ Resolver = Callable[[], Awaitable[tuple[str, int]]]
 CancelKey = tuple[int, bytes]
 
 
+class _Tls:
+    """Server-side TLS over a transport, by memory BIOs: the handshake can start from bytes already read
+    (a direct ClientHello), and every record carries at most :data:`_TLS_RECORD_DATA` bytes."""
+
+    __slots__ = ("direct", "incoming", "obj", "outgoing", "ready", "transport")
+
+    def __init__(self, context: ssl.SSLContext, transport: asyncio.Transport, *, direct: bool = False) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.transport = transport
+        #: Started by a ClientHello with no SSLRequest: postgres then requires ALPN "postgresql", so that no
+        #: other protocol's client can be talked into a PostgreSQL session.
+        self.direct = direct
+        self.ready = False
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes from the client in, plaintext out (b"" until the handshake is done); raises ssl.SSLError."""
+        self.incoming.write(data)
+        if not self.ready:
+            try:
+                self.obj.do_handshake()
+                self.ready = True
+            except ssl.SSLWantReadError:
+                pass
+            self._flush()
+            if not self.ready:
+                return b""
+            if self.direct and self.obj.selected_alpn_protocol() != "postgresql":
+                raise ssl.SSLError("direct TLS connection without the postgresql ALPN protocol")
+        chunks = []
+        while True:
+            try:
+                chunk = self.obj.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        self._flush()
+        return b"".join(chunks)
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Encrypt and send ``data``."""
+        view = memoryview(data)
+        write = self.obj.write
+        for start in range(0, len(view), _TLS_RECORD_DATA):
+            write(view[start : start + _TLS_RECORD_DATA])
+        self._flush()
+
+    def shutdown(self) -> None:
+        """Send close_notify, as postgres does before it closes (libpq takes a bare EOF for an error)."""
+        with contextlib.suppress(ssl.SSLError, ValueError):  # the peer's close_notify is not awaited
+            self.obj.unwrap()
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self.outgoing.read()
+        if out:
+            self.transport.write(out)
+
+
 class _Upstream(asyncio.Protocol):
     """The server side of one relayed connection."""
 
@@ -77,7 +148,7 @@ class _Upstream(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.client.transport.write(data)
+        self.client.send(data)
         if self.reader is not None:
             self._watch(data)
 
@@ -98,7 +169,7 @@ class _Upstream(asyncio.Protocol):
             self.reader = None  # postgres's bytes go to the client as they are; only the cancel key is lost
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.client.transport.close()
+        self.client.close()
 
     def pause_writing(self) -> None:
         self.client.transport.pause_reading()
@@ -126,6 +197,7 @@ class _Client(asyncio.Protocol):
         self.target: tuple[str, int] = ("", 0)
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.tls: _Tls | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
@@ -140,7 +212,29 @@ class _Client(asyncio.Protocol):
             log.debug("endpoint %s: a client sent no startup packet in time", self.listener.name)
             self.transport.close()
 
+    def send(self, data: bytes | memoryview) -> None:
+        """Send bytes to the client (encrypted, once TLS has started)."""
+        if self.tls is not None:
+            try:
+                self.tls.write(data)
+            except ssl.SSLError:
+                self.transport.close()
+        else:
+            self.transport.write(data)
+
     def data_received(self, data: bytes) -> None:
+        if self.tls is not None:
+            try:
+                data = self.tls.feed(data)
+            except ssl.SSLError as exc:
+                log.debug("endpoint %s: TLS with a client failed: %s", self.listener.name, exc)
+                self.transport.close()
+                return
+            if not data:
+                return
+        elif not self.started and not self.buf and data[:1] == bytes((_TLS_HANDSHAKE,)):
+            self._direct_tls(data)
+            return
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(data)
@@ -153,12 +247,23 @@ class _Client(asyncio.Protocol):
             except ProtocolViolation as exc:
                 self._fatal(exc.error_response())
 
+    def _direct_tls(self, hello: bytes) -> None:
+        """A ClientHello as the first bytes: PostgreSQL 17's ``sslnegotiation=direct``."""
+        context = self.listener.tls
+        if context is None:
+            # What postgres without TLS does: the bytes are no startup packet it knows.
+            self._fatal(pgwire.error_response("FATAL", "08P01", "direct TLS negotiation is not supported here"))
+            return
+        self.negotiated.add(pgwire.SSL_REQUEST_CODE)
+        self.tls = _Tls(context, self.transport, direct=True)
+        self.data_received(hello)
+
     def _startup(self) -> None:
         """Answer the startup-phase packets that have arrived, up to and including the startup packet."""
         buf = self.buf
         while not self.started and not self.closed and buf:
             if buf[0] == _TLS_HANDSHAKE:
-                raise ProtocolViolation("direct TLS negotiation is not supported; use sslnegotiation=postgres")
+                raise ProtocolViolation("a TLS handshake is only accepted as the first bytes or after 'S'")
             if len(buf) < 8:
                 return
             length, code = _header.unpack_from(buf)
@@ -170,15 +275,32 @@ class _Client(asyncio.Protocol):
             del buf[:length]
             msg = pgwire.decode_startup(packet)
             if isinstance(msg, pgwire.SSLRequest | pgwire.GSSENCRequest):
-                if code in self.negotiated:
+                if code in self.negotiated or (self.tls is not None and code == pgwire.SSL_REQUEST_CODE):
                     raise ProtocolViolation("duplicate SSLRequest or GSSENCRequest packet")
                 self.negotiated.add(code)
-                self.transport.write(b"N")
+                context = self.listener.tls
+                if isinstance(msg, pgwire.SSLRequest) and context is not None and self.tls is None:
+                    if buf:
+                        # Plaintext behind the request would pass for encrypted (CVE-2021-23214).
+                        raise ProtocolViolation("received unencrypted data after SSL request")
+                    self.transport.write(b"S")
+                    self.tls = _Tls(context, self.transport)
+                    return
+                self.send(b"N")
             elif isinstance(msg, pgwire.CancelRequest):
                 self.listener.cancel((msg.process_id, msg.secret_key), packet)
-                self.transport.close()
+                self.close()
                 return
             else:
+                if self.tls is None and self.listener.force_ssl():
+                    assert isinstance(msg, pgwire.StartupMessage)
+                    params = msg.parameters
+                    host = self.transport.get_extra_info("peername") or ("",)
+                    raise ProtocolViolation(
+                        f'no pg_hba.conf entry for host "{host[0]}", user "{params["user"]}", '
+                        f'database "{params.get("database") or params["user"]}", no encryption',
+                        "28000",
+                    )
                 self.started = True
                 if self.timer is not None:
                     self.timer.cancel()
@@ -230,8 +352,14 @@ class _Client(asyncio.Protocol):
 
     def _fatal(self, error: bytes) -> None:
         if not self.closed:
-            self.transport.write(error)
-            self.transport.close()
+            self.send(error)
+            self.close()
+
+    def close(self) -> None:
+        """Close the client's connection (politely, over TLS)."""
+        if self.tls is not None and self.tls.ready and not self.closed:
+            self.tls.shutdown()
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -259,17 +387,30 @@ class Listener:
     """A TCP endpoint that relays each client to whatever its resolver names once the client has started.
 
     ``login_timeout`` bounds, in seconds, both the wait for a client's startup packet and the wait for a
-    target to relay it to.
+    target to relay it to. ``tls`` serves TLS (SSLRequest and direct); ``force_ssl`` is asked at each
+    plaintext login.
     """
 
     def __init__(
-        self, name: str, host: str, port: int, resolve: Resolver, *, login_timeout: float = DEFAULT_LOGIN_TIMEOUT
+        self,
+        name: str,
+        host: str,
+        port: int,
+        resolve: Resolver,
+        *,
+        login_timeout: float = DEFAULT_LOGIN_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
+        force_ssl: Callable[[], bool] = lambda: False,
     ) -> None:
         self.name = name
         self.host = host
         self.port = port
         self.resolve = resolve
         self.login_timeout = login_timeout
+        #: The TLS context clients are served with (None: SSLRequest is answered 'N').
+        self.tls = tls
+        #: Whether plaintext logins are refused now (the cluster's rds.force_ssl).
+        self.force_ssl = force_ssl
         self._clients: set[_Client] = set()
         #: Cancel key of each relayed session -> the (host, port) of its postgres.
         self._keys: dict[CancelKey, tuple[str, int]] = {}

@@ -22,6 +22,7 @@ import logging
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -107,6 +108,8 @@ class ControlPlane:
         self.secret_value: Callable[[str], dict[str, Any]] = lambda arn: {}
         self.delete_secret: Callable[[str], None] = lambda arn: None
         self.extra_ports: Callable[[], set[int]] = set
+        self.endpoint_tls: Callable[[str], ssl.SSLContext | None] = lambda host: None
+        """The TLS context of an endpoint whose host string is given (certificates from Borealis's CA)."""
         self.extra_settings: Callable[[dict[str, Any], dict[str, Any]], dict[str, str]] = lambda cluster, inst: {}
         """Postgres settings an instance runs with on top of Borealis' own (its parameter groups' values), asked
         each time its server starts and by :meth:`reconfigure`."""
@@ -353,9 +356,24 @@ class ControlPlane:
                 continue
             if current is not None:
                 await current.close()
-            listener = Listener(key, host, port, resolver, login_timeout=self.settings.login_timeout)
+            listener = Listener(
+                key,
+                host,
+                port,
+                resolver,
+                login_timeout=self.settings.login_timeout,
+                tls=self.endpoint_tls(host),
+                force_ssl=self._force_ssl(cid),
+            )
             await listener.start()
             self._listeners[key] = listener
+
+    def _force_ssl(self, cid: str) -> Callable[[], bool]:
+        def force_ssl() -> bool:
+            doc = self.clusters.get(cid)
+            return bool(doc and doc.get("force_ssl"))
+
+        return force_ssl
 
     def _cluster_ready(self, cid: str) -> dict[str, Any]:
         doc = self.clusters.get(cid)

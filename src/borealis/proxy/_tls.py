@@ -123,6 +123,8 @@ class CertificateAuthority:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.load_cert_chain(cert_file, key_file)
+            # PostgreSQL 17's ALPN name: libpq 17+ offers it, and requires it with sslnegotiation=direct.
+            ctx.set_alpn_protocols(["postgresql"])
             self._contexts[host] = ctx
         return ctx
 

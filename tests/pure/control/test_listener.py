@@ -1,20 +1,27 @@
 """The endpoint listener on loopback sockets, with small fake postgres servers behind it (no PostgreSQL).
 
 Nothing reaches a server before a client has sent a valid startup packet; silent clients are dropped after
-the login timeout; SSLRequest and GSSENCRequest are answered 'N'; a CancelRequest goes to the server that
-issued its key, not to wherever the endpoint resolves now.
+the login timeout; SSLRequest and GSSENCRequest are answered 'N' without TLS, SSLRequest 'S' with it (and a
+direct ClientHello with ALPN "postgresql" starts TLS too); rds.force_ssl refuses plaintext; a CancelRequest
+goes to the server that issued its key, not to wherever the endpoint resolves now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from borealis import pgwire
 from borealis.control import EndpointUnavailable, Listener
+from borealis.control._listener import _Tls
+from borealis.proxy._tls import CertificateAuthority
 
 SSL_REQUEST = struct.pack("!ii", 8, pgwire.SSL_REQUEST_CODE)
 GSSENC_REQUEST = struct.pack("!ii", 8, pgwire.GSSENC_REQUEST_CODE)
@@ -257,5 +264,135 @@ def test_a_bad_startup_packet_or_no_target_is_a_fatal_error() -> None:
         w.close()
         w2.close()
         await listener.close()
+
+    _run(main)
+
+
+def _tls_listener(tmp: Path, pg: FakePostgres, force_ssl: bool = False) -> tuple[Listener, ssl.SSLContext]:
+    ca = CertificateAuthority(tmp / "ca")
+
+    async def resolve() -> tuple[str, int]:
+        return "127.0.0.1", pg.port
+
+    listener = Listener("w", "127.0.0.1", 0, resolve, tls=ca.server_context("127.0.0.1"), force_ssl=lambda: force_ssl)
+    client = ssl.create_default_context(cafile=str(ca.cert_path))
+    return listener, client
+
+
+async def _port(listener: Listener) -> int:
+    await listener.start()
+    assert listener._server is not None
+    return int(listener._server.sockets[0].getsockname()[1])
+
+
+def test_ssl_request_starts_tls_and_the_login_is_relayed_in_8kb_records(tmp_path: Path) -> None:
+    async def main() -> None:
+        pg = FakePostgres(7, b"abcd")
+        await pg.start()
+        listener, client_ctx = _tls_listener(tmp_path, pg)
+        port = await _port(listener)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(SSL_REQUEST)
+        assert await asyncio.wait_for(reader.readexactly(1), 30) == b"S"
+        await writer.start_tls(client_ctx, server_hostname="127.0.0.1")  # verified against Borealis's CA
+        writer.write(_startup())
+        await _read_login(reader)
+        assert pg.received == [_startup()]
+        # 40 KB echoed back by the fake server comes through whole.
+        payload = pgwire.encode(pgwire.Query("x" * 40000))
+        writer.write(payload)
+        got = b""
+        while len(got) < len(payload):
+            got += await asyncio.wait_for(reader.read(65536), 30)
+        assert got == payload
+        writer.close()
+        await listener.close()
+        await pg.close()
+
+    _run(main)
+
+
+def test_tls_records_carry_at_most_8kb(tmp_path: Path) -> None:
+    sent: list[bytes] = []
+    transport = SimpleNamespace(write=sent.append)
+    ca = CertificateAuthority(tmp_path / "ca")
+    server = _Tls(ca.server_context("127.0.0.1"), transport)  # type: ignore[arg-type]
+    client_in, client_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ssl.create_default_context(cafile=str(ca.cert_path)).wrap_bio(
+        client_in, client_out, server_hostname="127.0.0.1"
+    )
+    for _ in range(10):  # the handshake, in memory
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            server.feed(client_out.read())
+            client_in.write(b"".join(sent))
+            sent.clear()
+    server.feed(client_out.read())
+    client_in.write(b"".join(sent))
+    sent.clear()
+    server.write(b"y" * 40000)
+    stream = b"".join(sent)
+    lengths = []
+    while stream:
+        kind, length = stream[0], struct.unpack("!H", stream[3:5])[0]
+        if kind == 23:  # application data
+            lengths.append(length)
+        stream = stream[5 + length :]
+    assert len(lengths) >= 5 and max(lengths) <= 8192 + 256  # 8 KB of data plus the record's overhead
+
+
+def test_direct_tls_needs_the_postgresql_alpn(tmp_path: Path) -> None:
+    async def main() -> None:
+        pg = FakePostgres(7, b"abcd")
+        await pg.start()
+        listener, client_ctx = _tls_listener(tmp_path, pg)
+        port = await _port(listener)
+        client_ctx.set_alpn_protocols(["postgresql"])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="127.0.0.1")
+        writer.write(_startup())
+        await _read_login(reader)
+        writer.close()
+        # Without ALPN (any other TLS client): no session.
+        plain_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca" / "root.crt"))
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port, ssl=plain_ctx, server_hostname="127.0.0.1")
+        w2.write(_startup())
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            assert await asyncio.wait_for(r2.read(), 30) == b""
+        assert pg.received == [_startup()]
+        w2.close()
+        await listener.close()
+        await pg.close()
+
+    _run(main)
+
+
+def test_force_ssl_refuses_plaintext_and_bytes_behind_an_ssl_request(tmp_path: Path) -> None:
+    async def main() -> None:
+        pg = FakePostgres(7, b"abcd")
+        await pg.start()
+        listener, client_ctx = _tls_listener(tmp_path, pg, force_ssl=True)
+        port = await _port(listener)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(_startup())
+        answer = await asyncio.wait_for(r.read(), 30)
+        assert answer[:1] == b"E" and b"28000" in answer and b"no encryption" in answer
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(SSL_REQUEST + _startup())  # plaintext that would pass for encrypted (CVE-2021-23214)
+        answer = await asyncio.wait_for(r2.read(), 30)
+        assert answer[:1] == b"E" and b"08P01" in answer
+        # Over TLS the same login goes through.
+        r3, w3 = await asyncio.open_connection("127.0.0.1", port)
+        w3.write(SSL_REQUEST)
+        assert await asyncio.wait_for(r3.readexactly(1), 30) == b"S"
+        await w3.start_tls(client_ctx, server_hostname="127.0.0.1")
+        w3.write(_startup())
+        await _read_login(r3)
+        assert pg.received == [_startup()]
+        for wr in (w, w2, w3):
+            wr.close()
+        await listener.close()
+        await pg.close()
 
     _run(main)
