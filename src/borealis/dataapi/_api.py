@@ -26,6 +26,8 @@ import asyncio
 import base64
 import collections
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -33,6 +35,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from borealis.pgwire import may_pin
 
 from ._errors import (
     BadRequestException,
@@ -122,7 +126,7 @@ class _Cluster:
 class _Call:
     """An ExecuteStatement call once checked (:meth:`DataApi._call`): what running it needs."""
 
-    __slots__ = ("bound", "continue_after", "json_mode", "metadata", "options", "parsed", "sql")
+    __slots__ = ("bound", "cap", "continue_after", "json_mode", "metadata", "options", "parsed", "resets", "sql")
 
     def __init__(
         self,
@@ -133,6 +137,7 @@ class _Call:
         json_mode: bool,
         metadata: bool,
         continue_after: bool,
+        cap: int,
     ) -> None:
         self.sql = sql  # as the client wrote it (error positions refer to it)
         self.parsed = parsed
@@ -141,14 +146,27 @@ class _Call:
         self.json_mode = json_mode
         self.metadata = metadata
         self.continue_after = continue_after
+        # Bytes of row data kept while reading the result (see PgConnection.execute): past the response
+        # limit the call fails anyway, so more is never held.
+        self.cap = cap
+        # The statement may change session state (SET, temporary tables, PREPARE, ...): the connection is
+        # reset before it serves another caller.  The same cheap test the proxy uses for pinning.
+        self.resets = may_pin(parsed.wire)
 
 
 class _Transaction:
-    __slots__ = ("aborted", "busy", "cluster_id", "conn", "created", "id", "last_used", "pool")
+    """An open transaction: its connection (held outside the pool's bound) and who may use it.
 
-    def __init__(self, tid: str, cluster_id: str, pool: Pool, conn: PgConnection) -> None:
+    ``cluster_id`` and ``owner`` (a keyed digest of the user and password of the secret that began it) are
+    checked on every call naming it: a transaction id alone does not let another secret's caller in.
+    """
+
+    __slots__ = ("aborted", "busy", "cluster_id", "conn", "created", "id", "last_used", "owner", "pool")
+
+    def __init__(self, tid: str, cluster_id: str, owner: bytes, pool: Pool, conn: PgConnection) -> None:
         self.id = tid
         self.cluster_id = cluster_id
+        self.owner = owner
         self.pool = pool
         self.conn = conn
         self.created = self.last_used = time.monotonic()
@@ -212,6 +230,7 @@ class DataApi:
         self.verifier = Verifier(self.settings.verify_ttl)
         self._transactions: dict[str, _Transaction] = {}
         self._ended: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._owner_key = os.urandom(32)  # keys the digests naming who began a transaction
         self._janitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._closed = False
@@ -258,12 +277,15 @@ class DataApi:
                 self.settings.call_timeout,
                 settled,
                 pool.deadlines,
+                call.cap,
             )
         except BaseException:
             pool.release(conn)
             raise
         if not sent:
             self._follow(settle, self._pooled(conn, pool, call))
+        elif call.resets:
+            conn.mark_dirty()
         return None
 
     def _sent(
@@ -343,7 +365,14 @@ class DataApi:
             raise BadRequestException(_constraint("database", "Member must have length less than or equal to 64"))
         json_mode = records_as == "JSON"
         metadata = bool(p.get("includeResultMetadata")) and not json_mode
-        return _Call(sql, parsed, bound, options, json_mode, metadata, bool(p.get("continueAfterTimeout")))
+        cap = self._cap(json_mode)
+        return _Call(sql, parsed, bound, options, json_mode, metadata, bool(p.get("continueAfterTimeout")), cap)
+
+    def _cap(self, json_mode: bool) -> int:
+        """The row data a call keeps while reading: twice its response limit, so the limit checks on what
+        was kept (by whatever measure, bytea's bytes or its hex text) see the same as on the whole result."""
+        s = self.settings
+        return 2 * (s.max_json_response if json_mode else s.max_response)
 
     async def _execute(self, p: Mapping[str, Any], call: _Call) -> dict[str, Any]:
         try:
@@ -370,7 +399,9 @@ class DataApi:
         return result
 
     async def _statement(self, conn: PgConnection, pool: Pool, tx: _Transaction | None, call: _Call) -> dict[str, Any]:
-        results = await self._run(conn, pool, tx, call.parsed.wire, call.bound, call.continue_after)
+        if call.resets:
+            conn.mark_dirty()
+        results = await self._run(conn, pool, tx, call.parsed.wire, call.bound, call.continue_after, cap=call.cap)
         return await self._settle(conn, pool, tx, results[-1], call)
 
     async def _settle(
@@ -401,7 +432,10 @@ class DataApi:
         parsed = self._parse(sql)
         bound_sets = [bind_parameters(parsed, one) for one in sets]
         text = parsed.wire
+        cap = self._cap(False)  # a batch returns no rows: bound what it reads all the same
         async with self._connection(p) as (conn, pool, tx):
+            if may_pin(text):
+                conn.mark_dirty()
             deadline = time.monotonic() + self.settings.call_timeout
             # Outside a transaction the batch is atomic, as pgJDBC's executeBatch is in autocommit
             # (one Sync for all statements makes them one implicit transaction).
@@ -411,7 +445,7 @@ class DataApi:
             try:
                 for bound in bound_sets:
                     left = max(0.001, deadline - time.monotonic())
-                    results = await self._run(conn, pool, tx, text, bound, False, left)
+                    results = await self._run(conn, pool, tx, text, bound, False, left, cap)
                     res = results[-1]
                     if res.status == _FATAL:
                         raise self._sql_error(PgError.from_result(res), parsed, tx, sql)
@@ -430,17 +464,20 @@ class DataApi:
         """BeginTransaction: a connection of its own, ``BEGIN``, and an id naming it."""
         self._check_schema(p)
         cluster = self._cluster(p.get("resourceArn"))
-        pool = self._pool(cluster, p)
-        conn = await self._acquire(pool)
+        credentials = self._credentials(p.get("secretArn"))
+        pool = self._pool_of(cluster, p, credentials)
+        # Not from the pool's bound: an abandoned transaction must not keep other calls waiting.
+        conn = await self._acquire(pool, detached=True)
         try:
             res = await conn.simple(b"BEGIN")
             if res.status == _FATAL:
                 raise self._sql_error(PgError.from_result(res), None, None)
         except BaseException:
-            pool.discard(conn)
+            conn.abort()
+            pool.adopt(conn)
             raise
         tid = _new_transaction_id(self.node)
-        self._transactions[tid] = _Transaction(tid, cluster.id, pool, conn)
+        self._transactions[tid] = _Transaction(tid, cluster.id, self._owner(credentials), pool, conn)
         self._start_janitor()
         return {"transactionId": tid}
 
@@ -480,7 +517,7 @@ class DataApi:
                 await self._janitor
         for tx in list(self._transactions.values()):
             self._transactions.pop(tx.id, None)
-            tx.pool.discard(tx.conn)
+            await tx.conn.close()
         for pool in list(self._pools.values()):
             await pool.close()
         self._pools.clear()
@@ -596,8 +633,17 @@ class DataApi:
         dbname = value.get("dbname")
         return user, password, dbname if isinstance(dbname, str) and dbname else None
 
+    def _owner(self, credentials: tuple[str, str, str | None]) -> bytes:
+        """Who a transaction belongs to: a keyed digest of the secret's user and password."""
+        user, password, _ = credentials
+        text = f"{len(user)}:{user}:{password}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._owner_key, text, hashlib.sha256).digest()
+
     def _pool(self, cluster: _Cluster, p: Mapping[str, Any]) -> Pool:
-        user, password, secret_db = self._credentials(p.get("secretArn"))
+        return self._pool_of(cluster, p, self._credentials(p.get("secretArn")))
+
+    def _pool_of(self, cluster: _Cluster, p: Mapping[str, Any], credentials: tuple[str, str, str | None]) -> Pool:
+        user, password, secret_db = credentials
         if cluster.writer is None:
             raise DatabaseNotFoundException(f"The DB cluster {cluster.id} doesn't have a DB instance.")
         server = self.control.server(cluster.writer)
@@ -629,12 +675,14 @@ class DataApi:
             self._start_janitor()
         return pool
 
-    async def _acquire(self, pool: Pool) -> PgConnection:
-        conn = pool.try_acquire()
-        if conn is not None:
-            return conn
+    async def _acquire(self, pool: Pool, *, detached: bool = False) -> PgConnection:
+        if not detached:
+            conn = pool.try_acquire()
+            if conn is not None:
+                return conn
         try:
-            return await asyncio.wait_for(pool.acquire(), self.settings.call_timeout)
+            wanted = pool.acquire_detached() if detached else pool.acquire()
+            return await asyncio.wait_for(wanted, self.settings.call_timeout)
         except TimeoutError:
             raise StatementTimeoutException("Timed out waiting for a database connection") from None
         except PgError as err:
@@ -693,8 +741,14 @@ class DataApi:
         tid = p.get("transactionId")
         if not isinstance(tid, str) or not tid:
             raise BadRequestException("transactionId must be a non-empty string")
+        # The secret is read first, as for any call: one that does not exist (or is not usable) is refused
+        # with the error Secrets Manager's answer maps to, whatever the transaction id.
+        owner = self._owner(self._credentials(p.get("secretArn")))
         tx = self._transactions.get(tid)
         if tx is None:
+            raise TransactionNotFoundException(f"Transaction {tid} isn't found")
+        if not hmac.compare_digest(owner, tx.owner):
+            # Begun with another user's (or another password's) secret: to this caller it does not exist.
             raise TransactionNotFoundException(f"Transaction {tid} isn't found")
         now = time.monotonic()
         if not tx.busy and (
@@ -705,7 +759,7 @@ class DataApi:
             raise TransactionNotFoundException(f"Transaction {tid} isn't found")
         arn = p.get("resourceArn")
         m = _CLUSTER_ARN.fullmatch(arn) if isinstance(arn, str) else None
-        if m is None or m.group(3) != tx.cluster_id:
+        if m is None or m.groups() != (self.region, self.account_id, tx.cluster_id):
             raise TransactionNotFoundException(f"Transaction {tid} isn't found")
         if tx.busy:
             raise DatabaseErrorException("Transaction is still running a query")
@@ -728,7 +782,7 @@ class DataApi:
         self._ended[tx.id] = cause
         while len(self._ended) > _ENDED_KEEP:
             self._ended.popitem(last=False)
-        tx.pool.release(tx.conn)
+        tx.pool.adopt(tx.conn)
 
     def _expire(self, tx: _Transaction) -> None:
         """Roll back an expired transaction in the background."""
@@ -740,9 +794,8 @@ class DataApi:
             try:
                 await asyncio.wait_for(tx.conn.simple(b"ROLLBACK"), 10)
             except Exception:
-                tx.pool.discard(tx.conn)
-                return
-            tx.pool.release(tx.conn)
+                tx.conn.abort()
+            tx.pool.adopt(tx.conn)
 
         self._spawn(rollback())
 
@@ -783,6 +836,7 @@ class DataApi:
         bound: BoundParameters,
         continue_after: bool,
         timeout: float | None = None,
+        cap: int = 0,
     ) -> list[Any]:
         values = _wire_values(bound)
         limit = self.settings.call_timeout if timeout is None else timeout
@@ -790,13 +844,13 @@ class DataApi:
             # Outside a transaction the statement is prepared once per connection (see PgConnection.prepared).
             run = conn.execute if tx is not None else conn.prepared
             try:
-                return await run(sql, values, bound.oids or None, bound.formats or None, limit)
+                return await run(sql, values, bound.oids or None, bound.formats or None, limit, cap)
             except TimeoutError:
                 # execute() cancelled the statement on the server before we got here.
                 raise StatementTimeoutException("The statement timed out", dbConnectionId=conn.backend_pid) from None
             except PgError as err:
                 raise self._connection_error(err) from None
-        task = asyncio.ensure_future(conn.execute(sql, values, bound.oids or None, bound.formats or None))
+        task = asyncio.ensure_future(conn.execute(sql, values, bound.oids or None, bound.formats or None, cap=cap))
         try:
             return await asyncio.wait_for(asyncio.shield(task), limit)
         except TimeoutError:
@@ -880,6 +934,8 @@ class DataApi:
         limit = self.settings.max_json_response if json_mode else self.settings.max_response
         rows = res.rows
         check_result_size(rows, [f[3] for f in res.fields], limit, self.settings.max_row)
+        if res.truncated:  # more rows came than were kept: over the limit by any measure of them
+            raise BadRequestException(RESPONSE_TOO_LARGE)
         if json_mode:
             labels = [f[0].decode("utf-8", "replace") for f in res.fields]
             text = format_records_json(labels, rows, decoders)

@@ -148,7 +148,7 @@ class Result:
     Mirrors the few ``PGresult`` accessors the executor uses, so the decoders take the same values.
     """
 
-    __slots__ = ("command_status", "error", "fields", "rows", "shape", "status")
+    __slots__ = ("command_status", "error", "fields", "rows", "shape", "status", "truncated")
 
     def __init__(
         self, status: int, fields: list[tuple[bytes, int, int, int, int]] | None = None, shape: bytes = b""
@@ -160,6 +160,8 @@ class Result:
         self.rows: list[list[bytes | None]] = []
         self.command_status: bytes | None = None
         self.error: PgError | None = None
+        # Rows past the statement's byte cap were dropped (see PgConnection.execute): too large to return.
+        self.truncated = False
 
     @property
     def nfields(self) -> int:
@@ -399,6 +401,13 @@ class _Protocol(asyncio.Protocol):
         self.tx_status = b"I"
         self.lost: PgError | None = None
         self.parsed = False  # a ParseComplete came (a named statement now exists on the server)
+        # The bytes of row data the running statement may keep (0: no cap), and how many it has kept; past
+        # the cap rows are dropped as they come and on_overflow runs once (it cancels the statement).
+        self.cap = 0
+        self.kept = 0
+        self.on_overflow: Callable[[], None] | None = None
+        # Session state may have changed (a ParameterStatus came, or the caller said so): reset before reuse.
+        self.dirty = False
         self.shapes: dict[bytes, tuple[bytes, list[tuple[bytes, int, int, int, int]]]] = {}
         self.loop = asyncio.get_running_loop()  # protocols are made by create_connection, on the loop
 
@@ -428,10 +437,11 @@ class _Protocol(asyncio.Protocol):
         for t, frame in frames:
             if t == 68:  # D DataRow
                 current = self.current
-                if current is None:
+                if current is None or current.truncated:
                     continue
                 count = _u16(frame, 5)[0]
                 pos = 7
+                size = 0
                 row: list[bytes | None] = []
                 for _ in range(count):
                     n = _i32(frame, pos)[0]
@@ -441,7 +451,15 @@ class _Protocol(asyncio.Protocol):
                     else:
                         row.append(frame[pos : pos + n].tobytes())
                         pos += n
+                        size += n
                 current.rows.append(row)
+                if self.cap:
+                    self.kept += size
+                    if self.kept > self.cap:
+                        # Keep the row that crossed the cap (the caller's limit check stops there too).
+                        current.truncated = True
+                        if self.on_overflow is not None:
+                            self.on_overflow()
             elif t == 84:  # T RowDescription: a statement's is the same every time, so parse it once
                 raw = frame.tobytes()
                 known = self.shapes.get(raw)
@@ -457,6 +475,7 @@ class _Protocol(asyncio.Protocol):
                 self.current = None
             elif t == 90:  # Z ReadyForQuery
                 self.tx_status = frame[5:6].tobytes()
+                self.kept = 0
                 results, self.results = self.results, []
                 self.current = None
                 waiter, self.waiter = self.waiter, None
@@ -465,12 +484,19 @@ class _Protocol(asyncio.Protocol):
             elif t == 69:  # E ErrorResponse
                 if self.waiter is None:
                     continue  # e.g. FATAL before the server closes an idle connection: connection_lost follows
+                if self.current is not None and self.current.truncated:
+                    # Most likely our own cancel (57014); the call fails for the result's size either way.
+                    self.results.append(self.current)
+                    self.current = None
+                    continue
                 result = Result(FATAL_ERROR)
                 result.error = PgError.from_fields(_error_fields(frame[5:]))
                 self.results.append(result)
                 self.current = None
             elif t == 49:  # 1 ParseComplete
                 self.parsed = True
+            elif t == 83:  # S ParameterStatus: a reported setting changed (SET, set_config, SET ROLE, ...)
+                self.dirty = True
             elif t == 73:  # I EmptyQueryResponse
                 self.results.append(Result(EMPTY_QUERY))
                 self.current = None
@@ -499,6 +525,7 @@ class PgConnection:
         "_closes",
         "_names",
         "backend_pid",
+        "cancelling",
         "conn",
         "described",
         "idle_since",
@@ -511,6 +538,10 @@ class PgConnection:
         self.conn = conn
         self.proto = proto
         self.backend_pid = conn.pgconn.backend_pid
+        # The CancelRequest sent when a result outgrew its cap: the connection serves no one until it is done,
+        # so a late cancel never hits the next caller's statement.
+        self.cancelling: asyncio.Future[None] | None = None
+        proto.on_overflow = self._overflowed
         self.idle_since = time.monotonic()
         # Named server-side statements, by (SQL, parameter types), least recently used first; see prepared().
         self.statement_cache = 0
@@ -576,6 +607,46 @@ class PgConnection:
         return self.proto.tx_status != b"I" or self.proto.waiter is not None
 
     @property
+    def needs_cleanup(self) -> bool:
+        """Before serving another caller, :meth:`cleanup` must run (session state changed, a cancel in flight)."""
+        return self.proto.dirty or self.cancelling is not None
+
+    def mark_dirty(self) -> None:
+        """The caller's statement may change session state: reset the session before the next caller."""
+        self.proto.dirty = True
+
+    async def cleanup(self) -> None:
+        """Wait for a pending cancel, then reset the session (``DISCARD ALL``) if it may have changed.
+
+        ``DISCARD ALL`` brings back what the connection started with (its startup options are the
+        defaults ``RESET`` returns to), drops temporary tables, prepared statements, cursors, ``LISTEN``
+        registrations and session advisory locks, and ends any ``SET ROLE``.  The statements cached here
+        are gone with it.  Raises PgError (the connection must then be dropped) if the reset fails.
+        """
+        if self.cancelling is not None:
+            with contextlib.suppress(BaseException):
+                await self.cancelling
+            self.cancelling = None
+        if self.proto.dirty:
+            results = await self._send(extended_query(b"DISCARD ALL", None, None, None), 10)
+            if not results or results[-1].status != COMMAND_OK:
+                raise PgError("the session could not be reset", "55000")
+            self.statements.clear()
+            self.described.clear()
+            self._closes.clear()
+            self.proto.dirty = False  # DISCARD ALL's own ParameterStatus messages set it again
+
+    def _overflowed(self) -> None:
+        # Cancel the statement whose rows passed the cap, outside a transaction block only: inside one a
+        # cancel would abort the caller's transaction, so there the rest is read and dropped.
+        if self.proto.tx_status == b"I" and self.cancelling is None:
+            self.cancelling = asyncio.ensure_future(self._cancel_request())
+
+    async def _cancel_request(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.conn.cancel_safe(timeout=5)
+
+    @property
     def transaction_failed(self) -> bool:
         """The transaction block is aborted (statements fail until ROLLBACK)."""
         return self.proto.tx_status == b"E"
@@ -587,16 +658,23 @@ class PgConnection:
         oids: Sequence[int] | None = None,
         formats: Sequence[int] | None = None,
         timeout: float | None = None,
+        cap: int = 0,
     ) -> list[Result]:
         """Run one statement (extended protocol, text results); raises PgError if the connection fails.
+
+        With ``cap``, rows past the first ``cap`` bytes of row data are dropped as they arrive and the
+        result is marked ``truncated`` (outside a transaction block the statement is also cancelled), so a
+        huge result costs no more memory than the caller's limit.
 
         After ``timeout`` seconds (or cancelled), it cancels the statement on the server and waits for it to
         end, so the connection stays usable, then raises TimeoutError (or CancelledError).  The time limit
         is one timer on the loop, not an ``asyncio.timeout`` context: this is the hot path.
         """
-        return await self._send(extended_query(sql, values, oids, formats), timeout)
+        return await self._send(extended_query(sql, values, oids, formats), timeout, cap=cap)
 
-    async def _send(self, message: bytes, timeout: float | None, expect: Result | None = None) -> list[Result]:
+    async def _send(
+        self, message: bytes, timeout: float | None, expect: Result | None = None, cap: int = 0
+    ) -> list[Result]:
         proto = self.proto
         if proto.lost is not None:
             raise proto.lost
@@ -608,6 +686,7 @@ class PgConnection:
         waiter: asyncio.Future[list[Result]] = loop.create_future()
         proto.waiter = waiter
         proto.current = expect  # rows that come without a RowDescription (see _bind_cached)
+        proto.cap = cap
         transport.write(message)
         timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
@@ -630,6 +709,7 @@ class PgConnection:
         oids: Sequence[int] | None = None,
         formats: Sequence[int] | None = None,
         timeout: float | None = None,
+        cap: int = 0,
     ) -> list[Result]:
         """:meth:`execute` through a named statement kept on the server, parsed and planned once.
 
@@ -641,10 +721,10 @@ class PgConnection:
         otherwise this is :meth:`execute`.
         """
         if self.statement_cache <= 0 or self.proto.tx_status != b"I":
-            return await self.execute(sql, values, oids, formats, timeout)
+            return await self.execute(sql, values, oids, formats, timeout, cap)
         cached = self._bind_cached(sql, values, oids, formats)
         if cached is not None:
-            results = await self._send(cached[0], timeout, cached[1])
+            results = await self._send(cached[0], timeout, cached[1], cap)
             if not self.stale(results, sql, oids):
                 return results
         key = (sql, tuple(oids) if oids else ())
@@ -652,7 +732,7 @@ class PgConnection:
         name = b"_borealis_%d" % self._names
         self.proto.parsed = False
         message = self._take_closes() + extended_query(sql, values, oids, formats, name)
-        results = await self._send(message, timeout)
+        results = await self._send(message, timeout, cap=cap)
         if self.proto.parsed:
             self.statements[key] = name
             last = results[-1] if results else None
@@ -675,6 +755,7 @@ class PgConnection:
         timeout: float,
         settled: Settled,
         deadlines: Deadlines,
+        cap: int = 0,
     ) -> bool:
         """Send Bind/Execute for a statement already prepared here, without a coroutine: the hot path.
 
@@ -695,6 +776,7 @@ class PgConnection:
         waiter = _Notify(settled, loop.time() + timeout, deadlines)
         proto.waiter = waiter
         proto.current = cached[1]
+        proto.cap = cap
         assert proto.transport is not None
         proto.transport.write(cached[0])
         deadlines.add(waiter, loop)
@@ -956,10 +1038,39 @@ class Pool:
                 self.unix_dir = None  # no socket there (another host, an older server): TCP from now on
         return await PgConnection.connect(self.host, self.port, user, password, database, timeout)
 
+    async def acquire_detached(self) -> PgConnection:
+        """A connection for a transaction, held outside the pool's bound (see :meth:`adopt`).
+
+        An idle pooled connection is taken out of the pool (its slot freed for a new one); otherwise a new
+        connection is opened.  Transactions can then never use up the connections that calls outside a
+        transaction wait for: an abandoned transaction holds its own connection until it expires, and only
+        PostgreSQL's ``max_connections`` bounds how many there are.
+        """
+        conn = self.try_acquire()
+        if conn is not None:
+            self.open -= 1
+            self._wake_one()
+            return conn
+        conn = await self._connect()
+        conn.statement_cache = self.statement_cache
+        return conn
+
+    def adopt(self, conn: PgConnection) -> None:
+        """Take back a connection from :meth:`acquire_detached` once its transaction ended: into the pool
+        while the pool has room for it, closed otherwise."""
+        if self.closed or not conn.ok or conn.in_transaction or self.open >= self.size:
+            _spawn(conn.close())
+            return
+        self.open += 1
+        self.release(conn)
+
     def release(self, conn: PgConnection) -> None:
         """Give a connection back: to the next waiter, else the idle list; a broken one is closed."""
         if self.closed or not conn.ok or conn.in_transaction:
             self.discard(conn)
+            return
+        if conn.needs_cleanup:
+            _spawn(self._cleaned(conn))
             return
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -969,12 +1080,18 @@ class Pool:
         conn.idle_since = time.monotonic()
         self.idle.append(conn)
 
+    async def _cleaned(self, conn: PgConnection) -> None:
+        """Reset a connection a caller left changed (see :meth:`PgConnection.cleanup`), then release it."""
+        try:
+            await conn.cleanup()
+        except BaseException:
+            conn.abort()
+        self.release(conn)
+
     def discard(self, conn: PgConnection) -> None:
         """Close a connection that must not be reused (broken, or left in an unknown state)."""
         self.open -= 1
-        task = asyncio.ensure_future(conn.close())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _spawn(conn.close())
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -1010,3 +1127,10 @@ class Pool:
 
 
 _background: set[asyncio.Future[None]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    """Run ``coro`` in the background, keeping a reference until it ends."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
