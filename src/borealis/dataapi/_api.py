@@ -308,8 +308,8 @@ class DataApi:
             self._follow(settle, self._pooled(conn, pool, call))
             return
         res = results[-1]
-        if res.status == _TUPLES_OK and not self._known_types(pool, res):
-            self._follow(settle, self._settle(conn, pool, None, res, call))
+        if conn.needs_cleanup or (res.status == _TUPLES_OK and not self._known_types(pool, res)):
+            self._follow(settle, self._pooled(conn, pool, call, res))
             return
         pool.release(conn)
         settle(self._outcome(pool, conn, None, res, call))
@@ -386,15 +386,22 @@ class DataApi:
         except _Detached as detached:
             raise detached.error from None
 
-    async def _pooled(self, conn: PgConnection, pool: Pool, call: _Call) -> dict[str, Any]:
-        """Run a statement on a connection borrowed from ``pool``, and give it back."""
+    async def _pooled(self, conn: PgConnection, pool: Pool, call: _Call, res: Result | None = None) -> dict[str, Any]:
+        """Run a statement on a connection borrowed from ``pool`` (or settle its result ``res``, already
+        read), and give the connection back."""
         try:
-            result = await self._statement(conn, pool, None, call)
+            if res is None:
+                result = await self._statement(conn, pool, None, call)
+            else:
+                result = await self._settle(conn, pool, None, res, call)
         except _Detached:
             raise  # the statement goes on: the connection returns to the pool when it ends
         except BaseException:
             pool.release(conn)
             raise
+        if conn.needs_cleanup:
+            # Reset before the reply, so the caller's next call finds this connection clean and first in line.
+            await pool.clean(conn)
         pool.release(conn)
         return result
 
@@ -486,6 +493,8 @@ class DataApi:
         tx = self._claim(p)
         try:
             res = await self._end_command(tx, command)
+            if tx.conn.needs_cleanup:  # reset before the reply, as for a pooled call (see _pooled)
+                await tx.pool.clean(tx.conn)
         finally:
             self._finish(tx, "One previous call resulted in a termination of your transaction")
         if res.status == _FATAL:

@@ -1080,12 +1080,15 @@ class Pool:
         conn.idle_since = time.monotonic()
         self.idle.append(conn)
 
-    async def _cleaned(self, conn: PgConnection) -> None:
-        """Reset a connection a caller left changed (see :meth:`PgConnection.cleanup`), then release it."""
+    async def clean(self, conn: PgConnection) -> None:
+        """Run :meth:`PgConnection.cleanup` on a borrowed connection; one that fails it is dropped."""
         try:
             await conn.cleanup()
         except BaseException:
             conn.abort()
+
+    async def _cleaned(self, conn: PgConnection) -> None:
+        await self.clean(conn)
         self.release(conn)
 
     def discard(self, conn: PgConnection) -> None:
