@@ -57,6 +57,19 @@ _LIBRARIES = (
 )
 
 
+_FORMAT = 2  # of the rows kept in the store: a new one probes again
+
+# Aurora's own parameters that Borealis carries out (groups._parameters turns them into postgres settings).
+AURORA_PARAMETERS = (
+    {
+        "name": "rds.logical_replication",
+        "vartype": "bool",
+        "context": "postmaster",
+        "short_desc": "Enables logical decoding: sets wal_level to logical.",
+    },
+)
+
+
 @dataclass(frozen=True, slots=True)
 class EngineParameter:
     """One setting of an engine version, as RDS describes a parameter."""
@@ -139,11 +152,12 @@ class Catalog:
         self.workdir = workdir
         self._lock = asyncio.Lock()
         self._params: dict[str, EngineParameter] | None = None
+        self._key = f"{version}/{_FORMAT}"
 
     def cached(self) -> dict[str, EngineParameter] | None:
         """The parameters if they were probed already (in this process or an earlier one)."""
         if self._params is None:
-            doc = self.table.get(self.version)
+            doc = self.table.get(self._key)
             if doc is not None:
                 self._params = {r["name"]: EngineParameter.from_row(r) for r in doc["rows"]}
         return self._params
@@ -157,7 +171,7 @@ class Catalog:
             found = self.cached()
             if found is None:
                 rows = await self._probe()
-                self.table.put(self.version, {"rows": rows})
+                self.table.put(self._key, {"rows": rows})
                 found = self._params = {r["name"]: EngineParameter.from_row(r) for r in rows}
         return found
 
@@ -187,7 +201,7 @@ class Catalog:
         for row in rows:
             if row["name"] == "shared_preload_libraries":
                 row["enumvals"] = libraries  # what this installation can load: a missing one stops postgres
-        return rows
+        return sorted([*rows, *AURORA_PARAMETERS], key=lambda r: str(r["name"]))
 
 
 def _free_port() -> int:

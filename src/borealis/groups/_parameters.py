@@ -172,7 +172,8 @@ class ParameterGroups:
                     "InvalidParameterCombination",
                     f"cannot use immediate apply method for static parameter {param.name}",
                 )
-            changes[param.name] = {"value": value, "method": method}
+            # Shown as given (Terraform compares what it set with what it reads), run as postgres takes it.
+            changes[param.name] = {"value": str(p["ParameterValue"]).strip(), "pg": value, "method": method}
         doc["values"] = {**doc["values"], **changes}
         self.table.put(doc["name"], doc)
         return doc
@@ -281,12 +282,12 @@ class Settings:
         except AWSError:  # a group the cluster names is gone: run with the engine's defaults
             wanted = {}
         if not self.reloading:
-            self._booted[instance["id"]] = {k: v["value"] for k, v in wanted.items()}
-            return {k: v["value"] for k, v in wanted.items()}
+            self._booted[instance["id"]] = {k: _pg(v) for k, v in wanted.items()}
+            return _translate({k: _pg(v) for k, v in wanted.items()})
         booted = self._booted.get(instance["id"], {})
-        out = {k: v["value"] for k, v in wanted.items() if not self._later(k, v)}
+        out = {k: _pg(v) for k, v in wanted.items() if not self._later(k, v)}
         out.update({k: booted[k] for k, v in wanted.items() if self._later(k, v) and k in booted})
-        return out
+        return _translate(out)
 
     def status(self, cluster: dict[str, Any], instance_id: str) -> str:
         """``pending-reboot`` while a value that waits for a restart differs from the one postgres started with."""
@@ -295,9 +296,21 @@ class Settings:
             return "in-sync"
         wanted = self.wanted(cluster, instance_id)
         names = {k for k, v in wanted.items() if self._later(k, v)} | {k for k in booted if k not in wanted}
-        if any(booted.get(k) != (wanted[k]["value"] if k in wanted else None) for k in names):
+        if any(booted.get(k) != (_pg(wanted[k]) if k in wanted else None) for k in names):
             return "pending-reboot"
         return "in-sync"
+
+
+def _pg(value: dict[str, str]) -> str:
+    return value.get("pg", value["value"])
+
+
+def _translate(values: dict[str, str]) -> dict[str, str]:
+    """Aurora's own parameters as the postgres settings that do what they say."""
+    out = {k: v for k, v in values.items() if not k.startswith("rds.")}
+    if values.get("rds.logical_replication") == "on":
+        out["wal_level"] = "logical"
+    return out
 
 
 def family_of(engine_version: str) -> str:

@@ -187,6 +187,7 @@ def test_parameter_groups_applied_to_a_cluster(borealis: BorealisProcess, rds: A
             {"ParameterName": "log_min_duration_statement", "ParameterValue": "250", "ApplyMethod": "immediate"},
             {"ParameterName": "shared_preload_libraries", "ParameterValue": "plpgsql", "ApplyMethod": "pending-reboot"},
             {"ParameterName": "log_statement", "ParameterValue": "ddl", "ApplyMethod": "immediate"},
+            {"ParameterName": "rds.logical_replication", "ParameterValue": "1", "ApplyMethod": "pending-reboot"},
         ],
     )
     group = rds.describe_db_cluster_parameter_groups(DBClusterParameterGroupName=cpg)["DBClusterParameterGroups"][0]
@@ -194,6 +195,7 @@ def test_parameter_groups_applied_to_a_cluster(borealis: BorealisProcess, rds: A
     user = _all_parameters(rds, "describe_db_cluster_parameters", DBClusterParameterGroupName=cpg, Source="user")
     assert {p["ParameterName"]: p["ParameterValue"] for p in user} == {
         "log_min_duration_statement": "250", "shared_preload_libraries": "plpgsql", "log_statement": "ddl",
+        "rds.logical_replication": "1",
     }  # fmt: skip
     assert (
         _all_parameters(rds, "describe_db_cluster_parameters", DBClusterParameterGroupName=cpg, Source="system") == []
@@ -228,6 +230,7 @@ def test_parameter_groups_applied_to_a_cluster(borealis: BorealisProcess, rds: A
         assert _show(conn, "shared_preload_libraries") == "plpgsql"
         assert _show(conn, "log_statement") == "ddl"
         assert _show(conn, "work_mem") == "8192"
+        assert _show(conn, "wal_level") == "logical"  # what rds.logical_replication does
     assert _apply_status(rds, cid, iid) == ("in-sync", "in-sync")
     assert (
         rds.describe_db_instances(DBInstanceIdentifier=iid)["DBInstances"][0]["DBParameterGroups"][0][

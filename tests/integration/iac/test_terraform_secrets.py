@@ -213,3 +213,61 @@ def test_aws_cli_secret_policy_and_batch(borealis: BorealisProcess) -> None:
     batch = aws_json(borealis, "secretsmanager", "batch-get-secret-value", "--secret-id-list", arn)
     assert [v["SecretString"] for v in batch["SecretValues"]] == ["s"]
     aws_json(borealis, "secretsmanager", "delete-secret", "--secret-id", arn, "--force-delete-without-recovery")
+
+
+def test_aws_db_proxy_resources(rds: Any) -> None:
+    """aws_db_proxy, aws_db_proxy_default_target_group, aws_db_proxy_target and aws_db_proxy_endpoint."""
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    name, endpoint = _name("tf-proxy"), _name("tf-proxy-ep")
+    auth = [
+        {
+            "AuthScheme": "SECRETS",
+            "SecretArn": cluster["MasterUserSecret"]["SecretArn"],
+            "IAMAuth": "DISABLED",
+            "ClientPasswordAuthType": "POSTGRES_SCRAM_SHA_256",
+        }
+    ]
+    role = "arn:aws:iam::000000000000:role/proxy"
+    # aws_db_proxy create: CreateDBProxy with tags, wait for available, read (+ tags by ARN)
+    arn = rds.create_db_proxy(
+        DBProxyName=name, EngineFamily="POSTGRESQL", RoleArn=role, Auth=auth, VpcSubnetIds=SUBNETS,
+        Tags=[{"Key": "Name", "Value": name}], IdleClientTimeout=1800, RequireTLS=False, DebugLogging=False,
+    )["DBProxy"]["DBProxyArn"]  # fmt: skip
+    _until_proxy_available(rds, name)
+    assert rds.list_tags_for_resource(ResourceName=arn)["TagList"] == [{"Key": "Name", "Value": name}]
+    # aws_db_proxy update: every argument again, NewDBProxyName equal to the name
+    rds.modify_db_proxy(
+        DBProxyName=name, NewDBProxyName=name, DebugLogging=True, RequireTLS=False, RoleArn=role, Auth=auth,
+        IdleClientTimeout=900,
+    )  # fmt: skip
+    _until_proxy_available(rds, name)
+    proxy = rds.describe_db_proxies(DBProxyName=name)["DBProxies"][0]
+    assert proxy["DebugLogging"] is True and proxy["IdleClientTimeout"] == 900
+    rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": "env", "Value": "dev"}])
+    # aws_db_proxy_default_target_group
+    pool = {"MaxConnectionsPercent": 90, "MaxIdleConnectionsPercent": 50, "ConnectionBorrowTimeout": 60}
+    rds.modify_db_proxy_target_group(DBProxyName=name, TargetGroupName="default", ConnectionPoolConfig=pool)
+    group = rds.describe_db_proxy_target_groups(DBProxyName=name, TargetGroupName="default")["TargetGroups"][0]
+    assert group["ConnectionPoolConfig"]["MaxConnectionsPercent"] == 90
+    # aws_db_proxy_target
+    rds.register_db_proxy_targets(DBProxyName=name, TargetGroupName="default", DBClusterIdentifiers=["default"])
+    targets = rds.describe_db_proxy_targets(DBProxyName=name, TargetGroupName="default")["Targets"]
+    assert any(t["Type"] == "TRACKED_CLUSTER" and t["TrackedClusterId"] == "default" for t in targets)
+    # aws_db_proxy_endpoint: create, wait, read (+ tags), update, destroy
+    ep = rds.create_db_proxy_endpoint(
+        DBProxyName=name, DBProxyEndpointName=endpoint, VpcSubnetIds=SUBNETS, TargetRole="READ_WRITE",
+        Tags=[{"Key": "ep", "Value": "1"}],
+    )["DBProxyEndpoint"]  # fmt: skip
+    assert rds.list_tags_for_resource(ResourceName=ep["DBProxyEndpointArn"])["TagList"] == [{"Key": "ep", "Value": "1"}]
+    rds.modify_db_proxy_endpoint(DBProxyEndpointName=endpoint, VpcSecurityGroupIds=["sg-0123abcd"])
+    assert rds.describe_db_proxy_endpoints(DBProxyEndpointName=endpoint)["DBProxyEndpoints"][0][
+        "VpcSecurityGroupIds"
+    ] == ["sg-0123abcd"]
+    rds.delete_db_proxy_endpoint(DBProxyEndpointName=endpoint)
+    _until_not_found(
+        lambda: rds.describe_db_proxy_endpoints(DBProxyEndpointName=endpoint), "DBProxyEndpointNotFoundFault"
+    )
+    # destroy: the target, then the proxy (wait until not found)
+    rds.deregister_db_proxy_targets(DBProxyName=name, TargetGroupName="default", DBClusterIdentifiers=["default"])
+    rds.delete_db_proxy(DBProxyName=name)
+    _until_not_found(lambda: rds.describe_db_proxies(DBProxyName=name), "DBProxyNotFoundFault")
