@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from borealis.dataapi import DataApi, transaction_owner
 from borealis.engine import Binaries, Cgroups, socket_dir_for
 from borealis.iam import AccessKeys, write_credentials_file
 from borealis.metrics import MetricStore
-from borealis.proxy import ProxyManager
+from borealis.proxy import CertificateAuthority, ProxyManager, server_context
 from borealis.secrets import SecretsManager
 from borealis.serverless import Scaler
 from borealis.services import monitoring as monitoring_service
@@ -82,6 +83,8 @@ class App:
         s = self.settings
         private_dir(s.data_dir)
         self._lock()
+        for warning in s.exposure_warnings():
+            log.warning("%s", warning)
         self.store = store = Store(s.data_dir / "borealis.db")
         sealer = Sealer(s.data_dir / "secrets.key")
         keys = AccessKeys(store, sealer)
@@ -155,7 +158,9 @@ class App:
                 # SO_REUSEPORT would let us share a port another program (another Borealis) listens on, and
                 # the kernel would split clients between the two: check with a plain bind that it is free.
                 _probe_port(self.settings.host, self.settings.api_port)
-            await self._http.start(self.settings.host, self.settings.api_port, reuse_port=count > 1)
+            await self._http.start(
+                self.settings.host, self.settings.api_port, reuse_port=count > 1, tls=api_tls(self.settings, issue=True)
+            )
             if count > 1:
                 await self._http.start_unix(str(node_socket(self.settings.data_dir, 0)))
         except OSError as exc:
@@ -176,6 +181,7 @@ class App:
                     "node": node,
                     "workers": count,
                     "parent": os.getpid(),
+                    "tls": self.settings.tls,
                     "http_idle_timeout": self.settings.http_idle_timeout,
                     "http_request_timeout": self.settings.http_request_timeout,
                 }
@@ -358,6 +364,24 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
 _DATA_API_TX_PATHS = frozenset(("/Execute", "/BatchExecute", "/CommitTransaction", "/RollbackTransaction"))
 _RUNNING = ("available", "modifying", "backing-up", "configuring-log-exports", "upgrading", "starting")
 _STORE_TTL = 1.0  # seconds a worker trusts what it read from the store
+
+
+def api_tls(settings: Settings, *, issue: bool) -> ssl.SSLContext | None:
+    """The HTTP API's TLS context with ``--tls`` (None without): a certificate from Borealis's CA.
+
+    The main process issues it (``issue``) before the workers start; they load the same files.
+    """
+    if not settings.tls:
+        return None
+    ca = CertificateAuthority(settings.data_dir / "ca")
+    try:
+        if issue:
+            cert, key = ca.issue(settings.host, "api")
+        else:
+            cert, key = ca.directory / "api.crt", ca.directory / "api.key"
+        return server_context(cert, key)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot set up TLS for the API from {ca.directory}: {exc}") from None
 
 
 def http_limits(settings: Settings) -> HttpLimits:
@@ -551,6 +575,7 @@ async def _worker(a: dict[str, Any]) -> None:
     settings = Settings(
         data_dir=data_dir,
         region=a["region"],
+        tls=bool(a["tls"]),
         http_idle_timeout=float(a["http_idle_timeout"]),
         http_request_timeout=float(a["http_request_timeout"]),
     )
@@ -567,7 +592,7 @@ async def _worker(a: dict[str, Any]) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await http.start_unix(str(node_socket(data_dir, node)))
     inode = node_socket(data_dir, node).stat().st_ino
-    await http.start(a["host"], int(a["api_port"]), reuse_port=True)
+    await http.start(a["host"], int(a["api_port"]), reuse_port=True, tls=api_tls(settings, issue=False))
     try:
         await stop.wait()
     finally:

@@ -47,6 +47,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "workers": getattr(args, "workers", None),
         "min_auto_pause": getattr(args, "min_auto_pause", None),
         "resume_wait": getattr(args, "resume_wait", None),
+        "tls": True if getattr(args, "tls", False) else None,
     }
     if getattr(args, "no_default_cluster", False):
         flags["create_default_cluster"] = False
@@ -193,13 +194,18 @@ def _api_url(settings: Settings) -> str:
 
 
 def _exports(settings: Settings, creds: tuple[str, str]) -> list[str]:
-    return [
-        f"export AWS_ENDPOINT_URL={_api_url(settings)}",
+    url = _api_url(settings)
+    lines = [
+        f"export AWS_ENDPOINT_URL={url}",
         f"export AWS_ACCESS_KEY_ID={creds[0]}",
         f"export AWS_SECRET_ACCESS_KEY={creds[1]}",
         f"export AWS_REGION={settings.region}",
         f"export AWS_DEFAULT_REGION={settings.region}",
     ]
+    if url.startswith("https:"):
+        # The SDKs (boto3, the aws CLI, JavaScript v3, Java v2) trust the certificates this file lists.
+        lines.append(f"export AWS_CA_BUNDLE={shlex.quote(str(settings.ca_bundle))}")
+    return lines
 
 
 def _running_pid(settings: Settings) -> int | None:
@@ -253,6 +259,7 @@ def _client(settings: Settings, service: str) -> Any:
         service,
         region_name=settings.region,
         endpoint_url=_api_url(settings),
+        verify=str(settings.ca_bundle) if _api_url(settings).startswith("https:") else None,
         aws_access_key_id=creds[0],
         aws_secret_access_key=creds[1],
         config=Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=30),
@@ -397,6 +404,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help="address to listen on (default 127.0.0.1, $BOREALIS_HOST)")
     up.add_argument("--postgres", help='PostgreSQL binaries: "embedded", "embedded:18", or a bin dir / pg_config')
     up.add_argument("--no-default-cluster", action="store_true", help="do not create the `default` cluster")
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve the AWS API over HTTPS with a certificate from DATA_DIR/ca/root.crt ($BOREALIS_TLS)",
+    )
     up.add_argument("--log-level", help="log level for DATA_DIR/borealis.log (default info)")
     up.add_argument(
         "--workers",

@@ -7,6 +7,7 @@ which wins over the defaults below.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -48,6 +49,8 @@ class Settings:
     workers: int = 0
     """HTTP API processes sharing the API port (SO_REUSEPORT): 0 means one per CPU but one (left to
     PostgreSQL), 1 only the main one."""
+    tls: bool = False
+    """Serve the HTTP API over TLS, with a certificate from Borealis's own CA (``DATA_DIR/ca/root.crt``)."""
     http_idle_timeout: float = 60.0
     """Seconds the HTTP API keeps a connection with no request in progress (or whose replies go unread)."""
     http_request_timeout: float = 60.0
@@ -71,7 +74,38 @@ class Settings:
             host = "::1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.api_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.api_port}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The root certificate that verifies the API (``--tls``) and the endpoints: ``AWS_CA_BUNDLE``."""
+        return self.data_dir / "ca" / "root.crt"
+
+    def exposure_warnings(self) -> list[str]:
+        """What binding ``host`` exposes beyond this machine (nothing on a loopback address)."""
+        if _is_loopback(self.host):
+            return []
+        warnings = [
+            f"--host {self.host} makes every cluster endpoint reachable from the network: anyone who can reach "
+            "this machine can try to log in (use strong passwords, IAM authentication, TLS in the clients)"
+        ]
+        if not self.tls:
+            warnings.insert(
+                0,
+                f"--host {self.host} serves the AWS API in plain HTTP beyond this machine: secrets, passwords and "
+                "query results cross the network unencrypted; add --tls (clients then trust "
+                f"{self.ca_bundle})",
+            )
+        return warnings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 _ENV = {
@@ -86,6 +120,7 @@ _ENV = {
     "log_level": "BOREALIS_LOG_LEVEL",
     "workers": "BOREALIS_WORKERS",
     "login_timeout": "BOREALIS_LOGIN_TIMEOUT",
+    "tls": "BOREALIS_TLS",
     "http_idle_timeout": "BOREALIS_HTTP_IDLE_TIMEOUT",
     "http_request_timeout": "BOREALIS_HTTP_REQUEST_TIMEOUT",
     "min_auto_pause": "BOREALIS_MIN_AUTO_PAUSE",

@@ -29,6 +29,7 @@ import contextlib
 import email.utils
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
@@ -553,11 +554,25 @@ class HttpServer:
         if self._sweeper is None:
             self._arm_sweep()
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048) -> None:
-        """Listen; raises OSError when the address is taken."""
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        backlog: int = 2048,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Listen (over TLS when ``tls`` is given); raises OSError when the address is taken."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_port=reuse_port or None, backlog=backlog
+            lambda: _Connection(self),
+            host,
+            port,
+            reuse_port=reuse_port or None,
+            backlog=backlog,
+            ssl=tls,
+            ssl_handshake_timeout=self.limits.request_timeout if tls is not None else None,
         )
         if self._sweeper is None:
             self._arm_sweep()

@@ -9,15 +9,18 @@ from ._config import DEFAULT_POOL, pool_config
 from ._manager import ProxyManager, ProxyRuntime
 from ._registry import ProxyRegistry
 from ._stats import METRIC_NAMES, REGISTRY, MetricsRegistry, ProxyStats
+from ._tls import CertificateAuthority, server_context
 
 __all__ = [
     "DEFAULT_POOL",
     "METRIC_NAMES",
     "REGISTRY",
+    "CertificateAuthority",
     "MetricsRegistry",
     "ProxyManager",
     "ProxyRegistry",
     "ProxyRuntime",
     "ProxyStats",
     "pool_config",
+    "server_context",
 ]

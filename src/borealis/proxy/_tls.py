@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertificateAuthority"]
+__all__ = ["CertificateAuthority", "server_context"]
 
 _CA_DAYS = 3650
 _SERVER_DAYS = 397  # the longest validity browsers and Apple's TLS policy accept for server certificates
@@ -37,6 +37,14 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 at least) from a certificate and its key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
 
 
 def _san(name: str) -> x509.GeneralName:
@@ -119,16 +127,21 @@ class CertificateAuthority:
         ctx = self._contexts.get(host)
         if ctx is None:
             self.ensure()
-            cert_file, key_file = self._issue(host)
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(cert_file, key_file)
+            ctx = server_context(*self._issue(host))
             # PostgreSQL 17's ALPN name: libpq 17+ offers it, and requires it with sslnegotiation=direct.
             ctx.set_alpn_protocols(["postgresql"])
             self._contexts[host] = ctx
         return ctx
 
-    def _issue(self, host: str) -> tuple[Path, Path]:
+    def issue(self, host: str, stem: str) -> tuple[Path, Path]:
+        """Sign a server certificate for ``host`` into ``<stem>.crt`` and ``<stem>.key`` beside the CA.
+
+        For servers other than the endpoints (the HTTP API's ``--tls``), whose processes load the files.
+        """
+        self.ensure()
+        return self._issue(host, stem)
+
+    def _issue(self, host: str, stem: str | None = None) -> tuple[Path, Path]:
         assert self._key is not None and self._cert is not None
         names = [host, "127.0.0.1", "localhost", "::1"]
         if host in ("0.0.0.0", "::"):
@@ -153,7 +166,7 @@ class CertificateAuthority:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False)
             .sign(self._key, hashes.SHA256())
         )
-        stem = "endpoint-" + hashlib.sha256(host.encode()).hexdigest()[:12]
+        stem = stem or "endpoint-" + hashlib.sha256(host.encode()).hexdigest()[:12]
         key_file = self.directory / f"{stem}.key"
         cert_file = self.directory / f"{stem}.crt"
         _write_private(
