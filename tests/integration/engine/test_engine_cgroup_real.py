@@ -85,10 +85,19 @@ def test_quota_throttles_a_busy_server_and_settings_follow(make_server: MakeServ
             while _throttled(group.cpu_dir) == throttled:
                 assert time.monotonic() < deadline, "the CPU quota never throttled the busy backend"
                 time.sleep(0.1)
+            # A few clock ticks of CPU, so the count below is above the accounting's resolution (10 ms).
+            while (during := cpu_seconds(process_tree(status.pid))) < before + 0.03:
+                assert time.monotonic() < deadline, "the busy backend's CPU was never counted"
+                time.sleep(0.1)
         finally:
             stop.set()
             worker.join(120)
-        assert cpu_seconds(process_tree(status.pid)) > before  # the reaped backend's CPU is counted
+        # Once the backend has exited its CPU moves to the postmaster's reaped children; the reaping comes a
+        # moment after the client goes, so poll for it.
+        deadline = time.monotonic() + 30
+        while cpu_seconds(process_tree(status.pid)) < during:
+            assert time.monotonic() < deadline, "the reaped backend's CPU was not counted"
+            time.sleep(0.1)
         assert proportional_memory(process_tree(status.pid)) > 0
         assert (group.memory_used() or 0) > 0
     finally:
