@@ -170,12 +170,17 @@ class ServerConn(asyncio.Protocol):
         reader = self.reader
         try:
             owner = self.owner
-            if owner is not None and self._private is None and self._login is None and not reader.buffered:
+            # Not while a Parse awaits its answer: the general path sees which statements were made.
+            if (
+                owner is not None
+                and self._private is None
+                and self._login is None
+                and not reader.buffered
+                and not self.parsing
+            ):
                 n = len(data)
                 status = _STATUS.get(data[-1]) if n >= 6 and data[n - 6 : n - 1] == _RFQ_HEADER else None
                 if status is not None and self._fast(data, n - 6, status):
-                    if self.parsing:
-                        self.parsing.clear()  # one error-free answer to the only sync point: all were made
                     if self.sent_at:
                         self._note_response()
                     owner.write(data)
