@@ -112,6 +112,7 @@ class App:
         self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
         control.extra_ports = self.proxies.registry.used_ports
         control.endpoint_tls = self.proxies.ca.server_context
+        control.access_key_secret = keys.secret_for
         self.rds = rds_extend.extend(
             {**rds_service.handlers(control, self.secrets), **rds_proxy_service.handlers(self.proxies.registry)},
             control,

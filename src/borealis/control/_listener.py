@@ -20,7 +20,13 @@ Before the relay starts the listener plays the first steps of a PostgreSQL serve
   server even when the endpoint would now resolve elsewhere (a reader endpoint spreading connections, a
   writer endpoint after failover);
 * a client that has not sent a whole startup packet within ``login_timeout`` seconds is disconnected, as
-  postgres's ``authentication_timeout`` does; postgres's own timeout covers authentication after that.
+  postgres's ``authentication_timeout`` does; postgres's own timeout covers authentication after that;
+* on a cluster with IAM database authentication on, the listener logs in to postgres itself, over the
+  instance's unix socket (a path only the OS user running Borealis can use: no password, no TCP), and asks
+  whether the user is a member of ``rds_iam``. A member authenticates here, with an IAM token as a
+  cleartext password and only with one (checked as RDS Proxy checks it: SigV4, this endpoint's host and
+  port, the user, 15 minutes, a known key), then gets that session; anyone else is relayed over TCP to
+  postgres, which asks for their password as usual.
 
 Then the relay is two asyncio Protocols joined back to back, with flow control in both directions (a side
 whose peer's write buffer is full stops reading). The server side skims frames only until the first
@@ -31,16 +37,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import cast
 
 from borealis import pgwire
+from borealis.iam import TokenError, verify_token
 from borealis.pgwire import ProtocolViolation
 
-__all__ = ["DEFAULT_LOGIN_TIMEOUT", "EndpointUnavailable", "Listener", "Resolver"]
+__all__ = ["DEFAULT_LOGIN_TIMEOUT", "EndpointUnavailable", "IamLogin", "Listener", "Resolver"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,24 @@ Resolver = Callable[[], Awaitable[tuple[str, int]]]
 """Returns the (host, port) of the postgres to relay to, or raises EndpointUnavailable."""
 
 CancelKey = tuple[int, bytes]
+
+_IAM_MEMBER_SQL = "select pg_has_role(current_user, 'rds_iam', 'member')"
+#: PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH: the longest password message accepted.
+_MAX_PASSWORD = 65535
+
+
+@dataclass(frozen=True)
+class IamLogin:
+    """What a listener needs for IAM database authentication (EnableIAMDatabaseAuthentication)."""
+
+    enabled: Callable[[], bool]
+    """Whether the cluster has IAM database authentication on, now."""
+    socket_for: Callable[[str, int], str | None]
+    """The unix socket of the postgres a resolver named by (host, port): the internal login path."""
+    region: str
+    """The region tokens must be signed for."""
+    secret_for: Callable[[str], str | None]
+    """The secret access key of an access key id."""
 
 
 class _Tls:
@@ -137,20 +164,52 @@ class _Tls:
 class _Upstream(asyncio.Protocol):
     """The server side of one relayed connection."""
 
-    def __init__(self, client: _Client) -> None:
+    def __init__(self, client: _Client, *, capture: bool = False) -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
         #: Skims the login's frames for BackendKeyData; dropped at the first ReadyForQuery or error.
         self.reader: pgwire.FrameReader | None = pgwire.FrameReader.for_server()
+        #: The listener's own exchange (the IAM login): frames are kept, not relayed, until it is done.
+        self.captured: list[tuple[int, bytes]] | None = [] if capture else None
+        self.waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.captured is not None:
+            self._capture(data)
+            return
         self.client.send(data)
         if self.reader is not None:
             self._watch(data)
+
+    def _capture(self, data: bytes) -> None:
+        assert self.reader is not None and self.captured is not None
+        try:
+            self.reader.feed(data)
+            for t, frame in self.reader.read_frames():
+                self.captured.append((t, bytes(frame)))
+                if t == _Z and self.waiter is not None and not self.waiter.done():
+                    self.waiter.set_result(None)
+        except ProtocolViolation:
+            if self.transport is not None:
+                self.transport.close()
+
+    async def exchange(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Send ``data`` and return the frames answered up to ReadyForQuery (or up to the connection's end)."""
+        assert self.transport is not None and self.captured is not None
+        self.captured = []
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        await self.waiter
+        return self.captured
+
+    def relay(self) -> None:
+        """The listener's exchange is over: relay from now on."""
+        self.captured = None
+        self.reader = None
 
     def _watch(self, data: bytes) -> None:
         reader = self.reader
@@ -169,7 +228,10 @@ class _Upstream(asyncio.Protocol):
             self.reader = None  # postgres's bytes go to the client as they are; only the cancel key is lost
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.client.close()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)  # exchange() returns what came (a FATAL ErrorResponse, say)
+        if self.captured is None:
+            self.client.close()
 
     def pause_writing(self) -> None:
         self.client.transport.pause_reading()
@@ -198,6 +260,8 @@ class _Client(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.tls: _Tls | None = None
+        #: Waiting for the password message (an IAM token) after AuthenticationCleartextPassword.
+        self.password: asyncio.Future[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
@@ -238,6 +302,12 @@ class _Client(asyncio.Protocol):
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(data)
+        elif self.password is not None:
+            self.buf += data
+            try:
+                self._password_message()
+            except ProtocolViolation as exc:
+                self._fatal(exc.error_response())
         elif self.started:
             self.pending.append(data)
         else:
@@ -246,6 +316,24 @@ class _Client(asyncio.Protocol):
                 self._startup()
             except ProtocolViolation as exc:
                 self._fatal(exc.error_response())
+
+    def _password_message(self) -> None:
+        buf = self.buf
+        if len(buf) < 5:
+            return
+        length = int.from_bytes(buf[1:5], "big")
+        if buf[0] != ord("p") or not 4 < length <= _MAX_PASSWORD + 4:
+            raise ProtocolViolation("expected a password response", "28000")
+        if len(buf) < 1 + length:
+            return
+        frame = bytes(buf[: 1 + length])
+        if len(buf) > 1 + length:
+            self.pending.append(bytes(buf[1 + length :]))
+        self.buf = bytearray()
+        waiter, self.password = self.password, None
+        assert waiter is not None
+        if not waiter.done():
+            waiter.set_result(frame)
 
     def _direct_tls(self, hello: bytes) -> None:
         """A ClientHello as the first bytes: PostgreSQL 17's ``sslnegotiation=direct``."""
@@ -326,6 +414,12 @@ class _Client(asyncio.Protocol):
             return
         if self.closed:
             return
+        self.target = (host, port)
+        iam = listener.iam
+        if iam is not None and iam.enabled():
+            path = iam.socket_for(host, port)
+            if path is not None and await self._iam_login(iam, packet, path):
+                return
         loop = asyncio.get_running_loop()
         try:
             _, upstream = await loop.create_connection(lambda: _Upstream(self), host, port)
@@ -336,13 +430,83 @@ class _Client(asyncio.Protocol):
         if self.closed:
             upstream.transport.close()
             return
-        self.target = (host, port)
         upstream.transport.write(packet)
         for chunk in self.pending:
             upstream.transport.write(chunk)
         self.pending.clear()
         self.upstream = upstream
         self.task = None
+
+    async def _iam_login(self, iam: IamLogin, packet: bytes, path: str) -> bool:
+        """Log in over the internal path; authenticate an rds_iam member by token. False: relay over TCP."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, upstream = await loop.create_unix_connection(lambda: _Upstream(self, capture=True), path)
+        except OSError as exc:
+            log.warning("endpoint %s: no internal login path (%s): relaying", self.listener.name, exc)
+            return False
+        transport = upstream.transport
+        assert transport is not None
+        try:
+            login = await upstream.exchange(packet)
+            if not login or login[-1][0] != _Z:
+                # No such role or database, say: postgres says so over TCP too, but only after a password
+                # exchange, so that nobody learns which roles exist without one.
+                transport.close()
+                return False
+            answer = await upstream.exchange(pgwire.encode(pgwire.Query(_IAM_MEMBER_SQL)))
+            rows = [pgwire.decode_backend(t, f[5:]) for t, f in answer if t == ord("D")]
+            member = bool(rows) and isinstance(rows[0], pgwire.DataRow) and rows[0].values[0] == b"t"
+            if not member:
+                transport.write(b"X\0\0\0\x04")
+                transport.close()
+                return False
+            startup = pgwire.decode_startup(packet)
+            assert isinstance(startup, pgwire.StartupMessage)
+            user = startup.parameters["user"]
+            self.password = loop.create_future()
+            self.send(pgwire.encode(pgwire.AuthenticationCleartextPassword()))
+            self._password_message()  # pipelined behind the startup packet, maybe
+            frame = await asyncio.wait_for(self.password, self.listener.login_timeout)
+            token = frame[5:-1].decode("utf-8", "replace")
+            sockname = self.transport.get_extra_info("sockname")
+            hosts = {self.listener.host} | ({str(sockname[0])} if sockname else set())
+            try:
+                verify_token(
+                    token,
+                    user=user,
+                    hosts=hosts,
+                    port=self.listener.port,
+                    region=iam.region,
+                    secret_for=iam.secret_for,
+                    now=dt.datetime.now(dt.UTC),
+                )
+            except TokenError as exc:
+                # Why goes to the log only: the client learns what RDS tells it, no more.
+                log.info("endpoint %s: IAM authentication failed for user %r: %s", self.listener.name, user, exc)
+                self._fatal(pgwire.error_response("FATAL", "28P01", f'PAM authentication failed for user "{user}"'))
+                transport.close()
+                return True
+        except (TimeoutError, ProtocolViolation, asyncio.CancelledError):
+            transport.close()
+            raise
+        if self.closed:
+            transport.close()
+            return True
+        for t, frame in login:
+            if t == _K:
+                msg = pgwire.decode_backend(t, frame[5:])
+                assert isinstance(msg, pgwire.BackendKeyData)
+                self.remember_key((msg.process_id, msg.secret_key))
+        # AuthenticationOk, the parameters, the cancel key, ReadyForQuery: postgres's own answer to the login.
+        self.send(b"".join(frame for _, frame in login))
+        upstream.relay()
+        for chunk in self.pending:
+            transport.write(chunk)
+        self.pending.clear()
+        self.upstream = upstream
+        self.task = None
+        return True
 
     def remember_key(self, key: CancelKey) -> None:
         """postgres told this client its cancel key: a CancelRequest with it goes to the same server."""
@@ -401,6 +565,7 @@ class Listener:
         login_timeout: float = DEFAULT_LOGIN_TIMEOUT,
         tls: ssl.SSLContext | None = None,
         force_ssl: Callable[[], bool] = lambda: False,
+        iam: IamLogin | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -411,6 +576,8 @@ class Listener:
         self.tls = tls
         #: Whether plaintext logins are refused now (the cluster's rds.force_ssl).
         self.force_ssl = force_ssl
+        #: IAM database authentication (None: every login is relayed to postgres as it is).
+        self.iam = iam
         self._clients: set[_Client] = set()
         #: Cancel key of each relayed session -> the (host, port) of its postgres.
         self._keys: dict[CancelKey, tuple[str, int]] = {}

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from borealis.config import Settings
-from borealis.control._listener import EndpointUnavailable, Listener
+from borealis.control._listener import EndpointUnavailable, IamLogin, Listener
 from borealis.engine import Binaries, PostgresServer
 from borealis.store import Sealer, Store
 
@@ -109,6 +109,8 @@ class ControlPlane:
         self.delete_secret: Callable[[str], None] = lambda arn: None
         self.extra_ports: Callable[[], set[int]] = set
         self.endpoint_tls: Callable[[str], ssl.SSLContext | None] = lambda host: None
+        self.access_key_secret: Callable[[str], str | None] = lambda key_id: None
+        """The secret access key of an access key id: IAM auth tokens at the endpoints are signed with them."""
         """The TLS context of an endpoint whose host string is given (certificates from Borealis's CA)."""
         self.extra_settings: Callable[[dict[str, Any], dict[str, Any]], dict[str, str]] = lambda cluster, inst: {}
         """Postgres settings an instance runs with on top of Borealis' own (its parameter groups' values), asked
@@ -364,9 +366,30 @@ class ControlPlane:
                 login_timeout=self.settings.login_timeout,
                 tls=self.endpoint_tls(host),
                 force_ssl=self._force_ssl(cid),
+                iam=IamLogin(
+                    enabled=self._iam_enabled(cid),
+                    socket_for=self._internal_socket,
+                    region=self.settings.region,
+                    secret_for=self.access_key_secret,
+                ),
             )
             await listener.start()
             self._listeners[key] = listener
+
+    def _iam_enabled(self, cid: str) -> Callable[[], bool]:
+        def enabled() -> bool:
+            doc = self.clusters.get(cid)
+            return bool(doc and doc.get("iam_auth"))
+
+        return enabled
+
+    def _internal_socket(self, host: str, port: int) -> str | None:
+        """The unix socket of the instance listening on (host, port): the login path only the OS user
+        running Borealis has (the socket directory is its own, mode 0700)."""
+        for server in self._servers.values():
+            if server.port == port and server.host == host:
+                return str(server.socket_dir / f".s.PGSQL.{server.port}")
+        return None
 
     def _force_ssl(self, cid: str) -> Callable[[], bool]:
         def force_ssl() -> bool:

@@ -1,4 +1,4 @@
-"""IAM database authentication tokens, checked as RDS Proxy checks them.
+"""IAM database authentication tokens, checked as RDS Proxy and the cluster endpoints check them.
 
 A token is what boto3's ``generate_db_auth_token`` and ``@aws-sdk/rds-signer`` make: a SigV4-presigned
 ``GET https://host:port/?Action=connect&DBUser=user`` (service ``rds-db``, at most 900 seconds) with the

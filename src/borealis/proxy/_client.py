@@ -42,10 +42,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from borealis import pgwire
+from borealis.iam import TokenError, looks_like_token, verify_token
 from borealis.pgwire import STARTUP, FrameReader, ProtocolViolation
 
 from ._auth import MD5Challenge, ScramError, ScramServer
-from ._iam import TokenError, looks_like_token, verify_token
 from ._pool import BorrowTimeout, Pool
 from ._server import ServerConn, ServerError, query_frame
 

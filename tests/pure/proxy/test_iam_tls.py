@@ -13,7 +13,7 @@ import botocore.auth
 import pytest
 from cryptography import x509
 
-from borealis.proxy._iam import TokenError, looks_like_token, verify_token
+from borealis.iam import TokenError, looks_like_token, verify_token
 from borealis.proxy._tls import CertificateAuthority
 
 KEY_ID = "AKIATESTTESTTESTTEST"
