@@ -12,14 +12,18 @@ one process and no other test's load disturbs it.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.net import postgres_pids
 from tests.security.conftest import BorealisProcess
 
 BIG_SELECT = "select g, repeat('y', 100) from generate_series(1, 5000000) g"
@@ -192,3 +196,46 @@ def test_a_transaction_is_bound_to_its_cluster_and_secret(borealis: BorealisProc
     out = data.execute_statement(resourceArn=resource, secretArn=other_secret, sql=sql, transactionId=tid)
     assert out["records"] == [[{"stringValue": role}]]
     data.rollback_transaction(resourceArn=resource, secretArn=other_secret, transactionId=tid)
+
+
+def _postmaster(data_dir: Path) -> int:
+    pids = set(postgres_pids(data_dir))
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        if ppid not in pids:
+            return pid
+    raise AssertionError(f"no postmaster among {pids}")
+
+
+def test_after_a_postmaster_crash_the_database_is_unavailable_not_resuming(solo: BorealisProcess) -> None:
+    """Issue 11 item 10: a crashed writer is not "resuming after being auto-paused" (it never paused).
+
+    Last in this module: it kills the module's Borealis's postgres (Borealis restarts it).
+    """
+    resource, secret = _arns(solo)
+    data = solo.client("rds-data")
+    assert data.execute_statement(resourceArn=resource, secretArn=secret, sql="select 1")["records"]
+    os.kill(_postmaster(solo.data_dir), signal.SIGKILL)
+    errors: list[tuple[str, int, str]] = []
+    deadline = time.monotonic() + 120
+    recovered = False
+    while time.monotonic() < deadline:
+        try:
+            data.execute_statement(resourceArn=resource, secretArn=secret, sql="select 1")
+        except ClientError as exc:
+            errors.append(_error(exc))
+            time.sleep(0.02)
+            continue
+        if errors:
+            recovered = True
+            break
+        time.sleep(0.02)  # the old connections may not have noticed yet
+    assert recovered, errors[-5:]
+    codes = {code for code, _, _ in errors}
+    assert not [e for e in errors if "auto-paused" in e[2]], errors
+    # The writer was down while it restarted: AWS's error for an unavailable writer (504), and for the
+    # pooled connections the crash cut, the server's own error.
+    assert "DatabaseUnavailableException" in codes, errors
+    assert codes <= {"DatabaseUnavailableException", "DatabaseErrorException"}, errors
+    assert all(status == 504 for code, status, _ in errors if code == "DatabaseUnavailableException")

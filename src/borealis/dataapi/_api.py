@@ -44,6 +44,7 @@ from ._errors import (
     DatabaseErrorException,
     DatabaseNotFoundException,
     DatabaseResumingException,
+    DatabaseUnavailableException,
     HttpEndpointNotEnabledException,
     InvalidResourceStateException,
     InvalidSecretException,
@@ -94,6 +95,12 @@ _EMPTY = EMPTY_QUERY
 _OID_ARRAY = 1028
 
 _WRITER_UP = ("available", "modifying", "backing-up", "configuring-log-exports", "upgrading")
+# The botocore model's words for DatabaseUnavailableException: a writer that is down without being paused
+# (a crashed postmaster restarting, an instance starting) is not "resuming after being auto-paused".
+_UNAVAILABLE = "The writer instance in the DB cluster isn't available."
+# What a failed connection attempt says when the server is not there or not ready (refused, starting up,
+# in recovery after a crash): the database is unavailable, not the statement wrong.
+_DOWN_STATES = frozenset(("57P03", "08001", "08006"))
 
 
 class ClusterSource(Protocol):
@@ -119,6 +126,7 @@ class _Cluster:
     status: str
     writer: str | None
     writer_status: str
+    writer_paused: bool  # the serverless scaler paused it (an instance record's ``paused``)
     database: str
     expires: float
 
@@ -126,7 +134,10 @@ class _Cluster:
 class _Call:
     """An ExecuteStatement call once checked (:meth:`DataApi._call`): what running it needs."""
 
-    __slots__ = ("bound", "cap", "continue_after", "json_mode", "metadata", "options", "parsed", "resets", "sql")
+    __slots__ = (
+        "bound", "cap", "continue_after", "json_mode", "metadata", "options", "params", "parsed", "resets", "sql",
+        "unbound",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -138,8 +149,13 @@ class _Call:
         metadata: bool,
         continue_after: bool,
         cap: int,
+        params: Any,
     ) -> None:
         self.sql = sql  # as the client wrote it (error positions refer to it)
+        self.params = params  # the request's parameters, to bind again if the SQL is lexed again
+        # Why the parameters did not bind to the SQL as lexed with standard_conforming_strings on, when the
+        # SQL has a backslash (a session with it off lexes it otherwise): raised once the session is known.
+        self.unbound: DataApiError | None = None
         self.parsed = parsed
         self.bound = bound
         self.options = options
@@ -152,6 +168,13 @@ class _Call:
         # The statement may change session state (SET, temporary tables, PREPARE, ...): the connection is
         # reset before it serves another caller.  The same cheap test the proxy uses for pinning.
         self.resets = may_pin(parsed.wire)
+
+    def lexed_as(self, parsed: ParsedSql, bound: BoundParameters) -> _Call:
+        """The same call with its SQL lexed (and its parameters bound) again."""
+        return _Call(
+            self.sql, parsed, bound, self.options, self.json_mode, self.metadata, self.continue_after, self.cap,
+            self.params,
+        )  # fmt: skip
 
 
 class _Transaction:
@@ -252,13 +275,16 @@ class DataApi:
         and this returns None.
         """
         call = self._call(p)
-        if p.get("transactionId") or call.metadata or call.continue_after:
+        if p.get("transactionId") or call.metadata or call.continue_after or call.unbound:
             self._follow(settle, self._execute(p, call))
             return None
         pool = self._pool(self._cluster(p.get("resourceArn")), p)
         conn = pool.try_acquire()
         if conn is None:
             self._follow(settle, self._execute(p, call))
+            return None
+        if not conn.standard_strings:  # the SQL must be lexed again (see _statement)
+            self._follow(settle, self._pooled(conn, pool, call))
             return None
 
         def settled(results: list[Result] | None, failed: BaseException | None) -> None:
@@ -353,7 +379,13 @@ class DataApi:
         sql = self._check_sql(p)
         self._check_request_size(sql, p.get("parameters"))
         parsed = self._parse(sql)
-        bound = bind_parameters(parsed, p.get("parameters"))
+        unbound = None
+        try:
+            bound = bind_parameters(parsed, p.get("parameters"))
+        except DataApiError as exc:
+            if "\\" not in sql:
+                raise
+            bound, unbound = BoundParameters((), (), ()), exc
         options = ResultOptions.from_request(p.get("resultSetOptions"))
         records_as = p.get("formatRecordsAs")
         if records_as is not None and records_as not in ("NONE", "JSON"):
@@ -366,7 +398,10 @@ class DataApi:
         json_mode = records_as == "JSON"
         metadata = bool(p.get("includeResultMetadata")) and not json_mode
         cap = self._cap(json_mode)
-        return _Call(sql, parsed, bound, options, json_mode, metadata, bool(p.get("continueAfterTimeout")), cap)
+        continue_after = bool(p.get("continueAfterTimeout"))
+        call = _Call(sql, parsed, bound, options, json_mode, metadata, continue_after, cap, p.get("parameters"))
+        call.unbound = unbound
+        return call
 
     def _cap(self, json_mode: bool) -> int:
         """The row data a call keeps while reading: twice its response limit, so the limit checks on what
@@ -406,6 +441,12 @@ class DataApi:
         return result
 
     async def _statement(self, conn: PgConnection, pool: Pool, tx: _Transaction | None, call: _Call) -> dict[str, Any]:
+        if not conn.standard_strings:
+            # The session turned standard_conforming_strings off (or its role or database did): lex as it does.
+            parsed = self._parse(call.sql, standard_strings=False)
+            call = call.lexed_as(parsed, bind_parameters(parsed, call.params))
+        elif call.unbound is not None:
+            raise call.unbound
         if call.resets:
             conn.mark_dirty()
         results = await self._run(conn, pool, tx, call.parsed.wire, call.bound, call.continue_after, cap=call.cap)
@@ -437,10 +478,22 @@ class DataApi:
         sets = p.get("parameterSets") or [[]]
         self._check_request_size(sql, [param for one in sets for param in (one or ())])
         parsed = self._parse(sql)
-        bound_sets = [bind_parameters(parsed, one) for one in sets]
+        unbound = None
+        try:
+            bound_sets = [bind_parameters(parsed, one) for one in sets]
+        except DataApiError as exc:
+            if "\\" not in sql:
+                raise
+            bound_sets, unbound = [], exc  # raised below if the session lexes as parse_sql did (see _Call)
         text = parsed.wire
         cap = self._cap(False)  # a batch returns no rows: bound what it reads all the same
         async with self._connection(p) as (conn, pool, tx):
+            if not conn.standard_strings:  # lexed as the session does (see _statement)
+                parsed = self._parse(sql, standard_strings=False)
+                bound_sets = [bind_parameters(parsed, one) for one in sets]
+                text = parsed.wire
+            elif unbound is not None:
+                raise unbound
             if may_pin(text):
                 conn.mark_dirty()
             deadline = time.monotonic() + self.settings.call_timeout
@@ -570,8 +623,8 @@ class DataApi:
         if size > limit:
             raise BadRequestException(f"Request size exceeds the maximum of {limit} bytes")
 
-    def _parse(self, sql: str) -> ParsedSql:
-        parsed = parse_sql(sql)
+    def _parse(self, sql: str, standard_strings: bool = True) -> ParsedSql:
+        parsed = parse_sql(sql, standard_strings)
         if parsed.multi_statement and not self.settings.allow_multi_statement:
             raise ValidationException("Multistatements aren't supported.")
         return parsed
@@ -603,7 +656,7 @@ class DataApi:
         doc = self.control.cluster(cid) if (region, account) == (self.region, self.account_id) else None
         if doc is None:
             # AWS answers an unknown cluster (a renamed one, a wrong letter case) with this same message.
-            entry = _Cluster(cid, False, "missing", None, "", "postgres", now + _CLUSTER_TTL)
+            entry = _Cluster(cid, False, "missing", None, "", False, "postgres", now + _CLUSTER_TTL)
         else:
             writer = self.control.writer_of(cid)
             entry = _Cluster(
@@ -612,6 +665,7 @@ class DataApi:
                 str(doc.get("status", "")),
                 None if writer is None else str(writer["id"]),
                 "" if writer is None else str(writer.get("status", "")),
+                writer is not None and bool(writer.get("paused")),
                 str(doc.get("database_name") or "postgres"),
                 now + _CLUSTER_TTL,
             )
@@ -657,6 +711,8 @@ class DataApi:
             raise DatabaseNotFoundException(f"The DB cluster {cluster.id} doesn't have a DB instance.")
         server = self.control.server(cluster.writer)
         if server is None or cluster.writer_status not in _WRITER_UP:
+            if not cluster.writer_paused:
+                raise DatabaseUnavailableException(_UNAVAILABLE)
             raise DatabaseResumingException(
                 f"The Aurora DB instance arn:aws:rds:{self.region}:{self.account_id}:db:{cluster.writer} is "
                 "resuming after being auto-paused. Please wait a few seconds and try again."
@@ -695,6 +751,8 @@ class DataApi:
         except TimeoutError:
             raise StatementTimeoutException("Timed out waiting for a database connection") from None
         except PgError as err:
+            if err.sqlstate in _DOWN_STATES:
+                raise DatabaseUnavailableException(_UNAVAILABLE) from None
             # v2 reports connection failures (wrong password, unknown database) as database errors.
             raise DatabaseErrorException(f"ERROR: {err.message}; SQLState: {err.sqlstate or '08006'}") from None
 

@@ -16,6 +16,7 @@ __all__ = [
     "DatabaseErrorException",
     "DatabaseNotFoundException",
     "DatabaseResumingException",
+    "DatabaseUnavailableException",
     "HttpEndpointNotEnabledException",
     "InvalidResourceStateException",
     "InvalidSecretException",
@@ -118,6 +119,13 @@ class DatabaseResumingException(DataApiError):
 
     code = "DatabaseResumingException"
     status = 400
+
+
+class DatabaseUnavailableException(DataApiError):
+    """The writer instance is not available (crashed and restarting, starting, refusing connections)."""
+
+    code = "DatabaseUnavailableException"
+    status = 504
 
 
 class InvalidResourceStateException(DataApiError):

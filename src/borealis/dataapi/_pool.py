@@ -408,6 +408,8 @@ class _Protocol(asyncio.Protocol):
         self.on_overflow: Callable[[], None] | None = None
         # Session state may have changed (a ParameterStatus came, or the caller said so): reset before reuse.
         self.dirty = False
+        # standard_conforming_strings as the server last reported it: the placeholder lexer must follow it.
+        self.standard_strings = True
         self.shapes: dict[bytes, tuple[bytes, list[tuple[bytes, int, int, int, int]]]] = {}
         self.loop = asyncio.get_running_loop()  # protocols are made by create_connection, on the loop
 
@@ -497,6 +499,8 @@ class _Protocol(asyncio.Protocol):
                 self.parsed = True
             elif t == 83:  # S ParameterStatus: a reported setting changed (SET, set_config, SET ROLE, ...)
                 self.dirty = True
+                if frame[5:33].tobytes() == b"standard_conforming_strings\x00":
+                    self.standard_strings = frame[33:-1].tobytes() != b"off"
             elif t == 73:  # I EmptyQueryResponse
                 self.results.append(Result(EMPTY_QUERY))
                 self.current = None
@@ -542,6 +546,8 @@ class PgConnection:
         # so a late cancel never hits the next caller's statement.
         self.cancelling: asyncio.Future[None] | None = None
         proto.on_overflow = self._overflowed
+        # A role or database may default to standard_conforming_strings = off (reported at login).
+        proto.standard_strings = conn.pgconn.parameter_status(b"standard_conforming_strings") != b"off"
         self.idle_since = time.monotonic()
         # Named server-side statements, by (SQL, parameter types), least recently used first; see prepared().
         self.statement_cache = 0
@@ -610,6 +616,11 @@ class PgConnection:
     def needs_cleanup(self) -> bool:
         """Before serving another caller, :meth:`cleanup` must run (session state changed, a cancel in flight)."""
         return self.proto.dirty or self.cancelling is not None
+
+    @property
+    def standard_strings(self) -> bool:
+        """standard_conforming_strings is on in this session (as the server last reported it)."""
+        return self.proto.standard_strings
 
     def mark_dirty(self) -> None:
         """The caller's statement may change session state: reset the session before the next caller."""

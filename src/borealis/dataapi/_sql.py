@@ -5,7 +5,8 @@ rewrites each placeholder to a server-side parameter (``$1``, ``$2``, ...) and s
 (extended query protocol).  To do that safely the lexer must know where PostgreSQL's strings, identifiers
 and comments are, because a ``:name`` inside one of them is text, not a placeholder.
 
-Rules, as PostgreSQL's own lexer (``scan.l``) has them, with standard_conforming_strings on:
+Rules, as PostgreSQL's own lexer (``scan.l``) has them, with standard_conforming_strings on (with it off, as
+a session may set it, ``'...'`` strings take backslash escapes as ``E'...'`` ones do: ``standard_strings``):
 
 * ``'...'`` strings, ``''`` is a quote.  ``E'...'`` (or ``e'...'``) strings also take backslash escapes.
   ``U&'...'``, ``B'...'``, ``X'...'``, ``N'...'`` lex as a word followed by a plain string.
@@ -109,16 +110,20 @@ class ParsedSql:
         return len(self.names)
 
 
-def parse_sql(sql: str) -> ParsedSql:
-    """Lex ``sql``, find its ``:name`` placeholders and rewrite them to ``$n``; cached for repeated SQL."""
+def parse_sql(sql: str, standard_strings: bool = True) -> ParsedSql:
+    """Lex ``sql``, find its ``:name`` placeholders and rewrite them to ``$n``; cached for repeated SQL.
+
+    ``standard_strings=False`` lexes as a session with ``standard_conforming_strings = off`` does: a
+    backslash escapes the next character in ``'...'`` strings too.
+    """
     if len(sql) > _CACHE_MAX_SQL:
-        return _parse(sql)
-    return _parse_cached(sql)
+        return _parse(sql, standard_strings)
+    return _parse_cached(sql, standard_strings)
 
 
 @functools.lru_cache(maxsize=_CACHE_ENTRIES)
-def _parse_cached(sql: str) -> ParsedSql:
-    return _parse(sql)
+def _parse_cached(sql: str, standard_strings: bool) -> ParsedSql:
+    return _parse(sql, standard_strings)
 
 
 def _creates_routine(first: list[str]) -> bool:
@@ -131,7 +136,7 @@ def _creates_routine(first: list[str]) -> bool:
     return len(first) >= 4 and first[1] == "o" and first[2] == "r" and first[3] in ("f", "p")
 
 
-def _parse(sql: str) -> ParsedSql:
+def _parse(sql: str, standard_strings: bool = True) -> ParsedSql:
     # Fast path: with none of these characters there is nothing to find.
     if ":" not in sql and ";" not in sql and "$" not in sql:
         return ParsedSql(sql, (), (), False)
@@ -149,6 +154,7 @@ def _parse(sql: str) -> ParsedSql:
     begin_depth = 0
     brackets = 0  # depth of [ ], where a colon after a value is an array-slice colon
     search = _TOKEN.search
+    string_rest = _STRING_REST if standard_strings else _ESTRING_REST
 
     while True:
         m = search(sql, pos)
@@ -163,7 +169,7 @@ def _parse(sql: str) -> ParsedSql:
         c = sql[start]
 
         if c == "'":
-            r = _STRING_REST.match(sql, end)
+            r = string_rest.match(sql, end)
             pos = r.end() if r is not None else n
             content = True
         elif c == ":":

@@ -7,6 +7,7 @@ the change is still there.  A case that never gets the same backend back fails r
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -122,3 +123,42 @@ def test_a_change_inside_a_transaction_is_gone_after_it(data: Any, target: Targe
         "current_setting('search_path') || ' ' || coalesce(to_regclass('pg_temp.dapi_leak_tx')::text, '-')",
     )
     assert value == '"$user", public -'
+
+
+# A backslash escapes the quote only when standard_conforming_strings is off; ":x" is then inside the string.
+_BACKSLASHED = r"select 'it\'s :x' as a, :y::text as b"
+
+
+def test_standard_conforming_strings_off_in_a_transaction(data: Any, target: Target, execute: Execute) -> None:
+    arns = {"resourceArn": target.resource_arn, "secretArn": target.secret_arn}
+    tid = data.begin_transaction(**arns)["transactionId"]
+    data.execute_statement(sql="set standard_conforming_strings = off", transactionId=tid, **arns)
+    y = [{"name": "y", "value": {"stringValue": "why"}}]
+    out = data.execute_statement(sql=_BACKSLASHED, parameters=y, transactionId=tid, **arns)
+    assert out["records"] == [[{"stringValue": "it's :x"}, {"stringValue": "why"}]]
+    batch = data.batch_execute_statement(sql=_BACKSLASHED, parameterSets=[y], transactionId=tid, **arns)
+    assert len(batch["updateResults"]) == 1
+    data.commit_transaction(transactionId=tid, **arns)
+    # Back on: a backslash is a plain character again, and the quote after it ends the string.
+    out = execute(r"select 'a\' as a, :y::text as b", y)
+    assert out["records"] == [[{"stringValue": "a\\"}, {"stringValue": "why"}]]
+
+
+def test_standard_conforming_strings_off_for_a_role(borealis: BorealisProcess, data: Any, target: Target) -> None:
+    name = f"dapi_scs_{time.time_ns()}"
+    with borealis.master_connect() as conn:
+        conn.autocommit = True
+        conn.execute(f"create role {name} login password 'scs-password'")
+        conn.execute(f"alter role {name} set standard_conforming_strings = off")
+        try:
+            secret = borealis.client("secretsmanager").create_secret(
+                Name=name, SecretString=json.dumps({"username": name, "password": "scs-password"})
+            )["ARN"]
+            for _ in range(2):  # the first call prepares the statement, the second runs it cached
+                out = data.execute_statement(
+                    resourceArn=target.resource_arn, secretArn=secret, sql=_BACKSLASHED,
+                    parameters=[{"name": "y", "value": {"stringValue": "why"}}],
+                )  # fmt: skip
+                assert out["records"] == [[{"stringValue": "it's :x"}, {"stringValue": "why"}]]
+        finally:
+            conn.execute(f"drop role if exists {name}")
