@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from borealis import pgwire
+
 from .conftest import BorealisProcess, postgres_pids
 
 
@@ -108,3 +110,46 @@ def test_verify_full_on_every_endpoint(borealis: BorealisProcess, endpoint: str)
             assert conn.pgconn.ssl_in_use
             row = conn.execute("select repeat('z', 50000), current_user").fetchone()
             assert row == ("z" * 50000, user)
+
+
+def test_rds_force_ssl_refuses_plaintext_logins(borealis: BorealisProcess) -> None:
+    rds = borealis.client("rds")
+    family = rds.describe_db_engine_versions(Engine="aurora-postgresql")["DBEngineVersions"][0][
+        "DBParameterGroupFamily"
+    ]
+    rds.create_db_cluster_parameter_group(
+        DBClusterParameterGroupName="force-ssl", DBParameterGroupFamily=family, Description="TLS only"
+    )
+    rds.modify_db_cluster_parameter_group(
+        DBClusterParameterGroupName="force-ssl",
+        Parameters=[{"ParameterName": "rds.force_ssl", "ParameterValue": "1", "ApplyMethod": "immediate"}],
+    )
+    rds.modify_db_cluster(DBClusterIdentifier="default", DBClusterParameterGroupName="force-ssl", ApplyImmediately=True)
+    try:
+        host, port = _writer(borealis)
+        with borealis.master_connect() as conn:  # sslmode=prefer: TLS, so allowed
+            assert conn.pgconn.ssl_in_use
+            user, password = conn.info.user, conn.info.password
+        with pytest.raises(
+            psycopg.OperationalError, match=r'no pg_hba.conf entry for host ".*", user .* no encryption'
+        ):
+            psycopg.connect(
+                host=host, port=port, user=user, password=password, dbname="postgres", sslmode="disable",
+                connect_timeout=10,
+            )  # fmt: skip
+        # The SQLSTATE, off the wire (libpq keeps none for a login error).
+        with socket.create_connection((host, port), timeout=30) as s:
+            s.sendall(pgwire.encode(pgwire.StartupMessage({"user": user, "database": "postgres"})))
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+        assert answer[:1] == b"E" and b"C28000\0" in answer
+    finally:
+        rds.modify_db_cluster(
+            DBClusterIdentifier="default", DBClusterParameterGroupName=f"default.{family}", ApplyImmediately=True
+        )
+        rds.delete_db_cluster_parameter_group(DBClusterParameterGroupName="force-ssl")
+    with psycopg.connect(
+        host=host, port=port, user=user, password=password, dbname="postgres", sslmode="disable", connect_timeout=10
+    ) as conn:
+        assert not conn.pgconn.ssl_in_use

@@ -110,6 +110,8 @@ class ControlPlane:
         self.extra_ports: Callable[[], set[int]] = set
         self.endpoint_tls: Callable[[str], ssl.SSLContext | None] = lambda host: None
         self.access_key_secret: Callable[[str], str | None] = lambda key_id: None
+        self.cluster_parameter: Callable[[dict[str, Any], str], str | None] = lambda cluster, name: None
+        """A parameter's value in a cluster's DB cluster parameter group (None: the default)."""
         """The secret access key of an access key id: IAM auth tokens at the endpoints are signed with them."""
         """The TLS context of an endpoint whose host string is given (certificates from Borealis's CA)."""
         self.extra_settings: Callable[[dict[str, Any], dict[str, Any]], dict[str, str]] = lambda cluster, inst: {}
@@ -394,7 +396,9 @@ class ControlPlane:
     def _force_ssl(self, cid: str) -> Callable[[], bool]:
         def force_ssl() -> bool:
             doc = self.clusters.get(cid)
-            return bool(doc and doc.get("force_ssl"))
+            if doc is None:
+                return False
+            return (self.cluster_parameter(doc, "rds.force_ssl") or "off").lower() in ("1", "on", "true")
 
         return force_ssl
 

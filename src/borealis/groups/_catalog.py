@@ -57,7 +57,7 @@ _LIBRARIES = (
 )
 
 
-_FORMAT = 2  # of the rows kept in the store: a new one probes again
+_FORMAT = 3  # of the rows kept in the store: a new one probes again
 
 # Aurora's own parameters that Borealis carries out (groups._parameters turns them into postgres settings).
 AURORA_PARAMETERS = (
@@ -66,6 +66,14 @@ AURORA_PARAMETERS = (
         "vartype": "bool",
         "context": "postmaster",
         "short_desc": "Enables logical decoding: sets wal_level to logical.",
+    },
+    {
+        # Carried out by the endpoint listeners (control._listener), not by postgres. Aurora's default is 0.
+        "name": "rds.force_ssl",
+        "vartype": "bool",
+        "context": "sighup",
+        "short_desc": "Force SSL connections.",
+        "boot_val": "off",
     },
 )
 

@@ -289,6 +289,18 @@ class Settings:
         out.update({k: booted[k] for k, v in wanted.items() if self._later(k, v) and k in booted})
         return _translate(out)
 
+    def cluster_value(self, cluster: dict[str, Any], name: str) -> str | None:
+        """The value ``name`` has in the cluster's parameter group (None: the engine default), as postgres
+        would take it; the control plane's ``cluster_parameter`` hook (rds.force_ssl at the endpoints)."""
+        try:
+            group = self.cluster_groups.get(
+                self.cluster_groups.used_by(cluster["id"], family_of(cluster["engine_version"]))
+            )
+        except AWSError:
+            return None
+        value = group["values"].get(name)
+        return None if value is None else _pg(value)
+
     def status(self, cluster: dict[str, Any], instance_id: str) -> str:
         """``pending-reboot`` while a value that waits for a restart differs from the one postgres started with."""
         booted = self._booted.get(instance_id)

@@ -358,6 +358,7 @@ def extend(rds: Mapping[str, Handler], control: ControlPlane, registry: ProxyReg
         ParameterGroups(store, "instance", catalog, lambda: families(control), members),
     )
     control.extra_settings = params.for_server
+    control.cluster_parameter = params.cluster_value
     applier = _Applier(control, params)
     wrapper = _Members(control, members, subnets, params, account)
     out: dict[str, Handler] = {
