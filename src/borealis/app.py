@@ -27,9 +27,9 @@ from typing import Any
 
 from borealis.aws import AWSError, Gateway, HttpLimits, HttpServer, RequestContext
 from borealis.config import Settings
-from borealis.control import ADMIN_USER, ControlPlane, Event, max_connections_for
+from borealis.control import ADMIN_USER, Address, ControlPlane, Event, Topology, max_connections_for, stored_views
 from borealis.dataapi import DataApi, transaction_owner
-from borealis.engine import Binaries, Cgroups, socket_dir_for
+from borealis.engine import Binaries, Cgroups
 from borealis.iam import AccessKeys, write_credentials_file
 from borealis.metrics import MetricStore
 from borealis.proxy import CertificateAuthority, ProxyManager, server_context
@@ -363,7 +363,6 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
 # ignore Ctrl-C, which the main process answers by stopping them.
 
 _DATA_API_TX_PATHS = frozenset(("/Execute", "/BatchExecute", "/CommitTransaction", "/RollbackTransaction"))
-_RUNNING = ("available", "modifying", "backing-up", "configuring-log-exports", "upgrading", "starting")
 _STORE_TTL = 1.0  # seconds a worker trusts what it read from the store
 
 
@@ -462,55 +461,30 @@ class _Router:
         return None
 
 
-class _RemoteServer:
-    """A postgres run by the main process, as the Data API's pools see it: an address and its unix socket.
-
-    The socket directory follows from the cluster's volume as the engine derives it (``socket_dir_for``).
-    """
-
-    __slots__ = ("host", "port", "socket_dir")
-
-    def __init__(self, host: str, port: int, socket_dir: Path | None = None) -> None:
-        self.host = host
-        self.port = port
-        self.socket_dir = socket_dir
-
-
 class _StoreClusters:
-    """The Data API's view of clusters in a worker: store reads, trusted for a second."""
+    """The Data API's view of clusters in a worker: the same topology as the main process's, read from the
+    store (instance records carry where their postgres listens) and trusted for a second."""
 
-    def __init__(self, store: Store, data_dir: Path) -> None:
-        self.data_dir = data_dir
+    def __init__(self, store: Store) -> None:
         self.clusters = store.table("clusters")
         self.instances = store.table("instances")
-        self._servers: dict[str, tuple[float, _RemoteServer | None]] = {}
-        self._by_address: dict[tuple[str, int], _RemoteServer] = {}
+        self.topology = Topology(lambda: stored_views(self.clusters.values(), self.instances.values()), ttl=_STORE_TTL)
+        # One object per address, so the Data API keeps its pool while the address stays the same.
+        self._by_address: dict[Address, Address] = {}
 
     def cluster(self, ident: str) -> dict[str, Any] | None:
         return self.clusters.get(ident)
 
     def writer_of(self, cluster_id: str) -> dict[str, Any] | None:
-        for inst in self.instances.values():
-            if inst.get("cluster") == cluster_id and inst.get("role") == "writer" and inst["status"] != "deleting":
-                return inst
-        return None
+        member = self.topology.writer(cluster_id)
+        return None if member is None else {"id": member.id, "role": member.role, "status": member.status}
 
-    def server(self, instance_id: str) -> _RemoteServer | None:
-        now = time.monotonic()
-        cached = self._servers.get(instance_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        inst = self.instances.get(instance_id)
-        server = None
-        if inst is not None and inst.get("pg_port") and inst.get("status") in _RUNNING:
-            address = ("127.0.0.1", int(inst["pg_port"]))
-            server = self._by_address.get(address)
-            if server is None:
-                # Where the control plane puts a cluster's volume (ControlPlane._volume).
-                volume = (self.data_dir / "clusters" / str(inst.get("cluster")) / "volume").absolute()
-                server = self._by_address[address] = _RemoteServer(*address, socket_dir_for(volume))
-        self._servers[instance_id] = (now + _STORE_TTL, server)
-        return server
+    def server(self, instance_id: str) -> Address | None:
+        member = self.topology.member(instance_id)
+        if member is None or not member.ready or member.host is None or member.port is None:
+            return None
+        address = Address(member.host, member.port, member.socket_dir)
+        return self._by_address.setdefault(address, address)
 
 
 class _StoreSecrets:
@@ -581,9 +555,7 @@ async def _worker(a: dict[str, Any]) -> None:
         http_request_timeout=float(a["http_request_timeout"]),
     )
     secrets = _StoreSecrets(store, data_dir / "secrets.key", account_id=settings.account_id, region=a["region"])
-    data_api = DataApi(
-        _StoreClusters(store, data_dir), secrets, region=a["region"], account_id=settings.account_id, node=node
-    )
+    data_api = DataApi(_StoreClusters(store), secrets, region=a["region"], account_id=settings.account_id, node=node)
     gateway = Gateway(
         {"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for, tokens=keys.token_for, region=a["region"]
     )

@@ -2,5 +2,26 @@
 
 from borealis.control._listener import EndpointUnavailable, Listener
 from borealis.control._plane import ADMIN_USER, ControlPlane, Event, max_connections_for
+from borealis.control._reconciler import Observation
+from borealis.control._records import SERVING, ClusterRecord, InstanceRecord, InvalidTransition
+from borealis.control._topology import Address, ClusterView, Member, Topology, Unavailable, stored_views
 
-__all__ = ["ADMIN_USER", "ControlPlane", "EndpointUnavailable", "Event", "Listener", "max_connections_for"]
+__all__ = [
+    "ADMIN_USER",
+    "SERVING",
+    "Address",
+    "ClusterRecord",
+    "ClusterView",
+    "ControlPlane",
+    "EndpointUnavailable",
+    "Event",
+    "InstanceRecord",
+    "InvalidTransition",
+    "Listener",
+    "Member",
+    "Observation",
+    "Topology",
+    "Unavailable",
+    "max_connections_for",
+    "stored_views",
+]

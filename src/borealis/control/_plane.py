@@ -2,10 +2,14 @@
 
 Rules:
 - Every API call validates, writes the new desired state (with a transitional status such as ``creating`` or
-  ``stopping``) to the store, kicks the cluster's reconciler and returns at once, as AWS does.
-- One reconciler task per cluster drives the running processes towards the stored state, one step at a time,
-  and moves statuses to their resting values (``available``, ``stopped``) or removes deleted records. A kick
-  while it runs makes it run once more, so no change is lost.
+  ``stopping``) to the store, kicks the reconciler and returns at once, as AWS does. Status moves are checked
+  against the transition tables of ``_records``.
+- The reconciler (``_reconciler``) observes every postgres, plans with a pure function and runs each step in
+  an executor, on kicks and on a periodic tick (``TICK``): a long step never blocks another instance's, and
+  a postgres that dies is seen at once (its watcher) and one that hangs within a tick or two (its probe).
+- Routing questions (where is the writer, which readers are up) are answered by the topology
+  (``_topology``), rebuilt whenever something it depends on changes; the listeners, the proxy, the Data API
+  and the API workers all ask it.
 - A cluster owns its storage volume (``clusters/<id>/volume``): instances come and go, the data stays, as
   with Aurora's shared cluster volume. The writer instance runs postgres on that volume.
 - On start-up (after a clean stop or a crash) every cluster is simply reconciled again: the steps are
@@ -19,33 +23,50 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import re
 import shutil
 import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
 from borealis.config import Settings
 from borealis.control._listener import EndpointUnavailable, IamLogin, Listener
+from borealis.control._reconciler import Action, Executor, Observation, plan
+from borealis.control._records import (
+    CLUSTER_TRANSITIONS,
+    INSTANCE_TRANSITIONS,
+    ClusterRecord,
+    InstanceRecord,
+    check_transition,
+)
+from borealis.control._topology import Address, ClusterView, Topology, Unavailable, build_view
 from borealis.engine import Binaries, PostgresServer
-from borealis.store import Sealer, Store
+from borealis.store import Conflict, Sealer, Store, Table
 
-__all__ = ["ADMIN_USER", "ControlPlane", "Event", "max_connections_for"]
+__all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "max_connections_for"]
 
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "rdsadmin"
 """The internal superuser Borealis manages clusters with, as Aurora's own ``rdsadmin``."""
 
-RUNNING_STATES = frozenset({"creating", "available", "rebooting", "starting"})
+TICK = 1.0
+"""Seconds between two reconciler passes when nothing kicks it."""
+PROBE_TIMEOUT = 2.0
+"""A postgres that does not answer its probe within this is unhealthy."""
+_RETRY_FIRST, _RETRY_MAX = 1.0, 30.0  # back-off after a failed step, before the same step is tried again
+_R = TypeVar("_R", ClusterRecord, InstanceRecord)
+_LEASE = "control-plane"
+_LEASE_TTL = 10 * TICK
 
 
 def _own_settings(cluster: dict[str, Any]) -> dict[str, str]:
@@ -93,6 +114,52 @@ def _port_free(host: str, port: int) -> bool:
         return True
 
 
+def _cas(
+    table: Table,
+    key: str,
+    load: Callable[[dict[str, Any], int], _R],
+    change: Callable[[_R], _R],
+    changed: Callable[[], None],
+) -> _R | None:
+    """Read a record, change it, write it back if the revision is still the one read; again on a conflict."""
+    while True:
+        found = table.read(key)
+        if found is None:
+            return None
+        record = load(found.doc, found.revision)
+        new = change(record)
+        if new == record:
+            return record
+        try:
+            table.put(key, new.to_doc(), expect=found.revision)
+        except Conflict:
+            continue
+        changed()
+        return new
+
+
+def _dead_local_holder(holder: str) -> bool:
+    """Whether a lease holder (``host:pid:start``) was a process on this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) == os.getpid()  # our own pid from an earlier plane in this process (tests)
+
+
+_PROBE_SQL = """
+SELECT pg_is_in_recovery(),
+       (SELECT timeline_id FROM pg_control_checkpoint()),
+       (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn
+"""
+
+
 class ControlPlane:
     """Clusters and instances: their records, their postgres servers and their endpoint listeners."""
 
@@ -120,18 +187,25 @@ class ControlPlane:
         self.before_start: Callable[[dict[str, Any], dict[str, Any], PostgresServer], None] = lambda c, i, s: None
         """Called just before an instance's postgres starts (the scaler writes its capacity settings)."""
         """Ports other parts (proxy endpoints off loopback) hold, so no endpoint gets one twice."""
+        self.topology = Topology(self._views)
+        """Where the writer is, which readers are up (see ``_topology``); every router asks it."""
         self._servers: dict[str, PostgresServer] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, Listener] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._observed: dict[str, Observation] = {}
+        self._exits: dict[str, int] = {}
+        self._probes: dict[str, asyncio.Task[None]] = {}
+        self._probe_conns: dict[str, psycopg.AsyncConnection[Any]] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures in a row, monotonic not-before)
+        self._executor = Executor(self._step_done)
         self._dirty: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
         self._closing = False
         self._changed = asyncio.Condition()
-        self.generation = 0
-        """Bumped on every change that may move a cluster's targets (a record written through the control
-        plane, a reconcile pass, a postgres started, stopped or lost), so readers such as the proxy can keep
-        what they resolved and look again only when it differs."""
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        """Who holds the store's control-plane lease: host, process, start."""
 
     # ----------------------------------------------------------------------------------------- queries
 
@@ -143,6 +217,11 @@ class ControlPlane:
         ).stdout
         match = re.search(r"(\d+)\.(\d+)", out)
         return f"{match.group(1)}.{match.group(2)}" if match else str(self.binaries.version)
+
+    @property
+    def generation(self) -> int:
+        """The topology's generation: grows on every change that may move a route (see ``_topology``)."""
+        return self.topology.generation
 
     def cluster(self, ident: str) -> dict[str, Any] | None:
         """The stored record of a cluster."""
@@ -156,16 +235,33 @@ class ControlPlane:
         """The instances of a cluster, oldest first."""
         return [i for i in self.instances.values() if i["cluster"] == cluster_id]
 
+    def cluster_record(self, ident: str) -> ClusterRecord | None:
+        """The typed record of a cluster, with its store revision."""
+        found = self.clusters.read(ident)
+        return None if found is None else ClusterRecord.from_doc(found.doc, found.revision)
+
+    def instance_record(self, ident: str) -> InstanceRecord | None:
+        """The typed record of an instance, with its store revision."""
+        found = self.instances.read(ident)
+        return None if found is None else InstanceRecord.from_doc(found.doc, found.revision)
+
+    def instance_records(self, cluster_id: str | None = None) -> list[InstanceRecord]:
+        """The typed records of a cluster's instances (or of all), oldest first."""
+        out = [InstanceRecord.from_doc(v.doc, v.revision) for _, v in self.store.scan(self.instances.name)]
+        return out if cluster_id is None else [i for i in out if i.cluster == cluster_id]
+
     def writer_of(self, cluster_id: str) -> dict[str, Any] | None:
-        """The writer instance of a cluster, if it has one."""
-        for inst in self.cluster_instances(cluster_id):
-            if inst["role"] == "writer" and inst["status"] != "deleting":
-                return inst
-        return None
+        """The stored record of the cluster's writer (as the topology names it), if it has one."""
+        member = self.topology.writer(cluster_id)
+        return None if member is None else self.instances.get(member.id)
 
     def server(self, instance_id: str) -> PostgresServer | None:
         """The running postgres of an instance, if it runs."""
         return self._servers.get(instance_id)
+
+    def observation(self, instance_id: str) -> Observation | None:
+        """What the reconciler last saw of an instance's postgres (role, timeline, LSN, health, lag)."""
+        return self._observed.get(instance_id)
 
     def used_ports(self) -> set[int]:
         """Every endpoint port given out so far."""
@@ -207,27 +303,49 @@ class ControlPlane:
                     await asyncio.wait_for(self._changed.wait(), left)
             return True
 
+    def _views(self) -> dict[str, ClusterView]:
+        """The topology's source: records, plus where each running postgres listens."""
+        addresses = {iid: Address(s.host, s.port, s.socket_dir) for iid, s in self._servers.items()}
+        lags = {iid: o.lag_ms for iid, o in self._observed.items() if o.lag_ms is not None}
+        instances = self.instance_records()
+        return {
+            doc["id"]: build_view(ClusterRecord.from_doc(doc), instances, addresses, lags)
+            for doc in self.clusters.values()
+        }
+
     # ----------------------------------------------------------------------------------------- changes
 
     def put_cluster(self, doc: dict[str, Any]) -> None:
-        """Store a cluster record and reconcile it."""
+        """Store a cluster record (its status move checked against the table) and reconcile it."""
+        before = self.clusters.get(doc["id"])
+        if before is not None:
+            check_transition(CLUSTER_TRANSITIONS, f"cluster {doc['id']}", before["status"], doc["status"])
         self.clusters.put(doc["id"], doc)
         self.kick(doc["id"])
 
     def put_instance(self, doc: dict[str, Any]) -> None:
-        """Store an instance record and reconcile its cluster."""
+        """Store an instance record (its status move checked against the table) and reconcile its cluster."""
+        before = self.instances.get(doc["id"])
+        if before is not None:
+            check_transition(INSTANCE_TRANSITIONS, f"instance {doc['id']}", before["status"], doc["status"])
         self.instances.put(doc["id"], doc)
         self.kick(doc["cluster"])
 
+    def _update_cluster(self, cid: str, change: Callable[[ClusterRecord], ClusterRecord]) -> ClusterRecord | None:
+        """Read, change and write back a cluster record with compare-and-set, retrying on a conflict."""
+        return _cas(self.clusters, cid, ClusterRecord.from_doc, change, self.topology.changed)
+
+    def _update_instance(self, iid: str, change: Callable[[InstanceRecord], InstanceRecord]) -> InstanceRecord | None:
+        """Read, change and write back an instance record with compare-and-set, retrying on a conflict."""
+        return _cas(self.instances, iid, InstanceRecord.from_doc, change, self.topology.changed)
+
     def kick(self, cluster_id: str) -> None:
-        """Make the cluster's reconciler run (again)."""
-        self.generation += 1
+        """Make the reconciler look at the cluster now."""
+        self.topology.changed()
         if self._closing:
             return
         self._dirty.add(cluster_id)
-        task = self._tasks.get(cluster_id)
-        if task is None or task.done():
-            self._tasks[cluster_id] = asyncio.ensure_future(self._reconcile_loop(cluster_id))
+        self._wakeup.set()
         self._background.add(asyncio.ensure_future(self._notify()))
         self._background = {t for t in self._background if not t.done()}
 
@@ -236,20 +354,42 @@ class ControlPlane:
             self._changed.notify_all()
 
     async def start(self) -> None:
-        """Bring every stored cluster back (after a restart or a crash)."""
+        """Bring every stored cluster back (after a restart or a crash) and start the reconciler."""
+        held = self.store.lease(_LEASE)
+        if held is not None and _dead_local_holder(held.holder):
+            # A Borealis killed on this host (kill -9) left its lease to expire: take it over at once.
+            self.store.release_lease(_LEASE, held.holder)
+        deadline = time.monotonic() + _LEASE_TTL + 1.0
+        # The data directory's lock already keeps a second Borealis out; the lease is the store's own guard,
+        # for the day the store is shared between hosts. A holder we cannot tell is gone is waited out.
+        while not self.store.acquire_lease(_LEASE, self._holder, _LEASE_TTL):
+            if time.monotonic() > deadline:
+                raise RuntimeError("another control plane holds this store's lease")
+            await asyncio.sleep(0.5)
         for doc in self.clusters.values():
             self.kick(doc["id"])
+        self._loop_task = asyncio.ensure_future(self._run())
 
     async def close(self) -> None:
         """Stop every server and listener; the stored state is kept for the next start."""
         self._closing = True
-        for task in list(self._tasks.values()):
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        await self._executor.close()
+        for task in self._probes.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        for conn in self._probe_conns.values():
+            with contextlib.suppress(Exception):
+                await conn.close()
+        self._probe_conns.clear()
         for listener in list(self._listeners.values()):
             await listener.close()
         self._listeners.clear()
         await asyncio.gather(*(self._stop_server(i) for i in list(self._servers)), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            self.store.release_lease(_LEASE, self._holder)
 
     def _emit(self, cluster: str, instance: str | None, message: str) -> None:
         log.info("%s%s: %s", cluster, f"/{instance}" if instance else "", message)
@@ -260,99 +400,199 @@ class ControlPlane:
 
     # ----------------------------------------------------------------------------------------- reconcile
 
-    async def _reconcile_loop(self, cluster_id: str) -> None:
-        while cluster_id in self._dirty and not self._closing:
-            self._dirty.discard(cluster_id)
-            try:
-                await self._reconcile(cluster_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("reconciling cluster %s failed", cluster_id)
-                self._emit(cluster_id, None, f"error: {exc}")
-                await asyncio.sleep(1.0)
-                if self.clusters.get(cluster_id) is not None:
-                    self._mark_failed(cluster_id, str(exc))
-            self.generation += 1
+    async def _run(self) -> None:
+        """The reconciler loop: a pass over the kicked clusters at once, over every cluster each tick."""
+        next_tick = time.monotonic()
+        while not self._closing:
+            timeout = max(0.0, next_tick - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            self._wakeup.clear()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK
+                self._dirty.update(doc["id"] for doc in self.clusters.values())
+                self.store.acquire_lease(_LEASE, self._holder, _LEASE_TTL)
+                self._start_probes()
+            dirty, self._dirty = self._dirty, set()
+            for cid in dirty:
+                try:
+                    await self._pass(cid)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception("reconciling cluster %s failed", cid)
+                    self._emit(cid, None, f"error: {exc}")
+                    self._mark_failed(cid)
             await self._notify()
 
-    def _mark_failed(self, cluster_id: str, reason: str) -> None:
-        doc = self.clusters.get(cluster_id)
-        if doc is None:
+    async def _pass(self, cid: str) -> None:
+        """Observe, plan and act on one cluster."""
+        cluster = self.cluster_record(cid)
+        if cluster is None:
             return
-        if doc["status"] == "creating":
-            doc["status"] = "failed"
-            self.clusters.put(cluster_id, doc)
-        for inst in self.cluster_instances(cluster_id):
-            if inst["status"] in ("creating", "rebooting", "starting"):
-                inst["status"] = "failed"
-                self.instances.put(inst["id"], inst)
+        if cluster.status != "deleting":
+            await self._ensure_listeners(cluster)
+        instances = self.instance_records(cid)
+        observed = {i.id: self._observe(i.id) for i in instances}
+        actions = plan(
+            cluster, instances, observed, self._executor.busy, initialized=self._volume_server(cid).is_initialized()
+        )
+        now = time.monotonic()
+        for action in actions:
+            failed = self._failures.get(action.key())
+            if failed is not None and failed[1] > now:
+                continue  # a step that just failed waits for its back-off before it is tried again
+            log.debug("%s %s: %s", action.kind, action.target, action.reason)
+            if action.kind == "cluster-status":
+                self._settle_cluster(cid, action)
+            elif action.kind == "instance-status":
+                self._settle_instance(cid, action)
+            else:
+                self._executor.submit(action, functools.partial(self._perform, cid, action))
 
-    async def _reconcile(self, cluster_id: str) -> None:
-        doc = self.clusters.get(cluster_id)
-        if doc is None:
+    def _observe(self, iid: str) -> Observation:
+        server = self._servers.get(iid)
+        running = server is not None and server.status().running
+        seen = self._observed.get(iid)
+        if not running:
+            return Observation(running=False, exit_code=self._exits.get(iid))
+        return seen if seen is not None and seen.running else Observation(running=True)
+
+    def _settle_cluster(self, cid: str, action: Action) -> None:
+        assert action.status is not None
+        status = action.status
+        self._update_cluster(cid, lambda c: c.moved_to(status))
+        self._emit(cid, None, f"cluster {status}")
+
+    def _settle_instance(self, cid: str, action: Action) -> None:
+        assert action.status is not None
+        status = action.status
+        self._update_instance(action.target, lambda i: i.moved_to(status))
+        if status == "available":
+            self._emit(cid, action.target, "instance available")
+
+    def _step_done(self, action: Action, error: BaseException | None) -> None:
+        """After a step: remember a failure (for the back-off and the statuses), and look again."""
+        cid = self._cluster_of(action)
+        if error is None:
+            self._failures.pop(action.key(), None)
+        else:
+            count = self._failures.get(action.key(), (0, 0.0))[0] + 1
+            delay = min(_RETRY_MAX, _RETRY_FIRST * 2 ** (count - 1))
+            self._failures[action.key()] = (count, time.monotonic() + delay)
+            log.error("%s of %s failed: %s", action.kind, action.target, error, exc_info=error)
+            if cid is not None:
+                self._emit(cid, None, f"error: {error}")
+                self._mark_failed(cid)
+        if cid is not None:
+            self.kick(cid)
+
+    def _cluster_of(self, action: Action) -> str | None:
+        if action.kind in ("initdb", "delete-cluster"):
+            return action.target
+        inst = self.instances.get(action.target)
+        return None if inst is None else str(inst["cluster"])
+
+    def _mark_failed(self, cluster_id: str) -> None:
+        self._update_cluster(cluster_id, lambda c: c.moved_to("failed") if c.status == "creating" else c)
+        for inst in self.instance_records(cluster_id):
+            if inst.status in ("creating", "rebooting", "starting"):
+                self._update_instance(inst.id, lambda i: i.moved_to("failed"))
+
+    async def _perform(self, cid: str, action: Action) -> None:
+        steps: dict[str, Callable[[str, str], Awaitable[None]]] = {
+            "initdb": self._step_initdb,
+            "start": self._step_start,
+            "restart": self._step_start,
+            "stop": self._step_stop,
+            "bootstrap": self._step_bootstrap,
+            "apply-password": self._step_password,
+            "delete-instance": self._step_delete_instance,
+            "delete-cluster": self._step_delete_cluster,
+        }
+        await steps[action.kind](cid, action.target)
+
+    def _start_probes(self) -> None:
+        """Probe every running postgres (role, timeline, LSN), each in its own task."""
+        for iid, server in list(self._servers.items()):
+            task = self._probes.get(iid)
+            if task is None or task.done():
+                self._probes[iid] = asyncio.ensure_future(self._probe(iid, server))
+
+    async def _probe(self, iid: str, server: PostgresServer) -> None:
+        before = self._observed.get(iid)
+        try:
+            row = await asyncio.wait_for(self._probe_query(iid, server), PROBE_TIMEOUT)
+            seen = Observation(True, True, bool(row[0]), int(row[1]), int(row[2]))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("probe of %s failed: %s", iid, exc)
+            conn = self._probe_conns.pop(iid, None)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            seen = Observation(server.status().running, False)
+        if self._servers.get(iid) is not server:
             return
-        status = doc["status"]
-        if status == "deleting":
-            await self._delete_cluster(doc)
-            return
-        if status == "creating":
-            await self._ensure_volume(doc)
-        await self._ensure_listeners(doc)
+        self._observed[iid] = seen
+        if before is None or (before.healthy, before.in_recovery) != (seen.healthy, seen.in_recovery):
+            inst = self.instances.get(iid)
+            if inst is not None:
+                self.kick(inst["cluster"])
 
-        stop_all = status in ("stopping", "stopped")
-        for inst in self.cluster_instances(cluster_id):
-            if inst["status"] == "deleting":
-                await self._delete_instance(inst)
-            elif stop_all:
-                await self._stop_server(inst["id"])
-                if inst["status"] != "stopped":
-                    inst["status"] = "stopped"
-                    self.instances.put(inst["id"], inst)
-            elif inst["status"] in RUNNING_STATES or inst["status"] == "stopped":
-                await self._ensure_instance(doc, inst)
+    async def _probe_query(self, iid: str, server: PostgresServer) -> tuple[Any, ...]:
+        conn = self._probe_conns.get(iid)
+        if conn is None or conn.closed:
+            inst = self.instances.get(iid)
+            cluster = inst and self.clusters.get(inst["cluster"])
+            if not cluster:
+                raise RuntimeError("no cluster record")
+            conn = self._probe_conns[iid] = await self._admin(server, cluster)
+        row = await (await conn.execute(_PROBE_SQL)).fetchone()
+        assert row is not None
+        return tuple(row)
 
-        doc = self.clusters.get(cluster_id) or doc
-        if doc["status"] in ("creating", "starting", "resetting-master-credentials"):
-            doc["status"] = "available"
-            self.clusters.put(cluster_id, doc)
-            self._emit(cluster_id, None, "cluster available")
-        elif doc["status"] == "stopping":
-            doc["status"] = "stopped"
-            self.clusters.put(cluster_id, doc)
-            self._emit(cluster_id, None, "cluster stopped")
+    # ----------------------------------------------------------------------------------------- steps
 
-    def _volume(self, doc: dict[str, Any]) -> Path:
+    def _volume(self, doc: Mapping[str, Any]) -> Path:
         return self.root / str(doc["id"]) / "volume"
 
-    def _instance_dir(self, inst: dict[str, Any]) -> Path:
+    def _instance_dir(self, inst: Mapping[str, Any]) -> Path:
         return self.root / str(inst["cluster"]) / "instances" / str(inst["id"])
 
-    async def _ensure_volume(self, doc: dict[str, Any]) -> None:
-        volume = self._volume(doc)
+    def _volume_server(self, cid: str) -> PostgresServer:
+        volume = self._volume({"id": cid})
         # The port is only a placeholder in the config file: every start passes the instance's real one.
-        server = PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log")
+        return PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log")
+
+    async def _step_initdb(self, cid: str, target: str) -> None:
+        doc = self.clusters.get(cid)
+        if doc is None:
+            return
+        server = self._volume_server(cid)
         if server.is_initialized():
             return
+        volume = self._volume(doc)
         if volume.exists():  # a creation interrupted half-way: start it over
             shutil.rmtree(volume)
-        self._emit(doc["id"], None, "initialising the cluster volume (initdb)")
+        self._emit(cid, None, "initialising the cluster volume (initdb)")
         volume.parent.mkdir(parents=True, exist_ok=True)
         admin_password = self.sealer.open(doc["admin_password"])
         await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=_own_settings(doc))
 
-    async def _ensure_listeners(self, doc: dict[str, Any]) -> None:
-        cid = doc["id"]
+    async def _ensure_listeners(self, cluster: ClusterRecord) -> None:
+        cid = cluster.id
         wanted = {
-            f"cluster/{cid}/writer": (self.settings.host, doc["port"], self._writer_resolver(cid)),
-            f"cluster/{cid}/reader": (doc["reader_host"], doc["reader_port"], self._reader_resolver(cid)),
+            f"cluster/{cid}/writer": (self.settings.host, cluster.port, self._resolver(cid, "writer")),
+            f"cluster/{cid}/reader": (cluster.reader_host, cluster.reader_port, self._reader_resolver(cid)),
         }
-        for inst in self.cluster_instances(cid):
-            if inst["status"] != "deleting":
-                wanted[f"instance/{inst['id']}"] = (
+        for inst in self.instance_records(cid):
+            if inst.status != "deleting":
+                wanted[f"instance/{inst.id}"] = (
                     self.settings.host,
-                    inst["port"],
-                    self._instance_resolver(inst["id"]),
+                    inst.port,
+                    self._resolver(cid, f"instance:{inst.id}", f"DB instance {inst.id}"),
                 )
         for key, (host, port, resolver) in wanted.items():
             current = self._listeners.get(key)
@@ -402,42 +642,29 @@ class ControlPlane:
 
         return force_ssl
 
-    def _cluster_ready(self, cid: str) -> dict[str, Any]:
-        doc = self.clusters.get(cid)
-        if doc is None:
-            raise EndpointUnavailable(f"DB cluster {cid} does not exist", "08006")
-        if doc["status"] in ("stopped", "stopping"):
-            raise EndpointUnavailable(f"DB cluster {cid} is stopped", "57P03")
-        return doc
-
-    def _target(self, inst: dict[str, Any] | None, what: str) -> tuple[str, int]:
-        if inst is None:
-            raise EndpointUnavailable(f"{what} has no DB instance to serve it", "57P03")
-        server = self._servers.get(inst["id"])
-        if server is None or inst["status"] != "available":
-            raise EndpointUnavailable(f"DB instance {inst['id']} is not available (status: {inst['status']})", "57P03")
-        return server.host, server.port
-
-    def _writer_resolver(self, cid: str) -> Callable[[], Any]:
+    def _resolver(self, cid: str, kind: str, what: str | None = None) -> Callable[[], Awaitable[tuple[str, int]]]:
         async def resolve() -> tuple[str, int]:
-            self._cluster_ready(cid)
-            return self._target(self.writer_of(cid), f"the writer endpoint of {cid}")
+            try:
+                member = await self.topology.route(cid, kind, what)
+            except Unavailable as exc:
+                raise EndpointUnavailable(exc.message, exc.sqlstate) from None
+            assert member.host is not None and member.port is not None
+            return member.host, member.port
 
         return resolve
 
-    def _reader_resolver(self, cid: str) -> Callable[[], Any]:
+    def _reader_resolver(self, cid: str) -> Callable[[], Awaitable[tuple[str, int]]]:
+        to_writer = self._resolver(cid, "writer", f"the reader endpoint of {cid}")
+
         async def resolve() -> tuple[str, int]:
-            self._cluster_ready(cid)
-            readers = [
-                i
-                for i in self.cluster_instances(cid)
-                if i["role"] == "reader" and i["status"] == "available" and i["id"] in self._servers
-            ]
-            if readers:  # spread connections across readers, as the reader endpoint's DNS does
-                readers.sort(key=lambda i: self._listener_load(i["id"]))
-                return self._target(readers[0], f"the reader endpoint of {cid}")
+            readers = self.topology.readers(cid)
+            if readers and self.topology.cluster(cid) is not None:
+                # Spread connections across readers (least connections), as the reader endpoint's DNS does.
+                member = min(readers, key=lambda m: self._listener_load(m.id))
+                assert member.host is not None and member.port is not None
+                return member.host, member.port
             # With no reader, Aurora's reader endpoint connects to the writer.
-            return self._target(self.writer_of(cid), f"the reader endpoint of {cid}")
+            return await to_writer()
 
         return resolve
 
@@ -445,34 +672,18 @@ class ControlPlane:
         listener = self._listeners.get(f"instance/{instance_id}")
         return 0 if listener is None else listener.client_connections
 
-    def _instance_resolver(self, iid: str) -> Callable[[], Any]:
-        async def resolve() -> tuple[str, int]:
-            inst = self.instances.get(iid)
-            if inst is None:
-                raise EndpointUnavailable(f"DB instance {iid} does not exist", "08006")
-            self._cluster_ready(inst["cluster"])
-            return self._target(inst, f"DB instance {iid}")
-
-        return resolve
-
-    async def _ensure_instance(self, cluster: dict[str, Any], inst: dict[str, Any]) -> None:
-        iid = inst["id"]
-        running = self._servers.get(iid)
-        restart = inst["status"] == "rebooting"
-        if running is not None and running.status().running and not restart:
-            await self._apply_master_password(cluster, inst)
-            if inst["status"] != "available":
-                inst["status"] = "available"
-                self.instances.put(iid, inst)
-                self._emit(cluster["id"], iid, "instance available")
+    async def _step_start(self, cid: str, iid: str) -> None:
+        """Start (or restart) an instance's postgres, bootstrap the cluster once, and mark it available."""
+        cluster = self.clusters.get(cid)
+        inst = self.instances.get(iid)
+        if cluster is None or inst is None:
             return
-        if running is not None:
-            self._emit(cluster["id"], iid, "restarting postgres")
+        if iid in self._servers:
+            self._emit(cid, iid, "restarting postgres")
             await self._stop_server(iid)
         if inst["status"] == "stopped":
-            inst["status"] = "starting"
-            self.instances.put(iid, inst)
-        self._emit(cluster["id"], iid, "starting postgres")
+            self._update_instance(iid, lambda i: i.moved_to("starting"))
+        self._emit(cid, iid, "starting postgres")
         started = time.monotonic()
         volume = self._volume(cluster)
         log_dir = self._instance_dir(inst) / "log"
@@ -483,17 +694,36 @@ class ControlPlane:
         self.before_start(cluster, inst, server)
         await server.start()
         self._servers[iid] = server
-        self.generation += 1
-        self._watchers[iid] = asyncio.ensure_future(self._watch(cluster["id"], iid, server))
-        self._emit(cluster["id"], iid, f"postgres ready in {time.monotonic() - started:.1f}s")
+        self._exits.pop(iid, None)
+        self._observed[iid] = Observation(running=True)
+        self.topology.changed()
+        self._watchers[iid] = asyncio.ensure_future(self._watch(cid, iid, server))
+        self._emit(cid, iid, f"postgres ready in {time.monotonic() - started:.1f}s")
         await self._bootstrap(cluster, server)
         await self._apply_master_password(cluster, inst)
-        inst = self.instances.get(iid) or inst
-        inst["status"] = "available"
-        inst["pg_port"] = port
-        self.instances.put(iid, inst)
-        self.generation += 1
-        self._emit(cluster["id"], iid, "instance available")
+        socket_dir = str(server.socket_dir)
+        record = self._update_instance(
+            iid,
+            lambda i: (
+                i if i.status == "deleting" else replace(i.moved_to("available"), pg_port=port, pg_socket=socket_dir)
+            ),
+        )
+        if record is not None and record.status == "available":
+            self._emit(cid, iid, "instance available")
+
+    async def _step_stop(self, cid: str, iid: str) -> None:
+        await self._stop_server(iid)
+        self._update_instance(iid, lambda i: i if i.status == "deleting" else i.moved_to("stopped"))
+
+    async def _step_bootstrap(self, cid: str, iid: str) -> None:
+        cluster, server = self.clusters.get(cid), self._servers.get(iid)
+        if cluster is not None and server is not None:
+            await self._bootstrap(cluster, server)
+
+    async def _step_password(self, cid: str, iid: str) -> None:
+        cluster, inst = self.clusters.get(cid), self.instances.get(iid)
+        if cluster is not None and inst is not None:
+            await self._apply_master_password(cluster, inst)
 
     async def reconfigure(self, instance_id: str) -> bool:
         """Rewrite a running instance's settings (:attr:`extra_settings` included) and reload them.
@@ -510,23 +740,36 @@ class ControlPlane:
         return True
 
     async def _watch(self, cid: str, iid: str, server: PostgresServer) -> None:
-        """Restart a postgres that exits on its own (a crash), as RDS restarts a failed instance."""
+        """Notice at once a postgres that exits on its own (a crash): the plan then restarts it."""
         code = await server.wait_exit()
         if self._servers.get(iid) is server and not self._closing:
-            log.warning("postgres of %s exited unexpectedly with code %s; restarting", iid, code)
+            log.warning("postgres of %s exited unexpectedly with code %s", iid, code)
             del self._servers[iid]
-            self.kick(cid)  # (bumps the generation)
+            self._exits[iid] = code
+            self._update_instance(iid, lambda i: replace(i, pg_port=None, pg_socket=None))
+            self._observed.pop(iid, None)
+            self.kick(cid)
 
     async def _stop_server(self, iid: str) -> None:
         server = self._servers.pop(iid, None)
-        self.generation += 1
+        self._observed.pop(iid, None)
+        self.topology.changed()
         watcher = self._watchers.pop(iid, None)
         if watcher is not None:
             watcher.cancel()
+        probe = self._probes.pop(iid, None)
+        if probe is not None:
+            probe.cancel()
+        conn = self._probe_conns.pop(iid, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
         listener = self._listeners.get(f"instance/{iid}")
         if listener is not None:
             listener.disconnect_all()
         if server is not None:
+            # Workers route by the stored address: it goes before the server does.
+            self._update_instance(iid, lambda i: replace(i, pg_port=None, pg_socket=None))
             await server.stop()
 
     async def _admin(self, server: PostgresServer, cluster: dict[str, Any]) -> psycopg.AsyncConnection[Any]:
@@ -598,6 +841,16 @@ class ControlPlane:
             )
         cluster["password_applied"] = cluster.get("password_version", 0)
         self.clusters.put(cluster["id"], cluster)
+
+    async def _step_delete_instance(self, cid: str, iid: str) -> None:
+        inst = self.instances.get(iid)
+        if inst is not None:
+            await self._delete_instance(inst)
+
+    async def _step_delete_cluster(self, cid: str, target: str) -> None:
+        doc = self.clusters.get(cid)
+        if doc is not None:
+            await self._delete_cluster(doc)
 
     async def _delete_instance(self, inst: dict[str, Any]) -> None:
         await self._stop_server(inst["id"])

@@ -112,31 +112,27 @@ class ProxyRuntime:
         cid = self.doc["target_group"].get("cluster")
         if not cid:
             raise ServerError("this RDS Proxy has no registered target", "08001")
-        control = self.manager.control
+        topology = self.manager.control.topology
         if role == "READ_ONLY":
-            readers = [
-                i
-                for i in control.cluster_instances(cid)
-                if i["role"] != "writer" and i["status"] == "available" and control.server(i["id"]) is not None
-            ]
-            if not readers:
+            members = topology.readers(cid)
+            if not members:
                 # Waiting helps only if some reader exists and is coming back (rebooting, starting).
-                any_reader = any(i["role"] != "writer" for i in control.cluster_instances(cid))
+                view = topology.cluster(cid)
                 raise ServerError(
-                    "the read-only proxy endpoint has no available reader instance", "08001", transient=any_reader
+                    "the read-only proxy endpoint has no available reader instance",
+                    "08001",
+                    transient=bool(view and view.readers),
                 )
-            insts = readers
         else:
-            writer = control.writer_of(cid)
+            writer = topology.writer(cid)
             if writer is None:
                 raise ServerError(f"the DB cluster {cid} has no writer instance", "08001")
-            insts = [writer]
+            members = (writer,)
         out = []
-        for inst in insts:
-            server = control.server(inst["id"])
-            if server is None:
-                raise ServerError(f"the DB instance {inst['id']} is not running", "08001")
-            out.append((inst["id"], server.host, server.port))
+        for member in members:
+            if not member.ready or member.host is None or member.port is None:
+                raise ServerError(f"the DB instance {member.id} is not running", "08001")
+            out.append((member.id, member.host, member.port))
         return out
 
     def current_pool(self, role: str, user: str, database: str) -> Pool:

@@ -103,7 +103,8 @@ class _RdsProxy:
             }
         ]
         for inst in self.control.cluster_instances(cid):
-            running = self.control.server(inst["id"]) is not None and inst["status"] == "available"
+            member = self.control.topology.member(inst["id"])
+            running = member is not None and member.ready
             health: dict[str, Any] = {"State": "AVAILABLE" if running else "UNAVAILABLE"}
             if not running:
                 health["Reason"] = "UNREACHABLE" if inst["status"] != "creating" else "PENDING_PROXY_CAPACITY"

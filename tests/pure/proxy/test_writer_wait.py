@@ -13,26 +13,50 @@ from typing import Any
 
 import pytest
 
+from borealis.control import Address, ClusterRecord, InstanceRecord, Topology
+from borealis.control._topology import build_view
 from borealis.proxy import MetricsRegistry
 from borealis.proxy._manager import ProxyRuntime
 from borealis.proxy._server import ServerError
 
 
 class _Control:
-    """A cluster ``c1`` whose writer ``w1`` runs only once ``up`` is set."""
+    """A cluster ``c1`` whose writer ``w1`` runs only once ``up`` is set; routes come from a real Topology."""
 
     def __init__(self) -> None:
-        self.up = False
-        self.writer: dict[str, Any] | None = {"id": "w1", "role": "writer", "status": "rebooting"}
+        self._up = False
+        self._writer: dict[str, Any] | None = {"id": "w1", "role": "writer", "status": "rebooting"}
+        self.topology = Topology(self._views)
 
-    def writer_of(self, cid: str) -> dict[str, Any] | None:
-        return self.writer
+    def _views(self) -> dict[str, Any]:
+        cluster = ClusterRecord(id="c1", status="available", port=5432)
+        insts = [InstanceRecord.from_doc({"cluster": "c1", "port": 6000, **self._writer})] if self._writer else []
+        addresses = {i.id: Address("127.0.0.1", 5999) for i in insts} if self._up else {}
+        return {"c1": build_view(cluster, insts, addresses)}
 
-    def server(self, iid: str) -> Any:
-        return SimpleNamespace(host="127.0.0.1", port=5999) if self.up else None
+    @property
+    def generation(self) -> int:
+        return self.topology.generation
 
-    def cluster_instances(self, cid: str) -> list[dict[str, Any]]:
-        return [self.writer] if self.writer else []
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        self._up = value
+        if value and self._writer is not None:  # the reboot is over
+            self._writer = {**self._writer, "status": "available"}
+        self.topology.changed()  # as the control plane does when a server starts or stops
+
+    @property
+    def writer(self) -> dict[str, Any] | None:
+        return self._writer
+
+    @writer.setter
+    def writer(self, value: dict[str, Any] | None) -> None:
+        self._writer = value
+        self.topology.changed()
 
 
 class _Pool:
@@ -139,32 +163,30 @@ def test_query_database_response_latency_is_measured() -> None:
 
 
 def test_target_is_kept_until_the_control_plane_generation_moves() -> None:
-    # The runtime resolves the writer from the store once, and again only when the control plane reports
-    # a change (its generation counter moved): the borrow hot path reads no instance records.
-    reads = []
-
-    class _Counting(_Control):
-        generation = 0
-
-        def writer_of(self, cid: str) -> dict[str, Any] | None:
-            reads.append(cid)
-            return self.writer
-
-    control = _Counting()
+    # The runtime resolves the writer from the topology once, and again only when the topology reports a
+    # change (its generation moved): the borrow hot path asks nothing.
+    control = _Control()
     control.up = True
     control.writer = {"id": "w1", "role": "writer", "status": "available"}
     rt = _runtime(control, borrow_timeout=1)
+    resolved = []
+    resolve = rt._resolve
+
+    def counting(role: str) -> list[tuple[str, str, int]]:
+        resolved.append(role)
+        return resolve(role)
+
+    rt._resolve = counting  # type: ignore[method-assign]
     assert rt._target("READ_WRITE") == ("w1", "127.0.0.1", 5999)
     assert rt._target("READ_WRITE") == ("w1", "127.0.0.1", 5999)
-    assert len(reads) == 1
-    control.writer = {"id": "w2", "role": "writer", "status": "available"}  # a failover...
+    assert len(resolved) == 1
+    control._writer = {"id": "w2", "role": "writer", "status": "available"}  # a failover...
     assert rt._target("READ_WRITE")[0] == "w1"  # ...not reported yet
-    control.generation += 1
+    control.topology.changed()
     assert rt._target("READ_WRITE")[0] == "w2"
-    assert len(reads) == 2
+    assert len(resolved) == 2
     # A target that is down is not kept: every borrow looks again until it is back.
     control.up = False
-    control.generation += 1
     with pytest.raises(ServerError):
         rt._target("READ_WRITE")
     control.up = True
@@ -172,4 +194,4 @@ def test_target_is_kept_until_the_control_plane_generation_moves() -> None:
     # A change to the proxy's own record (ModifyDBProxyTargetGroup, say) also resolves again.
     rt.set_doc(rt.doc)
     rt._target("READ_WRITE")
-    assert len(reads) == 5
+    assert len(resolved) == 5

@@ -1,0 +1,201 @@
+"""The reconciler: observe -> plan -> act, on every kick and on a periodic tick.
+
+- **observe**: what each instance's postgres is doing now (:class:`Observation`): whether its process runs,
+  whether it answers a probe in time (health), its role (``pg_is_in_recovery()``), timeline and WAL position,
+  and a reader's replication lag. Probes run in their own tasks, so a postgres that hangs only makes its
+  probe late (and the instance unhealthy), never the loop.
+- **plan**: :func:`plan` is a pure function of the stored records, the observations and which steps are
+  under way; it returns :class:`Action` s, each with the reason it is needed (tested without processes,
+  the way Patroni tests its HA cycle).
+- **act**: each action runs as a task in the :class:`Executor`, one at a time per instance (or cluster), so
+  a long step (initdb, a start that hangs, a base backup) never blocks the loop or another instance's
+  steps: the next tick still observes and plans, and a failover is not held up by a stuck start.
+
+Plan rules, in order, per cluster:
+
+1. ``deleting`` cluster: once no step runs on it, one ``delete-cluster`` (instances, listeners, files, record).
+2. A step on the cluster itself (initdb) runs: nothing else until it ends.
+3. ``creating`` cluster without its storage: ``initdb``.
+4. Per instance with no step under way: ``deleting`` -> ``delete-instance``; cluster stopping or stopped ->
+   ``stop`` a running postgres, or mark it ``stopped``; ``rebooting`` -> ``restart``; should run but does not
+   (created, started, crashed) -> ``start``; runs -> ``bootstrap`` (once per cluster, on the writer),
+   ``apply-password`` (after a master password change), then mark it ``available``.
+5. With no instance step planned or running: ``creating`` / ``starting`` / ``resetting-master-credentials``
+   -> ``available``; ``stopping`` -> ``stopped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ._records import DELETING, ClusterRecord, InstanceRecord
+
+__all__ = ["Action", "Executor", "Observation", "plan"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one instance's postgres was seen doing."""
+
+    running: bool
+    healthy: bool | None = None
+    """Answered the last probe in time (None: not probed yet)."""
+    in_recovery: bool | None = None
+    timeline: int | None = None
+    lsn: int | None = None
+    """The WAL position: written (a primary) or replayed (a standby), in bytes."""
+    lag_ms: float | None = None
+    """A standby's replication lag as its primary measures it."""
+    exit_code: int | None = None
+    """How the postmaster exited, if it did."""
+
+
+NOT_RUNNING = Observation(running=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One step the plan asks for, and why."""
+
+    kind: str
+    target: str
+    reason: str
+    status: str | None = None
+    """For ``instance-status`` / ``cluster-status``: the status to move to."""
+
+    def key(self) -> str:
+        """What the step occupies in the executor: the instance, or the cluster for cluster steps."""
+        return self.target
+
+
+_CLUSTER_SETTLES = {"creating": "available", "starting": "available", "resetting-master-credentials": "available",
+                    "stopping": "stopped"}  # fmt: skip
+
+
+def plan(
+    cluster: ClusterRecord,
+    instances: Sequence[InstanceRecord],
+    observed: Mapping[str, Observation],
+    busy: frozenset[str],
+    *,
+    initialized: bool,
+) -> list[Action]:
+    """The steps that bring ``cluster`` towards its stored state (pure; see the module docstring)."""
+    cid = cluster.id
+    if cluster.status == DELETING:
+        if busy & ({cid} | {i.id for i in instances}):
+            return []
+        return [Action("delete-cluster", cid, "the cluster is being deleted")]
+    if cid in busy:
+        return []
+    if cluster.status == "creating" and not initialized:
+        return [Action("initdb", cid, "the cluster's storage does not exist yet")]
+
+    actions: list[Action] = []
+    settling = False  # an instance step is planned or under way: the cluster's status waits for it
+    for inst in instances:
+        if inst.id in busy:
+            settling = True
+            continue
+        obs = observed.get(inst.id, NOT_RUNNING)
+        step = _instance_step(cluster, inst, obs)
+        if step is not None:
+            actions.append(step)
+            settling = settling or step.kind != "delete-instance"
+    if not settling and cluster.status in _CLUSTER_SETTLES:
+        target = _CLUSTER_SETTLES[cluster.status]
+        actions.append(Action("cluster-status", cid, f"every instance is {target}", target))
+    return actions
+
+
+def _instance_step(cluster: ClusterRecord, inst: InstanceRecord, obs: Observation) -> Action | None:
+    iid = inst.id
+    if inst.status == DELETING:
+        return Action("delete-instance", iid, "the instance is being deleted")
+    if not cluster.running:
+        if obs.running:
+            return Action("stop", iid, f"the cluster is {cluster.status}")
+        if inst.status != "stopped":
+            return Action("instance-status", iid, "its postgres is stopped", "stopped")
+        return None
+    if not (inst.should_run or inst.status == "stopped"):
+        return None  # failed: left alone until the user reboots or deletes it
+    if inst.status == "rebooting":
+        return Action("restart", iid, "a reboot was asked for")
+    if not obs.running:
+        if obs.exit_code is not None:
+            why = f"postgres exited unexpectedly (code {obs.exit_code}); restarting it"
+        elif inst.status == "creating":
+            why = "a new instance"
+        else:
+            why = f"postgres is not running (status {inst.status})"
+        return Action("start", iid, why)
+    if inst.is_writer and not cluster.bootstrapped:
+        return Action("bootstrap", iid, "the master user and database do not exist yet")
+    if inst.is_writer and cluster.password_applied != cluster.password_version:
+        return Action("apply-password", iid, "the master user's password changed")
+    if inst.status != "available":
+        return Action("instance-status", iid, "its postgres runs", "available")
+    return None
+
+
+class Executor:
+    """Runs each action as a task, one at a time per key (an instance or a cluster)."""
+
+    def __init__(self, on_done: Callable[[Action, BaseException | None], None]) -> None:
+        self._on_done = on_done
+        self._running: dict[str, tuple[Action, asyncio.Task[None]]] = {}
+
+    @property
+    def busy(self) -> frozenset[str]:
+        """The keys with a step under way."""
+        return frozenset(self._running)
+
+    def running(self, key: str) -> Action | None:
+        """The step under way on ``key``, if any."""
+        entry = self._running.get(key)
+        return None if entry is None else entry[0]
+
+    def submit(self, action: Action, step: Callable[[], Awaitable[None]]) -> bool:
+        """Start ``step`` for ``action`` unless its key is busy; True if started."""
+        key = action.key()
+        if key in self._running:
+            return False
+        task = asyncio.ensure_future(self._run(action, step))
+        self._running[key] = (action, task)
+        return True
+
+    async def _run(self, action: Action, step: Callable[[], Awaitable[None]]) -> None:
+        error: BaseException | None = None
+        try:
+            await step()
+        except asyncio.CancelledError:
+            error = None
+            raise
+        except Exception as exc:
+            error = exc
+        finally:
+            self._running.pop(action.key(), None)
+            try:
+                self._on_done(action, error)
+            except Exception:
+                log.exception("after %s of %s", action.kind, action.target)
+
+    async def cancel(self, key: str) -> None:
+        """Cancel the step under way on ``key`` (a start that hangs, say) and wait until it has ended."""
+        entry = self._running.get(key)
+        if entry is not None:
+            entry[1].cancel()
+            await asyncio.gather(entry[1], return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel every step and wait for them."""
+        tasks = [t for _, t in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

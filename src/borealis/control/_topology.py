@@ -1,0 +1,278 @@
+"""The one answer to "where is the writer, which readers are up, wake this instance", for every caller.
+
+Endpoint listeners (their resolvers), the RDS Proxy runtime, the Data API and the API worker processes all
+ask a :class:`Topology` instead of reading records themselves, so the rules of routing live here once:
+
+- a cluster's **writer** is its instance whose record says ``role = writer`` (the control plane moves the
+  role on a failover, after the promotion); it is **ready** when its postgres runs and its status is one of
+  :data:`~borealis.control._records.SERVING`;
+- its **readers** are the other instances; the ready ones serve the reader endpoint, which falls back to
+  the writer when there is none (as Aurora's does);
+- a stopped (or stopping) cluster serves nothing.
+
+Interface (what other parts build on)::
+
+    topo.generation -> int           grows on every change that may move a route; cache until it does
+    topo.cluster(cid) -> ClusterView | None    the cluster's status, writer and readers (frozen)
+    topo.writer(cid) -> Member | None          its writer, ready or not
+    topo.readers(cid) -> tuple[Member, ...]    its ready readers, in promotion-tier order
+    topo.member(iid) -> Member | None          one instance
+    await topo.route(cid, "writer" | "reader" | iid-kind)  -> Member, waking it if needed;
+                                                raises Unavailable(message, sqlstate, transient)
+    await topo.wake(iid)             make the instance serve; returns at once if it does already
+    topo.waker = async fn(iid)       installed by the serverless scaler (auto-pause): resume a paused
+                                     instance and return when it serves, or raise Unavailable
+
+A :class:`Member` carries what a caller needs to connect (``host``, ``port``, the unix ``socket_dir``) and
+what monitoring reads (``lag_ms``: AuroraReplicaLag of a reader, ``None`` for the writer or when unknown).
+
+Two kinds of topology exist, with the same rules (:func:`build_view`): the main process's, rebuilt from the
+records and the running servers whenever the control plane calls :meth:`Topology.changed`, and a worker's,
+read from the store again once its view is ``ttl`` seconds old (the generation then moves only if the view
+did).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._records import SERVING, ClusterRecord, InstanceRecord
+
+__all__ = ["Address", "ClusterView", "Member", "Topology", "Unavailable", "build_view", "stored_views"]
+
+
+class Unavailable(Exception):
+    """No instance can serve the request now; ``sqlstate`` for the wire, ``transient`` if waiting may help."""
+
+    def __init__(self, message: str, sqlstate: str = "57P03", *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.transient = transient
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a running postgres listens: TCP host and port, and its unix socket directory."""
+
+    host: str
+    port: int
+    socket_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One instance of a cluster, as routing sees it."""
+
+    id: str
+    cluster: str
+    role: str
+    status: str
+    promotion_tier: int
+    host: str | None = None
+    port: int | None = None
+    socket_dir: Path | None = None
+    lag_ms: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether clients can be routed to it now."""
+        return self.port is not None and self.status in SERVING
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether it is its cluster's writer."""
+        return self.role == "writer"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """A cluster's status, writer and readers."""
+
+    id: str
+    status: str
+    writer: Member | None
+    readers: tuple[Member, ...]
+
+    @property
+    def ready_readers(self) -> tuple[Member, ...]:
+        """The readers that can take connections now."""
+        return tuple(r for r in self.readers if r.ready)
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """Writer first, then readers."""
+        return ((self.writer,) if self.writer is not None else ()) + self.readers
+
+
+def build_view(
+    cluster: ClusterRecord,
+    instances: Iterable[InstanceRecord],
+    addresses: Mapping[str, Address],
+    lags: Mapping[str, float] | None = None,
+) -> ClusterView:
+    """The routing view of one cluster (pure): records plus where each running postgres listens."""
+    writer: Member | None = None
+    readers: list[Member] = []
+    for inst in instances:
+        if inst.cluster != cluster.id or inst.status == "deleting":
+            continue
+        address = addresses.get(inst.id)
+        member = Member(
+            inst.id,
+            inst.cluster,
+            inst.role,
+            inst.status,
+            inst.promotion_tier,
+            None if address is None else address.host,
+            None if address is None else address.port,
+            None if address is None else address.socket_dir,
+            None if inst.is_writer or lags is None else lags.get(inst.id),
+        )
+        if inst.is_writer and writer is None:
+            writer = member
+        else:
+            readers.append(member)
+    readers.sort(key=lambda m: m.promotion_tier)
+    return ClusterView(cluster.id, cluster.status, writer, tuple(readers))
+
+
+def stored_views(
+    clusters: Iterable[Mapping[str, Any]], instances: Iterable[Mapping[str, Any]]
+) -> dict[str, ClusterView]:
+    """Views from stored documents alone, for a process that runs no postgres (an API worker).
+
+    A running postgres's address is in its instance's record (``pg_port``, ``pg_socket``), written when it
+    started and cleared when it stopped.
+    """
+    records = [InstanceRecord.from_doc(doc) for doc in instances]
+    addresses = {
+        r.id: Address("127.0.0.1", r.pg_port, Path(r.pg_socket) if r.pg_socket else None) for r in records if r.pg_port
+    }
+    return {str(c["id"]): build_view(ClusterRecord.from_doc(c), records, addresses) for c in clusters}
+
+
+Loader = Callable[[], Mapping[str, ClusterView]]
+
+
+class Topology:
+    """The routing answers (see the module docstring), cached until the generation moves."""
+
+    def __init__(self, load: Loader, *, ttl: float | None = None) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._views: Mapping[str, ClusterView] = {}
+        self._by_instance: dict[str, Member] = {}
+        self._stale = True
+        self._expires = 0.0
+        self._generation = 0
+        self.waker: Callable[[str], Awaitable[None]] | None = None
+        """Resumes a paused instance (installed by the serverless scaler); see :meth:`wake`."""
+
+    @property
+    def generation(self) -> int:
+        """A number that grows whenever a route may have moved."""
+        self._refresh()
+        return self._generation
+
+    def changed(self) -> None:
+        """Something that routes depend on changed (a record, a server started or lost): look again."""
+        self._generation += 1
+        self._stale = True
+
+    def _refresh(self) -> None:
+        if self._ttl is not None and time.monotonic() >= self._expires:
+            self._stale = True
+        if not self._stale:
+            return
+        views = dict(self._load())
+        self._stale = False
+        if self._ttl is not None:
+            self._expires = time.monotonic() + self._ttl
+            if views != self._views:
+                self._generation += 1
+        self._views = views
+        self._by_instance = {m.id: m for v in views.values() for m in v.members}
+
+    # -- queries ---------------------------------------------------------------------------------------
+
+    def cluster(self, cluster_id: str) -> ClusterView | None:
+        """The cluster's routing view, or None if it does not exist."""
+        self._refresh()
+        return self._views.get(cluster_id)
+
+    def clusters(self) -> list[ClusterView]:
+        """Every cluster's view."""
+        self._refresh()
+        return list(self._views.values())
+
+    def writer(self, cluster_id: str) -> Member | None:
+        """The cluster's writer (ready or not), or None."""
+        view = self.cluster(cluster_id)
+        return None if view is None else view.writer
+
+    def readers(self, cluster_id: str) -> tuple[Member, ...]:
+        """The cluster's readers that can take connections now."""
+        view = self.cluster(cluster_id)
+        return () if view is None else view.ready_readers
+
+    def member(self, instance_id: str) -> Member | None:
+        """One instance's routing view, or None."""
+        self._refresh()
+        return self._by_instance.get(instance_id)
+
+    # -- routing ---------------------------------------------------------------------------------------
+
+    def _view(self, cluster_id: str) -> ClusterView:
+        view = self.cluster(cluster_id)
+        if view is None:
+            raise Unavailable(f"DB cluster {cluster_id} does not exist", "08006", transient=False)
+        if view.status in ("stopped", "stopping"):
+            raise Unavailable(f"DB cluster {cluster_id} is stopped", "57P03", transient=False)
+        return view
+
+    def pick(self, cluster_id: str, kind: str, what: str) -> Member | None:
+        """The member for ``kind`` ("writer", "reader", or "instance:<id>") now, or None if none is ready.
+
+        Raises :class:`Unavailable` when no member could ever serve (no cluster, stopped, no instance).
+        """
+        view = self._view(cluster_id)
+        if kind.startswith("instance:"):
+            member = self._by_instance.get(kind[len("instance:") :])
+            if member is None:
+                raise Unavailable(f"{what} does not exist", "08006", transient=False)
+            return member
+        if kind == "reader" and view.ready_readers:
+            return view.ready_readers[0]
+        # With no ready reader, Aurora's reader endpoint connects to the writer.
+        if view.writer is None:
+            raise Unavailable(f"{what} has no DB instance to serve it", "57P03")
+        return view.writer
+
+    async def route(self, cluster_id: str, kind: str, what: str | None = None) -> Member:
+        """The ready member for ``kind`` (see :meth:`pick`), woken first if it is paused."""
+        what = what or f"the {kind} endpoint of {cluster_id}"
+        member = self.pick(cluster_id, kind, what)
+        assert member is not None
+        if not member.ready:
+            await self.wake(member.id)
+            member = self.member(member.id) or member
+        if not member.ready:
+            raise Unavailable(f"DB instance {member.id} is not available (status: {member.status})", "57P03")
+        return member
+
+    async def wake(self, instance_id: str) -> None:
+        """Make ``instance_id`` serve: returns at once if it does; else asks the waker (auto-pause), if any.
+
+        Without a waker (no serverless scaler, or an instance that is simply down) it returns too: the
+        caller looks at :meth:`member` again and reports what it finds.
+        """
+        member = self.member(instance_id)
+        if member is None or member.ready or self.waker is None:
+            return
+        await self.waker(instance_id)
+        self.changed()
