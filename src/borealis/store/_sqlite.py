@@ -184,9 +184,9 @@ class Table:
         """The document under ``key`` with its revision, or None."""
         return self._store.read(self.name, key)
 
-    def put(self, key: str, doc: Document, *, expect: int | None = None) -> int:
+    def put(self, key: str, doc: Document, *, expect: int | None = None) -> None:
         """Insert or replace ``key``; a replaced document keeps its position in the order. CAS with ``expect``."""
-        return self._store.write(self.name, key, doc, expect=expect)
+        self._store.write(self.name, key, doc, expect=expect)
 
     def delete(self, key: str, *, expect: int | None = None) -> bool:
         """Remove ``key``; True if it was there."""
