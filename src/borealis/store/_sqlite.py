@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ._api import Conflict, Document, Lease, Versioned
-
 from ._files import private_file
 
 __all__ = ["Store", "Table"]
