@@ -93,6 +93,47 @@ def test_huge_headers_are_refused_and_do_not_grow_memory(api: BorealisProcess) -
     assert _healthy(api)
 
 
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
+    """A Borealis with no cluster and the default timeouts (a minute to receive a request)."""
+    proc = BorealisProcess(tmp_path_factory.mktemp("http-bodies") / "data", default_cluster=False, workers=1)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_unsigned_bodies_are_not_kept(patient: BorealisProcess) -> None:
+    """40 connections each sending all but the last byte of an 8 MiB body (the cap) that no known access key
+    signs: the bodies are dropped as they arrive instead of filling memory (+320 MiB before), and each gets
+    AWS's authentication error once complete."""
+    assert patient.proc is not None
+    size = 8 * MIB - 16
+    head = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Authorization: AWS4-HMAC-SHA256 Credential=AKIANOTAKEY/20240101/us-east-1/rds/aws4_request, "
+        b"SignedHeaders=host, Signature=00\r\nX-Amz-Date: %s\r\nContent-Length: %d\r\n\r\n"
+        % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()).encode(), size)
+    )
+    before = api_rss(patient.proc.pid)
+    socks = []
+    try:
+        for _ in range(40):
+            sock = _connect(patient)
+            socks.append(sock)
+            sock.sendall(head + b"Action=DescribeDBClusters&" + b"a" * (size - 27))
+        grown = api_rss(patient.proc.pid) - before
+        for sock in socks:
+            sock.sendall(b"a")
+            status, _, body = read_response(sock)
+            assert status == 403 and b"InvalidClientTokenId" in body, body
+    finally:
+        for sock in socks:
+            sock.close()
+    assert grown < 40 * MIB, f"the API processes grew by {grown / MIB:.0f} MiB"
+
+
 def test_many_header_fields_get_431(api: BorealisProcess) -> None:
     with _connect(api) as sock:
         fields = b"".join(b"X-H%d: v\r\n" % i for i in range(1000))

@@ -193,6 +193,24 @@ class Gateway:
             answer(endpoint.rest_reply(operation, out, request_id))
         return True
 
+    def knows_signer(self, url: bytes, raw_headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether a request names a known access key (header or presigned): worth keeping its body for.
+
+        Only the key is checked, not the signature (that needs the body); unsigned requests and unknown keys
+        are answered with an authentication error whatever their body.
+        """
+        credential = ""
+        for name, value in raw_headers:
+            if len(name) == 13 and name.lower() == b"authorization":
+                credential = value.decode("latin-1").partition("Credential=")[2].partition(",")[0]
+                break
+        else:
+            query = url.partition(b"?")[2].decode("latin-1")
+            if "X-Amz-Credential=" in query:
+                credential = query_params(query).get("X-Amz-Credential", "")
+        access_key = credential.partition("/")[0].strip()
+        return bool(access_key) and self._verifier.knows(access_key)
+
     def too_large(self, request: _Request) -> Reply:
         """The answer to a body over :data:`MAX_BODY`."""
         return protocol_error(request.protocol, "RequestEntityTooLarge", "Request too large", 413, request.request_id)

@@ -92,6 +92,9 @@ class _Refused(Exception):
         self.message = message
 
 
+UNSIGNED_BODY = 64 * 1024
+"""Bytes of body kept for a request that no known access key signs (beyond: read and dropped)."""
+
 _Request = tuple[str, bytes, list[tuple[bytes, bytes]], bytes, bool, str]  # method, url, headers, body, keep, ver
 
 
@@ -148,6 +151,7 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.size = 0
         self.too_large = False
+        self.discard = False  # the body of a request no known key signs: counted, not kept
         self.pending: collections.deque[_Request] = collections.deque()
         self.busy = False
         self.draining = False  # _finish is serving the pipelined requests
@@ -232,15 +236,25 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         expect = False
+        large = False
         for name, value in self.headers:
             size = len(name)  # compare lengths first: this runs for every header of every request
             if size == 14 and name.lower() == b"content-length":
                 # Refuse on the declared length, before reading (or inviting, with 100 Continue) the body.
-                if value.strip().isdigit() and int(value) > MAX_BODY:
-                    self._fail(413, b"request body too large")
-                    return
+                if value.strip().isdigit():
+                    declared = int(value)
+                    if declared > MAX_BODY:
+                        self._fail(413, b"request body too large")
+                        return
+                    large = declared > UNSIGNED_BODY
+            elif size == 17 and name.lower() == b"transfer-encoding":
+                large = True  # chunked: of any length
             elif size == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
                 expect = True
+        if large and not self.gateway.knows_signer(self.url, self.headers):
+            # No known access key signs it: its answer is an authentication error whatever the body says, so the
+            # body is read and dropped, not kept (unsigned 8 MiB bodies on many connections filled memory).
+            self.discard = True
         if expect and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -251,7 +265,7 @@ class _Connection(asyncio.Protocol):
         if self.size > MAX_BODY:
             self.too_large = True
             self.body = []
-        elif not self.too_large:
+        elif not self.too_large and not self.discard:
             self.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -271,6 +285,7 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.too_large = False
+        self.discard = False
         self.in_head = True
         self.head_bytes = 0
         self.header_count = 0

@@ -257,6 +257,10 @@ class SigV4Verifier:
         # Keyed HMAC states, copied per request: setting a key up costs more than the HMAC itself.
         self._macs: dict[tuple[str, str, str, str], KeyedMac] = {}
 
+    def knows(self, access_key: str) -> bool:
+        """Whether ``access_key`` is a key whose requests can be verified (it has a secret)."""
+        return self._credentials(access_key) is not None
+
     def signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
         """The derived key for a scope, computed once per (secret, date, region, service)."""
         cache_key = (secret, date, region, service)
