@@ -134,6 +134,37 @@ def test_unsigned_bodies_are_not_kept(patient: BorealisProcess) -> None:
     assert grown < 40 * MIB, f"the API processes grew by {grown / MIB:.0f} MiB"
 
 
+def test_a_long_pipeline_is_read_as_fast_as_it_is_served(patient: BorealisProcess) -> None:
+    """200,000 pipelined requests sent as fast as the socket takes them, their replies read: the server stops
+    reading while 64 wait (before: a million queued 330 MiB), and answers every one."""
+    assert patient.proc is not None
+    count = 200_000
+    answered = [0]
+    before = api_rss(patient.proc.pid)
+    with _connect(patient) as sock:
+
+        def read() -> None:
+            tail = b""
+            while answered[0] < count:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    return
+                answered[0] += (tail + chunk).count(b"HTTP/1.1 200 ")
+                tail = (tail + chunk)[-12:]  # shorter than a match: none is counted twice
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        peak = 0
+        batch = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 1000
+        for i in range(count // 1000):
+            sock.sendall(batch)
+            if i % 10 == 0:
+                peak = max(peak, api_rss(patient.proc.pid) - before)
+        reader.join(300)
+    assert answered[0] == count
+    assert peak < 20 * MIB, f"the API process grew by {peak / MIB:.0f} MiB"
+
+
 def test_many_header_fields_get_431(api: BorealisProcess) -> None:
     with _connect(api) as sock:
         fields = b"".join(b"X-H%d: v\r\n" % i for i in range(1000))

@@ -81,6 +81,8 @@ class HttpLimits:
     """Seconds from a request's first byte of its target until its last byte (head and body)."""
     write_high_water: int = 256 * 1024
     """Bytes of replies not yet taken by the client beyond which the connection is not read."""
+    max_pipeline: int = 64
+    """Requests received and waiting behind the one being served beyond which the connection is not read."""
 
 
 class _Refused(Exception):
@@ -162,6 +164,7 @@ class _Connection(asyncio.Protocol):
         self.header_count = 0
         self.header_bytes = 0
         self.paused = False  # the client is not reading its replies: neither read nor serve
+        self.held = False  # max_pipeline requests wait: not read until half of them are served
         # When the sweep (HttpServer._sweep) closes this connection: idle or slow request; 0.0 while serving.
         self.deadline = time.monotonic() + self.limits.idle_timeout
 
@@ -185,7 +188,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         if self.closing or self.transport is None:
             return
-        self.transport.resume_reading()
+        if not self.held:
+            self.transport.resume_reading()
         self.deadline = 0.0 if self.busy else time.monotonic() + self.limits.idle_timeout
         if not self.busy and self.pending:
             self._finish(True)
@@ -292,6 +296,11 @@ class _Connection(asyncio.Protocol):
         self.header_bytes = 0
         if self.busy or self.paused:
             self.pending.append(request)
+            if len(self.pending) >= self.limits.max_pipeline and not self.held and self.transport is not None:
+                # A client may send requests faster than they are served (found probing: a million pipelined
+                # GETs on one connection queued 330 MiB): stop reading until the queue is half served.
+                self.held = True
+                self.transport.pause_reading()
             return
         self._start(request)
 
@@ -328,6 +337,10 @@ class _Connection(asyncio.Protocol):
                 self._start(self.pending.popleft())
         finally:
             self.draining = False
+        if self.held and len(self.pending) <= self.limits.max_pipeline // 2 and self.transport is not None:
+            self.held = False
+            if not self.paused:
+                self.transport.resume_reading()
         if not self.busy and not self.paused:
             # Between requests, or a request already coming in behind the one just answered.
             receiving = self.url or not self.in_head
