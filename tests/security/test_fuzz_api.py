@@ -72,8 +72,10 @@ class _Api:
         self.credentials = proc.credentials()
         self.conn = http.client.HTTPConnection("127.0.0.1", proc.api_port, timeout=60)
 
-    def send(self, service: str, body: bytes, *, target: str | None = None, path: str = "/") -> tuple[int, bytes]:
-        content_type = "application/json" if target is None else "application/x-amz-json-1.1"
+    def send(
+        self, service: str, body: bytes, *, target: str | None = None, path: str = "/", content_type: str = ""
+    ) -> tuple[int, bytes]:
+        content_type = content_type or ("application/json" if target is None else "application/x-amz-json-1.1")
         raw = signed_request(
             self.proc.url, self.credentials, service=service, body=body, target=target, path=path,
             content_type=content_type,
@@ -161,5 +163,53 @@ def test_secrets_manager_requests_never_get_a_5xx(api: _Api) -> None:
     def fuzz(operation: str, body: bytes) -> None:
         status, reply = api.send("secretsmanager", body, target=f"secretsmanager.{operation}")
         assert status < 500, (operation, body[:300], status, reply[:500])
+
+    fuzz()
+
+
+_QUERY_ACTIONS = [
+    "DescribeDBClusters",
+    "DescribeDBInstances",
+    "DescribeDBProxies",
+    "DescribeDBClusterParameters",
+    "DescribeDBEngineVersions",
+    "ListTagsForResource",
+    "NoSuchAction",
+]
+_form_value = st.one_of(_text, st.integers().map(str), st.binary(max_size=30).map(lambda b: b.decode("latin-1")))
+
+
+def test_query_requests_never_get_a_5xx(api: _Api) -> None:
+    """RDS's query protocol (read-only actions, so the fuzz creates nothing) and STS: form bodies of any keys
+    and values, percent-encoded from any text (lone surrogates become replacement characters there) or raw."""
+    from urllib.parse import quote
+
+    def _pct(text: str) -> str:
+        # A lone surrogate cannot be UTF-8: sent as its surrogatepass bytes, invalid UTF-8 on the wire.
+        return quote(text.encode("utf-8", "surrogatepass"), safe="")
+
+    def form(pairs: list[tuple[str, str]]) -> bytes:
+        return "&".join(f"{_pct(k)}={_pct(v)}" for k, v in pairs).encode()
+
+    keys = st.sampled_from(
+        ["DBClusterIdentifier", "Filters.Filter.1.Name", "Filters.Filter.1.Values.Value.1", "MaxRecords",
+         "Marker", "ResourceName", "DBClusterParameterGroupName", "Engine", "Version", "Action"]
+    ) | _text  # fmt: skip
+    bodies = st.one_of(
+        st.tuples(st.sampled_from(_QUERY_ACTIONS), st.lists(st.tuples(keys, _form_value), max_size=6)).map(
+            lambda a: form([("Action", a[0]), ("Version", "2014-10-31"), *a[1]])
+        ),
+        st.binary(max_size=200),
+    )
+
+    @_SETTINGS
+    @given(service=st.sampled_from(["rds", "sts"]), body=bodies)
+    def fuzz(service: str, body: bytes) -> None:
+        if service == "sts":
+            body = body.replace(b"Version=2014-10-31", b"Version=2011-06-15").replace(
+                b"Action=DescribeDBClusters", b"Action=GetCallerIdentity"
+            )
+        status, reply = api.send(service, body, content_type="application/x-www-form-urlencoded; charset=utf-8")
+        assert status < 500, (service, body[:300], status, reply[:500])
 
     fuzz()
