@@ -6,9 +6,12 @@ idle sockets filled max_connections and every new login failed with 53300.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -153,3 +156,22 @@ def test_rds_force_ssl_refuses_plaintext_logins(borealis: BorealisProcess) -> No
         host=host, port=port, user=user, password=password, dbname="postgres", sslmode="disable", connect_timeout=10
     ) as conn:
         assert not conn.pgconn.ssl_in_use
+
+
+def test_pgjdbc_verify_full_on_the_writer_endpoint(borealis: BorealisProcess, tmp_path: Path) -> None:
+    javac, java = shutil.which("javac"), shutil.which("java")
+    assert javac is not None and java is not None, "the JDBC test needs a JDK (javac and java)"
+    jar = Path("/usr/share/java/postgresql.jar")
+    assert jar.exists(), f"{jar} missing: apt-get install libpostgresql-jdbc-java (done by .ci/run)"
+    source = Path(__file__).resolve().parents[1] / "clients" / "jdbc" / "ProxyJdbc.java"
+    subprocess.run([javac, "-d", str(tmp_path), "-cp", str(jar), str(source)], check=True, timeout=180)
+    host, port = _writer(borealis)
+    with borealis.master_connect() as conn:
+        user, password = conn.info.user, conn.info.password
+    out = subprocess.run(
+        [java, "-cp", f"{jar}:{tmp_path}", "ProxyJdbc", host, str(port), user, password,
+         str(borealis.data_dir / "ca" / "root.crt")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("ok")

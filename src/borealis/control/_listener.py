@@ -63,6 +63,8 @@ _E = ord("E")
 _TLS_HANDSHAKE = 0x16
 #: The most application data per TLS record: postgres's send buffer (larger records hang libpq < 18).
 _TLS_RECORD_DATA = 8192
+#: The most plaintext one TLS record holds (16 KB): one read takes a whole record.
+_READ_SIZE = 16384
 _header = struct.Struct("!ii")
 
 
@@ -129,25 +131,32 @@ class _Tls:
                 return b""
             if self.direct and self.obj.selected_alpn_protocol() != "postgresql":
                 raise ssl.SSLError("direct TLS connection without the postgresql ALPN protocol")
+        # Read while encrypted bytes are left (one record per read): no exception in the common case.
+        incoming, obj = self.incoming, self.obj
+        read = obj.read
         chunks = []
-        while True:
+        while incoming.pending or obj.pending():
             try:
-                chunk = self.obj.read(65536)
+                chunk = read(_READ_SIZE)
             except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                 break
             if not chunk:
                 break
             chunks.append(chunk)
-        self._flush()
-        return b"".join(chunks)
+        if self.outgoing.pending:  # a key update, a session ticket: rare
+            self._flush()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def write(self, data: bytes | memoryview) -> None:
         """Encrypt and send ``data``."""
-        view = memoryview(data)
-        write = self.obj.write
-        for start in range(0, len(view), _TLS_RECORD_DATA):
-            write(view[start : start + _TLS_RECORD_DATA])
-        self._flush()
+        if len(data) <= _TLS_RECORD_DATA:
+            self.obj.write(data)
+        else:
+            view = memoryview(data)
+            write = self.obj.write
+            for start in range(0, len(view), _TLS_RECORD_DATA):
+                write(view[start : start + _TLS_RECORD_DATA])
+        self.transport.write(self.outgoing.read())
 
     def shutdown(self) -> None:
         """Send close_notify, as postgres does before it closes (libpq takes a bare EOF for an error)."""
@@ -437,69 +446,95 @@ class _Client(asyncio.Protocol):
         self.upstream = upstream
         self.task = None
 
-    async def _iam_login(self, iam: IamLogin, packet: bytes, path: str) -> bool:
-        """Log in over the internal path; authenticate an rds_iam member by token. False: relay over TCP."""
+    async def _internal(self, packet: bytes, path: str) -> tuple[_Upstream, list[tuple[int, bytes]]] | None:
+        """Log in over the internal path with the client's startup packet: the session and postgres's answer
+        (up to ReadyForQuery), or None when no session came of it (no such role or database, no socket)."""
         loop = asyncio.get_running_loop()
         try:
             _, upstream = await loop.create_unix_connection(lambda: _Upstream(self, capture=True), path)
         except OSError as exc:
             log.warning("endpoint %s: no internal login path (%s): relaying", self.listener.name, exc)
-            return False
-        transport = upstream.transport
-        assert transport is not None
+            return None
+        assert upstream.transport is not None
         try:
             login = await upstream.exchange(packet)
-            if not login or login[-1][0] != _Z:
-                # No such role or database, say: postgres says so over TCP too, but only after a password
-                # exchange, so that nobody learns which roles exist without one.
-                transport.close()
-                return False
-            answer = await upstream.exchange(pgwire.encode(pgwire.Query(_IAM_MEMBER_SQL)))
-            rows = [pgwire.decode_backend(t, f[5:]) for t, f in answer if t == ord("D")]
-            member = bool(rows) and isinstance(rows[0], pgwire.DataRow) and rows[0].values[0] == b"t"
-            if not member:
-                transport.write(b"X\0\0\0\x04")
-                transport.close()
-                return False
-            startup = pgwire.decode_startup(packet)
-            assert isinstance(startup, pgwire.StartupMessage)
-            user = startup.parameters["user"]
-            self.password = loop.create_future()
-            self.send(pgwire.encode(pgwire.AuthenticationCleartextPassword()))
-            self._password_message()  # pipelined behind the startup packet, maybe
-            frame = await asyncio.wait_for(self.password, self.listener.login_timeout)
-            token = frame[5:-1].decode("utf-8", "replace")
-            sockname = self.transport.get_extra_info("sockname")
-            hosts = {self.listener.host} | ({str(sockname[0])} if sockname else set())
-            try:
-                verify_token(
-                    token,
-                    user=user,
-                    hosts=hosts,
-                    port=self.listener.port,
-                    region=iam.region,
-                    secret_for=iam.secret_for,
-                    now=dt.datetime.now(dt.UTC),
-                )
-            except TokenError as exc:
-                # Why goes to the log only: the client learns what RDS tells it, no more.
-                log.info("endpoint %s: IAM authentication failed for user %r: %s", self.listener.name, user, exc)
-                self._fatal(pgwire.error_response("FATAL", "28P01", f'PAM authentication failed for user "{user}"'))
-                transport.close()
-                return True
-        except (TimeoutError, ProtocolViolation, asyncio.CancelledError):
-            transport.close()
+        except BaseException:
+            upstream.transport.close()
             raise
+        if not login or login[-1][0] != _Z:
+            upstream.transport.close()
+            return None
+        return upstream, login
+
+    async def _iam_member(self, packet: bytes, path: str) -> bool:
+        """Whether the user of ``packet`` is a member of rds_iam (asked in a session of its own, closed at once)."""
+        found = await self._internal(packet, path)
+        if found is None:
+            # No such role or database, say: postgres says so over TCP too, but only after a password
+            # exchange, so that nobody learns which roles exist without one.
+            return False
+        upstream, _ = found
+        assert upstream.transport is not None
+        try:
+            answer = await upstream.exchange(pgwire.encode(pgwire.Query(_IAM_MEMBER_SQL)))
+        finally:
+            upstream.transport.write(b"X\0\0\0\x04")
+            upstream.transport.close()
+        rows = [pgwire.decode_backend(t, f[5:]) for t, f in answer if t == ord("D")]
+        return bool(rows) and isinstance(rows[0], pgwire.DataRow) and rows[0].values[0] == b"t"
+
+    async def _iam_login(self, iam: IamLogin, packet: bytes, path: str) -> bool:
+        """Authenticate an rds_iam member by token, then log in over the internal path. False: relay over TCP.
+
+        No postgres session is held while the client has its password to send: the membership question
+        uses a session of its own, closed at once, and the client's session is made after the token.
+        """
+        if not await self._iam_member(packet, path):
+            return False
+        startup = pgwire.decode_startup(packet)
+        assert isinstance(startup, pgwire.StartupMessage)
+        user = startup.parameters["user"]
+        self.password = asyncio.get_running_loop().create_future()
+        self.send(pgwire.encode(pgwire.AuthenticationCleartextPassword()))
+        self._password_message()  # pipelined behind the startup packet, maybe
+        frame = await asyncio.wait_for(self.password, self.listener.login_timeout)
+        token = frame[5:-1].decode("utf-8", "replace")
+        sockname = self.transport.get_extra_info("sockname")
+        hosts = {self.listener.host} | ({str(sockname[0])} if sockname else set())
+        try:
+            verify_token(
+                token,
+                user=user,
+                hosts=hosts,
+                port=int(sockname[1]) if sockname else self.listener.port,
+                region=iam.region,
+                secret_for=iam.secret_for,
+                now=dt.datetime.now(dt.UTC),
+            )
+        except TokenError as exc:
+            # Why goes to the log only: the client learns what RDS tells it, no more.
+            log.info("endpoint %s: IAM authentication failed for user %r: %s", self.listener.name, user, exc)
+            self._fatal(pgwire.error_response("FATAL", "28P01", f'PAM authentication failed for user "{user}"'))
+            return True
+        if self.closed:
+            return True
+        found = await self._internal(packet, path)
+        if found is None:
+            self._fatal(pgwire.error_response("FATAL", "08006", "the instance did not accept the login; retry"))
+            return True
+        upstream, login = found
+        transport = upstream.transport
+        assert transport is not None
         if self.closed:
             transport.close()
             return True
-        for t, frame in login:
+        for t, body in login:
             if t == _K:
-                msg = pgwire.decode_backend(t, frame[5:])
+                msg = pgwire.decode_backend(t, body[5:])
                 assert isinstance(msg, pgwire.BackendKeyData)
                 self.remember_key((msg.process_id, msg.secret_key))
         # AuthenticationOk, the parameters, the cancel key, ReadyForQuery: postgres's own answer to the login.
-        self.send(b"".join(frame for _, frame in login))
+        self.send(b"".join(body for _, body in login))
         upstream.relay()
         for chunk in self.pending:
             transport.write(chunk)

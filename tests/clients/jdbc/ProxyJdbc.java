@@ -20,6 +20,7 @@ public class ProxyJdbc {
         Properties props = new Properties();
         props.setProperty("user", args[2]);
         props.setProperty("password", args[3]);
+        props.setProperty("ssl", "true");
         props.setProperty("sslmode", "verify-full");
         props.setProperty("sslrootcert", args[4]);
         props.setProperty("prepareThreshold", "1");

@@ -20,7 +20,7 @@ import pytest
 
 from borealis import pgwire
 from borealis.control import EndpointUnavailable, Listener
-from borealis.control._listener import _Tls
+from borealis.control._listener import IamLogin, _Tls
 from borealis.proxy._tls import CertificateAuthority
 
 SSL_REQUEST = struct.pack("!ii", 8, pgwire.SSL_REQUEST_CODE)
@@ -394,5 +394,115 @@ def test_force_ssl_refuses_plaintext_and_bytes_behind_an_ssl_request(tmp_path: P
             wr.close()
         await listener.close()
         await pg.close()
+
+    _run(main)
+
+
+class FakeUnixPostgres:
+    """The internal login path: a unix socket that logs anyone in and says whether they are in rds_iam."""
+
+    def __init__(self, path: Path, members: set[str]) -> None:
+        self.path = path
+        self.members = members
+        self.open = 0
+        self.logins: list[str] = []
+        self.received: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, str(self.path))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        try:
+            header = await reader.readexactly(8)
+            body = await reader.readexactly(struct.unpack("!i", header[:4])[0] - 8)
+            msg = pgwire.decode_startup(header + body)
+            assert isinstance(msg, pgwire.StartupMessage)
+            user = msg.parameters["user"]
+            self.logins.append(user)
+            writer.write(
+                pgwire.encode(pgwire.AuthenticationOk())
+                + pgwire.encode(pgwire.BackendKeyData(9, b"iiii"))
+                + pgwire.ready_for_query("I")
+            )
+            while head := await reader.read(5):
+                if head[:1] == b"X":
+                    break
+                rest = await reader.readexactly(struct.unpack("!i", head[1:5])[0] - 4)
+                if head[:1] == b"Q" and b"rds_iam" in rest:
+                    value = b"t" if user in self.members else b"f"
+                    writer.write(
+                        pgwire.encode(pgwire.DataRow((value,)))
+                        + pgwire.command_complete("SELECT 1")
+                        + pgwire.ready_for_query("I")
+                    )
+                else:
+                    self.received.append(head + rest)
+                    writer.write(pgwire.command_complete("SELECT 0") + pgwire.ready_for_query("I"))
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def test_iam_members_log_in_by_token_with_no_session_held_meanwhile(tmp_path: Path) -> None:
+    import botocore.session
+
+    async def main() -> None:
+        tcp = FakePostgres(7, b"abcd")
+        await tcp.start()
+        unix = FakeUnixPostgres(tmp_path / ".s.PGSQL.5432", {"iam_user"})
+        await unix.start()
+
+        async def resolve() -> tuple[str, int]:
+            return "127.0.0.1", tcp.port
+
+        iam = IamLogin(
+            enabled=lambda: True,
+            socket_for=lambda host, port: str(unix.path),
+            region="us-east-1",
+            secret_for=lambda key_id: "s" * 40 if key_id == "AKIDEXAMPLE" else None,
+        )
+        listener = Listener("w", "127.0.0.1", 0, resolve, iam=iam)
+        port = await _port(listener)
+        session = botocore.session.get_session()
+        session.set_credentials("AKIDEXAMPLE", "s" * 40)
+        rds = session.create_client("rds", region_name="us-east-1")
+        token = rds.generate_db_auth_token("127.0.0.1", port, "iam_user")
+        # A member: asked for a password with no postgres session open, then gets postgres's login answer.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_startup("iam_user"))
+        assert await asyncio.wait_for(reader.readexactly(9), 30) == pgwire.encode(
+            pgwire.AuthenticationCleartextPassword()
+        )
+        await _until(lambda: unix.open == 0, "the membership session closed")
+        writer.write(pgwire.encode(pgwire.PasswordMessage(token)) + pgwire.encode(pgwire.Query("select 1")))
+        await _read_login(reader)
+        await _until(lambda: len(unix.received) == 1, "the query relayed on the internal session")
+        assert tcp.received == [] and unix.logins == ["iam_user", "iam_user"]
+        # A bad token: 28P01 in RDS's words.
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(_startup("iam_user"))
+        await asyncio.wait_for(r2.readexactly(9), 30)
+        w2.write(pgwire.encode(pgwire.PasswordMessage(token[:-2] + "00")))
+        answer = await asyncio.wait_for(r2.read(), 30)
+        assert b"28P01" in answer and b'PAM authentication failed for user "iam_user"' in answer
+        # Not a member: relayed over TCP, where postgres asks for the password.
+        r3, w3 = await asyncio.open_connection("127.0.0.1", port)
+        w3.write(_startup("alice"))
+        await _read_login(r3)
+        assert tcp.received == [_startup("alice")]
+        for w in (writer, w2, w3):
+            w.close()
+        await listener.close()
+        await tcp.close()
+        await unix.close()
 
     _run(main)
