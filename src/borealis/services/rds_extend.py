@@ -146,7 +146,9 @@ class _Members:
         return family_of(cluster["engine_version"] if cluster else self.control.engine_version)
 
     def before(self, operation: str, p: Doc) -> tuple[str, str, Doc] | None:
-        """Check the groups a request names; returns (kind, id, groups) to record for it, or None."""
+        """Check the groups (and tags) a request names; returns (kind, id, groups) to record for it, or None."""
+        if p.get("Tags"):
+            rds_tags.checked_tags(p["Tags"])  # the rules AddTagsToResource applies hold at creation too
         if operation == "CreateDBCluster":
             ident = str(p["DBClusterIdentifier"]).lower()
             family = family_of(p.get("EngineVersion") or self.control.engine_version)
@@ -362,7 +364,8 @@ def extend(rds: Mapping[str, Handler], control: ControlPlane, registry: ProxyReg
     applier = _Applier(control, params)
     wrapper = _Members(control, members, subnets, params, account)
     out: dict[str, Handler] = {
-        op: _wrap(op, h, wrapper, applier) if "DBCluster" in op or "DBInstance" in op else h for op, h in rds.items()
+        op: _wrap(op, h, wrapper, applier) if "DBCluster" in op or "DBInstance" in op or op.startswith("Create") else h
+        for op, h in rds.items()
     }
     out.update(rds_subnet_groups.handlers(subnets, account))
     out.update(

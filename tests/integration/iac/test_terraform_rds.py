@@ -129,6 +129,18 @@ def test_tags_refused_as_rds_refuses_them(rds: Any) -> None:
     with pytest.raises(ClientError) as err:
         rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": f"k{i}", "Value": ""} for i in range(51)])
     assert _code(err) == "InvalidParameterValue"
+    with pytest.raises(ClientError) as err:  # the same rules at creation
+        rds.create_db_subnet_group(
+            DBSubnetGroupName=_name("tagged"), DBSubnetGroupDescription="x", SubnetIds=SUBNETS,
+            Tags=[{"Key": "rds:x", "Value": "1"}],
+        )  # fmt: skip
+    assert _code(err) == "InvalidParameterValue"
+    with pytest.raises(ClientError) as err:
+        rds.create_db_cluster(
+            DBClusterIdentifier=_name("tagged"), Engine="aurora-postgresql", MasterUsername="app",
+            ManageMasterUserPassword=True, Tags=[{"Key": "aws:x", "Value": "1"}],
+        )  # fmt: skip
+    assert _code(err) == "InvalidParameterValue"
     for missing, code in (
         ("arn:aws:rds:us-east-1:000000000000:cluster:nope", "DBClusterNotFoundFault"),
         ("arn:aws:rds:us-east-1:000000000000:db:nope", "DBInstanceNotFound"),
