@@ -81,6 +81,9 @@ class HttpLimits:
     """Seconds from a request's first byte of its target until its last byte (head and body)."""
     write_high_water: int = 256 * 1024
     """Bytes of replies not yet taken by the client beyond which the connection is not read."""
+    max_connections: int = 4096
+    """Open connections per process. The API shares its file descriptors with the endpoints and proxies
+    (the main process): at this many, a new connection displaces the longest-idle one, or is refused."""
     max_pipeline: int = 64
     """Requests received and waiting behind the one being served beyond which the connection is not read."""
 
@@ -150,7 +153,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
+        self.body: list[bytes | bytearray] = []
         self.size = 0
         self.too_large = False
         self.discard = False  # the body of a request no known key signs: counted, not kept
@@ -172,6 +175,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        if len(self.server.connections) >= self.limits.max_connections and not self.server.make_room():
+            self.closing = True
+            transport.abort()  # type: ignore[attr-defined]
+            return
         self.server.connections.add(self)
         high = self.limits.write_high_water
         transport.set_write_buffer_limits(high=high, low=high // 4)  # type: ignore[attr-defined]
@@ -270,7 +277,18 @@ class _Connection(asyncio.Protocol):
             self.too_large = True
             self.body = []
         elif not self.too_large and not self.discard:
-            self.body.append(body)
+            parts = self.body
+            first = parts[0] if parts else None
+            if type(first) is bytearray:
+                first += body
+            elif len(parts) < 16:
+                parts.append(body)
+            else:
+                # Many small pieces (a chunked body in 1-byte chunks costs ~40 bytes of objects per byte):
+                # from the 16th on, one growing buffer.
+                buffer = bytearray(b"".join(parts))
+                buffer += body
+                parts[:] = [buffer]
 
     def on_message_complete(self) -> None:
         if self.closing:
@@ -280,7 +298,8 @@ class _Connection(asyncio.Protocol):
         if self.too_large:
             request: _Request = (method, self.url, self.headers, b"", False, "too-large")
         else:
-            body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+            parts = self.body
+            body = b"".join(parts) if len(parts) != 1 or type(parts[0]) is not bytes else parts[0]
             keep = bool(parser.should_keep_alive())
             request = (method, self.url, self.headers, body, keep, parser.get_http_version())
         # Ready for the next message (no on_message_begin callback: one call fewer per request).
@@ -556,6 +575,24 @@ class HttpServer:
         self._server: asyncio.AbstractServer | None = None
         self._unix: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._refused_at = 0.0
+
+    def make_room(self) -> bool:
+        """At max_connections: close the connection idle the longest (none of its requests started); False if
+        every connection has a request in progress."""
+        idle = [c for c in self.connections if not c.busy and not c.url and c.in_head and not c.pending]
+        if not idle:
+            now = time.monotonic()
+            if now - self._refused_at > 60:
+                self._refused_at = now
+                log.warning("HTTP API: %d connections all busy; refusing new ones", len(self.connections))
+            return False
+        oldest = min(idle, key=lambda c: c.deadline)
+        oldest.closing = True
+        self.connections.discard(oldest)
+        if oldest.transport is not None:
+            oldest.transport.abort()
+        return True
 
     def _sweep(self) -> None:
         """Close the connections past their deadline; runs a few times per shortest timeout.
