@@ -87,8 +87,8 @@ def test_adopts_a_postmaster_left_running(own: BorealisProcess) -> None:
         conn.commit()
     own.stop(signal.SIGKILL)
     assert _wait_no_postgres(own.data_dir) == []
-    # A daemonized postmaster on the volume, as pg_ctl (or a lost parent-death signal) leaves one behind.
-    volume = own.data_dir / "clusters" / "default" / "volume"
+    # A daemonized postmaster on the writer's data, as pg_ctl (or a lost parent-death signal) leaves one behind.
+    volume = own.data_dir / "clusters" / "default" / "instances" / "default-instance-1" / "data"
     user = service_user()
     pg_ctl = Binaries.find().tool("pg_ctl")
     subprocess.run(

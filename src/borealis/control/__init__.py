@@ -1,7 +1,7 @@
 """The control plane: clusters, instances and their endpoints, reconciled from the store."""
 
 from borealis.control._listener import EndpointUnavailable, Listener
-from borealis.control._plane import ADMIN_USER, ControlPlane, Event, max_connections_for
+from borealis.control._plane import ADMIN_USER, ControlPlane, Event, FailoverRefused, max_connections_for
 from borealis.control._reconciler import Observation
 from borealis.control._records import SERVING, ClusterRecord, InstanceRecord, InvalidTransition
 from borealis.control._topology import Address, ClusterView, Member, Topology, Unavailable, stored_views
@@ -15,6 +15,7 @@ __all__ = [
     "ControlPlane",
     "EndpointUnavailable",
     "Event",
+    "FailoverRefused",
     "InstanceRecord",
     "InvalidTransition",
     "Listener",

@@ -39,7 +39,9 @@ import psycopg
 from psycopg import sql
 
 from borealis.config import Settings
+from borealis.control._failover import choose_writer
 from borealis.control._listener import EndpointUnavailable, IamLogin, Listener
+from borealis.control._names import generate_password
 from borealis.control._reconciler import Action, Executor, Observation, plan
 from borealis.control._records import (
     CLUSTER_TRANSITIONS,
@@ -49,10 +51,10 @@ from borealis.control._records import (
     check_transition,
 )
 from borealis.control._topology import Address, ClusterView, Topology, Unavailable, build_view
-from borealis.engine import Binaries, PostgresServer
+from borealis.engine import Binaries, EngineError, PostgresServer, replication_conninfo
 from borealis.store import Conflict, Sealer, Store, Table
 
-__all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "max_connections_for"]
+__all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "FailoverRefused", "max_connections_for"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,15 @@ def max_connections_for(max_acu: float) -> int:
         if max_acu <= x1:
             return round(y0 + (y1 - y0) * (max_acu - x0) / (x1 - x0))
     return 5000
+
+
+class FailoverRefused(Exception):
+    """A failover cannot start now; ``code`` is the AWS error code to answer with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -156,8 +167,32 @@ def _dead_local_holder(holder: str) -> bool:
 _PROBE_SQL = """
 SELECT pg_is_in_recovery(),
        (SELECT timeline_id FROM pg_control_checkpoint()),
-       (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn
+       (CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+             ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn
 """
+# A standby's lag as its primary sees it: 0 once it has replayed everything, else how long ago the WAL it
+# replays now was written (replay_lag), as AuroraReplicaLag is measured.
+_STANDBYS_SQL = """
+SELECT application_name, state,
+       CASE WHEN replay_lsn >= pg_current_wal_lsn() THEN 0
+            ELSE coalesce(extract(epoch FROM replay_lag) * 1000, 0) END
+FROM pg_stat_replication
+"""
+REPLICATION_USER = "rdsrepladmin"
+"""The role readers replicate as (Aurora's own name for it)."""
+_REPLICATION_SETTINGS = {
+    # pg_rewind needs hint-bit changes in the WAL to rejoin a former writer as a reader.
+    "wal_log_hints": "on",
+    "max_wal_senders": "40",
+    "wal_keep_size": "512MB",
+    "hot_standby": "on",
+    "hot_standby_feedback": "on",
+    "recovery_target_timeline": "latest",
+}
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class ControlPlane:
@@ -194,6 +229,11 @@ class ControlPlane:
         self._listeners: dict[str, Listener] = {}
         self._observed: dict[str, Observation] = {}
         self._exits: dict[str, int] = {}
+        self._upstream: dict[str, str] = {}  # reader -> the writer address ("host:port") it was set to follow
+        self._sync: dict[str, frozenset[str]] = {}  # writer -> the synchronous standbys it was configured with
+        self._lags: dict[str, float] = {}  # reader -> AuroraReplicaLag in ms, as its writer last measured it
+        self._ports: dict[str, int] = {}  # instance -> the port its postgres had, tried first at its next start
+        self._conninfo: dict[str, str] = {}  # reader -> its primary_conninfo
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._probe_conns: dict[str, psycopg.AsyncConnection[Any]] = {}
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures in a row, monotonic not-before)
@@ -339,6 +379,42 @@ class ControlPlane:
         """Read, change and write back an instance record with compare-and-set, retrying on a conflict."""
         return _cas(self.instances, iid, InstanceRecord.from_doc, change, self.topology.changed)
 
+    def request_failover(self, cluster_id: str, target: str | None) -> None:
+        """Start a failover of the cluster, to ``target`` or to the best reader (FailoverDBCluster).
+
+        Raises :class:`FailoverRefused` (with the AWS error code) when the cluster cannot fail over now.
+        """
+        cluster = self.cluster_record(cluster_id)
+        if cluster is None:
+            raise FailoverRefused("DBClusterNotFoundFault", f"DBCluster {cluster_id} not found.")
+        if cluster.status != "available":
+            raise FailoverRefused(
+                "InvalidDBClusterStateFault", f"DB cluster {cluster_id} is not in available state ({cluster.status})."
+            )
+        instances = self.instance_records(cluster_id)
+        readers = [i for i in instances if not i.is_writer and i.status != "deleting"]
+        if target is not None:
+            chosen = next((i for i in instances if i.id == target), None)
+            if chosen is None:
+                raise FailoverRefused("DBInstanceNotFoundFault", f"DBInstance {target} not found.")
+            if chosen.is_writer:
+                raise FailoverRefused(
+                    "InvalidDBInstanceStateFault", f"DB instance {target} is already the writer of {cluster_id}."
+                )
+            if chosen.status != "available" or chosen.id not in self._servers:
+                raise FailoverRefused("InvalidDBInstanceStateFault", f"DB instance {target} is not available.")
+        elif not any(i.status == "available" and i.id in self._servers for i in readers):
+            raise FailoverRefused(
+                "InvalidDBClusterStateFault",
+                f"DB cluster {cluster_id} has no available Aurora Replica to fail over to.",
+            )
+
+        def ask(c: ClusterRecord) -> ClusterRecord:
+            return replace(c.moved_to("failing-over"), extra={**c.extra, "failover_target": target})
+
+        self._update_cluster(cluster_id, ask)
+        self.kick(cluster_id)
+
     def kick(self, cluster_id: str) -> None:
         """Make the reconciler look at the cluster now."""
         self.topology.changed()
@@ -434,9 +510,7 @@ class ControlPlane:
             await self._ensure_listeners(cluster)
         instances = self.instance_records(cid)
         observed = {i.id: self._observe(i.id) for i in instances}
-        actions = plan(
-            cluster, instances, observed, self._executor.busy, initialized=self._volume_server(cid).is_initialized()
-        )
+        actions = plan(cluster, instances, observed, self._executor.busy)
         now = time.monotonic()
         for action in actions:
             failed = self._failures.get(action.key())
@@ -451,12 +525,19 @@ class ControlPlane:
                 self._executor.submit(action, functools.partial(self._perform, cid, action))
 
     def _observe(self, iid: str) -> Observation:
+        """The last probe's findings, with what the plane itself knows (process, address, configuration)."""
         server = self._servers.get(iid)
-        running = server is not None and server.status().running
-        seen = self._observed.get(iid)
-        if not running:
+        if server is None or not server.status().running:
             return Observation(running=False, exit_code=self._exits.get(iid))
-        return seen if seen is not None and seen.running else Observation(running=True)
+        seen = self._observed.get(iid) or Observation(running=True)
+        return replace(
+            seen,
+            running=True,
+            address=f"{server.host}:{server.port}",
+            upstream=self._upstream.get(iid),
+            sync=self._sync.get(iid),
+            lag_ms=self._lags.get(iid),
+        )
 
     def _settle_cluster(self, cid: str, action: Action) -> None:
         assert action.status is not None
@@ -488,7 +569,7 @@ class ControlPlane:
             self.kick(cid)
 
     def _cluster_of(self, action: Action) -> str | None:
-        if action.kind in ("initdb", "delete-cluster"):
+        if action.kind in ("failover", "delete-cluster"):
             return action.target
         inst = self.instances.get(action.target)
         return None if inst is None else str(inst["cluster"])
@@ -501,7 +582,6 @@ class ControlPlane:
 
     async def _perform(self, cid: str, action: Action) -> None:
         steps: dict[str, Callable[[str, str], Awaitable[None]]] = {
-            "initdb": self._step_initdb,
             "start": self._step_start,
             "restart": self._step_start,
             "stop": self._step_stop,
@@ -509,6 +589,9 @@ class ControlPlane:
             "apply-password": self._step_password,
             "delete-instance": self._step_delete_instance,
             "delete-cluster": self._step_delete_cluster,
+            "follow": self._step_follow,
+            "sync": self._step_sync,
+            "failover": self._step_failover,
         }
         await steps[action.kind](cid, action.target)
 
@@ -522,8 +605,11 @@ class ControlPlane:
     async def _probe(self, iid: str, server: PostgresServer) -> None:
         before = self._observed.get(iid)
         try:
-            row = await asyncio.wait_for(self._probe_query(iid, server), PROBE_TIMEOUT)
-            seen = Observation(True, True, bool(row[0]), int(row[1]), int(row[2]))
+            row, standbys = await asyncio.wait_for(self._probe_query(iid, server), PROBE_TIMEOUT)
+            streaming = frozenset(name for name, state, _ in standbys if state == "streaming")
+            seen = Observation(True, True, bool(row[0]), _int(row[1]), _int(row[2]), streaming=streaming)
+            for name, _, lag in standbys:
+                self._lags[name] = float(lag)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -531,17 +617,25 @@ class ControlPlane:
             conn = self._probe_conns.pop(iid, None)
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await conn.close()
-            seen = Observation(server.status().running, False)
+                    await asyncio.wait_for(conn.close(), 1.0)
+            failures = (before.failures if before is not None else 0) + 1
+            seen = Observation(server.status().running, False, failures=failures)
         if self._servers.get(iid) is not server:
             return
         self._observed[iid] = seen
-        if before is None or (before.healthy, before.in_recovery) != (seen.healthy, seen.in_recovery):
+        if before is None or (before.healthy, before.in_recovery, before.streaming, before.failures) != (
+            seen.healthy,
+            seen.in_recovery,
+            seen.streaming,
+            seen.failures,
+        ):
             inst = self.instances.get(iid)
             if inst is not None:
                 self.kick(inst["cluster"])
 
-    async def _probe_query(self, iid: str, server: PostgresServer) -> tuple[Any, ...]:
+    async def _probe_query(
+        self, iid: str, server: PostgresServer
+    ) -> tuple[tuple[Any, ...], list[tuple[str, str, float]]]:
         conn = self._probe_conns.get(iid)
         if conn is None or conn.closed:
             inst = self.instances.get(iid)
@@ -551,35 +645,106 @@ class ControlPlane:
             conn = self._probe_conns[iid] = await self._admin(server, cluster)
         row = await (await conn.execute(_PROBE_SQL)).fetchone()
         assert row is not None
-        return tuple(row)
+        standbys: list[tuple[str, str, float]] = []
+        if not row[0]:
+            rows = await (await conn.execute(_STANDBYS_SQL)).fetchall()
+            standbys = [(str(r[0]), str(r[1]), float(r[2] or 0.0)) for r in rows]
+        return tuple(row), standbys
 
     # ----------------------------------------------------------------------------------------- steps
 
     def _volume(self, doc: Mapping[str, Any]) -> Path:
+        """Where a cluster keeps its data while it has no instance (and where it was before instances had
+        data directories of their own): the writer adopts it."""
         return self.root / str(doc["id"]) / "volume"
 
     def _instance_dir(self, inst: Mapping[str, Any]) -> Path:
         return self.root / str(inst["cluster"]) / "instances" / str(inst["id"])
 
-    def _volume_server(self, cid: str) -> PostgresServer:
-        volume = self._volume({"id": cid})
-        # The port is only a placeholder in the config file: every start passes the instance's real one.
-        return PostgresServer(volume, self.binaries, port=5432, host="127.0.0.1", log_dir=volume.parent / "log")
+    def _datadir(self, inst: Mapping[str, Any]) -> Path:
+        return self._instance_dir(inst) / "data"
 
-    async def _step_initdb(self, cid: str, target: str) -> None:
-        doc = self.clusters.get(cid)
-        if doc is None:
+    def _server_for(self, inst: Mapping[str, Any], port: int) -> PostgresServer:
+        log_dir = self._instance_dir(inst) / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return PostgresServer(self._datadir(inst), self.binaries, port=port, host="127.0.0.1", log_dir=log_dir)
+
+    def _settings_for(self, cluster: dict[str, Any], inst: dict[str, Any]) -> dict[str, str]:
+        """Every setting an instance's postgres runs with: Borealis's, its parameter groups', its role's."""
+        settings = {**_own_settings(cluster), **_REPLICATION_SETTINGS, **self.extra_settings(cluster, inst)}
+        iid = inst["id"]
+        if inst["role"] == "writer":
+            sync = sorted(self._sync.get(iid, frozenset()))
+            # Quorum commit: a commit returns once any one reader has it, so a failover to the most advanced
+            # reader loses no acknowledged commit; with no reader left, commits do not wait.
+            names = ", ".join('"' + n.replace('"', '""') + '"' for n in sync)
+            settings["synchronous_standby_names"] = f"ANY 1 ({names})" if sync else ""
+        elif iid in self._conninfo:
+            settings["primary_conninfo"] = self._conninfo[iid]
+        return settings
+
+    async def _prepare_writer_data(self, cid: str, cluster: dict[str, Any], server: PostgresServer) -> None:
+        """A writer's data directory: the cluster volume if there is one (adopted), else a new initdb."""
+        volume = PostgresServer(self._volume(cluster), self.binaries, port=5432, host="127.0.0.1")
+        if volume.is_initialized():
+            self._emit(cid, None, "adopting the cluster volume as the writer's data directory")
+            await volume.stop()  # a postmaster an earlier run left on it
+            server.datadir.parent.mkdir(parents=True, exist_ok=True)
+            if server.datadir.exists():
+                shutil.rmtree(server.datadir)
+            volume.datadir.rename(server.datadir)
+            server.set_standby(False)
             return
-        server = self._volume_server(cid)
-        if server.is_initialized():
-            return
-        volume = self._volume(doc)
-        if volume.exists():  # a creation interrupted half-way: start it over
-            shutil.rmtree(volume)
+        if server.datadir.exists():  # a creation interrupted half-way: start it over
+            shutil.rmtree(server.datadir)
         self._emit(cid, None, "initialising the cluster volume (initdb)")
-        volume.parent.mkdir(parents=True, exist_ok=True)
-        admin_password = self.sealer.open(doc["admin_password"])
-        await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=_own_settings(doc))
+        admin_password = self.sealer.open(cluster["admin_password"])
+        await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=_own_settings(cluster))
+
+    async def _replication_source(self, cid: str, iid: str) -> str:
+        """A conninfo to the cluster's writer as the replication role (created on the writer at first use),
+        with its password in a passfile only the reader's OS user reads."""
+        writer = self.topology.writer(cid)
+        wserver = self._servers.get(writer.id) if writer is not None else None
+        cluster = self.clusters.get(cid)
+        if writer is None or wserver is None or cluster is None:
+            raise RuntimeError(f"the writer of {cid} is not running")
+        if not cluster.get("repl_password"):
+            sealed = self.sealer.seal(generate_password())
+            self._update_cluster(cid, lambda c: replace(c, extra={**c.extra, "repl_password": sealed}))
+            cluster = self.clusters.get(cid) or cluster
+        password = self.sealer.open(cluster["repl_password"])
+        if not cluster.get("repl_role"):
+            await self._create_replication_role(wserver, cluster, password)
+            self._update_cluster(cid, lambda c: replace(c, extra={**c.extra, "repl_role": True}))
+        inst = self.instances.get(iid) or {"id": iid, "cluster": cid}
+        passfile = self._instance_dir(inst) / "replication.pass"
+        self._server_for(inst, 5432).write_passfile(passfile, REPLICATION_USER, password)
+        return replication_conninfo(
+            host=wserver.host, port=wserver.port, user=REPLICATION_USER, passfile=passfile, application_name=iid
+        )
+
+    async def _create_replication_role(self, server: PostgresServer, cluster: dict[str, Any], password: str) -> None:
+        conn = await self._admin(server, cluster)
+        async with conn:
+            await conn.execute("SET log_min_error_statement TO panic")
+            await conn.execute("SET log_statement TO none")
+            user = sql.Identifier(REPLICATION_USER)
+            exists = await (
+                await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [REPLICATION_USER])
+            ).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            await conn.execute(
+                sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(user, sql.Literal(password))
+            )
+            # What pg_rewind reads from its source server, without making the role a superuser.
+            for function in (
+                "pg_ls_dir(text, boolean, boolean)",
+                "pg_stat_file(text, boolean)",
+                "pg_read_binary_file(text)",
+                "pg_read_binary_file(text, bigint, bigint, boolean)",
+            ):
+                await conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog." + function + " TO {}").format(user))
 
     async def _ensure_listeners(self, cluster: ClusterRecord) -> None:
         cid = cluster.id
@@ -673,7 +838,11 @@ class ControlPlane:
         return 0 if listener is None else listener.client_connections
 
     async def _step_start(self, cid: str, iid: str) -> None:
-        """Start (or restart) an instance's postgres, bootstrap the cluster once, and mark it available."""
+        """Start (or restart) an instance's postgres, bootstrap the cluster once, and mark it available.
+
+        A writer's data directory is the cluster volume (adopted) or a new initdb; a reader's is a base
+        backup of the writer, or, for a former writer, its own directory rewound onto the writer's timeline.
+        """
         cluster = self.clusters.get(cid)
         inst = self.instances.get(iid)
         if cluster is None or inst is None:
@@ -683,24 +852,40 @@ class ControlPlane:
             await self._stop_server(iid)
         if inst["status"] == "stopped":
             self._update_instance(iid, lambda i: i.moved_to("starting"))
+        port = self._ports.get(iid)
+        if port is None or not _port_free("127.0.0.1", port):
+            port = _free_port("127.0.0.1")
+        server = self._server_for(inst, port)
+        writer = inst["role"] == "writer"
+        if writer and not server.is_initialized():
+            await self._prepare_writer_data(cid, cluster, server)
+        elif writer and server.is_standby():
+            log.warning("%s is the writer but its data directory is a standby's: starting it as a primary", iid)
+            server.set_standby(False)
+        elif not writer:
+            source = await self._replication_source(cid, iid)
+            if not server.is_initialized():
+                self._emit(cid, iid, "copying the writer's data (pg_basebackup)")
+                await server.basebackup(source)
+            elif not server.is_standby():
+                await self._rejoin(cid, iid, server, source)
+            self._conninfo[iid] = source
+            self._upstream[iid] = self._writer_address(cid) or ""
         self._emit(cid, iid, "starting postgres")
         started = time.monotonic()
-        volume = self._volume(cluster)
-        log_dir = self._instance_dir(inst) / "log"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port("127.0.0.1")
-        server = PostgresServer(volume, self.binaries, port=port, host="127.0.0.1", log_dir=log_dir)
-        server.configure({**_own_settings(cluster), **self.extra_settings(cluster, inst)})
+        server.configure(self._settings_for(cluster, inst))
         self.before_start(cluster, inst, server)
         await server.start()
         self._servers[iid] = server
+        self._ports[iid] = port
         self._exits.pop(iid, None)
         self._observed[iid] = Observation(running=True)
         self.topology.changed()
         self._watchers[iid] = asyncio.ensure_future(self._watch(cid, iid, server))
         self._emit(cid, iid, f"postgres ready in {time.monotonic() - started:.1f}s")
-        await self._bootstrap(cluster, server)
-        await self._apply_master_password(cluster, inst)
+        if writer:
+            await self._bootstrap(cluster, server)
+            await self._apply_master_password(cluster, inst)
         socket_dir = str(server.socket_dir)
         record = self._update_instance(
             iid,
@@ -710,6 +895,100 @@ class ControlPlane:
         )
         if record is not None and record.status == "available":
             self._emit(cid, iid, "instance available")
+
+    async def _rejoin(self, cid: str, iid: str, server: PostgresServer, source: str) -> None:
+        """A former writer becomes a reader: rewound onto the writer's timeline, or copied again if it cannot be."""
+        self._emit(cid, iid, "rewinding the former writer onto the new writer's timeline (pg_rewind)")
+        try:
+            await server.rewind(source)
+        except EngineError as exc:
+            self._emit(cid, iid, f"pg_rewind failed ({exc}); copying the writer's data again")
+            shutil.rmtree(server.datadir, ignore_errors=True)
+            await server.basebackup(source)
+
+    def _writer_address(self, cid: str) -> str | None:
+        writer = self.topology.writer(cid)
+        server = self._servers.get(writer.id) if writer is not None else None
+        return None if server is None else f"{server.host}:{server.port}"
+
+    async def _step_follow(self, cid: str, iid: str) -> None:
+        """Point a running reader at the writer's current address (after a failover or a writer restart)."""
+        server, cluster, inst = self._servers.get(iid), self.clusters.get(cid), self.instances.get(iid)
+        if server is None or cluster is None or inst is None or inst["role"] == "writer":
+            return
+        source = await self._replication_source(cid, iid)
+        self._conninfo[iid] = source
+        self._upstream[iid] = self._writer_address(cid) or ""
+        server.configure(self._settings_for(cluster, inst))
+        await server.reload()
+        self._emit(cid, iid, f"following the writer at {self._upstream[iid]}")
+
+    async def _step_sync(self, cid: str, iid: str) -> None:
+        """Make the writer's synchronous standbys the readers that stream from it now (ANY 1 of them)."""
+        server, cluster, inst = self._servers.get(iid), self.clusters.get(cid), self.instances.get(iid)
+        if server is None or cluster is None or inst is None or inst["role"] != "writer":
+            return
+        seen = self._observed.get(iid)
+        readers = {i.id for i in self.instance_records(cid) if not i.is_writer and i.status != "deleting"}
+        wanted = frozenset(readers & (seen.streaming if seen is not None else frozenset()))
+        self._sync[iid] = wanted
+        server.configure(self._settings_for(cluster, inst))
+        await server.reload()
+
+    async def _step_failover(self, cid: str, target: str) -> None:
+        """Promote the best reader (or the one asked for) and make the old writer a reader.
+
+        Planned (the writer runs): the old writer is stopped cleanly first, which sends its last WAL to every
+        connected reader, so no commit is lost and no transaction sees a writer that is not the writer.
+        After a crash (or a hang: the old writer is killed), only the readers holding the furthest WAL qualify
+        (see ``_failover``). The endpoints keep their addresses: the topology moves the writer.
+        """
+        cluster = self.cluster_record(cid)
+        if cluster is None:
+            return
+        instances = self.instance_records(cid)
+        observed = {i.id: self._observe(i.id) for i in instances}
+        old = next((i for i in instances if i.is_writer), None)
+        asked = cluster.get("failover_target")
+        planned = old is not None and observed[old.id].running and observed[old.id].failures < 3
+        choice = choose_writer(instances, observed, target=asked, crashed=not planned)
+        if old is None or choice is None:
+            why = "no reader can take over" if choice is None else "the cluster has no writer"
+            self._emit(cid, None, f"failover not possible: {why}")
+            self._finish_failover(cid)
+            return
+        started = time.monotonic()
+        self._emit(cid, None, f"Started cross AZ failover to DB instance: {choice.id}")
+        self._update_cluster(cid, lambda c: c.moved_to("failing-over") if c.status == "available" else c)
+        await self._executor.cancel(old.id)  # a restart of the old writer that hangs does not matter now
+        old_server = self._servers.get(old.id)
+        if old_server is not None:
+            # A planned failover stops the writer cleanly (its WAL reaches the readers); a hung one is killed.
+            await self._stop_server(old.id, mode="fast" if planned else "immediate", timeout=10.0 if planned else 2.0)
+        new_server = self._servers.get(choice.id)
+        if new_server is None:
+            raise RuntimeError(f"{choice.id} stopped during the failover")
+        await new_server.promote()
+        with self.store.transaction():
+            self._update_instance(choice.id, lambda i: replace(i, role="writer"))
+            self._update_instance(
+                old.id,
+                lambda i: replace(i if i.status == "deleting" else i.moved_to("rebooting"), role="reader"),
+            )
+        self._conninfo.pop(choice.id, None)
+        self._upstream.pop(choice.id, None)
+        self._sync.pop(choice.id, None)
+        self._sync.pop(old.id, None)
+        self._lags.pop(choice.id, None)
+        self._finish_failover(cid)
+        self._emit(cid, None, f"Completed failover to DB instance: {choice.id} in {time.monotonic() - started:.2f}s")
+
+    def _finish_failover(self, cid: str) -> None:
+        def done(c: ClusterRecord) -> ClusterRecord:
+            extra = {k: v for k, v in c.extra.items() if k != "failover_target"}
+            return replace(c.moved_to("available") if c.status == "failing-over" else c, extra=extra)
+
+        self._update_cluster(cid, done)
 
     async def _step_stop(self, cid: str, iid: str) -> None:
         await self._stop_server(iid)
@@ -735,7 +1014,7 @@ class ControlPlane:
         cluster = self.clusters.get(inst["cluster"]) if inst is not None else None
         if inst is None or cluster is None or server is None or not server.status().running:
             return False
-        server.configure({**_own_settings(cluster), **self.extra_settings(cluster, inst)})
+        server.configure(self._settings_for(cluster, inst))
         await server.reload()
         return True
 
@@ -750,7 +1029,7 @@ class ControlPlane:
             self._observed.pop(iid, None)
             self.kick(cid)
 
-    async def _stop_server(self, iid: str) -> None:
+    async def _stop_server(self, iid: str, *, mode: str = "fast", timeout: float = 60.0) -> None:
         server = self._servers.pop(iid, None)
         self._observed.pop(iid, None)
         self.topology.changed()
@@ -770,7 +1049,7 @@ class ControlPlane:
         if server is not None:
             # Workers route by the stored address: it goes before the server does.
             self._update_instance(iid, lambda i: replace(i, pg_port=None, pg_socket=None))
-            await server.stop()
+            await server.stop(mode=mode, timeout=timeout)
 
     async def _admin(self, server: PostgresServer, cluster: dict[str, Any]) -> psycopg.AsyncConnection[Any]:
         password = self.sealer.open(cluster["admin_password"])
@@ -857,7 +1136,16 @@ class ControlPlane:
         listener = self._listeners.pop(f"instance/{inst['id']}", None)
         if listener is not None:
             await listener.close()
+        others = [i for i in self.cluster_instances(inst["cluster"]) if i["id"] != inst["id"]]
+        datadir = self._datadir(inst)
+        if inst["role"] == "writer" and not others and (datadir / "PG_VERSION").exists():
+            # The last instance goes, the data stays (Aurora's cluster volume): the next writer adopts it.
+            volume = self._volume({"id": inst["cluster"]})
+            shutil.rmtree(volume, ignore_errors=True)
+            datadir.rename(volume)
         shutil.rmtree(self._instance_dir(inst), ignore_errors=True)
+        for memory in (self._ports, self._conninfo, self._upstream, self._sync, self._lags, self._exits):
+            memory.pop(inst["id"], None)
         self.instances.delete(inst["id"])
         self._emit(inst["cluster"], inst["id"], "instance deleted")
 

@@ -14,12 +14,18 @@
 Plan rules, in order, per cluster:
 
 1. ``deleting`` cluster: once no step runs on it, one ``delete-cluster`` (instances, listeners, files, record).
-2. A step on the cluster itself (initdb) runs: nothing else until it ends.
-3. ``creating`` cluster without its storage: ``initdb``.
+2. A step on the cluster itself (a failover) runs: nothing else until it ends.
+3. A failover: when the cluster is ``failing-over`` (FailoverDBCluster, RebootDBInstance ForceFailover), when
+   the writer is being deleted while another instance can take over, or when the writer's postgres died
+   (it exited on its own) or hangs (``HANG_PROBES`` probes unanswered) and a reader can take over. With no
+   reader, a dead writer is simply started again (crash recovery), as Aurora recreates a lone writer.
 4. Per instance with no step under way: ``deleting`` -> ``delete-instance``; cluster stopping or stopped ->
    ``stop`` a running postgres, or mark it ``stopped``; ``rebooting`` -> ``restart``; should run but does not
-   (created, started, crashed) -> ``start``; runs -> ``bootstrap`` (once per cluster, on the writer),
-   ``apply-password`` (after a master password change), then mark it ``available``.
+   (created, started, crashed) -> ``start`` (a reader waits for a running writer, which it copies or
+   follows); runs -> ``bootstrap`` (once per cluster, on the writer), ``apply-password`` (after a master
+   password change), then mark it ``available``. A running reader that follows another address than the
+   writer's -> ``follow``; a writer whose synchronous standbys are not the readers that stream from it ->
+   ``sync`` (quorum ANY 1 over them, or none when no reader is left).
 5. With no instance step planned or running: ``creating`` / ``starting`` / ``resetting-master-credentials``
    -> ``available``; ``stopping`` -> ``stopped``.
 """
@@ -48,14 +54,27 @@ class Observation:
     in_recovery: bool | None = None
     timeline: int | None = None
     lsn: int | None = None
-    """The WAL position: written (a primary) or replayed (a standby), in bytes."""
+    """The WAL position: written (a primary) or received (a standby), in bytes."""
     lag_ms: float | None = None
-    """A standby's replication lag as its primary measures it."""
+    """A standby's replication lag (AuroraReplicaLag), as its primary measures it."""
     exit_code: int | None = None
-    """How the postmaster exited, if it did."""
+    """How the postmaster exited, if it did on its own."""
+    failures: int = 0
+    """Probes in a row that got no answer in time."""
+    address: str | None = None
+    """Where it listens (``host:port``)."""
+    upstream: str | None = None
+    """A standby: the address of the primary it was configured to follow."""
+    streaming: frozenset[str] = frozenset()
+    """A primary: the standbys (instance ids) streaming from it now."""
+    sync: frozenset[str] | None = None
+    """A primary: the synchronous standbys it was configured with (None: not yet configured)."""
 
 
 NOT_RUNNING = Observation(running=False)
+
+HANG_PROBES = 3
+"""Unanswered probes in a row after which a running writer counts as hung."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +101,6 @@ def plan(
     instances: Sequence[InstanceRecord],
     observed: Mapping[str, Observation],
     busy: frozenset[str],
-    *,
-    initialized: bool,
 ) -> list[Action]:
     """The steps that bring ``cluster`` towards its stored state (pure; see the module docstring)."""
     cid = cluster.id
@@ -93,9 +110,13 @@ def plan(
         return [Action("delete-cluster", cid, "the cluster is being deleted")]
     if cid in busy:
         return []
-    if cluster.status == "creating" and not initialized:
-        return [Action("initdb", cid, "the cluster's storage does not exist yet")]
+    failover = _failover(cluster, instances, observed)
+    if failover is not None:
+        return [failover]
 
+    writer = next((i for i in instances if i.is_writer and i.status != DELETING), None)
+    wobs = observed.get(writer.id, NOT_RUNNING) if writer is not None else NOT_RUNNING
+    writer_up = writer is not None and wobs.running and writer.serving
     actions: list[Action] = []
     settling = False  # an instance step is planned or under way: the cluster's status waits for it
     for inst in instances:
@@ -104,13 +125,48 @@ def plan(
             continue
         obs = observed.get(inst.id, NOT_RUNNING)
         step = _instance_step(cluster, inst, obs)
+        if step is not None and step.kind in ("start", "restart") and not inst.is_writer and not writer_up:
+            settling = True  # a reader is copied from (or follows) a running writer: wait for it
+            continue
+        if step is None and not inst.is_writer and writer_up and obs.running and obs.upstream != wobs.address:
+            step = Action("follow", inst.id, f"the writer {writer.id if writer else '?'} listens at {wobs.address}")
         if step is not None:
             actions.append(step)
-            settling = settling or step.kind != "delete-instance"
+            settling = settling or step.kind not in ("delete-instance", "follow")
+    if writer is not None and writer_up and writer.id not in busy and not any(a.target == writer.id for a in actions):
+        wanted = frozenset(i.id for i in instances if not i.is_writer and i.status != DELETING) & wobs.streaming
+        if wobs.sync != wanted:
+            names = ", ".join(sorted(wanted)) or "none (no reader streams)"
+            actions.append(Action("sync", writer.id, f"synchronous standbys: {names}"))
     if not settling and cluster.status in _CLUSTER_SETTLES:
         target = _CLUSTER_SETTLES[cluster.status]
         actions.append(Action("cluster-status", cid, f"every instance is {target}", target))
     return actions
+
+
+def _failover(
+    cluster: ClusterRecord, instances: Sequence[InstanceRecord], observed: Mapping[str, Observation]
+) -> Action | None:
+    if cluster.status == "failing-over":
+        return Action("failover", cluster.id, "a failover was asked for")
+    if not cluster.running:
+        return None
+    writer = next((i for i in instances if i.is_writer), None)
+    if writer is None:
+        return None
+    readers_up = any(not i.is_writer and i.serving and observed.get(i.id, NOT_RUNNING).running for i in instances)
+    if not readers_up:
+        return None
+    obs = observed.get(writer.id, NOT_RUNNING)
+    if writer.status == DELETING:
+        return Action("failover", cluster.id, f"the writer {writer.id} is being deleted")
+    if not writer.serving:
+        return None
+    if not obs.running and obs.exit_code is not None:
+        return Action("failover", cluster.id, f"the writer's postgres exited (code {obs.exit_code})")
+    if obs.running and obs.failures >= HANG_PROBES:
+        return Action("failover", cluster.id, f"the writer's postgres did not answer {obs.failures} probes")
+    return None
 
 
 def _instance_step(cluster: ClusterRecord, inst: InstanceRecord, obs: Observation) -> Action | None:
@@ -126,7 +182,7 @@ def _instance_step(cluster: ClusterRecord, inst: InstanceRecord, obs: Observatio
     if not (inst.should_run or inst.status == "stopped"):
         return None  # failed: left alone until the user reboots or deletes it
     if inst.status == "rebooting":
-        return Action("restart", iid, "a reboot was asked for")
+        return Action("restart", iid, "a reboot was asked for" if obs.running else "it rejoins as a reader")
     if not obs.running:
         if obs.exit_code is not None:
             why = f"postgres exited unexpectedly (code {obs.exit_code}); restarting it"

@@ -4,6 +4,7 @@ from ._binaries import Binaries
 from ._cgroup import Cgroup, Cgroups, Limits, cpu_seconds, process_tree, proportional_memory
 from ._config import socket_dir_for
 from ._errors import EngineError
+from ._replica import replication_conninfo
 from ._server import PostgresServer, ServerStatus
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "cpu_seconds",
     "process_tree",
     "proportional_memory",
+    "replication_conninfo",
     "socket_dir_for",
 ]

@@ -44,6 +44,7 @@ from ._config import (
 from ._errors import EngineError
 from ._osuser import RunAs, ensure_traversable, give_to, service_user
 from ._process import is_alive, looks_like_postmaster, run, spawn, wait_child
+from ._replica import STANDBY_SIGNAL, mark_standby, rewind, take_basebackup, unmark_standby, write_passfile
 
 __all__ = ["LOG_FILE", "PostgresServer", "ServerStatus"]
 
@@ -394,15 +395,48 @@ class PostgresServer:
         """A libpq conninfo string for psycopg, over TCP to this server's host and port."""
         return conninfo(host=self.host, port=self.port, user=user, password=password, dbname=dbname)
 
-    # -- replication and backup: the next steps --------------------------------------------------------------
+    # -- replication ---------------------------------------------------------------------------------------
 
     async def promote(self, *, timeout: float = 60.0) -> None:
-        """TODO: promote a standby (pg_ctl promote / pg_promote()) and wait until it accepts writes."""
-        raise NotImplementedError("promote() is not implemented yet")
+        """Promote a running standby and wait until it accepts writes (``pg_ctl promote -w``)."""
+        await run(
+            [self.binaries.tool("pg_ctl"), "promote", "-D", self.datadir, "-w", "-t", str(max(1, int(timeout)))],
+            self._run_as(),
+            timeout=timeout + 10,
+            what=f"promoting {self.datadir}",
+        )
 
-    async def basebackup(self, source_dsn: str, *, slot: str | None = None) -> None:
-        """TODO: fill this (empty) datadir from a primary with pg_basebackup -R, making it a standby."""
-        raise NotImplementedError("basebackup() is not implemented yet")
+    async def basebackup(self, source_dsn: str, *, timeout: float = 3600.0) -> None:
+        """Fill this (empty) data directory from a primary with pg_basebackup, making it a standby.
+
+        ``source_dsn`` is a replication conninfo (see :func:`replication_conninfo`); it becomes the standby's
+        ``primary_conninfo`` only through :meth:`configure`, which the caller does next.
+        """
+        if self.is_initialized():
+            raise EngineError(f"data directory {self.datadir} is already initialized")
+        if self.datadir.exists():
+            shutil.rmtree(self.datadir)  # a copy interrupted half-way: start it over
+        user = self._prepare_dirs(sockets=False)
+        await take_basebackup(self.binaries, self.datadir, source_dsn, user, timeout)
+
+    async def rewind(self, source_dsn: str, *, timeout: float = 600.0) -> None:
+        """Wind this stopped former primary back onto the timeline of the server ``source_dsn`` names."""
+        await rewind(self.binaries, self.datadir, source_dsn, self._run_as(), timeout)
+
+    def write_passfile(self, path: Path, username: str, password: str) -> None:
+        """A libpq passfile only this server's OS user can read (for its replication connection)."""
+        write_passfile(path, self._run_as(), username, password)
+
+    def set_standby(self, standby: bool) -> None:
+        """Whether the server starts as a standby (``standby.signal``) or as a primary."""
+        if standby:
+            mark_standby(self.datadir, self._run_as())
+        else:
+            unmark_standby(self.datadir)
+
+    def is_standby(self) -> bool:
+        """Whether the data directory is set to start as a standby."""
+        return (self.datadir / STANDBY_SIGNAL).exists()
 
     async def enable_wal_archiving(self, archive_dir: Path) -> None:
         """TODO: archive_mode=on, an archive_command copying WAL segments into `archive_dir` (for PITR)."""

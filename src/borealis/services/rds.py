@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
-from borealis.control import ControlPlane
+from borealis.control import ControlPlane, FailoverRefused
 from borealis.control._names import (
     cluster_arn,
     generate_password,
@@ -21,11 +21,14 @@ from borealis.control._names import (
     valid_identifier,
 )
 from borealis.secrets import SecretsManager
+from borealis.services import rds_ha
 from borealis.services._describe import filtered, paged
 
 __all__ = ["handlers"]
 
 ENGINE = "aurora-postgresql"
+MAX_READERS = 15
+"""Aurora Replicas per cluster, as on AWS."""
 _IDENT_MESSAGE = (
     "The parameter {name} is not a valid identifier. Identifiers must begin with a letter; must contain only "
     "ASCII letters, digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens."
@@ -561,10 +564,10 @@ class _Rds:
         if not 0 <= tier <= 15:
             raise _invalid("PromotionTier must be between 0 and 15.")
         existing = [i for i in self.control.cluster_instances(cluster["id"]) if i["status"] != "deleting"]
-        if existing:
-            raise _combination(
-                "Borealis does not run Aurora reader instances yet: this cluster already has its writer "
-                f"({existing[0]['id']})."
+        if len(existing) > MAX_READERS:
+            raise AWSError(
+                "InstanceQuotaExceededFault",
+                f"DB cluster {cluster['id']} already has {MAX_READERS} Aurora Replicas, the most a cluster can have.",
             )
         doc = {
             "id": ident,
@@ -574,7 +577,8 @@ class _Rds:
             "engine_version": cluster["engine_version"],
             "instance_class": klass,
             "status": "creating",
-            "role": "writer",
+            # The first instance is the writer; every later one a reader (an Aurora Replica) copied from it.
+            "role": "reader" if any(i["role"] == "writer" for i in existing) else "writer",
             "port": self.control.allocate_port(),
             "promotion_tier": tier,
             "availability_zone": p.get("AvailabilityZone") or f"{self.region}a",
@@ -644,8 +648,13 @@ class _Rds:
         doc = self._instance(p["DBInstanceIdentifier"])
         if doc["status"] != "available":
             raise AWSError("InvalidDBInstanceStateFault", f"DB instance {doc['id']} is not in available state.")
-        if p.get("ForceFailover"):
-            raise _combination("ForceFailover applies to Multi-AZ DB instances; use FailoverDBCluster for Aurora.")
+        if p.get("ForceFailover") and doc["role"] == "writer":
+            # Rebooting the writer with a failover: a reader takes over, the old writer rejoins as a reader.
+            try:
+                self.control.request_failover(doc["cluster"], None)
+            except FailoverRefused as exc:
+                raise AWSError(exc.code, exc.message) from None
+            return {"DBInstance": self.render_instance(self._instance(doc["id"]))}
         doc["status"] = "rebooting"
         self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
@@ -681,6 +690,7 @@ def handlers(control: ControlPlane, secrets: SecretsManager) -> dict[str, Handle
     """The RDS operations Borealis serves, by operation name."""
     rds = _Rds(control, secrets)
     return {
+        **rds_ha.handlers(control, rds.render_cluster),
         "CreateDBCluster": rds.create_db_cluster,
         "DescribeDBClusters": rds.describe_db_clusters,
         "ModifyDBCluster": rds.modify_db_cluster,

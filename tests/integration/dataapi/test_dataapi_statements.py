@@ -41,7 +41,9 @@ def _with_api(
     value = secret.get_secret_value(SecretId=cluster["MasterUserSecret"]["SecretArn"])["SecretString"]
     secrets = _Secrets()
     secrets.values["s"] = json.loads(value)
-    socket_dir = socket_dir_for((borealis.data_dir / "clusters" / "default" / "volume").absolute())
+    socket_dir = socket_dir_for(
+        (borealis.data_dir / "clusters" / "default" / "instances" / "default-instance-1" / "data").absolute()
+    )
     api = DataApi(
         _Control(_Server(row[0], int(row[1]), socket_dir)),
         secrets,

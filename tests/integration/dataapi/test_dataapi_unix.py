@@ -74,7 +74,9 @@ def role(borealis: BorealisProcess) -> Any:
 
 def test_only_verified_passwords_reach_the_unix_socket(borealis: BorealisProcess, role: Any) -> None:
     name, host, port, admin = role
-    socket_dir = socket_dir_for((borealis.data_dir / "clusters" / "default" / "volume").absolute())
+    socket_dir = socket_dir_for(
+        (borealis.data_dir / "clusters" / "default" / "instances" / "default-instance-1" / "data").absolute()
+    )
     assert (socket_dir / f".s.PGSQL.{port}").exists()
     secrets = _Secrets()
     secrets.values["right"] = {"username": name, "password": "first-password"}
@@ -124,7 +126,9 @@ def test_tcp_only_when_the_unix_socket_is_off(borealis: BorealisProcess, role: A
     name, host, port, _ = role
     secrets = _Secrets()
     secrets.values["right"] = {"username": name, "password": "first-password"}
-    socket_dir = socket_dir_for((borealis.data_dir / "clusters" / "default" / "volume").absolute())
+    socket_dir = socket_dir_for(
+        (borealis.data_dir / "clusters" / "default" / "instances" / "default-instance-1" / "data").absolute()
+    )
     api = DataApi(
         _Control(_Server(host, port, socket_dir)),
         secrets,

@@ -1,0 +1,206 @@
+"""High availability with real clients: readers, the reader endpoint, planned and crash failover, rejoin.
+
+These tests stop, kill and fail over postgres servers, so they run on a Borealis of their own (not the
+session's), in order: a reader is added, the cluster fails over to it and back by a crash, and Borealis is
+restarted. Nothing waits for a fixed time: every step polls the API or the database for the state it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.integration.conftest import BorealisProcess, processes_for
+
+CLUSTER = "default"
+WRITER = "default-instance-1"
+
+
+def _poll(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (psycopg.Error, OSError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not reached in {timeout}s (last: {last!r})")
+
+
+def _cluster(ha: BorealisProcess) -> dict[str, Any]:
+    return dict(ha.client("rds").describe_db_clusters(DBClusterIdentifier=CLUSTER)["DBClusters"][0])
+
+
+def _writer(ha: BorealisProcess) -> str:
+    members = _cluster(ha)["DBClusterMembers"]
+    return str(next(m["DBInstanceIdentifier"] for m in members if m["IsClusterWriter"]))
+
+
+def _all_available(ha: BorealisProcess, count: int) -> bool:
+    instances = ha.client("rds").describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": [CLUSTER]}])
+    statuses = [i["DBInstanceStatus"] for i in instances["DBInstances"]]
+    return len(statuses) == count and all(s == "available" for s in statuses) and _cluster(ha)["Status"] == "available"
+
+
+def _instance_port(ha: BorealisProcess, iid: str) -> int:
+    inst = ha.client("rds").describe_db_instances(DBInstanceIdentifier=iid)["DBInstances"][0]
+    return int(inst["Endpoint"]["Port"])
+
+
+def _in_recovery(ha: BorealisProcess, iid: str) -> bool:
+    with ha.master_connect(port=_instance_port(ha, iid)) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        assert row is not None
+        return bool(row[0])
+
+
+def _postmaster_pid(ha: BorealisProcess, iid: str) -> int:
+    pidfile = ha.data_dir / "clusters" / CLUSTER / "instances" / iid / "data" / "postmaster.pid"
+    return int(pidfile.read_text().split()[0])
+
+
+@pytest.fixture(scope="module")
+def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
+    proc = BorealisProcess(tmp_path_factory.mktemp("ha") / "data", workers=1)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        leftover = processes_for(proc.data_dir)
+        for pid in leftover:
+            os.kill(pid, signal.SIGKILL)
+        assert not leftover, f"processes left behind: {leftover}"
+
+
+def test_a_reader_serves_the_writers_rows_read_only(ha: BorealisProcess) -> None:
+    with ha.master_connect() as conn:
+        conn.execute("CREATE TABLE acked (id bigint PRIMARY KEY)")
+        conn.execute("INSERT INTO acked SELECT generate_series(1, 100)")
+        conn.commit()
+    rds = ha.client("rds")
+    out = rds.create_db_instance(
+        DBInstanceIdentifier="reader-1",
+        DBClusterIdentifier=CLUSTER,
+        DBInstanceClass="db.serverless",
+        Engine="aurora-postgresql",
+        PromotionTier=1,
+    )
+    assert out["DBInstance"]["DBInstanceStatus"] == "creating"
+    _poll("the reader is available", lambda: _all_available(ha, 2))
+    members = {m["DBInstanceIdentifier"]: m for m in _cluster(ha)["DBClusterMembers"]}
+    assert members[WRITER]["IsClusterWriter"] and not members["reader-1"]["IsClusterWriter"]
+    assert members["reader-1"]["PromotionTier"] == 1
+
+    cluster = _cluster(ha)
+    with ha.master_connect(host=cluster["ReaderEndpoint"]) as conn:
+        conn.autocommit = True
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        _poll("the reader has the rows", lambda: conn.execute("SELECT count(*) FROM acked").fetchone() == (100,))
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO acked VALUES (0)")
+    assert _in_recovery(ha, "reader-1") and not _in_recovery(ha, WRITER)
+    with ha.master_connect() as conn:
+        conn.autocommit = True
+        assert conn.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone() == (1,)
+        # Quorum commit to the reader once it streams (no acknowledged commit is lost in a failover).
+        _poll(
+            "the reader is a synchronous standby",
+            lambda: conn.execute("SHOW synchronous_standby_names").fetchone() == ('ANY 1 ("reader-1")',),
+        )
+        assert conn.execute("SELECT sync_state FROM pg_stat_replication").fetchone() == ("quorum",)
+
+
+def test_failover_refusals(ha: BorealisProcess) -> None:
+    rds = ha.client("rds")
+    with pytest.raises(rds.exceptions.DBInstanceNotFoundFault):
+        rds.failover_db_cluster(DBClusterIdentifier=CLUSTER, TargetDBInstanceIdentifier="no-such-instance")
+    with pytest.raises(rds.exceptions.InvalidDBInstanceStateFault):
+        rds.failover_db_cluster(DBClusterIdentifier=CLUSTER, TargetDBInstanceIdentifier=WRITER)
+    with pytest.raises(rds.exceptions.DBClusterNotFoundFault):
+        rds.failover_db_cluster(DBClusterIdentifier="no-such-cluster")
+
+
+def test_planned_failover_keeps_the_address_and_every_commit(ha: BorealisProcess) -> None:
+    rds = ha.client("rds")
+    port = _cluster(ha)["Port"]
+    out = rds.failover_db_cluster(DBClusterIdentifier=CLUSTER, TargetDBInstanceIdentifier="reader-1")
+    assert out["DBCluster"]["Status"] == "failing-over"
+    _poll("reader-1 is the writer", lambda: _writer(ha) == "reader-1" and _cluster(ha)["Status"] == "available")
+    assert _cluster(ha)["Port"] == port
+    with ha.master_connect() as conn:  # the same writer endpoint, now served by reader-1
+        assert conn.execute("SELECT pg_is_in_recovery(), count(*) FROM acked").fetchone() == (False, 100)
+        conn.execute("INSERT INTO acked VALUES (101)")
+        conn.commit()
+    # The old writer is rewound and follows the new one.
+    _poll("the old writer rejoins", lambda: _all_available(ha, 2))
+    assert _in_recovery(ha, WRITER)
+    with ha.master_connect(port=_instance_port(ha, WRITER)) as conn:
+        conn.autocommit = True
+        _poll("the old writer replays", lambda: conn.execute("SELECT count(*) FROM acked").fetchone() == (101,))
+
+
+def test_crash_failover_loses_no_acknowledged_commit(ha: BorealisProcess) -> None:
+    old = _writer(ha)
+    port = _cluster(ha)["Port"]
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        next_id = 1000
+        conn: psycopg.Connection[Any] | None = None
+        while not stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = ha.master_connect(port=port)
+                    conn.autocommit = True
+                conn.execute("INSERT INTO acked VALUES (%s)", [next_id])
+                acknowledged.append(next_id)
+                next_id += 1
+            except psycopg.Error:
+                next_id += 1  # maybe committed, maybe not: not acknowledged either way
+                conn = None
+                time.sleep(0.02)
+        if conn is not None:
+            conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        _poll("writes flow", lambda: len(acknowledged) > 50)
+        os.kill(_postmaster_pid(ha, old), signal.SIGKILL)
+        _poll("another instance is the writer", lambda: _writer(ha) != old, timeout=60)
+        count = len(acknowledged)
+        _poll("writes flow again", lambda: len(acknowledged) > count + 50, timeout=60)
+    finally:
+        stop.set()
+        writer.join(30)
+    with ha.master_connect() as conn:
+        rows = {r[0] for r in conn.execute("SELECT id FROM acked WHERE id >= 1000").fetchall()}
+    lost = set(acknowledged) - rows
+    assert not lost, f"{len(lost)} acknowledged commits lost"
+    _poll("the crashed writer rejoins as a reader", lambda: _all_available(ha, 2))
+    assert _in_recovery(ha, old)
+
+
+def test_a_restart_brings_every_instance_back_in_its_role(ha: BorealisProcess) -> None:
+    writer = _writer(ha)
+    reader = next(i for i in (WRITER, "reader-1") if i != writer)
+    ha.stop()
+    ha.start()
+    _poll("both instances are back", lambda: _all_available(ha, 2))
+    assert _writer(ha) == writer
+    assert not _in_recovery(ha, writer) and _in_recovery(ha, reader)
+    with ha.master_connect(host=_cluster(ha)["ReaderEndpoint"]) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
