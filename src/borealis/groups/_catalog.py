@@ -34,6 +34,7 @@ _BOREALIS_MANAGED = frozenset(
         "listen_addresses", "port", "unix_socket_directories", "unix_socket_group", "unix_socket_permissions",
         "data_directory", "config_file", "hba_file", "ident_file", "external_pid_file", "log_destination",
         "logging_collector", "log_directory", "log_filename", "event_source", "data_sync_retry",
+        "password_encryption",  # the listeners and the proxy check SCRAM verifiers
         "ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file", "ssl_crl_dir", "krb_server_keyfile",
         # replication and archiving: the control plane's and the backups'
         "wal_level", "archive_mode", "archive_library", "primary_conninfo", "primary_slot_name", "hot_standby",

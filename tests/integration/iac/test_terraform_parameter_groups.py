@@ -78,6 +78,7 @@ def test_engine_catalog(rds: Any) -> None:
     assert by_name["enable_seqscan"]["AllowedValues"] == "0,1"
     assert by_name["port"]["IsModifiable"] is False
     assert by_name["archive_command"]["IsModifiable"] is False
+    assert by_name["password_encryption"]["IsModifiable"] is False
     assert len(defaults) > 300
     groups = rds.describe_db_cluster_parameter_groups()["DBClusterParameterGroups"]
     assert groups[0]["DBClusterParameterGroupName"] == f"default.{family}"
@@ -269,6 +270,18 @@ def test_parameter_groups_applied_to_a_cluster(borealis: BorealisProcess, rds: A
     with pytest.raises(ClientError) as err:
         rds.delete_db_cluster_parameter_group(DBClusterParameterGroupName=cpg)
     assert _code(err) == "InvalidDBParameterGroupState"
+    # the instance moves back to the default group: its work_mem goes at once, and its old group is free
+    moved = rds.modify_db_instance(
+        DBInstanceIdentifier=iid, DBParameterGroupName=f"default.{family}", ApplyImmediately=True
+    )["DBInstance"]
+    assert moved["DBParameterGroups"][0]["DBParameterGroupName"] == f"default.{family}"
+    deadline = time.monotonic() + 60
+    while True:
+        with borealis.master_connect(cid) as conn:
+            if _show(conn, "work_mem") != "16384":
+                break
+        assert time.monotonic() < deadline, "work_mem kept the old group's value"
+        time.sleep(0.3)
     # destroy
     rds.delete_db_instance(DBInstanceIdentifier=iid, SkipFinalSnapshot=True)
     rds.get_waiter("db_instance_deleted").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
