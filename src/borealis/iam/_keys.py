@@ -42,9 +42,9 @@ class AccessKeys:
         self._missed: set[str] = set()
         now = time.time()
         for key, doc in self._table.items():
-            if doc.get("expires", now + 1) <= now:
-                self._table.delete(key)  # an expired temporary key: nobody can use it again
-            else:
+            # An expired temporary key is left out (the main process deletes it when it next makes one: a
+            # worker process only reads the store).
+            if doc.get("expires", now + 1) > now:
                 self._remember(key, doc)
 
     def _remember(self, key_id: str, doc: dict[str, Any]) -> None:

@@ -74,7 +74,12 @@ class _Sts:
                 f"sts:AssumeRole on resource: {arn}",
                 403,
             )
+        chained = self.keys.identity(ctx.access_key, self.account)["arn"].startswith("arn:aws:sts::")
         seconds = _duration(p, 3600, 900, 43200)
+        if chained and seconds > 3600:
+            raise _validation(
+                "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
+            )
         role = match.group(2)
         # A role's id is stable per role name, AROA + 17 characters, as AWS shows it.
         role_id = "AROA" + "".join(c for c in role.upper() if c.isalnum()).ljust(17, "X")[:17]

@@ -46,6 +46,11 @@ def test_assumed_role_credentials_work_on_every_service(borealis: BorealisProces
         out["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/cdk-hnb659fds-deploy-role/terraform@ci"
     )
     assert out["AssumedRoleUser"]["AssumedRoleId"].endswith(":terraform@ci")
+    with pytest.raises(ClientError) as err:  # role chaining: one hour at most, as on AWS
+        _client(borealis, "sts", creds).assume_role(RoleArn=ROLE, RoleSessionName="chained", DurationSeconds=7200)
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    chained = _client(borealis, "sts", creds).assume_role(RoleArn=ROLE, RoleSessionName="chained")
+    assert chained["AssumedRoleUser"]["Arn"].endswith("/chained")
     who = _client(borealis, "sts", creds).get_caller_identity()
     assert who["Arn"] == out["AssumedRoleUser"]["Arn"] and who["UserId"] == out["AssumedRoleUser"]["AssumedRoleId"]
     rds = _client(borealis, "rds", creds)
