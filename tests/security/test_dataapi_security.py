@@ -112,6 +112,42 @@ def test_memory_of_oversized_results_is_bounded(solo: BorealisProcess) -> None:
         assert running == 0
 
 
+def test_a_row_longer_than_any_response_is_not_buffered(solo: BorealisProcess) -> None:
+    """One 100 MB row, three at once: refused as its header arrives (PostgreSQL sends a row whole)."""
+    assert solo.proc is not None
+    pid = solo.proc.pid
+    resource, secret = _arns(solo)
+    before = _rss_kib(pid)
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) from here on
+    outcomes: list[tuple[str, int, str] | str] = []
+
+    def big() -> None:
+        try:
+            solo.client("rds-data").execute_statement(
+                resourceArn=resource, secretArn=secret, sql="select repeat('x', 100000000)"
+            )
+            outcomes.append("no error")
+        except ClientError as exc:
+            outcomes.append(_error(exc))
+
+    threads = [threading.Thread(target=big) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    peak = _rss_kib(pid, "VmHWM")
+    print(f"API process RSS before {before} KiB, peak {peak} KiB")
+    assert len(outcomes) == 3
+    for outcome in outcomes:
+        assert outcome != "no error"
+        _code, status, message = outcome
+        assert status == 400 and "response size limit" in message, outcome
+    assert (peak - before) < 200 * 1024, (before, peak)
+    data = solo.client("rds-data")
+    assert data.execute_statement(resourceArn=resource, secretArn=secret, sql="select 1")["records"]
+
+
 def test_abandoned_transactions_do_not_starve_other_calls(solo: BorealisProcess) -> None:
     """Issue 11 item 7: more abandoned transactions than the pool's 40 connections; calls still run."""
     resource, secret = _arns(solo)

@@ -735,6 +735,9 @@ class DataApi:
                 unix_dir=None if socket_dir is None else str(socket_dir),
                 verifier=self.verifier,
                 statement_cache=self.settings.statement_cache,
+                # No longer row can be returned (a DataRow's values plus 4 bytes of length each, at most
+                # 1,664 columns): refused as its header arrives instead of buffered whole.
+                max_frame=max(self._cap(True), self._cap(False)) + 65536,
             )
             self._pools[key] = pool
             self._start_janitor()

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from borealis.pgwire import FrameReader
+from borealis.pgwire import DEFAULT_MAX_MESSAGE, PROGRAM_LIMIT_EXCEEDED, FrameReader
 
 __all__ = [
     "COMMAND_OK",
@@ -392,8 +392,9 @@ def _expire(waiter: _Waiter) -> None:
 class _Protocol(asyncio.Protocol):
     """The long-lived reader of one server connection: frames in, results out when ReadyForQuery comes."""
 
-    def __init__(self) -> None:
-        self.reader = FrameReader.for_server()
+    def __init__(self, max_frame: int = DEFAULT_MAX_MESSAGE) -> None:
+        # A longer message is refused as its header arrives, before any of it is buffered (see _violation).
+        self.reader = FrameReader.for_server(max_message_size=max_frame)
         self.transport: asyncio.Transport | None = None
         self.waiter: _Waiter | None = None
         self.results: list[Result] = []
@@ -425,16 +426,34 @@ class _Protocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(err)
 
+    def _violation(self, exc: Exception) -> None:
+        """The server's bytes broke the reader's rules: fail the statement and drop the connection.
+
+        A row longer than the reader's limit, which no response may hold, answers as a result past its cap
+        (the caller reports the response-size error); the rest of the row cannot be skipped, so the
+        connection goes (and PostgreSQL ends the statement when it finds the socket closed).
+        """
+        current, waiter = self.current, self.waiter
+        if getattr(exc, "sqlstate", "") == PROGRAM_LIMIT_EXCEEDED and current is not None and waiter is not None:
+            current.truncated = True
+            results, self.results = [*self.results, current], []
+            self.current = self.waiter = None
+            self.lost = PgError("a row longer than any response may hold", "54000", connection_lost=True)
+            if not waiter.done():
+                waiter.set_result(results)
+        else:
+            self.lost = PgError(f"protocol error from the server: {exc}", "08P01", connection_lost=True)
+            self._fail(self.lost)
+        if self.transport is not None:
+            self.transport.abort()
+
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         try:
             reader.feed(data)
             frames = reader.read_frames()
         except Exception as exc:
-            self.lost = PgError(f"protocol error from the server: {exc}", "08P01", connection_lost=True)
-            self._fail(self.lost)
-            if self.transport is not None:
-                self.transport.abort()
+            self._violation(exc)
             return
         for t, frame in frames:
             if t == 68:  # D DataRow
@@ -515,6 +534,10 @@ class _Protocol(asyncio.Protocol):
                     self.transport.abort()
                 return
             # ParseComplete, BindComplete, NoData, ParameterStatus, NoticeResponse, ...: nothing to do.
+        try:
+            reader.check()  # a bad header behind these frames (a huge row): now, not when more bytes come
+        except Exception as exc:
+            self._violation(exc)
 
 
 class PgConnection:
@@ -570,11 +593,14 @@ class PgConnection:
         timeout: float,
         *,
         unix_dir: str | None = None,
+        max_frame: int = DEFAULT_MAX_MESSAGE,
     ) -> PgConnection:
         """Open and authenticate; raises :class:`PgError` with the server's message on failure.
 
         With ``unix_dir`` the connection goes over the server's unix socket in that directory, where the
         server does not ask for the password: only for credentials a :class:`Verifier` has just accepted.
+        A message from the server longer than ``max_frame`` bytes fails its statement (see
+        ``_Protocol._violation``) and closes the connection.
         """
         try:
             conn = await psycopg.AsyncConnection.connect(
@@ -596,7 +622,7 @@ class PgConnection:
             sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
             sock.setblocking(False)
             loop = asyncio.get_running_loop()
-            _, proto = await loop.create_connection(_Protocol, sock=sock)
+            _, proto = await loop.create_connection(lambda: _Protocol(max_frame), sock=sock)
         except BaseException:
             await conn.close()
             raise
@@ -966,9 +992,11 @@ class Pool:
         unix_dir: str | None = None,
         verifier: Verifier | None = None,
         statement_cache: int = 0,
+        max_frame: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         self.key = key
         self.statement_cache = statement_cache
+        self.max_frame = max_frame
         self.server = server
         self.host = host
         self.port = port
@@ -1041,13 +1069,16 @@ class Pool:
             await verifier.verify(self.host, self.port, user, password, database, timeout)
             try:
                 return await PgConnection.connect(
-                    self.host, self.port, user, password, database, timeout, unix_dir=unix_dir
-                )
+                    self.host, self.port, user, password, database, timeout, unix_dir=unix_dir,
+                    max_frame=self.max_frame,
+                )  # fmt: skip
             except PgError as err:
                 if err.sqlstate not in ("08006", "08001"):
                     raise
                 self.unix_dir = None  # no socket there (another host, an older server): TCP from now on
-        return await PgConnection.connect(self.host, self.port, user, password, database, timeout)
+        return await PgConnection.connect(
+            self.host, self.port, user, password, database, timeout, max_frame=self.max_frame
+        )
 
     async def acquire_detached(self) -> PgConnection:
         """A connection for a transaction, held outside the pool's bound (see :meth:`adopt`).
