@@ -113,7 +113,7 @@ def test_a_pool_never_opens_a_unix_connection_for_an_unverified_password(monkeyp
     v = Verifier(60, login=server.login)
     opened: list[tuple[str, str | None]] = []
 
-    async def fake_connect(*args: object, unix_dir: str | None = None) -> object:
+    async def fake_connect(*args: object, unix_dir: str | None = None, **_: object) -> object:
         opened.append((str(args[3]), unix_dir))
         return types.SimpleNamespace()
 
