@@ -122,6 +122,63 @@ def test_a_reader_serves_the_writers_rows_read_only(ha: BorealisProcess) -> None
         assert conn.execute("SELECT sync_state FROM pg_stat_replication").fetchone() == ("quorum",)
 
 
+def _endpoint_in_recovery(ha: BorealisProcess, host: str) -> bool:
+    with ha.master_connect(host=host) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        assert row is not None
+        return bool(row[0])
+
+
+def test_custom_endpoints_route_to_their_members(ha: BorealisProcess) -> None:
+    rds = ha.client("rds")
+    ro = rds.create_db_cluster_endpoint(
+        DBClusterIdentifier=CLUSTER, DBClusterEndpointIdentifier="readers", EndpointType="READER"
+    )
+    assert (ro["EndpointType"], ro["CustomEndpointType"], ro["Status"]) == ("CUSTOM", "READER", "creating")
+    pinned = rds.create_db_cluster_endpoint(
+        DBClusterIdentifier=CLUSTER, DBClusterEndpointIdentifier="pinned", EndpointType="ANY", StaticMembers=[WRITER]
+    )
+    rest = rds.create_db_cluster_endpoint(
+        DBClusterIdentifier=CLUSTER, DBClusterEndpointIdentifier="rest", EndpointType="ANY", ExcludedMembers=[WRITER]
+    )
+    with pytest.raises(rds.exceptions.DBClusterEndpointAlreadyExistsFault):
+        rds.create_db_cluster_endpoint(
+            DBClusterIdentifier=CLUSTER, DBClusterEndpointIdentifier="readers", EndpointType="READER"
+        )
+    with pytest.raises(rds.exceptions.DBInstanceNotFoundFault):
+        rds.create_db_cluster_endpoint(
+            DBClusterIdentifier=CLUSTER, DBClusterEndpointIdentifier="x", EndpointType="ANY", StaticMembers=["nope"]
+        )
+
+    def listed() -> dict[str, dict[str, Any]]:
+        out = rds.describe_db_cluster_endpoints(DBClusterIdentifier=CLUSTER)["DBClusterEndpoints"]
+        return {f"{e['EndpointType']}:{e['DBClusterEndpointIdentifier']}": e for e in out}
+
+    _poll("the custom endpoints are available", lambda: all(e["Status"] == "available" for e in listed().values()))
+    assert set(listed()) == {"WRITER:default", "READER:default", "CUSTOM:readers", "CUSTOM:pinned", "CUSTOM:rest"}
+    assert sorted(_cluster(ha)["CustomEndpoints"]) == sorted([ro["Endpoint"], pinned["Endpoint"], rest["Endpoint"]])
+    custom_only = rds.describe_db_cluster_endpoints(
+        Filters=[{"Name": "db-cluster-endpoint-type", "Values": ["custom"]}]
+    )
+    assert len(custom_only["DBClusterEndpoints"]) == 3
+
+    assert _endpoint_in_recovery(ha, ro["Endpoint"])
+    assert not _endpoint_in_recovery(ha, pinned["Endpoint"])
+    assert _endpoint_in_recovery(ha, rest["Endpoint"])
+    # Modified: the same address now routes to the writer alone.
+    out = rds.modify_db_cluster_endpoint(
+        DBClusterEndpointIdentifier="readers", EndpointType="ANY", StaticMembers=[WRITER]
+    )
+    assert out["Status"] == "modifying"
+    _poll("the change is applied", lambda: listed()["CUSTOM:readers"]["Status"] == "available")
+    assert not _endpoint_in_recovery(ha, ro["Endpoint"])
+    for name in ("readers", "pinned", "rest"):
+        assert rds.delete_db_cluster_endpoint(DBClusterEndpointIdentifier=name)["Status"] == "deleting"
+    _poll("the custom endpoints are gone", lambda: set(listed()) == {"WRITER:default", "READER:default"})
+    with pytest.raises(rds.exceptions.DBClusterEndpointNotFoundFault):
+        rds.delete_db_cluster_endpoint(DBClusterEndpointIdentifier="readers")
+
+
 def test_failover_refusals(ha: BorealisProcess) -> None:
     rds = ha.client("rds")
     with pytest.raises(rds.exceptions.DBInstanceNotFoundFault):

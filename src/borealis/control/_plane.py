@@ -39,10 +39,11 @@ import psycopg
 from psycopg import sql
 
 from borealis.config import Settings
+from borealis.control._endpoints import Endpoints
 from borealis.control._failover import choose_writer
 from borealis.control._listener import EndpointUnavailable, IamLogin, Listener
 from borealis.control._names import generate_password
-from borealis.control._reconciler import Action, Executor, Observation, plan
+from borealis.control._reconciler import Action, Executor, Observation, plan, sync_standbys
 from borealis.control._records import (
     CLUSTER_TRANSITIONS,
     INSTANCE_TRANSITIONS,
@@ -62,6 +63,8 @@ ADMIN_USER = "rdsadmin"
 """The internal superuser Borealis manages clusters with, as Aurora's own ``rdsadmin``."""
 
 TICK = 1.0
+SYNC_GRACE = 10.0
+"""Seconds a reader stays a synchronous standby after it started or last streamed (see ``sync_standbys``)."""
 """Seconds between two reconciler passes when nothing kicks it."""
 PROBE_TIMEOUT = 2.0
 """A postgres that does not answer its probe within this is unhealthy."""
@@ -223,6 +226,8 @@ class ControlPlane:
         """Called just before an instance's postgres starts (the scaler writes its capacity settings)."""
         """Ports other parts (proxy endpoints off loopback) hold, so no endpoint gets one twice."""
         self.topology = Topology(self._views)
+        self.endpoints = Endpoints(store, settings.host, lambda: self.allocate_port())
+        """Custom cluster endpoints (CreateDBClusterEndpoint & co.)."""
         """Where the writer is, which readers are up (see ``_topology``); every router asks it."""
         self._servers: dict[str, PostgresServer] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
@@ -233,6 +238,8 @@ class ControlPlane:
         self._sync: dict[str, frozenset[str]] = {}  # writer -> the synchronous standbys it was configured with
         self._lags: dict[str, float] = {}  # reader -> AuroraReplicaLag in ms, as its writer last measured it
         self._ports: dict[str, int] = {}  # instance -> the port its postgres had, tried first at its next start
+        self._started: dict[str, float] = {}  # instance -> when its postgres last started (monotonic)
+        self._streamed: dict[str, float] = {}  # reader -> when its writer last saw it streaming (monotonic)
         self._conninfo: dict[str, str] = {}  # reader -> its primary_conninfo
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._probe_conns: dict[str, psycopg.AsyncConnection[Any]] = {}
@@ -308,7 +315,7 @@ class ControlPlane:
         ports = {c["port"] for c in self.clusters.values()}
         ports |= {c["reader_port"] for c in self.clusters.values()}
         ports |= {i["port"] for i in self.instances.values()}
-        return ports | self.extra_ports()
+        return ports | self.endpoints.used_ports() | self.extra_ports()
 
     def allocate_port(self, start: int | None = None, *, taken: frozenset[int] = frozenset()) -> int:
         """The first port from ``start`` (the port base) that no endpoint uses and the OS has free."""
@@ -530,9 +537,12 @@ class ControlPlane:
         if server is None or not server.status().running:
             return Observation(running=False, exit_code=self._exits.get(iid))
         seen = self._observed.get(iid) or Observation(running=True)
+        inst = self.instances.get(iid)
+        recent = max(self._started.get(iid, 0.0), self._streamed.get(iid, 0.0))
         return replace(
             seen,
             running=True,
+            sync_candidate=inst is not None and inst["role"] != "writer" and time.monotonic() - recent < SYNC_GRACE,
             address=f"{server.host}:{server.port}",
             upstream=self._upstream.get(iid),
             sync=self._sync.get(iid),
@@ -608,8 +618,11 @@ class ControlPlane:
             row, standbys = await asyncio.wait_for(self._probe_query(iid, server), PROBE_TIMEOUT)
             streaming = frozenset(name for name, state, _ in standbys if state == "streaming")
             seen = Observation(True, True, bool(row[0]), _int(row[1]), _int(row[2]), streaming=streaming)
-            for name, _, lag in standbys:
+            now = time.monotonic()
+            for name, state, lag in standbys:
                 self._lags[name] = float(lag)
+                if state == "streaming":
+                    self._streamed[name] = now
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -759,6 +772,20 @@ class ControlPlane:
                     inst.port,
                     self._resolver(cid, f"instance:{inst.id}", f"DB instance {inst.id}"),
                 )
+        custom = self.endpoints.of(cid)
+        for doc in custom:
+            key = f"endpoint/{doc['id']}"
+            if doc["status"] == "deleting":
+                listener = self._listeners.pop(key, None)
+                if listener is not None:
+                    await listener.close()
+                self.endpoints.table.delete(doc["id"])
+            else:
+                wanted[key] = (
+                    doc["host"],
+                    doc.get("listen_port") or cluster.port,
+                    self._custom_resolver(cid, doc["id"]),
+                )
         for key, (host, port, resolver) in wanted.items():
             current = self._listeners.get(key)
             if current is not None and (current.host, current.port) == (host, port):
@@ -782,6 +809,26 @@ class ControlPlane:
             )
             await listener.start()
             self._listeners[key] = listener
+        for doc in custom:
+            if doc["status"] in ("creating", "modifying"):
+                self.endpoints.settle(doc["id"])
+
+    def _custom_resolver(self, cid: str, ident: str) -> Callable[[], Awaitable[tuple[str, int]]]:
+        async def resolve() -> tuple[str, int]:
+            doc = self.endpoints.table.get(ident)
+            if doc is None:
+                raise EndpointUnavailable(f"DB cluster endpoint {ident} does not exist", "08006")
+            try:
+                members = self.topology.serving(cid, doc["type"], doc["static"], doc["excluded"])
+            except Unavailable as exc:
+                raise EndpointUnavailable(exc.message, exc.sqlstate) from None
+            if not members:
+                raise EndpointUnavailable(f"the custom endpoint {ident} has no available DB instance", "57P03")
+            member = min(members, key=lambda m: self._listener_load(m.id))
+            assert member.host is not None and member.port is not None
+            return member.host, member.port
+
+        return resolve
 
     def _iam_enabled(self, cid: str) -> Callable[[], bool]:
         def enabled() -> bool:
@@ -878,6 +925,7 @@ class ControlPlane:
         await server.start()
         self._servers[iid] = server
         self._ports[iid] = port
+        self._started[iid] = time.monotonic()
         self._exits.pop(iid, None)
         self._observed[iid] = Observation(running=True)
         self.topology.changed()
@@ -886,6 +934,11 @@ class ControlPlane:
         if writer:
             await self._bootstrap(cluster, server)
             await self._apply_master_password(cluster, inst)
+        else:
+            # From now on the writer's commits wait for this reader too (before it is reported available).
+            wid = self.topology.writer(cid)
+            if wid is not None and wid.id in self._servers:
+                await self._step_sync(cid, wid.id)
         socket_dir = str(server.socket_dir)
         record = self._update_instance(
             iid,
@@ -928,9 +981,10 @@ class ControlPlane:
         server, cluster, inst = self._servers.get(iid), self.clusters.get(cid), self.instances.get(iid)
         if server is None or cluster is None or inst is None or inst["role"] != "writer":
             return
-        seen = self._observed.get(iid)
-        readers = {i.id for i in self.instance_records(cid) if not i.is_writer and i.status != "deleting"}
-        wanted = frozenset(readers & (seen.streaming if seen is not None else frozenset()))
+        instances = self.instance_records(cid)
+        wanted = sync_standbys(instances, {i.id: self._observe(i.id) for i in instances})
+        if self._sync.get(iid) == wanted:
+            return
         self._sync[iid] = wanted
         server.configure(self._settings_for(cluster, inst))
         await server.reload()
@@ -1144,8 +1198,10 @@ class ControlPlane:
             shutil.rmtree(volume, ignore_errors=True)
             datadir.rename(volume)
         shutil.rmtree(self._instance_dir(inst), ignore_errors=True)
-        for memory in (self._ports, self._conninfo, self._upstream, self._sync, self._lags, self._exits):
+        memories = (self._ports, self._conninfo, self._upstream, self._sync, self._lags, self._exits, self._started)
+        for memory in (*memories, self._streamed):
             memory.pop(inst["id"], None)
+        self.endpoints.forget_instance(inst["id"])
         self.instances.delete(inst["id"])
         self._emit(inst["cluster"], inst["id"], "instance deleted")
 
@@ -1153,10 +1209,13 @@ class ControlPlane:
         cid = doc["id"]
         for inst in self.cluster_instances(cid):
             await self._delete_instance(inst)
-        for key in (f"cluster/{cid}/writer", f"cluster/{cid}/reader"):
+        custom = [f"endpoint/{d['id']}" for d in self.endpoints.of(cid)]
+        for key in (f"cluster/{cid}/writer", f"cluster/{cid}/reader", *custom):
             listener = self._listeners.pop(key, None)
             if listener is not None:
                 await listener.close()
+        for doc in self.endpoints.of(cid):
+            self.endpoints.table.delete(doc["id"])
         shutil.rmtree(self.root / cid, ignore_errors=True)
         if doc.get("master_secret_arn"):
             try:

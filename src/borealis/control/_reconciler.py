@@ -24,8 +24,8 @@ Plan rules, in order, per cluster:
    (created, started, crashed) -> ``start`` (a reader waits for a running writer, which it copies or
    follows); runs -> ``bootstrap`` (once per cluster, on the writer), ``apply-password`` (after a master
    password change), then mark it ``available``. A running reader that follows another address than the
-   writer's -> ``follow``; a writer whose synchronous standbys are not the readers that stream from it ->
-   ``sync`` (quorum ANY 1 over them, or none when no reader is left).
+   writer's -> ``follow``; a writer whose synchronous standbys are not the readers that run and stream
+   (:func:`sync_standbys`) -> ``sync`` (quorum ANY 1 over them, or none when no reader is left).
 5. With no instance step planned or running: ``creating`` / ``starting`` / ``resetting-master-credentials``
    -> ``available``; ``stopping`` -> ``stopped``.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from ._records import DELETING, ClusterRecord, InstanceRecord
 
-__all__ = ["Action", "Executor", "Observation", "plan"]
+__all__ = ["Action", "Executor", "Observation", "plan", "sync_standbys"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class Observation:
     """A standby: the address of the primary it was configured to follow."""
     streaming: frozenset[str] = frozenset()
     """A primary: the standbys (instance ids) streaming from it now."""
+    sync_candidate: bool = False
+    """A standby that runs and streams (or started, or last streamed, a moment ago): the writer's commits
+    wait for it (or another such one), so it holds every acknowledged commit it is sent."""
     sync: frozenset[str] | None = None
     """A primary: the synchronous standbys it was configured with (None: not yet configured)."""
 
@@ -134,7 +137,7 @@ def plan(
             actions.append(step)
             settling = settling or step.kind not in ("delete-instance", "follow")
     if writer is not None and writer_up and writer.id not in busy and not any(a.target == writer.id for a in actions):
-        wanted = frozenset(i.id for i in instances if not i.is_writer and i.status != DELETING) & wobs.streaming
+        wanted = sync_standbys(instances, observed)
         if wobs.sync != wanted:
             names = ", ".join(sorted(wanted)) or "none (no reader streams)"
             actions.append(Action("sync", writer.id, f"synchronous standbys: {names}"))
@@ -142,6 +145,20 @@ def plan(
         target = _CLUSTER_SETTLES[cluster.status]
         actions.append(Action("cluster-status", cid, f"every instance is {target}", target))
     return actions
+
+
+def sync_standbys(instances: Sequence[InstanceRecord], observed: Mapping[str, Observation]) -> frozenset[str]:
+    """The readers the writer's commits should wait for (any one of them): those that run and stream.
+
+    A reader is in from the moment it starts (before it streams: commits then wait until it or another
+    catches up, rather than be acknowledged by the writer alone) and out once it stops, or has not streamed
+    for a while (a reader that cannot follow must not stop every commit).
+    """
+    return frozenset(
+        i.id
+        for i in instances
+        if not i.is_writer and i.status != DELETING and observed.get(i.id, NOT_RUNNING).sync_candidate
+    )
 
 
 def _failover(

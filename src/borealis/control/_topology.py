@@ -17,6 +17,7 @@ Interface (what other parts build on)::
     topo.writer(cid) -> Member | None          its writer, ready or not
     topo.readers(cid) -> tuple[Member, ...]    its ready readers, in promotion-tier order
     topo.member(iid) -> Member | None          one instance
+    topo.serving(cid, type, static, excluded)  the ready members of a custom endpoint
     await topo.route(cid, "writer" | "reader" | iid-kind)  -> Member, waking it if needed;
                                                 raises Unavailable(message, sqlstate, transient)
     await topo.wake(iid)             make the instance serve; returns at once if it does already
@@ -234,6 +235,17 @@ class Topology:
         if view.status in ("stopped", "stopping"):
             raise Unavailable(f"DB cluster {cluster_id} is stopped", "57P03", transient=False)
         return view
+
+    def serving(
+        self, cluster_id: str, endpoint_type: str, static: list[str], excluded: list[str]
+    ) -> tuple[Member, ...]:
+        """The ready members a custom endpoint routes to: ``READER`` readers only, ``ANY`` any instance; its
+        static members if it has them, else every one not excluded. Raises :class:`Unavailable` as
+        :meth:`pick` does for a cluster that is gone or stopped."""
+        view = self._view(cluster_id)
+        members = view.members if endpoint_type == "ANY" else view.readers
+        chosen = [m for m in members if m.id in static] if static else [m for m in members if m.id not in excluded]
+        return tuple(m for m in chosen if m.ready)
 
     def pick(self, cluster_id: str, kind: str, what: str) -> Member | None:
         """The member for ``kind`` ("writer", "reader", or "instance:<id>") now, or None if none is ready.

@@ -155,7 +155,7 @@ class _Rds:
             "LatestRestorableTime": dt.datetime.now(dt.UTC).replace(microsecond=0),
             "Endpoint": self.settings.host,
             "ReaderEndpoint": doc["reader_host"],
-            "CustomEndpoints": [],
+            "CustomEndpoints": [e["host"] for e in self.control.endpoints.of(doc["id"]) if e["status"] != "deleting"],
             "MultiAZ": len(members) > 1,
             "Engine": doc["engine"],
             "EngineVersion": doc["engine_version"],

@@ -1,7 +1,8 @@
-"""RDS operations of high availability: FailoverDBCluster (more to come: the cluster endpoints).
+"""RDS operations of high availability: FailoverDBCluster and the cluster endpoints.
 
-The control plane owns the rules (``ControlPlane.request_failover``); this module maps its refusals to the
-AWS error codes and renders the cluster as DescribeDBClusters does.
+The control plane owns the rules (``ControlPlane.request_failover``, ``control.endpoints``); this module maps
+their refusals to the AWS error codes and renders the shapes of botocore's model. DescribeDBClusterEndpoints
+lists every cluster's WRITER and READER endpoints before its CUSTOM ones, as AWS does.
 """
 
 from __future__ import annotations
@@ -11,25 +12,151 @@ from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.control import ControlPlane, FailoverRefused
+from borealis.control._endpoints import EndpointError
+from borealis.services._describe import filtered, paged
 
 __all__ = ["handlers"]
 
 
-def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Handler]:
-    """FailoverDBCluster, rendering the cluster with ``render_cluster`` (the rds module's DBCluster)."""
+def _key(ident: str) -> str:
+    return ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
 
-    def _key(ident: str) -> str:
-        return ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
 
-    async def failover_db_cluster(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+class _Ha:
+    def __init__(self, control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self.control = control
+        self.render_cluster = render_cluster
+        self.region = control.settings.region
+        self.account = control.settings.account_id
+
+    def _cluster(self, ident: str) -> dict[str, Any]:
+        doc = self.control.cluster(_key(ident))
+        if doc is None:
+            raise AWSError("DBClusterNotFoundFault", f"DBCluster {ident} not found.")
+        return doc
+
+    def _instances(self, cluster_id: str) -> list[str]:
+        return [i["id"] for i in self.control.cluster_instances(cluster_id) if i["status"] != "deleting"]
+
+    async def failover_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         cid = _key(p["DBClusterIdentifier"])
         target = p.get("TargetDBInstanceIdentifier")
         try:
-            control.request_failover(cid, _key(target) if target else None)
+            self.control.request_failover(cid, _key(target) if target else None)
         except FailoverRefused as exc:
             raise AWSError(exc.code, exc.message) from None
-        doc = control.cluster(cid)
-        assert doc is not None
-        return {"DBCluster": render_cluster(doc)}
+        return {"DBCluster": self.render_cluster(self._cluster(cid))}
 
-    return {"FailoverDBCluster": failover_db_cluster}
+    # -- endpoints -------------------------------------------------------------------------------------
+
+    def render(self, doc: dict[str, Any]) -> dict[str, Any]:
+        if doc.get("builtin"):
+            return {k: v for k, v in doc.items() if k != "builtin"}
+        return {
+            "DBClusterEndpointIdentifier": doc["id"],
+            "DBClusterIdentifier": doc["cluster"],
+            "DBClusterEndpointResourceIdentifier": doc["resource_id"],
+            "Endpoint": doc["host"],
+            "Status": doc["status"],
+            "EndpointType": "CUSTOM",
+            "CustomEndpointType": doc["type"],
+            "StaticMembers": doc["static"],
+            "ExcludedMembers": doc["excluded"],
+            "DBClusterEndpointArn": f"arn:aws:rds:{self.region}:{self.account}:cluster-endpoint:{doc['id']}",
+        }
+
+    def _builtin(self, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+        status = "available" if cluster["status"] not in ("creating", "deleting") else cluster["status"]
+        rid = str(cluster.get("resource_id", cluster["id"])).replace("cluster-", "cluster-endpoint-", 1)
+        return [
+            {
+                "builtin": True,
+                "DBClusterEndpointIdentifier": cluster["id"],
+                "DBClusterIdentifier": cluster["id"],
+                "DBClusterEndpointResourceIdentifier": rid,
+                "Endpoint": host,
+                "Status": status,
+                "EndpointType": kind,
+            }
+            for kind, host in (("WRITER", self.control.settings.host), ("READER", cluster["reader_host"]))
+        ]
+
+    async def create(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        cluster = self._cluster(p["DBClusterIdentifier"])
+        try:
+            doc = self.control.endpoints.create(
+                cluster,
+                self._instances(cluster["id"]),
+                p["DBClusterEndpointIdentifier"],
+                p["EndpointType"],
+                p.get("StaticMembers"),
+                p.get("ExcludedMembers"),
+                [{"Key": t["Key"], "Value": t.get("Value", "")} for t in p.get("Tags") or []],
+            )
+        except EndpointError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        self.control.kick(cluster["id"])
+        return self.render(doc)
+
+    async def modify(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        try:
+            doc = self.control.endpoints.get(p["DBClusterEndpointIdentifier"])
+            doc = self.control.endpoints.modify(
+                doc["id"],
+                self._instances(doc["cluster"]),
+                p.get("EndpointType"),
+                p.get("StaticMembers"),
+                p.get("ExcludedMembers"),
+            )
+        except EndpointError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        self.control.kick(doc["cluster"])
+        return self.render(doc)
+
+    async def delete(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        try:
+            doc = self.control.endpoints.delete(p["DBClusterEndpointIdentifier"])
+        except EndpointError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        self.control.kick(doc["cluster"])
+        return self.render(doc)
+
+    async def describe(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("DBClusterIdentifier"):
+            clusters = [self._cluster(p["DBClusterIdentifier"])]
+        else:
+            clusters = self.control.clusters.values()
+        docs: list[dict[str, Any]] = []
+        for cluster in clusters:
+            docs += self._builtin(cluster) + self.control.endpoints.of(cluster["id"])
+        wanted = p.get("DBClusterEndpointIdentifier")
+        if wanted:
+            docs = [d for d in docs if not d.get("builtin") and d["id"] == wanted.lower()]
+            if not docs:
+                raise AWSError("DBClusterEndpointNotFoundFault", f"DBClusterEndpoint {wanted} not found.")
+        rendered = [self.render(d) for d in docs]
+        # Filter values match in any letter case (AWS's endpoint types are upper case, its statuses lower).
+        filters = [{**f, "Values": [v.lower() for v in f.get("Values") or []]} for f in p.get("Filters") or []]
+        rendered = filtered(
+            rendered,
+            {**p, "Filters": filters},
+            {
+                "db-cluster-endpoint-type": lambda d: str(d["EndpointType"]).lower(),
+                "db-cluster-endpoint-custom-type": lambda d: str(d.get("CustomEndpointType", "")).lower(),
+                "db-cluster-endpoint-id": lambda d: str(d["DBClusterEndpointIdentifier"]).lower(),
+                "db-cluster-endpoint-status": lambda d: str(d["Status"]).lower(),
+            },
+        )
+        return paged("DBClusterEndpoints", rendered, p)
+
+
+def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Handler]:
+    """FailoverDBCluster and the cluster-endpoint operations (``render_cluster``: the rds module's DBCluster)."""
+    ha = _Ha(control, render_cluster)
+    return {
+        "FailoverDBCluster": ha.failover_db_cluster,
+        "CreateDBClusterEndpoint": ha.create,
+        "DescribeDBClusterEndpoints": ha.describe,
+        "ModifyDBClusterEndpoint": ha.modify,
+        "DeleteDBClusterEndpoint": ha.delete,
+    }

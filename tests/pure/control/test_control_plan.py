@@ -53,7 +53,9 @@ def _reader(iid: str = "r", status: str = "available", tier: int = 1) -> Instanc
     return InstanceRecord(id=iid, cluster="c", status=status, role="reader", port=6001, promotion_tier=tier)
 
 
-READER_UP = Observation(running=True, healthy=True, in_recovery=True, lsn=100, upstream="127.0.0.1:7000")
+READER_UP = Observation(
+    running=True, healthy=True, in_recovery=True, lsn=100, upstream="127.0.0.1:7000", sync_candidate=True
+)
 
 
 def test_a_reader_waits_for_the_writer_then_is_copied_and_follows_it() -> None:
@@ -64,17 +66,21 @@ def test_a_reader_waits_for_the_writer_then_is_copied_and_follows_it() -> None:
     assert _kinds(actions) == [("start", "r")]
     # A running reader that follows an old address of the writer is pointed at the new one.
     moved = replace(READER_UP, upstream="127.0.0.1:6999")
-    actions = plan(_cluster(), [_inst(), _reader()], {"w": SYNCED, "r": moved}, frozenset())
+    synced = replace(SYNCED, sync=frozenset({"r"}))
+    actions = plan(_cluster(), [_inst(), _reader()], {"w": synced, "r": moved}, frozenset())
     assert [(a.kind, a.target) for a in actions] == [("follow", "r")]
     assert "127.0.0.1:7000" in actions[0].reason
 
 
-def test_synchronous_standbys_are_the_streaming_readers() -> None:
-    streaming = replace(SYNCED, streaming=frozenset({"r", "gone"}))
-    actions = plan(_cluster(), [_inst(), _reader()], {"w": streaming, "r": READER_UP}, frozenset())
-    assert [(a.kind, a.target) for a in actions] == [("sync", "w")]
-    synced = replace(streaming, sync=frozenset({"r"}))
-    assert plan(_cluster(), [_inst(), _reader()], {"w": synced, "r": READER_UP}, frozenset()) == []
+def test_synchronous_standbys_are_the_running_streaming_readers() -> None:
+    insts = [_inst(), _reader(), _reader("r2"), _reader("gone", status="deleting")]
+    stale = replace(READER_UP, sync_candidate=False)  # runs, but has not streamed for a while
+    observed = {"w": SYNCED, "r": READER_UP, "r2": stale, "gone": READER_UP}
+    actions = plan(_cluster(), insts, observed, frozenset())
+    assert [(a.kind, a.target) for a in actions] == [("delete-instance", "gone"), ("sync", "w")]
+    assert "synchronous standbys: r" in actions[1].reason
+    synced = replace(SYNCED, sync=frozenset({"r"}))
+    assert _kinds(plan(_cluster(), insts, {**observed, "w": synced}, frozenset())) == [("delete-instance", "gone")]
 
 
 def test_a_dead_writer_fails_over_when_a_reader_runs_and_restarts_in_place_otherwise() -> None:
