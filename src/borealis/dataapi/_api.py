@@ -167,7 +167,7 @@ class _Call:
         self.cap = cap
         # The statement may change session state (SET, temporary tables, PREPARE, ...): the connection is
         # reset before it serves another caller.  The same cheap test the proxy uses for pinning.
-        self.resets = may_pin(parsed.wire)
+        self.resets = _resets(parsed.wire)
 
     def lexed_as(self, parsed: ParsedSql, bound: BoundParameters) -> _Call:
         """The same call with its SQL lexed (and its parameters bound) again."""
@@ -204,6 +204,18 @@ Settle = Callable[[dict[str, Any] | BaseException], None]
 def _constraint(member: str, rule: str) -> str:
     """The wording of AWS's request validation for a member outside the model's constraints."""
     return f"1 validation error detected: Value at '{member}' failed to satisfy constraint: {rule}"
+
+
+_FULL_RESET = 2
+
+
+def _resets(sql: bytes) -> int:
+    """What a statement may leave behind in the session: 0 nothing (most), 1 settings, temporary objects,
+    locks and the like (the proxy's may_pin pre-check), 2 also SQL-level prepared statements, which only
+    DISCARD ALL removes (with the statements cached on the connection)."""
+    if not may_pin(sql):
+        return 0
+    return _FULL_RESET if b"prepare" in sql.lower() or b"deallocate" in sql.lower() else 1
 
 
 def _wire_values(bound: BoundParameters) -> list[bytes | None] | None:
@@ -311,7 +323,7 @@ class DataApi:
         if not sent:
             self._follow(settle, self._pooled(conn, pool, call))
         elif call.resets:
-            conn.mark_dirty()
+            conn.mark_dirty(call.resets == _FULL_RESET)
         return None
 
     def _sent(
@@ -448,7 +460,7 @@ class DataApi:
         elif call.unbound is not None:
             raise call.unbound
         if call.resets:
-            conn.mark_dirty()
+            conn.mark_dirty(call.resets == _FULL_RESET)
         results = await self._run(conn, pool, tx, call.parsed.wire, call.bound, call.continue_after, cap=call.cap)
         return await self._settle(conn, pool, tx, results[-1], call)
 
@@ -494,8 +506,9 @@ class DataApi:
                 text = parsed.wire
             elif unbound is not None:
                 raise unbound
-            if may_pin(text):
-                conn.mark_dirty()
+            resets = _resets(text)
+            if resets:
+                conn.mark_dirty(resets == _FULL_RESET)
             deadline = time.monotonic() + self.settings.call_timeout
             # Outside a transaction the batch is atomic, as pgJDBC's executeBatch is in autocommit
             # (one Sync for all statements makes them one implicit transaction).

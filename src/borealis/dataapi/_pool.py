@@ -262,6 +262,18 @@ def bind_execute(
     return b"".join((b"B", struct.pack("!i", len(bind_body) + 4), bind_body, _TAIL if describe else _EXECUTE_SYNC))
 
 
+def _simple_query(sql: bytes) -> bytes:
+    return b"Q" + struct.pack("!i", len(sql) + 5) + sql + b"\x00"
+
+
+# DISCARD ALL but DEALLOCATE ALL and DISCARD PLANS (see PgConnection.cleanup), one simple query.
+_RESET_SESSION = _simple_query(
+    b"CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all();"
+    b" DISCARD TEMP; DISCARD SEQUENCES"
+)
+_DISCARD_ALL = _simple_query(b"DISCARD ALL")
+
+
 def _close_statement(name: bytes) -> bytes:
     return b"C" + struct.pack("!i", len(name) + 6) + b"S" + name + b"\x00"
 
@@ -555,6 +567,7 @@ class PgConnection:
         "cancelling",
         "conn",
         "described",
+        "full_reset",
         "idle_since",
         "proto",
         "statement_cache",
@@ -568,6 +581,7 @@ class PgConnection:
         # The CancelRequest sent when a result outgrew its cap: the connection serves no one until it is done,
         # so a late cancel never hits the next caller's statement.
         self.cancelling: asyncio.Future[None] | None = None
+        self.full_reset = False  # the next reset must be DISCARD ALL (see cleanup)
         proto.on_overflow = self._overflowed
         # A role or database may default to standard_conforming_strings = off (reported at login).
         proto.standard_strings = conn.pgconn.parameter_status(b"standard_conforming_strings") != b"off"
@@ -648,30 +662,38 @@ class PgConnection:
         """standard_conforming_strings is on in this session (as the server last reported it)."""
         return self.proto.standard_strings
 
-    def mark_dirty(self) -> None:
-        """The caller's statement may change session state: reset the session before the next caller."""
+    def mark_dirty(self, full: bool = False) -> None:
+        """The caller's statement may change session state: reset the session before the next caller;
+        ``full``: the statement may have made SQL-level prepared statements too (see :meth:`cleanup`)."""
         self.proto.dirty = True
+        if full:
+            self.full_reset = True
 
     async def cleanup(self) -> None:
-        """Wait for a pending cancel, then reset the session (``DISCARD ALL``) if it may have changed.
+        """Wait for a pending cancel, then reset the session if it may have changed.
 
-        ``DISCARD ALL`` brings back what the connection started with (its startup options are the
-        defaults ``RESET`` returns to), drops temporary tables, prepared statements, cursors, ``LISTEN``
-        registrations and session advisory locks, and ends any ``SET ROLE``.  The statements cached here
-        are gone with it.  Raises PgError (the connection must then be dropped) if the reset fails.
+        The reset brings back what the connection started with (its startup options are the defaults
+        ``RESET`` returns to), closes cursors, drops temporary tables, ``LISTEN`` registrations and session
+        advisory locks, forgets sequence values, and ends any ``SET ROLE``: what ``DISCARD ALL`` does but
+        ``DEALLOCATE ALL``, so the statements cached here survive.  After a statement that may have made
+        SQL-level prepared statements, it is ``DISCARD ALL`` itself, and the cache goes with it.  Raises
+        PgError (the connection must then be dropped) if the reset fails.
         """
         if self.cancelling is not None:
             with contextlib.suppress(BaseException):
                 await self.cancelling
             self.cancelling = None
         if self.proto.dirty:
-            results = await self._send(extended_query(b"DISCARD ALL", None, None, None), 10)
-            if not results or results[-1].status != COMMAND_OK:
+            full = self.full_reset
+            results = await self._send(_DISCARD_ALL if full else _RESET_SESSION, 10)
+            if not results or any(r.status == FATAL_ERROR for r in results):
                 raise PgError("the session could not be reset", "55000")
-            self.statements.clear()
-            self.described.clear()
-            self._closes.clear()
-            self.proto.dirty = False  # DISCARD ALL's own ParameterStatus messages set it again
+            if full:
+                self.statements.clear()
+                self.described.clear()
+                self._closes.clear()
+                self.full_reset = False
+            self.proto.dirty = False  # the reset's own ParameterStatus messages set it again
 
     def _overflowed(self) -> None:
         # Cancel the statement whose rows passed the cap, outside a transaction block only: inside one a
