@@ -109,6 +109,10 @@ class App:
             max_connections_for=max_connections_for,
         )
         control.before_start = self.scaler.before_start
+        metrics = self.metrics
+        control.on_lag = lambda cluster, instance, lag: metrics.put(
+            "AWS/RDS", "AuroraReplicaLag", {"DBInstanceIdentifier": instance}, lag, "Milliseconds", time.time()
+        )
         self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
         control.extra_ports = self.proxies.registry.used_ports
         control.endpoint_tls = self.proxies.ca.server_context

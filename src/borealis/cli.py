@@ -323,7 +323,50 @@ def _cmd_status(args: argparse.Namespace) -> None:
         ]
         for i in instances
     ]
-    print(_table(rows, ["INSTANCE", "CLUSTER", "STATUS", "CLASS", "ROLE", "ENDPOINT"]))
+    lags = _replica_lags(settings, [r[0] for r in rows if r[4] == "reader"])
+    for row in rows:
+        row.append(lags.get(row[0], "-"))
+    print(_table(rows, ["INSTANCE", "CLUSTER", "STATUS", "CLASS", "ROLE", "ENDPOINT", "LAG"]))
+
+
+def _replica_lags(settings: Settings, readers: list[str]) -> dict[str, str]:
+    """Each reader's latest AuroraReplicaLag (the writer measures it every second), as text for a table."""
+    if not readers:
+        return {}
+    import datetime as dt
+
+    cloudwatch = _client(settings, "cloudwatch")
+    end = dt.datetime.now(dt.UTC)
+    queries = [
+        {
+            "Id": f"r{n}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/RDS",
+                    "MetricName": "AuroraReplicaLag",
+                    "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": iid}],
+                },
+                "Period": 1,
+                "Stat": "Maximum",
+            },
+        }
+        for n, iid in enumerate(readers)
+    ]
+    try:
+        out = cloudwatch.get_metric_data(
+            MetricDataQueries=queries,
+            StartTime=end - dt.timedelta(seconds=30),
+            EndTime=end,
+            ScanBy="TimestampDescending",
+        )
+    except Exception:  # lag is a nicety of `status`: without metrics the table still shows
+        return {}
+    lags = {}
+    for result in out.get("MetricDataResults", []):
+        values = result.get("Values") or []
+        if values:
+            lags[readers[int(result["Id"][1:])]] = f"{values[0]:.0f} ms"
+    return lags
 
 
 def _master(settings: Settings, cluster_id: str) -> tuple[dict[str, Any], str | None]:

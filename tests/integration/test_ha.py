@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -179,6 +181,29 @@ def test_custom_endpoints_route_to_their_members(ha: BorealisProcess) -> None:
         rds.delete_db_cluster_endpoint(DBClusterEndpointIdentifier="readers")
 
 
+def test_status_shows_roles_and_replica_lag(ha: BorealisProcess) -> None:
+    def status() -> list[list[str]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "borealis", "status", "--data-dir", str(ha.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return [line.split() for line in out.stdout.splitlines()]
+
+    header = next(r for r in status() if r[:1] == ["INSTANCE"])
+    assert header[-2:] == ["ENDPOINT", "LAG"]
+    # The writer measures each reader's lag every second (AuroraReplicaLag in CloudWatch).
+    reader = _poll(
+        "the reader's lag is shown",
+        lambda: next((r for r in status() if r[:1] == ["reader-1"] and r[-1] == "ms"), None),
+    )
+    assert reader[4] == "reader" and float(reader[-2]) >= 0
+    writer = next(r for r in status() if r[:1] == [WRITER])
+    assert writer[4] == "writer" and writer[-1] == "-"
+
+
 def test_failover_refusals(ha: BorealisProcess) -> None:
     rds = ha.client("rds")
     with pytest.raises(rds.exceptions.DBInstanceNotFoundFault):
@@ -202,6 +227,15 @@ def test_planned_failover_keeps_the_address_and_every_commit(ha: BorealisProcess
         conn.commit()
     # The old writer is rewound and follows the new one.
     _poll("the old writer rejoins", lambda: _all_available(ha, 2))
+    events = rds.describe_events(SourceType="db-cluster", SourceIdentifier=CLUSTER)["Events"]
+    messages = [e["Message"] for e in events]
+    assert "Started cross AZ failover to DB instance: reader-1" in messages
+    assert "Completed failover to DB instance: reader-1" in messages
+    assert all(e["EventCategories"] == ["failover"] for e in events if "failover" in e["Message"])
+    created = rds.describe_events(SourceType="db-instance", SourceIdentifier="reader-1", EventCategories=["creation"])
+    assert [e["Message"] for e in created["Events"]] == ["DB instance created"]
+    rejoined = rds.describe_events(SourceType="db-instance", SourceIdentifier=WRITER)["Events"]
+    assert "A new writer was promoted. Restarting database as a reader." in [e["Message"] for e in rejoined]
     assert _in_recovery(ha, WRITER)
     with ha.master_connect(port=_instance_port(ha, WRITER)) as conn:
         conn.autocommit = True

@@ -40,6 +40,7 @@ from psycopg import sql
 
 from borealis.config import Settings
 from borealis.control._endpoints import Endpoints
+from borealis.control._events import EventLog, Kinds
 from borealis.control._failover import choose_writer
 from borealis.control._listener import EndpointUnavailable, IamLogin, Listener
 from borealis.control._names import generate_password
@@ -228,6 +229,10 @@ class ControlPlane:
         self.topology = Topology(self._views)
         self.endpoints = Endpoints(store, settings.host, lambda: self.allocate_port())
         """Custom cluster endpoints (CreateDBClusterEndpoint & co.)."""
+        self.events = EventLog(store, settings.region, settings.account_id)
+        """The event log (DescribeEvents)."""
+        self.on_lag: Callable[[str, str, float], None] = lambda cluster, instance, lag_ms: None
+        """Told each reader's replication lag (AuroraReplicaLag, ms) as its writer measures it, every probe."""
         """Where the writer is, which readers are up (see ``_topology``); every router asks it."""
         self._servers: dict[str, PostgresServer] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
@@ -552,8 +557,16 @@ class ControlPlane:
     def _settle_cluster(self, cid: str, action: Action) -> None:
         assert action.status is not None
         status = action.status
+        before = self.cluster_record(cid)
         self._update_cluster(cid, lambda c: c.moved_to(status))
         self._emit(cid, None, f"cluster {status}")
+        kind = {
+            ("creating", "available"): Kinds.CLUSTER_CREATED,
+            ("starting", "available"): Kinds.CLUSTER_STARTED,
+            ("stopping", "stopped"): Kinds.CLUSTER_STOPPED,
+        }.get((before.status if before is not None else "", status))
+        if kind is not None:
+            self.events.record(kind, cid)
 
     def _settle_instance(self, cid: str, action: Action) -> None:
         assert action.status is not None
@@ -572,6 +585,8 @@ class ControlPlane:
             delay = min(_RETRY_MAX, _RETRY_FIRST * 2 ** (count - 1))
             self._failures[action.key()] = (count, time.monotonic() + delay)
             log.error("%s of %s failed: %s", action.kind, action.target, error, exc_info=error)
+            if action.kind == "failover":
+                self.events.record(Kinds.FAILOVER_FAILED, action.target, error)
             if cid is not None:
                 self._emit(cid, None, f"error: {error}")
                 self._mark_failed(cid)
@@ -623,6 +638,9 @@ class ControlPlane:
                 self._lags[name] = float(lag)
                 if state == "streaming":
                     self._streamed[name] = now
+                    reader = self.instances.get(name)
+                    if reader is not None:
+                        self._tell_lag(reader["cluster"], name, float(lag))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -645,6 +663,12 @@ class ControlPlane:
             inst = self.instances.get(iid)
             if inst is not None:
                 self.kick(inst["cluster"])
+
+    def _tell_lag(self, cid: str, iid: str, lag: float) -> None:
+        try:
+            self.on_lag(cid, iid, lag)
+        except Exception:  # a metrics sink must never break the probes
+            log.exception("publishing the lag of %s failed", iid)
 
     async def _probe_query(
         self, iid: str, server: PostgresServer
@@ -894,6 +918,8 @@ class ControlPlane:
         inst = self.instances.get(iid)
         if cluster is None or inst is None:
             return
+        was = inst["status"]
+        rejoining = False
         if iid in self._servers:
             self._emit(cid, iid, "restarting postgres")
             await self._stop_server(iid)
@@ -915,6 +941,7 @@ class ControlPlane:
                 self._emit(cid, iid, "copying the writer's data (pg_basebackup)")
                 await server.basebackup(source)
             elif not server.is_standby():
+                rejoining = True
                 await self._rejoin(cid, iid, server, source)
             self._conninfo[iid] = source
             self._upstream[iid] = self._writer_address(cid) or ""
@@ -948,6 +975,10 @@ class ControlPlane:
         )
         if record is not None and record.status == "available":
             self._emit(cid, iid, "instance available")
+            kind = {"creating": Kinds.INSTANCE_CREATED, "starting": Kinds.INSTANCE_STARTED}.get(
+                was, Kinds.INSTANCE_REJOINED if rejoining else Kinds.INSTANCE_RESTARTED
+            )
+            self.events.record(kind, iid)
 
     async def _rejoin(self, cid: str, iid: str, server: PostgresServer, source: str) -> None:
         """A former writer becomes a reader: rewound onto the writer's timeline, or copied again if it cannot be."""
@@ -1013,6 +1044,7 @@ class ControlPlane:
             return
         started = time.monotonic()
         self._emit(cid, None, f"Started cross AZ failover to DB instance: {choice.id}")
+        self.events.record(Kinds.FAILOVER_STARTED, cid, choice.id)
         self._update_cluster(cid, lambda c: c.moved_to("failing-over") if c.status == "available" else c)
         await self._executor.cancel(old.id)  # a restart of the old writer that hangs does not matter now
         old_server = self._servers.get(old.id)
@@ -1035,6 +1067,7 @@ class ControlPlane:
         self._sync.pop(old.id, None)
         self._lags.pop(choice.id, None)
         self._finish_failover(cid)
+        self.events.record(Kinds.FAILOVER_FINISHED, cid, choice.id)
         self._emit(cid, None, f"Completed failover to DB instance: {choice.id} in {time.monotonic() - started:.2f}s")
 
     def _finish_failover(self, cid: str) -> None:
@@ -1047,6 +1080,7 @@ class ControlPlane:
     async def _step_stop(self, cid: str, iid: str) -> None:
         await self._stop_server(iid)
         self._update_instance(iid, lambda i: i if i.status == "deleting" else i.moved_to("stopped"))
+        self.events.record(Kinds.INSTANCE_STOPPED, iid)
 
     async def _step_bootstrap(self, cid: str, iid: str) -> None:
         cluster, server = self.clusters.get(cid), self._servers.get(iid)
@@ -1202,6 +1236,7 @@ class ControlPlane:
         for memory in (*memories, self._streamed):
             memory.pop(inst["id"], None)
         self.endpoints.forget_instance(inst["id"])
+        self.events.record(Kinds.INSTANCE_DELETED, inst["id"])
         self.instances.delete(inst["id"])
         self._emit(inst["cluster"], inst["id"], "instance deleted")
 

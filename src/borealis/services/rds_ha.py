@@ -1,4 +1,4 @@
-"""RDS operations of high availability: FailoverDBCluster and the cluster endpoints.
+"""RDS operations of high availability: FailoverDBCluster, the cluster endpoints, DescribeEvents.
 
 The control plane owns the rules (``ControlPlane.request_failover``, ``control.endpoints``); this module maps
 their refusals to the AWS error codes and renders the shapes of botocore's model. DescribeDBClusterEndpoints
@@ -7,6 +7,8 @@ lists every cluster's WRITER and READER endpoints before its CUSTOM ones, as AWS
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -149,6 +151,39 @@ class _Ha:
         )
         return paged("DBClusterEndpoints", rendered, p)
 
+    # -- events --------------------------------------------------------------------------------------------
+
+    async def describe_events(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        """DescribeEvents: the past hour by default (Duration minutes, or StartTime/EndTime)."""
+        source_id, source_type = p.get("SourceIdentifier"), p.get("SourceType")
+        if source_id and not source_type:
+            raise AWSError(
+                "InvalidParameterCombination", "When SourceIdentifier is supplied, SourceType must also be provided."
+            )
+        now = time.time()
+        end = p["EndTime"].timestamp() if p.get("EndTime") else now
+        start = p["StartTime"].timestamp() if p.get("StartTime") else end - 60.0 * int(p.get("Duration") or 60)
+        events = self.control.events.query(
+            source_type=source_type,
+            source_id=source_id.lower() if source_id else None,
+            start=start,
+            end=end,
+            categories=p.get("EventCategories") or (),
+        )
+        return paged(
+            "Events",
+            events,
+            p,
+            lambda d: {
+                "SourceIdentifier": d["source_id"],
+                "SourceType": d["source_type"],
+                "Message": d["message"],
+                "EventCategories": d["categories"],
+                "Date": dt.datetime.fromisoformat(d["date"]),
+                "SourceArn": d["arn"],
+            },
+        )
+
 
 def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Handler]:
     """FailoverDBCluster and the cluster-endpoint operations (``render_cluster``: the rds module's DBCluster)."""
@@ -159,4 +194,5 @@ def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], d
         "DescribeDBClusterEndpoints": ha.describe,
         "ModifyDBClusterEndpoint": ha.modify,
         "DeleteDBClusterEndpoint": ha.delete,
+        "DescribeEvents": ha.describe_events,
     }
