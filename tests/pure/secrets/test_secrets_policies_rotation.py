@@ -82,3 +82,29 @@ def test_rotation_interval(rules: dict, seconds: float | None) -> None:
 def test_rotation_refusals(rules: dict) -> None:
     with pytest.raises(AWSError):
         _interval(rules)
+
+
+def test_managed_secret_rotation_schedule(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from borealis.secrets import SecretsManager
+    from borealis.store import Store
+
+    now = [1_000_000.0]
+    manager = SecretsManager(
+        Store(tmp_path / "s.db"), tmp_path / "k", account_id="1", region="us-east-1", clock=lambda: now[0]
+    )
+    arn = manager.create_secret("rds!cluster-x", secret_string="{}", owning_service="rds")["ARN"]
+    manager.create_secret("plain", secret_string="{}")
+    described = manager.describe_secret(arn)
+    assert described["RotationEnabled"] is True and described["RotationRules"] == {"AutomaticallyAfterDays": 7}
+    now[0] += 7 * 86400 - 1
+    assert manager.due_rotations() == []
+    now[0] += 2
+    assert manager.due_rotations() == [arn]
+    # the owner's new value is the rotation: the next one is 7 days after it
+    manager.put_secret_value(arn, secret_string='{"password": "new"}', owning_service="rds")
+    assert manager.due_rotations() == []
+    described = manager.describe_secret(arn)
+    assert (described["NextRotationDate"] - described["LastRotatedDate"]).days == 7
+    manager.cancel_rotation(arn)
+    now[0] += 30 * 86400
+    assert manager.due_rotations() == []
