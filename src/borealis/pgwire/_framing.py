@@ -58,6 +58,9 @@ FRONTEND_TYPES: Final = frozenset(b"QPBDESHCXpdcfF")
 #: Every backend message type of protocol 3.0 (and 3.2).
 BACKEND_TYPES: Final = frozenset(b"RSKZTDCIEN123ntsGHWAVvdc")
 _FRONTEND_SMALL: Final = frozenset(b"SHXECD")
+#: Frontend messages that carry nothing: PostgreSQL answers a Flush with a body with an ErrorResponse and a
+#: ReadyForQuery that no Flush otherwise gets, which would put a proxy's count of answers out of step.
+_FRONTEND_EMPTY: Final = frozenset(b"SH")
 
 _unpack_i = struct.Struct("!i").unpack_from
 _unpack_ii = struct.Struct("!ii").unpack_from
@@ -92,7 +95,7 @@ def _make_limits(types: frozenset[int], small: frozenset[int], max_message_size:
     table = [-1] * 256
     for t in types:
         if t in small:
-            table[t] = _SMALL + 4
+            table[t] = 4 if t in _FRONTEND_EMPTY else _SMALL + 4
         elif t == ord("p"):
             table[t] = min(_AUTH + 4, max_message_size)
         else:
@@ -121,8 +124,9 @@ class FrameReader:
         """Read frontend (``frontend=True``) or backend messages; ``startup`` defaults to ``frontend``.
 
         ``max_message_size`` caps the length word (which counts itself, not the type byte) of every message
-        type without a smaller PostgreSQL limit; a longer one raises 54000. Sync, Flush, Terminate, Execute,
-        Describe and Close are capped at 10000 and password/SASL messages at 65535, as in PostgreSQL.
+        type without a smaller PostgreSQL limit; a longer one raises 54000. Terminate, Execute, Describe and
+        Close are capped at 10000 and password/SASL messages at 65535, as in PostgreSQL; Sync and Flush must
+        be empty (08P01 otherwise).
         """
         if max_message_size < 4:
             raise ValueError("max_message_size must be at least 4")

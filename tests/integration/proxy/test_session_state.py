@@ -142,3 +142,22 @@ def test_shared_statements_after_errors(state_proxy: ProxyInfo) -> None:
             with pytest.raises(psycopg.errors.DivisionByZero):
                 conn.execute("select 1 / %s::int", [0])
             assert conn.execute("select 1 / %s::int", [1]).fetchone() == (1,)
+
+
+def test_a_flush_with_a_body_never_reaches_postgres(state_proxy: ProxyInfo) -> None:
+    # postgres answers such a Flush with an ErrorResponse and a ReadyForQuery: forwarded, that
+    # ReadyForQuery could reach the next client of the server connection (found by tests/security's fuzzer).
+    from tests.security.test_fuzz_wire import Target, _Wire
+
+    target = Target("proxy", state_proxy.host, state_proxy.port, state_proxy.user, state_proxy.password)
+    with psycopg.connect(**state_proxy.conninfo(), autocommit=True) as witness:
+        for _ in range(20):
+            wire = _Wire(target)
+            try:
+                wire.login(target)
+                wire.sock.sendall(b"H\0\0\0\x0bpayload" + b"\x0c\0\0\0\x04")
+                kind, body = wire.read()
+            finally:
+                wire.close()
+            assert kind == ord("E") and b"C08P01\0" in body and b"invalid message length 11" in body
+            assert _one(witness, "select 41 + 1") == 42

@@ -364,3 +364,21 @@ def test_a_bad_header_behind_good_frames_is_reported_after_them() -> None:
     clean.feed(pw.encode(pw.StartupMessage({"user": "alice"})))
     clean.read_frames()
     clean.check()  # nothing behind the frames: no error
+
+
+@pytest.mark.parametrize("kind", [b"S", b"H"])
+def test_sync_and_flush_must_be_empty(kind: bytes) -> None:
+    # postgres answers a Flush with a body with an error and a ReadyForQuery: a proxy forwarding it would
+    # count one ReadyForQuery too few, and hand the connection to the next client with one still to come.
+    reader = pw.FrameReader.for_client()
+    reader.feed(pw.encode(pw.StartupMessage({"user": "u"})) + kind + b"\0\0\0\x0bpayload")
+    with pytest.raises(pw.ProtocolViolation, match="invalid message length 11") as exc:
+        assert [t for t, _ in reader.read_frames()] == [0]  # the startup packet before it
+        reader.check()
+    assert exc.value.sqlstate == "08P01"
+    ok = pw.FrameReader.for_client()
+    ok.feed(pw.encode(pw.StartupMessage({"user": "u"})) + kind + b"\0\0\0\x04")
+    assert [t for t, _ in ok.read_frames()] == [0, kind[0]]
+    server = pw.FrameReader.for_server()  # the backend's 'S' (ParameterStatus) and 'H' (CopyOutResponse) have bodies
+    server.feed(kind + b"\0\0\0\x0bpayload")
+    assert [t for t, _ in server.read_frames()] == [kind[0]]
