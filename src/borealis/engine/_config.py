@@ -15,6 +15,7 @@ from ._errors import EngineError
 
 __all__ = [
     "CAPACITY_FILE",
+    "IDENT_MAP",
     "SETTINGS_FILE",
     "PidFile",
     "conninfo",
@@ -22,6 +23,7 @@ __all__ = [
     "parse_pidfile",
     "quote_setting",
     "render_hba",
+    "render_ident",
     "render_setting_lines",
     "render_settings",
     "socket_dir_for",
@@ -47,20 +49,37 @@ def socket_dir_for(datadir: Path) -> Path:
     return _SOCKET_ROOT / f"borealis-{digest}"
 
 
-def render_hba() -> str:
-    """pg_hba.conf: SCRAM passwords over TCP (queries and replication), trust only on the unix socket.
+IDENT_MAP = "borealis"
+"""The pg_ident.conf map the unix socket's ``peer`` lines use (see :func:`render_ident`)."""
 
-    The socket's directory and file are mode 0700 and owned by the OS user running the server, so "trust"
-    there extends to that user (and root) only; every TCP client must present a SCRAM password.
+
+def render_hba() -> str:
+    """pg_hba.conf: SCRAM passwords over TCP, ``peer`` through the ident map on the unix socket; no trust.
+
+    The socket says which OS user connects (peer), and the map lets only the OS user running Borealis in,
+    as any role: every other local process (another cluster's postgres backends, when they share an OS
+    user with Borealis, included) is refused there, and every TCP client must present a SCRAM password.
     """
     return (
         "# Written by Borealis. TYPE DATABASE USER ADDRESS METHOD\n"
-        "local   all          all                 trust\n"
+        f"local   all          all                 peer map={IDENT_MAP}\n"
+        f"local   replication  all                 peer map={IDENT_MAP}\n"
         "host    all          all   127.0.0.1/32  scram-sha-256\n"
         "host    all          all   ::1/128       scram-sha-256\n"
         "host    replication  all   127.0.0.1/32  scram-sha-256\n"
         "host    replication  all   ::1/128       scram-sha-256\n"
     )
+
+
+def render_ident(system_user: str) -> str:
+    """pg_ident.conf: OS user `system_user` (the one running Borealis) may log in as any role, nobody else.
+
+    ``all`` in the PostgreSQL-user column means every role from PostgreSQL 16 on; the system user is quoted
+    so that it is matched literally (a leading slash would otherwise make it a regular expression).
+    """
+    if not system_user or any(c in system_user for c in '"\n\r\0'):
+        raise EngineError(f"cannot put OS user {system_user!r} into pg_ident.conf")
+    return f'# Written by Borealis. MAPNAME SYSTEM-USERNAME PG-USERNAME\n{IDENT_MAP}  "{system_user}"  all\n'
 
 
 def quote_setting(value: str) -> str:
@@ -103,13 +122,17 @@ def render_setting_lines(settings: Mapping[str, str], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def conninfo(*, host: str, port: int, user: str, password: str, dbname: str) -> str:
-    """A libpq conninfo string with every value quoted, as psycopg.connect() accepts it."""
+def conninfo(*, host: str, port: int, user: str, dbname: str, password: str | None = None) -> str:
+    """A libpq conninfo string with every value quoted, as psycopg.connect() accepts it.
+
+    `host` may be a unix-socket directory; without `password` none is sent (peer authentication).
+    """
 
     def q(value: str) -> str:
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    return f"host={q(host)} port={port} user={q(user)} password={q(password)} dbname={q(dbname)}"
+    text = f"host={q(host)} port={port} user={q(user)} dbname={q(dbname)}"
+    return text if password is None else f"{text} password={q(password)}"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ._errors import EngineError
 
-__all__ = ["SERVICE_USER", "RunAs", "ensure_traversable", "give_to", "service_user"]
+__all__ = ["SERVICE_USER", "RunAs", "current_user", "ensure_traversable", "give_to", "service_user"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,15 @@ def service_user(name: str = SERVICE_USER) -> RunAs | None:
     if entry.pw_uid == 0:
         raise EngineError(f"OS user {name!r} is root; PostgreSQL needs an unprivileged user")
     return RunAs(name=name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
+
+
+def current_user() -> str:
+    """The name of the OS user running Borealis (root when run as root): the one trusted local user."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        # PostgreSQL's peer authentication looks the connecting uid up the same way, so it would fail too.
+        raise EngineError(f"the OS user id {os.geteuid()} running Borealis has no name (no passwd entry)") from None
 
 
 def _create_user(name: str) -> None:

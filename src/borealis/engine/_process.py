@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -26,15 +27,31 @@ __all__ = ["child_env", "is_alive", "looks_like_postmaster", "run", "spawn", "wa
 _PR_SET_PDEATHSIG = 1
 
 
+_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 def child_env(user: RunAs | None) -> dict[str, str]:
-    """The environment for PostgreSQL programs: ours minus PG* variables, C locale, the right HOME."""
-    # PGPORT, PGDATA, PGHOST... would silently change what postgres, pg_ctl or initdb do; we pass everything
-    # explicitly instead. LC_ALL=C keeps messages (which we show in errors) in English and parsable.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
+    """The environment for PostgreSQL programs: a minimal, explicit one, nothing from the operator's shell.
+
+    Whatever postgres inherits is readable from SQL by anyone who can read /proc/<pid>/environ of the
+    postmaster (and shows in crash reports), so keys, tokens and PG* variables (which would silently change
+    what postgres, pg_ctl or initdb do) stay behind: only a fixed PATH, the C locale (messages we show in
+    errors stay English and parsable), the time zone (initdb derives the cluster's default from it) and the
+    service user's identity.
+    """
     if user is not None:
         # libpq tools read ~/.pgpass; root's HOME would only produce permission-denied noise.
-        env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
+        home, name = user.home, user.name
+    else:
+        try:
+            entry = pwd.getpwuid(os.geteuid())
+            home, name = entry.pw_dir, entry.pw_name
+        except KeyError:  # an unnamed uid (some containers)
+            home, name = "/", str(os.geteuid())
+    env = {"PATH": _SAFE_PATH, "LANG": "C", "LC_ALL": "C", "HOME": home, "USER": name, "LOGNAME": name}
+    tz = os.environ.get("TZ")
+    if tz:
+        env["TZ"] = tz
     return env
 
 

@@ -37,12 +37,13 @@ from ._config import (
     include_line,
     parse_pidfile,
     render_hba,
+    render_ident,
     render_setting_lines,
     render_settings,
     socket_dir_for,
 )
 from ._errors import EngineError
-from ._osuser import RunAs, ensure_traversable, give_to, service_user
+from ._osuser import RunAs, current_user, ensure_traversable, give_to, service_user
 from ._process import is_alive, looks_like_postmaster, run, spawn, wait_child
 from ._replica import STANDBY_SIGNAL, mark_standby, rewind, take_basebackup, unmark_standby, write_passfile
 
@@ -140,13 +141,22 @@ class PostgresServer:
             raise EngineError(f"refusing socket directory {path}: not a directory owned by us")
         give_to(path, user, 0o700)
 
-    def _write_config(self, settings: Mapping[str, str] | None) -> None:
+    def _write_files(self, files: Mapping[str, str]) -> None:
         user = self._run_as()
-        text = render_settings(host=self.host, port=self.port, socket_dir=self.socket_dir, settings=settings)
-        for name, content in ((SETTINGS_FILE, text), ("pg_hba.conf", render_hba())):
+        for name, content in files.items():
             path = self.datadir / name
             path.write_text(content)
             give_to(path, user, 0o600)
+
+    def _write_auth(self) -> None:
+        # Rewritten on every start, so a data directory from an older Borealis (whose pg_hba.conf trusted
+        # the unix socket) or copied from another host gets today's rules before anyone can connect.
+        self._write_files({"pg_hba.conf": render_hba(), "pg_ident.conf": render_ident(current_user())})
+
+    def _write_config(self, settings: Mapping[str, str] | None) -> None:
+        text = render_settings(host=self.host, port=self.port, socket_dir=self.socket_dir, settings=settings)
+        self._write_files({SETTINGS_FILE: text})
+        self._write_auth()
         conf = self.datadir / "postgresql.conf"
         if SETTINGS_FILE not in conf.read_text():
             with conf.open("a") as f:
@@ -176,7 +186,7 @@ class PostgresServer:
                     "--username", superuser,
                     "--pwfile", pwfile,
                     "--auth-host", "scram-sha-256",
-                    "--auth-local", "trust",
+                    "--auth-local", "peer",
                     "--encoding", "UTF8",
                     "--locale", "C",
                     "--no-instructions",
@@ -275,6 +285,7 @@ class PostgresServer:
             log.warning("stopping postmaster pid %d left on %s by an earlier run", earlier.pid, self.datadir)
             await self._pg_ctl_stop("fast", timeout)
         user = self._prepare_dirs(sockets=True)
+        self._write_auth()
         started = time.monotonic()
         with self.log_file.open("ab") as output:
             if user is not None:
@@ -394,6 +405,15 @@ class PostgresServer:
     def dsn(self, *, user: str, password: str, dbname: str = "postgres") -> str:
         """A libpq conninfo string for psycopg, over TCP to this server's host and port."""
         return conninfo(host=self.host, port=self.port, user=user, password=password, dbname=dbname)
+
+    def internal_conninfo(self, *, user: str, dbname: str = "postgres") -> str:
+        """A libpq conninfo over this server's unix socket, with no password: for Borealis's own work.
+
+        The socket authenticates by ``peer`` through an ident map that admits only the OS user running
+        Borealis, as any role (``user``); for any other process the login fails. The socket directory is
+        mode 0700 and owned by the service user, so this works from Borealis's processes only.
+        """
+        return conninfo(host=str(self.socket_dir), port=self.port, user=user, dbname=dbname)
 
     # -- replication ---------------------------------------------------------------------------------------
 

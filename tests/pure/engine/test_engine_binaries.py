@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from borealis.engine import Binaries, EngineError
+from borealis.engine._binaries import MIN_VERSION
 
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 
@@ -40,16 +41,23 @@ def test_pg_config_path() -> None:
 
 
 @pytest.mark.skipif(not (DEBIAN_15 / "postgres").exists(), reason="no Debian PostgreSQL 15")
-def test_system_installation() -> None:
-    assert Binaries.find(str(DEBIAN_15)).version == 15
-    assert Binaries.find(str(DEBIAN_15 / "pg_config")).version == 15
+def test_system_installation_older_than_16_is_refused() -> None:
+    # Tenant isolation needs PostgreSQL 16 (pg_ident's `all`, CREATEROLE without self-granting).
+    for setting in (DEBIAN_15, DEBIAN_15 / "pg_config"):
+        with pytest.raises(EngineError, match=r"PostgreSQL 15 at .* is too old: Borealis needs PostgreSQL 16"):
+            Binaries.find(str(setting))
 
 
 @pytest.mark.skipif(shutil.which("pg_config") is None, reason="no pg_config on PATH")
 def test_pg_config_on_path() -> None:
     pg_config = shutil.which("pg_config")
     assert pg_config is not None
-    assert Binaries.find(pg_config).version >= 10
+    try:
+        found = Binaries.find(pg_config)
+    except EngineError as exc:
+        assert f"Borealis needs PostgreSQL {MIN_VERSION}" in str(exc)
+    else:
+        assert found.version >= MIN_VERSION
 
 
 def test_tilde_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,12 +9,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from borealis.engine import EngineError
 from borealis.engine._config import (
+    IDENT_MAP,
     SETTINGS_FILE,
     conninfo,
     include_line,
     parse_pidfile,
     quote_setting,
     render_hba,
+    render_ident,
     render_settings,
     socket_dir_for,
 )
@@ -22,9 +24,12 @@ from borealis.engine._config import (
 SUN_PATH_MAX = 107
 
 
-def test_hba_scram_over_tcp_trust_only_on_socket() -> None:
+def test_hba_scram_over_tcp_peer_through_the_map_on_socket_and_no_trust() -> None:
     rules = [line.split() for line in render_hba().splitlines() if line and not line.startswith("#")]
-    assert ["local", "all", "all", "trust"] in rules
+    assert ["local", "all", "all", "peer", f"map={IDENT_MAP}"] in rules
+    assert ["local", "replication", "all", "peer", f"map={IDENT_MAP}"] in rules
+    assert all(rule[:4] != ["local", "all", "all", "trust"] for rule in rules)
+    assert not any("trust" in rule for rule in rules)
     assert ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"] in rules
     assert ["host", "all", "all", "::1/128", "scram-sha-256"] in rules
     assert ["host", "replication", "all", "127.0.0.1/32", "scram-sha-256"] in rules
@@ -115,3 +120,24 @@ def test_parse_pidfile_while_starting() -> None:
 @pytest.mark.parametrize("text", ["", "\n", "garbage\n"])
 def test_parse_pidfile_torn(text: str) -> None:
     assert parse_pidfile(text) is None
+
+
+def test_ident_maps_only_the_given_os_user_to_every_role() -> None:
+    rules = [line.split() for line in render_ident("alice").splitlines() if line and not line.startswith("#")]
+    assert rules == [[IDENT_MAP, '"alice"', "all"]]
+
+
+@pytest.mark.parametrize("name", ["", 'a"b', "a\nb"])
+def test_ident_refuses_names_it_cannot_quote(name: str) -> None:
+    with pytest.raises(EngineError, match=r"pg_ident\.conf"):
+        render_ident(name)
+
+
+def test_conninfo_without_password_sends_none() -> None:
+    dsn = conninfo(host="/tmp/borealis-x", port=5432, user="rdsadmin", dbname="postgres")
+    assert conninfo_to_dict(dsn) == {
+        "host": "/tmp/borealis-x",
+        "port": "5432",
+        "user": "rdsadmin",
+        "dbname": "postgres",
+    }
