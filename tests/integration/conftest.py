@@ -31,8 +31,16 @@ __all__ = ["BorealisProcess", "free_port", "free_port_base", "postgres_pids", "p
 class BorealisProcess:
     """One `borealis up` subprocess with its own data directory and ports."""
 
-    def __init__(self, data_dir: Path, *, default_cluster: bool = True, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        default_cluster: bool = True,
+        workers: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.extra_env = extra_env or {}
         self.workers = workers
         self.api_port = free_port()
         self.port_base = free_port_base()
@@ -56,7 +64,8 @@ class BorealisProcess:
         if self.workers is not None:
             args += ["--workers", str(self.workers)]
         out = self.output.open("a")
-        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True)
+        env = {**os.environ, **self.extra_env} if self.extra_env else None
+        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,270 @@
+"""Issue 11 items 1 and 2: one tenant cannot reach the host or another cluster, and postgres keeps no secrets.
+
+A Borealis of its own (started with a canary secret in its environment) with two clusters, A (the default)
+and B. The attacker is A's master user, with a real client over A's endpoint, as a tenant would be.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from borealis.engine import socket_dir_for
+from tests.integration.conftest import BorealisProcess
+
+CANARY = "canary-secret-do-not-leak-7f3a9c"
+FAST = {"Delay": 1, "MaxAttempts": 180}
+B_PASSWORD = "b-master-password-1"
+
+
+@pytest.fixture(scope="module")
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
+    """A Borealis whose operator's shell held AWS keys, with cluster B beside the default cluster A."""
+    data_dir = tmp_path_factory.mktemp("tenancy") / "data"
+    proc = BorealisProcess(
+        data_dir, extra_env={"AWS_SECRET_ACCESS_KEY": CANARY, "AWS_SESSION_TOKEN": CANARY, "PGPASSWORD": CANARY}
+    )
+    proc.start()
+    try:
+        rds = proc.client("rds")
+        rds.create_db_cluster(
+            DBClusterIdentifier="tenant-b",
+            Engine="aurora-postgresql",
+            MasterUsername="b_admin",
+            MasterUserPassword=B_PASSWORD,
+            DatabaseName="bdb",
+            ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 1},
+        )
+        rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier="tenant-b", WaiterConfig=FAST)
+        rds.create_db_instance(
+            DBInstanceIdentifier="tenant-b-1",
+            DBClusterIdentifier="tenant-b",
+            DBInstanceClass="db.serverless",
+            Engine="aurora-postgresql",
+        )
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="tenant-b-1", WaiterConfig=FAST)
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _master(tenants: BorealisProcess, dbname: str | None = None) -> psycopg.Connection[Any]:
+    conn = tenants.master_connect(dbname=dbname)
+    conn.autocommit = True
+    return conn
+
+
+def _b_master(tenants: BorealisProcess) -> psycopg.Connection[Any]:
+    cluster = tenants.client("rds").describe_db_clusters(DBClusterIdentifier="tenant-b")["DBClusters"][0]
+    return psycopg.connect(
+        host=cluster["Endpoint"],
+        port=cluster["Port"],
+        user="b_admin",
+        password=B_PASSWORD,
+        dbname="bdb",
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+def _server_port(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT inet_server_port()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _internal(tenants: BorealisProcess, cluster: str, port: int, dbname: str = "postgres") -> psycopg.Connection[Any]:
+    """Borealis's own login (the OS user running it, as this test does): peer on the cluster's unix socket."""
+    socket_dir = socket_dir_for((tenants.data_dir / "clusters" / cluster / "volume").absolute())
+    return psycopg.connect(host=str(socket_dir), port=port, user="rdsadmin", dbname=dbname, autocommit=True)
+
+
+def _refused(conn: psycopg.Connection[Any], statement: str, sqlstate: str) -> str:
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(statement.encode())
+    assert info.value.sqlstate == sqlstate, f"{statement}: {info.value.sqlstate} {info.value}"
+    return str(info.value)
+
+
+def test_master_is_not_a_superuser_but_holds_rds_superuser(tenants: BorealisProcess) -> None:
+    with _master(tenants) as conn:
+        row = conn.execute(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles"
+            " WHERE rolname = current_user"
+        ).fetchone()
+        assert row == (False, True, True, False, False)
+        held = conn.execute(
+            "SELECT r.rolname, m.admin_option FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+            " WHERE m.member = 'postgres'::regrole"
+        ).fetchall()
+        assert held == [("rds_superuser", True)]
+        for role in ("pg_monitor", "pg_signal_backend", "pg_read_all_settings", "pg_read_all_stats"):
+            assert conn.execute("SELECT pg_has_role(%s, 'USAGE')", [role]).fetchone() == (True,), role
+        for role in ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program", "rdsadmin"):
+            assert conn.execute("SELECT pg_has_role(%s, 'MEMBER')", [role]).fetchone() == (False,), role
+        supers = conn.execute("SELECT array_agg(rolname) FROM pg_roles WHERE rolsuper").fetchone()
+        assert supers == (["rdsadmin"],)
+        for role in ("rds_iam", "rds_replication", "rds_password"):
+            assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", [role]).fetchone() == (False,)
+
+
+ATTACKS = [
+    # Reaching the host: programs, files, libraries, the server's configuration.
+    ("COPY (SELECT 1) TO PROGRAM 'id'", "42501"),
+    ("COPY stolen FROM PROGRAM 'psql -h /tmp -U rdsadmin -c \"select 1\"'", "42501"),
+    ("COPY stolen FROM '/etc/passwd'", "42501"),
+    ("COPY (SELECT 1) TO '/tmp/borealis-tenancy-written'", "42501"),
+    ("SELECT pg_read_file('/etc/passwd')", "42501"),
+    ("SELECT pg_read_binary_file('/proc/self/environ')", "42501"),
+    ("SELECT pg_ls_dir('/')", "42501"),
+    ("SELECT lo_import('/etc/passwd')", "42501"),
+    ("SELECT lo_export(lo_create(0), '/tmp/borealis-tenancy-lo')", "42501"),
+    ("LOAD '/tmp/borealis-tenancy-evil.so'", "42501"),
+    ("CREATE FUNCTION evil() RETURNS int AS 'libc.so.6', 'getpid' LANGUAGE c", "42501"),
+    ("ALTER SYSTEM SET shared_preload_libraries = 'evil'", "42501"),
+    ("SET session_preload_libraries = 'evil'", "42501"),
+    ("SELECT pg_reload_conf()", "42501"),
+    ("CREATE EVENT TRIGGER evil ON ddl_command_start EXECUTE FUNCTION pg_catalog.now()", "42501"),
+    # Becoming a superuser, or handing oneself what reaches the host.
+    ("SET ROLE rdsadmin", "42501"),
+    ("SET SESSION AUTHORIZATION rdsadmin", "42501"),
+    ("ALTER ROLE CURRENT_USER SUPERUSER", "42501"),
+    ("CREATE ROLE evil SUPERUSER", "42501"),
+    ("CREATE ROLE evil REPLICATION", "42501"),
+    ("GRANT pg_execute_server_program TO CURRENT_USER", "42501"),
+    ("GRANT pg_read_server_files TO CURRENT_USER", "42501"),
+    ("GRANT pg_write_server_files TO CURRENT_USER", "42501"),
+    ("GRANT rdsadmin TO CURRENT_USER", "42501"),
+    ("ALTER ROLE rdsadmin PASSWORD 'taken-over'", "42501"),
+    ("DROP DATABASE postgres", "42501"),
+]
+
+
+@pytest.mark.parametrize(("statement", "sqlstate"), ATTACKS, ids=[a[0][:40] for a in ATTACKS])
+def test_master_cannot_reach_the_host_or_become_superuser(
+    tenants: BorealisProcess, statement: str, sqlstate: str
+) -> None:
+    with _master(tenants) as conn:
+        conn.execute("CREATE TEMP TABLE stolen (line text)")
+        _refused(conn, statement, sqlstate)
+
+
+def test_master_cannot_terminate_borealis_sessions(tenants: BorealisProcess) -> None:
+    with _master(tenants) as conn:
+        port = _server_port(conn)
+        with _internal(tenants, "default", port) as admin:
+            pid = admin.info.backend_pid
+            message = _refused(conn, f"SELECT pg_terminate_backend({pid})", "42501")
+            assert "permission denied to terminate process" in message
+            assert admin.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_master_of_one_cluster_cannot_reach_another(tenants: BorealisProcess) -> None:
+    with _b_master(tenants) as b:
+        b_port = _server_port(b)
+        b.execute("CREATE TABLE IF NOT EXISTS b_private (v text)")
+        b.execute("INSERT INTO b_private VALUES ('only for b')")
+    b_socket = socket_dir_for((tenants.data_dir / "clusters" / "tenant-b" / "volume").absolute())
+    with _master(tenants) as a:
+        a.execute("CREATE TEMP TABLE stolen (line text)")
+        # The attack the issue found: psql from the server to B's unix socket as B's superuser.
+        _refused(
+            a,
+            f"COPY stolen FROM PROGRAM 'psql -h {b_socket} -p {b_port} -U rdsadmin -d bdb -Atc \"table b_private\"'",
+            "42501",
+        )
+        _refused(a, f"SELECT pg_ls_dir('{b_socket}')", "42501")
+    # A's master's password is not B's, and B's socket does not take TCP-less strangers either.
+    cluster = tenants.client("rds").describe_db_clusters(DBClusterIdentifier="tenant-b")["DBClusters"][0]
+    secret = tenants.client("secretsmanager").get_secret_value(
+        SecretId=tenants.client("rds").describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0][
+            "MasterUserSecret"
+        ]["SecretArn"]
+    )
+    a_password = json.loads(secret["SecretString"])["password"]
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(
+            host=cluster["Endpoint"], port=cluster["Port"], user="postgres", password=a_password, dbname="bdb"
+        )
+
+
+def test_master_still_does_what_an_aurora_master_does(tenants: BorealisProcess) -> None:
+    with _master(tenants, "postgres") as conn:
+        # The postgres database: tables in public, schemas, as on Aurora.
+        conn.execute("CREATE TABLE IF NOT EXISTS public.mine (id int)")
+        conn.execute("INSERT INTO public.mine VALUES (1)")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS app")
+        conn.execute("CREATE TABLE IF NOT EXISTS app.t (id int)")
+        # Roles: create, grant the rds_* roles (and rds_superuser itself) to them, drop them.
+        conn.execute("DROP ROLE IF EXISTS tenancy_app")
+        conn.execute("CREATE ROLE tenancy_app LOGIN PASSWORD 'app-password-1'")
+        for role in ("rds_superuser", "rds_iam", "rds_replication", "rds_password", "pg_monitor"):
+            conn.execute(f"GRANT {role} TO tenancy_app")
+        conn.execute("GRANT SELECT ON public.mine TO tenancy_app")
+        # Databases: create one, own it, create tables there.
+        conn.execute("DROP DATABASE IF EXISTS tenancy_db")
+        conn.execute("CREATE DATABASE tenancy_db")
+        owner = conn.execute("SELECT datdba::regrole::text FROM pg_database WHERE datname = 'tenancy_db'").fetchone()
+        assert owner == ("postgres",)
+        # Sessions: see everyone's queries, end a session of another role.
+        with psycopg.connect(
+            host=conn.info.host, port=conn.info.port, user="tenancy_app", password="app-password-1", dbname="postgres"
+        ) as app:
+            pid = app.info.backend_pid
+            rows = conn.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchall()
+            assert rows and rows[0][0] != "<insufficient privilege>"
+            assert conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+        conn.execute("DROP TABLE public.mine, app.t")
+        conn.execute("DROP SCHEMA app")
+        conn.execute("DROP DATABASE tenancy_db")
+        conn.execute("DROP ROLE tenancy_app")
+    with _master(tenants) as conn:  # and its DatabaseName database
+        conn.execute("CREATE TABLE IF NOT EXISTS in_own_db (id int)")
+        conn.execute("DROP TABLE in_own_db")
+
+
+def _postmaster_pid(tenants: BorealisProcess, cluster: str) -> int:
+    text = (tenants.data_dir / "clusters" / cluster / "volume" / "postmaster.pid").read_text()
+    return int(text.split("\n", 1)[0])
+
+
+def test_postgres_gets_a_minimal_environment(tenants: BorealisProcess) -> None:
+    # The test runs as the OS user running Borealis (root in CI), which may read any process's environment.
+    for cluster in ("default", "tenant-b"):
+        raw = Path(f"/proc/{_postmaster_pid(tenants, cluster)}/environ").read_bytes()
+        env = dict(item.split("=", 1) for item in raw.decode().split("\0") if item)
+        assert CANARY not in raw.decode()
+        assert set(env) <= {"PATH", "LANG", "LC_ALL", "HOME", "USER", "LOGNAME", "TZ", "PGLOCALEDIR", "PGSYSCONFDIR"}
+        assert env["LC_ALL"] == "C"
+    with _master(tenants) as conn:
+        _refused(conn, "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/environ')", "42501")
+        _refused(conn, "SELECT pg_read_file('/proc/self/environ')", "42501")
+
+
+def test_superuser_master_of_an_older_borealis_is_fixed_by_a_restart(tenants: BorealisProcess) -> None:
+    rds = tenants.client("rds")
+    with _master(tenants) as conn:
+        port = _server_port(conn)
+    # What a cluster made by an older Borealis looked like: a superuser master that handed out more.
+    with _internal(tenants, "default", port) as admin:
+        admin.execute("ALTER ROLE postgres SUPERUSER")
+        admin.execute("DROP ROLE IF EXISTS old_accomplice")
+        admin.execute("CREATE ROLE old_accomplice SUPERUSER")
+        admin.execute("CREATE ROLE old_reader IN ROLE pg_read_server_files, pg_execute_server_program")
+    rds.reboot_db_instance(DBInstanceIdentifier="default-instance-1")
+    # The reboot is written (status rebooting) before the call returns; available again once bootstrapped.
+    rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="default-instance-1", WaiterConfig=FAST)
+    with _master(tenants) as conn:
+        supers = conn.execute("SELECT array_agg(rolname ORDER BY rolname) FROM pg_roles WHERE rolsuper").fetchone()
+        assert supers == (["rdsadmin"],)
+        for role in ("pg_read_server_files", "pg_execute_server_program"):
+            assert conn.execute("SELECT pg_has_role('old_reader', %s, 'MEMBER')", [role]).fetchone() == (False,)
+        _refused(conn, "COPY (SELECT 1) TO PROGRAM 'id'", "42501")
+        port = _server_port(conn)
+    with _internal(tenants, "default", port) as admin:
+        admin.execute("DROP ROLE old_accomplice, old_reader")
