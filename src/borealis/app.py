@@ -29,7 +29,7 @@ from borealis.aws import AWSError, Gateway, HttpLimits, HttpServer, RequestConte
 from borealis.config import Settings
 from borealis.control import ADMIN_USER, Address, ControlPlane, Event, Topology, max_connections_for, stored_views
 from borealis.dataapi import DataApi, transaction_owner
-from borealis.engine import Binaries, Cgroups
+from borealis.engine import Binaries, Cgroups, allowed_overlay
 from borealis.iam import AccessKeys, write_credentials_file
 from borealis.metrics import MetricStore
 from borealis.proxy import CertificateAuthority, ProxyManager, server_context
@@ -93,6 +93,8 @@ class App:
         self.secrets = SecretsManager(store, s.data_dir / "secrets.key", account_id=s.account_id, region=s.region)
         try:
             binaries = Binaries.find(None if s.postgres == "embedded" else s.postgres)
+            # The master (rds_superuser) may create the allowed extensions: postgres runs from an overlay.
+            binaries = allowed_overlay(binaries, s.data_dir / "engines")
         except Exception as exc:
             raise StartupError(str(exc)) from None
         self.control = control = ControlPlane(s, store, sealer, binaries)

@@ -219,6 +219,12 @@ def test_master_still_does_what_an_aurora_master_does(tenants: BorealisProcess) 
             rows = conn.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchall()
             assert rows and rows[0][0] != "<insufficient privilege>"
             assert conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+        # Extensions on the allow-list that the engine ships: the script runs as rdsadmin, the master owns it.
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        owner = conn.execute("SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'vector'").fetchone()
+        assert owner == ("postgres",)
+        assert conn.execute("SELECT '[1,2]'::vector <-> '[1,3]'::vector").fetchone() == (1.0,)
+        conn.execute("DROP EXTENSION vector")
         conn.execute("DROP TABLE public.mine, app.t")
         conn.execute("DROP SCHEMA app")
         conn.execute("DROP DATABASE tenancy_db")

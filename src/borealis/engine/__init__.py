@@ -4,10 +4,12 @@ from ._binaries import Binaries
 from ._cgroup import Cgroup, Cgroups, Limits, cpu_seconds, process_tree, proportional_memory
 from ._config import socket_dir_for
 from ._errors import EngineError
+from ._extensions import ALLOWED_EXTENSIONS, allowed_overlay, installed_extensions
 from ._replica import replication_conninfo
 from ._server import PostgresServer, ServerStatus
 
 __all__ = [
+    "ALLOWED_EXTENSIONS",
     "Binaries",
     "Cgroup",
     "Cgroups",
@@ -15,7 +17,9 @@ __all__ = [
     "Limits",
     "PostgresServer",
     "ServerStatus",
+    "allowed_overlay",
     "cpu_seconds",
+    "installed_extensions",
     "process_tree",
     "proportional_memory",
     "replication_conninfo",

@@ -63,6 +63,10 @@ class Binaries:
 
     bindir: Path
     version: int
+    server_bindir: Path | None = None
+    """Where ``postgres`` itself runs from, when not `bindir`: an overlay of the installation whose control
+    files trust the allowed extensions (see ``allowed_overlay``); the other tools run from `bindir`, where
+    the libraries they link (libpq) are found."""
 
     @classmethod
     def find(cls, setting: str | None = None) -> Binaries:
@@ -106,7 +110,7 @@ class Binaries:
 
     def tool(self, name: str) -> Path:
         """The path of one program of this installation, e.g. ``tool("psql")``; EngineError if absent."""
-        path = self.bindir / name
+        path = (self.server_bindir if name == "postgres" and self.server_bindir else self.bindir) / name
         if not path.is_file():
             raise EngineError(f"PostgreSQL {self.version} at {self.bindir} has no {name}")
         return path

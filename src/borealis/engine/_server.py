@@ -126,7 +126,8 @@ class PostgresServer:
         if sockets:
             self._prepare_socket_dir(user)
         if user is not None:
-            ensure_traversable([self.datadir, self.log_dir, self.binaries.bindir], user)
+            server_bindir = self.binaries.tool("postgres").parent
+            ensure_traversable([self.datadir, self.log_dir, self.binaries.bindir, server_bindir], user)
         return user
 
     def _prepare_socket_dir(self, user: RunAs | None) -> None:

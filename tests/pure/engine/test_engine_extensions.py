@@ -1,0 +1,43 @@
+"""The extension allow-list's overlay: control files rewritten in a copy, the installation left alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from borealis.engine import ALLOWED_EXTENSIONS, Binaries, allowed_overlay, installed_extensions
+from borealis.engine._extensions import NEVER_ALLOWED, _rewrite_controls
+
+
+def test_allowed_extensions_never_include_what_reaches_the_host() -> None:
+    assert not ALLOWED_EXTENSIONS & NEVER_ALLOWED
+    assert {"pg_stat_statements", "pgcrypto", "uuid-ossp", "vector", "postgres_fdw"} <= ALLOWED_EXTENSIONS
+
+
+def test_control_files_say_trusted_for_the_allowed_and_untrusted_for_the_rest(tmp_path: Path) -> None:
+    original = tmp_path / "original.control"
+    original.write_text("comment = 'x'\ntrusted = true\n")
+    ext = tmp_path / "extension"
+    ext.mkdir()
+    for name in ("pg_stat_statements", "file_fdw", "citext", "plpython3u"):
+        os.link(original, ext / f"{name}.control")
+    _rewrite_controls(ext, frozenset({"pg_stat_statements", "plpython3u"}))
+    assert (ext / "pg_stat_statements.control").read_text() == "comment = 'x'\ntrusted = true\n"
+    # Not on the list: untrusted, even where upstream trusts it (citext); never for an untrusted language.
+    for name in ("file_fdw", "citext", "plpython3u"):
+        assert (ext / f"{name}.control").read_text() == "comment = 'x'\ntrusted = false\n", name
+    # The installation's own file (the other end of the hard link) is untouched.
+    assert original.read_text() == "comment = 'x'\ntrusted = true\n"
+
+
+def test_overlay_runs_the_same_postgres_and_is_reused(tmp_path: Path) -> None:
+    binaries = Binaries.find()
+    overlay = allowed_overlay(binaries, tmp_path / "engines")
+    assert overlay.bindir == binaries.bindir and overlay.version == binaries.version
+    server = overlay.tool("postgres")
+    assert server.parent == overlay.server_bindir and str(server).startswith(str(tmp_path))
+    assert server.stat().st_ino == binaries.tool("postgres").stat().st_ino  # a hard link: no copy
+    assert overlay.tool("initdb") == binaries.tool("initdb")
+    assert allowed_overlay(binaries, tmp_path / "engines") == overlay
+    assert [p.name for p in (tmp_path / "engines").iterdir()] == [overlay.server_bindir.parent.name]
+    assert "plpgsql" in installed_extensions(binaries)
