@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from borealis.engine import socket_dir_for
 from tests.integration.conftest import BorealisProcess
 
 CANARY = "canary-secret-do-not-leak-7f3a9c"
@@ -72,16 +71,19 @@ def _b_master(tenants: BorealisProcess) -> psycopg.Connection[Any]:
     )
 
 
-def _server_port(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT inet_server_port()").fetchone()
+def _where(conn: psycopg.Connection[Any]) -> tuple[str, int, str]:
+    """(unix socket directory, port, data directory) of the postgres behind a master's connection: what
+    rds_superuser may read (pg_read_all_settings), as on Aurora."""
+    row = conn.execute(
+        "SELECT current_setting('unix_socket_directories'), inet_server_port(), current_setting('data_directory')"
+    ).fetchone()
     assert row is not None
-    return int(row[0])
+    return str(row[0]), int(row[1]), str(row[2])
 
 
-def _internal(tenants: BorealisProcess, cluster: str, port: int, dbname: str = "postgres") -> psycopg.Connection[Any]:
+def _internal(where: tuple[str, int, str], dbname: str = "postgres") -> psycopg.Connection[Any]:
     """Borealis's own login (the OS user running it, as this test does): peer on the cluster's unix socket."""
-    socket_dir = socket_dir_for((tenants.data_dir / "clusters" / cluster / "volume").absolute())
-    return psycopg.connect(host=str(socket_dir), port=port, user="rdsadmin", dbname=dbname, autocommit=True)
+    return psycopg.connect(host=where[0], port=where[1], user="rdsadmin", dbname=dbname, autocommit=True)
 
 
 def _refused(conn: psycopg.Connection[Any], statement: str, sqlstate: str) -> str:
@@ -155,21 +157,18 @@ def test_master_cannot_reach_the_host_or_become_superuser(
 
 
 def test_master_cannot_terminate_borealis_sessions(tenants: BorealisProcess) -> None:
-    with _master(tenants) as conn:
-        port = _server_port(conn)
-        with _internal(tenants, "default", port) as admin:
-            pid = admin.info.backend_pid
-            message = _refused(conn, f"SELECT pg_terminate_backend({pid})", "42501")
-            assert "permission denied to terminate process" in message
-            assert admin.execute("SELECT 1").fetchone() == (1,)
+    with _master(tenants) as conn, _internal(_where(conn)) as admin:
+        pid = admin.info.backend_pid
+        message = _refused(conn, f"SELECT pg_terminate_backend({pid})", "42501")
+        assert "permission denied to terminate process" in message
+        assert admin.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_master_of_one_cluster_cannot_reach_another(tenants: BorealisProcess) -> None:
     with _b_master(tenants) as b:
-        b_port = _server_port(b)
+        b_socket, b_port, _ = _where(b)
         b.execute("CREATE TABLE IF NOT EXISTS b_private (v text)")
         b.execute("INSERT INTO b_private VALUES ('only for b')")
-    b_socket = socket_dir_for((tenants.data_dir / "clusters" / "tenant-b" / "volume").absolute())
     with _master(tenants) as a:
         a.execute("CREATE TEMP TABLE stolen (line text)")
         # The attack the issue found: psql from the server to B's unix socket as B's superuser.
@@ -234,15 +233,17 @@ def test_master_still_does_what_an_aurora_master_does(tenants: BorealisProcess) 
         conn.execute("DROP TABLE in_own_db")
 
 
-def _postmaster_pid(tenants: BorealisProcess, cluster: str) -> int:
-    text = (tenants.data_dir / "clusters" / cluster / "volume" / "postmaster.pid").read_text()
+def _postmaster_pid(conn: psycopg.Connection[Any]) -> int:
+    text = (Path(_where(conn)[2]) / "postmaster.pid").read_text()
     return int(text.split("\n", 1)[0])
 
 
 def test_postgres_gets_a_minimal_environment(tenants: BorealisProcess) -> None:
     # The test runs as the OS user running Borealis (root in CI), which may read any process's environment.
-    for cluster in ("default", "tenant-b"):
-        raw = Path(f"/proc/{_postmaster_pid(tenants, cluster)}/environ").read_bytes()
+    for connect in (_master, _b_master):
+        with connect(tenants) as conn:
+            pid = _postmaster_pid(conn)
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
         env = dict(item.split("=", 1) for item in raw.decode().split("\0") if item)
         assert CANARY not in raw.decode()
         assert set(env) <= {"PATH", "LANG", "LC_ALL", "HOME", "USER", "LOGNAME", "TZ", "PGLOCALEDIR", "PGSYSCONFDIR"}
@@ -255,9 +256,9 @@ def test_postgres_gets_a_minimal_environment(tenants: BorealisProcess) -> None:
 def test_superuser_master_of_an_older_borealis_is_fixed_by_a_restart(tenants: BorealisProcess) -> None:
     rds = tenants.client("rds")
     with _master(tenants) as conn:
-        port = _server_port(conn)
+        where = _where(conn)
     # What a cluster made by an older Borealis looked like: a superuser master that handed out more.
-    with _internal(tenants, "default", port) as admin:
+    with _internal(where) as admin:
         admin.execute("ALTER ROLE postgres SUPERUSER")
         admin.execute("DROP ROLE IF EXISTS old_accomplice")
         admin.execute("CREATE ROLE old_accomplice SUPERUSER")
@@ -271,6 +272,6 @@ def test_superuser_master_of_an_older_borealis_is_fixed_by_a_restart(tenants: Bo
         for role in ("pg_read_server_files", "pg_execute_server_program"):
             assert conn.execute("SELECT pg_has_role('old_reader', %s, 'MEMBER')", [role]).fetchone() == (False,)
         _refused(conn, "COPY (SELECT 1) TO PROGRAM 'id'", "42501")
-        port = _server_port(conn)
-    with _internal(tenants, "default", port) as admin:
+        where = _where(conn)
+    with _internal(where) as admin:
         admin.execute("DROP ROLE old_accomplice, old_reader")

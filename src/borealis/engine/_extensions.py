@@ -85,8 +85,12 @@ def _layout(binaries: Binaries) -> tuple[Path, list[Path], Path]:
             raise EngineError(f"cannot run {pg_config}: {exc}") from exc
     root = Path(os.path.commonpath(dirs)) if dirs else bindir.parent
     if root not in _SYSTEM_ROOTS:
-        # A private tree (a wheel's pginstall): all of it, lib/ with the libraries $ORIGIN/../lib names.
-        dirs = [root]
+        # A private tree (a wheel's pginstall): all of it, and the libraries auditwheel put beside the
+        # package (``<package>.libs``: libpq for libpqwalreceiver, dblink and postgres_fdw), which the
+        # modules' RPATH finds relative to themselves ($ORIGIN/../../../../<package>.libs).
+        package = root.parent
+        dirs = [root, *[p for p in [package.parent / f"{package.name}.libs"] if p.is_dir()]]
+        root = package.parent
     return root, dirs, sharedir
 
 

@@ -39,5 +39,11 @@ def test_overlay_runs_the_same_postgres_and_is_reused(tmp_path: Path) -> None:
     assert server.stat().st_ino == binaries.tool("postgres").stat().st_ino  # a hard link: no copy
     assert overlay.tool("initdb") == binaries.tool("initdb")
     assert allowed_overlay(binaries, tmp_path / "engines") == overlay
-    assert [p.name for p in (tmp_path / "engines").iterdir()] == [overlay.server_bindir.parent.name]
+    (made,) = (tmp_path / "engines").iterdir()  # one overlay, reused
+    assert str(server).startswith(str(made))
+    # The wheel's vendored libraries (libpq, for libpqwalreceiver, dblink and postgres_fdw) sit where the
+    # modules' RPATH ($ORIGIN/../../../../<package>.libs) finds them from the overlay's lib directory.
+    (libs,) = (p for p in made.iterdir() if p.name.endswith(".libs"))
+    walreceiver = next(server.parent.parent.glob("lib/**/libpqwalreceiver.so"))
+    assert (walreceiver.parent / "../../../.." / libs.name).resolve() == libs.resolve()
     assert "plpgsql" in installed_extensions(binaries)
