@@ -481,6 +481,10 @@ class _StoreClusters:
     def cluster(self, ident: str) -> dict[str, Any] | None:
         return self.clusters.get(ident)
 
+    @property
+    def generation(self) -> int:
+        return self.topology.generation
+
     def writer_of(self, cluster_id: str) -> dict[str, Any] | None:
         member = self.topology.writer(cluster_id)
         return None if member is None else {"id": member.id, "role": member.role, "status": member.status}

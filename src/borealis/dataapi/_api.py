@@ -261,6 +261,7 @@ class DataApi:
         self.account_id = account_id
         self.settings = settings or DataApiSettings.from_env()
         self._clusters: dict[str, _Cluster] = {}
+        self._generation: int | None = None  # the control plane's topology generation the cache is from
         self._pools: dict[PoolKey, Pool] = {}
         self.verifier = Verifier(self.settings.verify_ttl)
         self._transactions: dict[str, _Transaction] = {}
@@ -648,6 +649,10 @@ class DataApi:
         if not isinstance(arn, str):
             raise BadRequestException("resourceArn must be a string")
         now = time.monotonic()
+        generation = getattr(self.control, "generation", None)
+        if generation != self._generation:  # the writer may have moved (a failover): look again at once
+            self._generation = generation
+            self._clusters.clear()
         cached = self._clusters.get(arn)
         if cached is None or cached.expires < now:
             cached = self._load_cluster(arn, now)
