@@ -126,7 +126,10 @@ _clock = _Clock()
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in _REASONS.items()}
 
 
-def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
+def _response(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool, *, head: bool = False
+) -> bytes:
+    """The bytes of a response; ``head``: to a HEAD request, with the body's length but not the body."""
     line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
     parts = [line, _clock.date()]
     for name, value in headers:
@@ -139,7 +142,8 @@ def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep
         if keep_alive
         else b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
     )
-    parts.append(body)
+    if not head:
+        parts.append(body)
     return b"".join(parts)
 
 
@@ -396,21 +400,26 @@ class _Connection(asyncio.Protocol):
         gateway = self.gateway
         classified = gateway.classify(method, path, raw_query, headers)
         route = self.server.route
+        # A HEAD reply has no body (a client reading one would take it for the next reply); no AWS operation
+        # we serve is a HEAD, so another process is asked for the GET and the body dropped here.
+        head = method == "HEAD"
         if route is not None:
             target = route(path, classified, body)
             if target is not None:
                 try:
-                    status, reply_headers, reply_body = await forward(target, method, url, raw_headers, body)
+                    status, reply_headers, reply_body = await forward(
+                        target, "GET" if head else method, url, raw_headers, body
+                    )
                 except OSError as exc:
-                    log.warning("cannot forward %s %s to %s: %s", method, path, target, exc)
+                    log.warning("cannot forward %s %r to %s: %s", method, path, target, exc)
                     status, reply_headers, reply_body = 503, [(b"content-type", b"text/plain")], b"unavailable"
-                self._write(_response(status, reply_headers, reply_body, keep))
+                self._write(_response(status, reply_headers, reply_body, keep, head=head))
                 return keep
         if classified is None:
             status, reply_headers, reply_body = await self._fallback(
                 method, path, raw_path, raw_query, raw_headers, body, version
             )
-            self._write(_response(status, reply_headers, reply_body, keep))
+            self._write(_response(status, reply_headers, reply_body, keep, head=head))
             return keep
         if isinstance(classified, Reply):
             reply = classified
@@ -418,7 +427,7 @@ class _Connection(asyncio.Protocol):
             reply = gateway.too_large(classified)
         else:
             reply = await gateway.serve(classified, method, path, raw_path, raw_query, headers, body)
-        self._write(_response(reply.status, reply.headers, reply.body, keep))
+        self._write(_response(reply.status, reply.headers, reply.body, keep, head=head))
         return keep
 
     async def _fallback(

@@ -283,3 +283,17 @@ def test_a_long_pipeline_answered_at_once_is_served_in_order(direct_server: _Run
     assert len(responses) == count + 1
     assert responses[0].endswith(b'{"numberOfRecordsUpdated":7}')
     assert all(r.startswith(b"HTTP/1.1 200 ") and r.endswith(b'{"numberOfRecordsUpdated":1}') for r in responses[1:])
+
+
+def test_a_head_reply_has_no_body(server: _Running) -> None:
+    """Pipelined behind a HEAD, the next reply must start where the HEAD reply's headers end."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ") and b"content-length: 9" in head
+    assert rest.startswith(b"HTTP/1.1 404 "), rest[:40]  # not the HEAD reply's body
