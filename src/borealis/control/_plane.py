@@ -1052,7 +1052,7 @@ class ControlPlane:
         new_server = self._servers.get(choice.id)
         if new_server is None:
             raise RuntimeError(f"{choice.id} is not running")
-        promoter = await asyncio.wait_for(self._admin(new_server, cluster_doc), 10.0)
+        promoter = await asyncio.wait_for(self._admin(new_server), 10.0)
         if old_server is not None and planned:
             # Writes still flow while this runs; the shutdown checkpoint then has little left to write.
             await self._checkpoint(old_server, cluster_doc)
@@ -1088,7 +1088,7 @@ class ControlPlane:
 
     async def _checkpoint(self, server: PostgresServer, cluster: dict[str, Any]) -> None:
         try:
-            conn = await asyncio.wait_for(self._admin(server, cluster), 5.0)
+            conn = await asyncio.wait_for(self._admin(server), 5.0)
             async with conn:
                 await asyncio.wait_for(conn.execute("CHECKPOINT"), 30.0)
         except Exception as exc:  # only a speed-up: the stop writes the checkpoint anyway
