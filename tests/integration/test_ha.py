@@ -7,6 +7,7 @@ restarted. Nothing waits for a fixed time: every step polls the API or the datab
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -283,6 +285,83 @@ def test_crash_failover_loses_no_acknowledged_commit(ha: BorealisProcess) -> Non
     assert not lost, f"{len(lost)} acknowledged commits lost"
     _poll("the crashed writer rejoins as a reader", lambda: _all_available(ha, 2))
     assert _in_recovery(ha, old)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_a_hung_writer_is_failed_over(ha: BorealisProcess) -> None:
+    # Every process of the writer's postgres stopped (SIGSTOP): it neither answers nor exits, as a writer stuck
+    # on its disk. The probes time out, a reader is promoted, the hung one is killed and rejoins as a reader.
+    old = _writer(ha)
+    postmaster = _postmaster_pid(ha, old)
+    frozen = [postmaster, *_children(postmaster)]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        _poll("a reader takes over from the hung writer", lambda: _writer(ha) != old, timeout=90)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    with ha.master_connect() as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    _poll("the hung writer rejoins as a reader", lambda: _all_available(ha, 2), timeout=120)
+    assert _in_recovery(ha, old)
+    events = ha.client("rds").describe_events(SourceType="db-cluster", SourceIdentifier=CLUSTER)["Events"]
+    assert f"Completed failover to DB instance: {_writer(ha)}" in [e["Message"] for e in events]
+
+
+def test_proxy_clients_survive_a_failover(ha: BorealisProcess) -> None:
+    rds = ha.client("rds")
+    secret_arn = _cluster(ha)["MasterUserSecret"]["SecretArn"]
+    rds.create_db_proxy(
+        DBProxyName="ha-proxy",
+        EngineFamily="POSTGRESQL",
+        Auth=[{"AuthScheme": "SECRETS", "SecretArn": secret_arn}],
+        RoleArn="arn:aws:iam::000000000000:role/proxy",
+        VpcSubnetIds=["subnet-1", "subnet-2"],
+    )
+    _poll("the proxy", lambda: rds.describe_db_proxies(DBProxyName="ha-proxy")["DBProxies"][0]["Status"] == "available")
+    rds.register_db_proxy_targets(DBProxyName="ha-proxy", DBClusterIdentifiers=[CLUSTER])
+    host = rds.describe_db_proxies(DBProxyName="ha-proxy")["DBProxies"][0]["Endpoint"]
+    port = next(
+        t["Port"]
+        for t in rds.describe_db_proxy_targets(DBProxyName="ha-proxy")["Targets"]
+        if t["Type"] == "TRACKED_CLUSTER"
+    )
+    idle = ha.master_connect(host=host, port=port)
+    busy = ha.master_connect(host=host, port=port)
+    try:
+        idle.autocommit = True
+        assert idle.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+        busy.execute("INSERT INTO acked VALUES (-1)")  # a transaction left open across the failover
+        old = _writer(ha)
+        rds.failover_db_cluster(DBClusterIdentifier=CLUSTER)
+        _poll("the other instance is the writer", lambda: _writer(ha) != old and _cluster(ha)["Status"] == "available")
+        # The idle client's connection stays open and reaches the new writer (RDS Proxy's selling point).
+        assert _poll(
+            "the idle client writes again", lambda: idle.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
+        )
+        # The transaction in flight gets an error, not a hang, and its row was never committed.
+        with pytest.raises(psycopg.OperationalError):
+            busy.execute("INSERT INTO acked VALUES (-2)")
+            busy.commit()
+        assert idle.execute("SELECT count(*) FROM acked WHERE id < 0").fetchone() == (0,)
+    finally:
+        idle.close()
+        busy.close()
+    _poll("both instances are available", lambda: _all_available(ha, 2))
 
 
 def test_a_restart_brings_every_instance_back_in_its_role(ha: BorealisProcess) -> None:
