@@ -209,13 +209,24 @@ def _constraint(member: str, rule: str) -> str:
 _FULL_RESET = 2
 
 
+_RESETS: dict[bytes, int] = {}  # _resets by SQL: statements repeat, and a bytes object keeps its hash
+
+
 def _resets(sql: bytes) -> int:
     """What a statement may leave behind in the session: 0 nothing (most), 1 settings, temporary objects,
     locks and the like (the proxy's may_pin pre-check), 2 also SQL-level prepared statements, which only
     DISCARD ALL removes (with the statements cached on the connection)."""
-    if not may_pin(sql):
-        return 0
-    return _FULL_RESET if b"prepare" in sql.lower() or b"deallocate" in sql.lower() else 1
+    known = _RESETS.get(sql)
+    if known is not None:
+        return known
+    kind = 0
+    if may_pin(sql):
+        low = sql.lower()
+        kind = _FULL_RESET if b"prepare" in low or b"deallocate" in low else 1
+    if len(_RESETS) >= 4096:
+        _RESETS.clear()
+    _RESETS[sql] = kind
+    return kind
 
 
 def _wire_values(bound: BoundParameters) -> list[bytes | None] | None:
@@ -260,6 +271,11 @@ class DataApi:
         self.region = region
         self.account_id = account_id
         self.settings = settings or DataApiSettings.from_env()
+        # The row data a call keeps while reading (by JSON mode): twice its response limit, so the limit
+        # checks on what was kept (by whatever measure, bytea's bytes or its hex text) see the same as on the
+        # whole result.
+        s = self.settings
+        self._caps = (2 * s.max_response, 2 * s.max_json_response)
         self._clusters: dict[str, _Cluster] = {}
         self._generation: int | None = None  # the control plane's topology generation the cache is from
         self._pools: dict[PoolKey, Pool] = {}
@@ -296,7 +312,7 @@ class DataApi:
         if conn is None:
             self._follow(settle, self._execute(p, call))
             return None
-        if not conn.standard_strings:  # the SQL must be lexed again (see _statement)
+        if not conn.proto.standard_strings:  # the SQL must be lexed again (see _statement)
             self._follow(settle, self._pooled(conn, pool, call))
             return None
 
@@ -347,7 +363,7 @@ class DataApi:
             self._follow(settle, self._pooled(conn, pool, call))
             return
         res = results[-1]
-        if conn.needs_cleanup or (res.status == _TUPLES_OK and not self._known_types(pool, res)):
+        if conn.proto.dirty or conn.cancelling or (res.status == _TUPLES_OK and not self._known_types(pool, res)):
             self._follow(settle, self._pooled(conn, pool, call, res))
             return
         pool.release(conn)
@@ -410,17 +426,11 @@ class DataApi:
             raise BadRequestException(_constraint("database", "Member must have length less than or equal to 64"))
         json_mode = records_as == "JSON"
         metadata = bool(p.get("includeResultMetadata")) and not json_mode
-        cap = self._cap(json_mode)
+        cap = self._caps[json_mode]
         continue_after = bool(p.get("continueAfterTimeout"))
         call = _Call(sql, parsed, bound, options, json_mode, metadata, continue_after, cap, p.get("parameters"))
         call.unbound = unbound
         return call
-
-    def _cap(self, json_mode: bool) -> int:
-        """The row data a call keeps while reading: twice its response limit, so the limit checks on what
-        was kept (by whatever measure, bytea's bytes or its hex text) see the same as on the whole result."""
-        s = self.settings
-        return 2 * (s.max_json_response if json_mode else s.max_response)
 
     async def _execute(self, p: Mapping[str, Any], call: _Call) -> dict[str, Any]:
         try:
@@ -499,7 +509,7 @@ class DataApi:
                 raise
             bound_sets, unbound = [], exc  # raised below if the session lexes as parse_sql did (see _Call)
         text = parsed.wire
-        cap = self._cap(False)  # a batch returns no rows: bound what it reads all the same
+        cap = self._caps[False]  # a batch returns no rows: bound what it reads all the same
         async with self._connection(p) as (conn, pool, tx):
             if not conn.standard_strings:  # lexed as the session does (see _statement)
                 parsed = self._parse(sql, standard_strings=False)
@@ -755,7 +765,7 @@ class DataApi:
                 statement_cache=self.settings.statement_cache,
                 # No longer row can be returned (a DataRow's values plus 4 bytes of length each, at most
                 # 1,664 columns): refused as its header arrives instead of buffered whole.
-                max_frame=max(self._cap(True), self._cap(False)) + 65536,
+                max_frame=max(self._caps) + 65536,
             )
             self._pools[key] = pool
             self._start_janitor()
