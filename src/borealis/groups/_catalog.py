@@ -38,7 +38,9 @@ _BOREALIS_MANAGED = frozenset(
         "ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file", "ssl_crl_dir", "krb_server_keyfile",
         # replication and archiving: the control plane's and the backups'
         "wal_level", "archive_mode", "archive_library", "primary_conninfo", "primary_slot_name", "hot_standby",
-        "max_wal_senders", "max_replication_slots", "recovery_target", "recovery_target_name",
+        "max_wal_senders", "max_replication_slots", "wal_log_hints", "wal_keep_size", "hot_standby_feedback",
+        # readers: pg_rewind needs wal_log_hints, failover needs quorum commit
+        "synchronous_standby_names", "recovery_target", "recovery_target_name",
         "recovery_target_time", "recovery_target_xid", "recovery_target_lsn", "recovery_target_inclusive",
         "recovery_target_timeline", "recovery_target_action",
         # commands and code paths run as the OS user running Borealis

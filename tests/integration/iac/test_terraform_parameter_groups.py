@@ -79,6 +79,7 @@ def test_engine_catalog(rds: Any) -> None:
     assert by_name["port"]["IsModifiable"] is False
     assert by_name["archive_command"]["IsModifiable"] is False
     assert by_name["password_encryption"]["IsModifiable"] is False
+    assert by_name["wal_log_hints"]["IsModifiable"] is False  # the readers' pg_rewind needs it
     assert len(defaults) > 300
     groups = rds.describe_db_cluster_parameter_groups()["DBClusterParameterGroups"]
     assert groups[0]["DBClusterParameterGroupName"] == f"default.{family}"
