@@ -92,12 +92,13 @@ class App:
         write_credentials_file(s.data_dir / "credentials", key_id, secret)
         self.secrets = SecretsManager(store, s.data_dir / "secrets.key", account_id=s.account_id, region=s.region)
         try:
-            binaries = Binaries.find(None if s.postgres == "embedded" else s.postgres)
+            setting = None if s.postgres == "embedded" else s.postgres
+            default = Binaries.find(setting).version
             # The master (rds_superuser) may create the allowed extensions: postgres runs from an overlay.
-            binaries = allowed_overlay(binaries, s.data_dir / "engines")
+            engines = {b.version: allowed_overlay(b, s.data_dir / "engines") for b in Binaries.available(setting)}
         except Exception as exc:
             raise StartupError(str(exc)) from None
-        self.control = control = ControlPlane(s, store, sealer, binaries)
+        self.control = control = ControlPlane(s, store, sealer, engines[default], engines)
         control.secret_value = self.secrets.secret_json
         control.delete_secret = self.secrets.delete_owned
         if self.on_event is not None:

@@ -39,7 +39,7 @@ class Settings:
     port_base: int = 15432
     region: str = "us-east-1"
     postgres: str = "embedded"
-    """Which PostgreSQL binaries: "embedded" (16), "embedded:18", or a bin directory / pg_config path."""
+    """The default engine: "embedded" (18), "embedded:16", "embedded:17", or a bin directory / pg_config path."""
     create_default_cluster: bool = True
     default_cluster: str = "default"
     log_level: str = "info"

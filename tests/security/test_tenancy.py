@@ -1,4 +1,5 @@
-"""Issue 11 items 1 and 2: one tenant cannot reach the host or another cluster, and postgres keeps no secrets.
+"""Issue 11 items 1 and 2: one tenant cannot reach the host or another cluster, and postgres keeps no secrets;
+the extension allow-list; clusters of two major versions side by side.
 
 A Borealis of its own (started with a canary secret in its environment) with two clusters, A (the default)
 and B. The attacker is A's master user, with a real client over A's endpoint, as a tenant would be.
@@ -7,6 +8,7 @@ and B. The attacker is A's master user, with a real client over A's endpoint, as
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProces
             MasterUsername="b_admin",
             MasterUserPassword=B_PASSWORD,
             DatabaseName="bdb",
+            EngineVersion="16",  # beside the default engine (18): two major versions in one Borealis
             ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 1},
         )
         rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier="tenant-b", WaiterConfig=FAST)
@@ -275,3 +278,94 @@ def test_superuser_master_of_an_older_borealis_is_fixed_by_a_restart(tenants: Bo
         where = _where(conn)
     with _internal(where) as admin:
         admin.execute("DROP ROLE old_accomplice, old_reader")
+
+
+# Extensions: the allow-list on the default engine (PostgreSQL 18 with contrib) -----------------------------
+
+ALLOWED_HERE = [
+    "uuid-ossp", "pg_stat_statements", "pg_trgm", "hstore", "citext", "btree_gist", "btree_gin", "tablefunc",
+    "unaccent", "fuzzystrmatch", "intarray", "ltree", "pg_buffercache", "vector", "dblink", "postgres_fdw",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extension", ALLOWED_HERE)
+def test_master_creates_allowed_extensions(tenants: BorealisProcess, extension: str) -> None:
+    with _master(tenants) as conn:
+        conn.execute(f'DROP EXTENSION IF EXISTS "{extension}" CASCADE')
+        conn.execute(f'CREATE EXTENSION "{extension}"')
+        owner = conn.execute("SELECT extowner::regrole::text FROM pg_extension WHERE extname = %s", [extension])
+        assert owner.fetchone() == ("postgres",)
+        conn.execute(f'DROP EXTENSION "{extension}" CASCADE')
+
+
+def test_uuid_ossp_and_pg_stat_statements_work_for_the_master(tenants: BorealisProcess) -> None:
+    with _master(tenants) as conn:
+        conn.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')
+        row = conn.execute(
+            "SELECT uuid_generate_v4() <> uuid_generate_v4(), uuid_generate_v5(uuid_ns_url(), 'https://aws.amazon.com')"
+        ).fetchone()
+        assert row is not None and row[0] is True
+        assert row[1] == uuid.uuid5(uuid.NAMESPACE_URL, "https://aws.amazon.com")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        # Without shared_preload_libraries the view says so, as on a cluster whose parameter group lacks it.
+        _refused(conn, "SELECT count(*) FROM pg_stat_statements", "55000")
+        conn.execute("DROP EXTENSION pg_stat_statements")
+        conn.execute('DROP EXTENSION "uuid-ossp"')
+
+
+def test_extensions_off_the_list_are_refused_without_a_host_path(tenants: BorealisProcess) -> None:
+    with _master(tenants) as conn:
+        for extension in ("file_fdw", "amcheck_next", "adminpack", "plpython3u", "no_such_extension"):
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute(f'CREATE EXTENSION "{extension}"')
+            error = info.value
+            assert error.sqlstate in ("42501", "0A000"), (extension, error)
+            text = " ".join(filter(None, [str(error), error.diag.message_detail, error.diag.message_hint]))
+            assert "/" not in text, (extension, text)
+        message = _refused(conn, "CREATE EXTENSION file_fdw", "42501")
+        assert 'permission denied to create extension "file_fdw"' in message
+
+
+def test_dblink_and_postgres_fdw_cannot_borrow_borealis_login(tenants: BorealisProcess) -> None:
+    # A tenant with dblink aims at the unix socket of cluster B (or its own) as B's superuser: a non-superuser
+    # must give a password, and a socket login that does not ask for one is refused to it anyway.
+    with _b_master(tenants) as b:
+        b_socket, b_port, _ = _where(b)
+    target = f"host={b_socket} port={b_port} user=rdsadmin dbname=postgres"
+    with _master(tenants) as a:
+        a.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+        a.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+        for conninfo in (target, target + " password=guess"):
+            with pytest.raises(psycopg.Error) as info:
+                a.execute("SELECT * FROM dblink(%s, 'select 1') AS t(x int)", [conninfo])
+            assert info.value.sqlstate in ("2F003", "08001"), info.value
+        a.execute("DROP SERVER IF EXISTS b_socket CASCADE")
+        a.execute(
+            "CREATE SERVER b_socket FOREIGN DATA WRAPPER postgres_fdw"
+            f" OPTIONS (host '{b_socket}', port '{b_port}', dbname 'postgres')"
+        )
+        a.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER b_socket OPTIONS (user 'rdsadmin')")
+        a.execute(
+            "CREATE FOREIGN TABLE b_roles (rolname name) SERVER b_socket"
+            " OPTIONS (schema_name 'pg_catalog', table_name 'pg_authid')"
+        )
+        with pytest.raises(psycopg.Error) as info:
+            a.execute("SELECT * FROM b_roles")
+        assert info.value.sqlstate in ("2F003", "08001"), info.value
+        a.execute("DROP SERVER b_socket CASCADE")
+        a.execute("DROP EXTENSION dblink")
+        a.execute("DROP EXTENSION postgres_fdw")
+
+
+def test_clusters_of_different_major_versions_side_by_side(tenants: BorealisProcess) -> None:
+    rds = tenants.client("rds")
+    versions = {
+        c["DBClusterIdentifier"]: c["EngineVersion"]
+        for c in rds.describe_db_clusters()["DBClusters"]
+        if c["DBClusterIdentifier"] in ("default", "tenant-b")
+    }
+    assert versions["default"].startswith("18."), versions
+    assert versions["tenant-b"].startswith("16."), versions
+    with _master(tenants) as a, _b_master(tenants) as b:
+        assert a.execute("SHOW server_version_num").fetchone()[0].startswith("18")  # type: ignore[index]
+        assert b.execute("SHOW server_version_num").fetchone()[0].startswith("16")  # type: ignore[index]

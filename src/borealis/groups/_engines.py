@@ -15,7 +15,7 @@ __all__ = ["engine_versions", "families"]
 
 def engine_versions(control: ControlPlane) -> list[str]:
     """The aurora-postgresql engine versions clusters can be created with (``16.9``), oldest first."""
-    return [control.engine_version]
+    return [control.engine_version_of(major) for major in sorted(control.engines)]
 
 
 def families(control: ControlPlane) -> list[str]:

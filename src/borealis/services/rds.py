@@ -275,15 +275,16 @@ class _Rds:
         return doc
 
     def _engine_version(self, requested: str | None) -> str:
-        major = self.control.binaries.version
         if requested is None:
             return self.control.engine_version
-        if requested.split(".")[0] != str(major):
+        major = requested.split(".")[0]
+        if not major.isdigit() or int(major) not in self.control.engines:
+            have = ", ".join(str(v) for v in sorted(self.control.engines))
             raise _combination(
-                f"Cannot find version {requested} for aurora-postgresql "
-                f"(this Borealis runs PostgreSQL {major}; set `postgres` to a matching installation)"
+                f"Cannot find version {requested} for aurora-postgresql (this Borealis runs PostgreSQL {have})"
             )
-        return requested
+        # A major version alone ("17") means that major's current minor, as on Aurora.
+        return requested if "." in requested else self.control.engine_version_of(int(major))
 
     # ----------------------------------------------------------------------------------- clusters
 

