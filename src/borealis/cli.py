@@ -445,7 +445,9 @@ def _parser() -> argparse.ArgumentParser:
         help="first port for PostgreSQL endpoints (default 15432, $BOREALIS_PORT_BASE)",
     )
     up.add_argument("--host", help="address to listen on (default 127.0.0.1, $BOREALIS_HOST)")
-    up.add_argument("--postgres", help='default engine: "embedded" (18), "embedded:16", "embedded:17", a bin dir or pg_config')
+    up.add_argument(
+        "--postgres", help='default engine: "embedded" (18), "embedded:16", "embedded:17", a bin dir or pg_config'
+    )
     up.add_argument("--no-default-cluster", action="store_true", help="do not create the `default` cluster")
     up.add_argument(
         "--tls",

@@ -133,6 +133,29 @@ def _mirror(source: Path, target: Path) -> None:
                 shutil.copy2(src, dst)
 
 
+# What a trusted extension's script creates belongs to the bootstrap superuser; where the master needs a
+# privilege on it that upstream grants nobody, the first install script gets a GRANT to rds_superuser (which
+# the master holds, and may pass on), as Aurora's rds_superuser has it.
+_GRANTS = {
+    "postgres_fdw--1.0.sql": "GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO rds_superuser WITH GRANT OPTION",
+}
+
+
+def _add_grants(extension_dir: Path) -> None:
+    for script, grant in _GRANTS.items():
+        path = extension_dir / script
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        path.unlink()  # a new file, not an edit through the hard link
+        path.write_text(
+            text.rstrip("\n") + "\n\n-- Added by Borealis: what Aurora's rds_superuser may use.\n"
+            "DO $borealis$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'rds_superuser') THEN "
+            f"{grant}; END IF; END $borealis$;\n"
+        )
+        path.chmod(0o644)
+
+
 def _rewrite_controls(extension_dir: Path, allowed: frozenset[str]) -> None:
     for control in extension_dir.glob("*.control"):
         name = control.stem
@@ -174,7 +197,7 @@ def allowed_overlay(binaries: Binaries, root: Path, allowed: Iterable[str] = ALL
     install_root, dirs, sharedir = _layout(binaries)
     postgres = binaries.tool("postgres").stat()
     identity = {
-        "shim": hashlib.sha256(_uuid_ossp.SCRIPT.encode()).hexdigest(),
+        "shim": hashlib.sha256((_uuid_ossp.SCRIPT + json.dumps(_GRANTS)).encode()).hexdigest(),
         "source": str(install_root),
         "dirs": [str(d) for d in dirs],
         "postgres": [postgres.st_ino, postgres.st_size, postgres.st_mtime_ns],
@@ -197,6 +220,7 @@ def allowed_overlay(binaries: Binaries, root: Path, allowed: Iterable[str] = ALL
             (extension_dir / f"uuid-ossp--{_uuid_ossp.VERSION}.sql").write_text(_uuid_ossp.SCRIPT)
         if binaries.version < 18:
             _write_stubs(extension_dir, allowed_set, binaries.version)
+        _add_grants(extension_dir)
         _rewrite_controls(extension_dir, allowed_set)
         (building / _STAMP).write_text(json.dumps(identity, indent=1) + "\n")
         os.chmod(building, 0o755)

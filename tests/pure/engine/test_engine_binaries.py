@@ -71,7 +71,7 @@ def test_tilde_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Binaries.find("~/bin") == embedded
 
 
-@pytest.mark.parametrize("setting", ["embedded:17", "embedded:x", "embedded:"])
+@pytest.mark.parametrize("setting", ["embedded:15", "embedded:19", "embedded:x", "embedded:"])
 def test_unknown_embedded_version(setting: str) -> None:
     with pytest.raises(EngineError, match="unknown embedded PostgreSQL"):
         Binaries.find(setting)
