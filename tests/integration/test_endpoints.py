@@ -117,7 +117,7 @@ def test_verify_full_on_every_endpoint(borealis: BorealisProcess, endpoint: str)
 
 def test_rds_force_ssl_refuses_plaintext_logins(borealis: BorealisProcess) -> None:
     rds = borealis.client("rds")
-    family = rds.describe_db_engine_versions(Engine="aurora-postgresql")["DBEngineVersions"][0][
+    family = rds.describe_db_engine_versions(Engine="aurora-postgresql", DefaultOnly=True)["DBEngineVersions"][0][
         "DBParameterGroupFamily"
     ]
     rds.create_db_cluster_parameter_group(

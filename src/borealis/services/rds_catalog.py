@@ -72,7 +72,9 @@ class _Catalog:
         if p.get("DBParameterGroupFamily"):
             versions = [v for v in versions if family_of(v) == p["DBParameterGroupFamily"]]
         if p.get("DefaultOnly") and versions:
-            versions = versions[-1:]
+            # The version a cluster created without EngineVersion runs (the default engine's).
+            default = self.control.engine_version
+            versions = [default] if default in versions else versions[-1:]
         docs = [{"version": v, "engine": ENGINE} for v in versions]
         docs = filtered(
             docs,

@@ -22,7 +22,9 @@ from .tools import aws_json
 
 def _family(rds: Any) -> str:
     return str(
-        rds.describe_db_engine_versions(Engine="aurora-postgresql")["DBEngineVersions"][0]["DBParameterGroupFamily"]
+        rds.describe_db_engine_versions(Engine="aurora-postgresql", DefaultOnly=True)["DBEngineVersions"][0][
+            "DBParameterGroupFamily"
+        ]
     )
 
 
@@ -310,6 +312,8 @@ def test_aws_cli_parameter_groups(borealis: BorealisProcess, rds: Any) -> None:
         "--source", "user",
     )  # fmt: skip
     assert [(p["ParameterName"], p["ParameterValue"]) for p in out["Parameters"]] == [("work_mem", "4096")]
-    versions = aws_json(borealis, "rds", "describe-db-engine-versions", "--engine", "aurora-postgresql")
+    versions = aws_json(
+        borealis, "rds", "describe-db-engine-versions", "--engine", "aurora-postgresql", "--default-only"
+    )
     assert versions["DBEngineVersions"][0]["DBParameterGroupFamily"] == family
     aws_json(borealis, "rds", "delete-db-cluster-parameter-group", "--db-cluster-parameter-group-name", name)
