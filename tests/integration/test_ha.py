@@ -374,3 +374,31 @@ def test_a_restart_brings_every_instance_back_in_its_role(ha: BorealisProcess) -
     assert not _in_recovery(ha, writer) and _in_recovery(ha, reader)
     with ha.master_connect(host=_cluster(ha)["ReaderEndpoint"]) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+
+
+def test_deleting_the_writer_fails_over_and_the_last_instance_leaves_the_data(ha: BorealisProcess) -> None:
+    rds = ha.client("rds")
+    with ha.master_connect() as conn:
+        row = conn.execute("SELECT count(*) FROM acked").fetchone()
+    assert row is not None
+    rows = row[0]
+    old = _writer(ha)
+    rds.delete_db_instance(DBInstanceIdentifier=old)
+    _poll("the reader took over and the old writer is gone", lambda: _writer(ha) != old and _all_available(ha, 1))
+    with ha.master_connect() as conn:
+        assert conn.execute("SELECT pg_is_in_recovery(), count(*) FROM acked").fetchone() == (False, rows)
+    # The last instance goes: its data stays as the cluster volume, and the next writer starts from it.
+    last = _writer(ha)
+    rds.delete_db_instance(DBInstanceIdentifier=last)
+    _poll("no instance left", lambda: not _cluster(ha)["DBClusterMembers"])
+    assert (ha.data_dir / "clusters" / CLUSTER / "volume" / "PG_VERSION").exists()
+    rds.create_db_instance(
+        DBInstanceIdentifier="phoenix",
+        DBClusterIdentifier=CLUSTER,
+        DBInstanceClass="db.serverless",
+        Engine="aurora-postgresql",
+    )
+    _poll("the new writer is available", lambda: _all_available(ha, 1))
+    assert _writer(ha) == "phoenix"
+    with ha.master_connect() as conn:
+        assert conn.execute("SELECT count(*) FROM acked").fetchone() == (rows,)
