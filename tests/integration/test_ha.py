@@ -364,6 +364,29 @@ def test_proxy_clients_survive_a_failover(ha: BorealisProcess) -> None:
     _poll("both instances are available", lambda: _all_available(ha, 2))
 
 
+def test_a_read_only_proxy_endpoint_serves_from_the_readers(ha: BorealisProcess) -> None:
+    rds = ha.client("rds")
+    out = rds.create_db_proxy_endpoint(
+        DBProxyName="ha-proxy",
+        DBProxyEndpointName="ha-ro",
+        VpcSubnetIds=["subnet-1", "subnet-2"],
+        TargetRole="READ_ONLY",
+    )
+    host = out["DBProxyEndpoint"]["Endpoint"]
+    _poll(
+        "the endpoint is available",
+        lambda: (
+            rds.describe_db_proxy_endpoints(DBProxyEndpointName="ha-ro")["DBProxyEndpoints"][0]["Status"] == "available"
+        ),
+    )
+    port = _cluster(ha)["Port"]
+    with ha.master_connect(host=host, port=port) as conn:
+        conn.autocommit = True
+        assert _poll("a reader answers", lambda: conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,))
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO acked VALUES (-3)")
+
+
 def test_a_restart_brings_every_instance_back_in_its_role(ha: BorealisProcess) -> None:
     writer = _writer(ha)
     reader = next(i for i in (WRITER, "reader-1") if i != writer)
