@@ -876,11 +876,13 @@ class ControlPlane:
         return enabled
 
     def _internal_socket(self, host: str, port: int) -> str | None:
-        """The unix socket of the instance listening on (host, port): the login path only the OS user
-        running Borealis has (the socket directory is its own, mode 0700)."""
+        """The unix socket of the instance listening on (host, port): the login path of
+        :meth:`PostgresServer.internal_conninfo` (peer authentication that admits only the OS user running
+        Borealis, as any role), for the endpoints' IAM logins."""
         for server in self._servers.values():
             if server.port == port and server.host == host:
-                return str(server.socket_dir / f".s.PGSQL.{server.port}")
+                info = psycopg.conninfo.conninfo_to_dict(server.internal_conninfo(user=ADMIN_USER))
+                return f"{info['host']}/.s.PGSQL.{info['port']}"
         return None
 
     def _force_ssl(self, cid: str) -> Callable[[], bool]:
