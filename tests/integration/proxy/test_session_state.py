@@ -161,3 +161,20 @@ def test_a_flush_with_a_body_never_reaches_postgres(state_proxy: ProxyInfo) -> N
                 wire.close()
             assert kind == ord("E") and b"C08P01\0" in body and b"invalid message length 11" in body
             assert _one(witness, "select 41 + 1") == 42
+
+
+def test_shared_statements_in_pipeline_mode(state_proxy: ProxyInfo) -> None:
+    # In a pipeline a Parse often comes behind answers still to come: it gets a name of its own then, and
+    # a Parse at the front of a batch is answered by the proxy when the server has the statement.
+    conns = [psycopg.connect(**state_proxy.conninfo(), autocommit=True) for _ in range(3)]
+    try:
+        for round_ in range(4):
+            for n, conn in enumerate(conns):
+                with conn.pipeline():
+                    curs = [conn.execute("select %s::int * %s::int", [i, n + round_], prepare=True) for i in range(6)]
+                    texts = [conn.execute("select %s::text || '!'", [f"{i}"], prepare=True) for i in range(3)]
+                assert [c.fetchone() for c in curs] == [(i * (n + round_),) for i in range(6)]
+                assert [c.fetchone() for c in texts] == [(f"{i}!",) for i in range(3)]
+    finally:
+        for conn in conns:
+            conn.close()
