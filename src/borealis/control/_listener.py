@@ -427,7 +427,12 @@ class _Client(asyncio.Protocol):
         iam = listener.iam
         if iam is not None and iam.enabled():
             path = iam.socket_for(host, port)
-            if path is not None and await self._iam_login(iam, packet, path):
+            try:
+                if path is not None and await self._iam_login(iam, packet, path):
+                    return
+            except TimeoutError:
+                # No password in time: what postgres says when authentication_timeout passes.
+                self._fatal(pgwire.error_response("FATAL", "57014", "canceling authentication due to timeout"))
                 return
         loop = asyncio.get_running_loop()
         try:

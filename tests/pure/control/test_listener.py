@@ -494,6 +494,15 @@ def test_iam_members_log_in_by_token_with_no_session_held_meanwhile(tmp_path: Pa
         w2.write(pgwire.encode(pgwire.PasswordMessage(token[:-2] + "00")))
         answer = await asyncio.wait_for(r2.read(), 30)
         assert b"28P01" in answer and b'PAM authentication failed for user "iam_user"' in answer
+        # A member who sends no password: refused when the login timeout passes, as postgres does.
+        listener.login_timeout = 0.2
+        r4, w4 = await asyncio.open_connection("127.0.0.1", port)
+        w4.write(_startup("iam_user"))
+        await asyncio.wait_for(r4.readexactly(9), 30)
+        answer = await asyncio.wait_for(r4.read(), 30)
+        assert b"57014" in answer and b"canceling authentication due to timeout" in answer
+        w4.close()
+        listener.login_timeout = 60
         # Not a member: relayed over TCP, where postgres asks for the password.
         r3, w3 = await asyncio.open_connection("127.0.0.1", port)
         w3.write(_startup("alice"))
