@@ -34,7 +34,7 @@ from borealis.iam import AccessKeys, write_credentials_file
 from borealis.metrics import MetricStore
 from borealis.proxy import CertificateAuthority, ProxyManager, server_context
 from borealis.secrets import SecretsManager
-from borealis.serverless import Scaler
+from borealis.serverless import AutoPause, Scaler
 from borealis.services import monitoring as monitoring_service
 from borealis.services import rds as rds_service
 from borealis.services import rds_data as rds_data_service
@@ -103,6 +103,13 @@ class App:
         control.delete_secret = self.secrets.delete_owned
         if self.on_event is not None:
             control.on_event = self.on_event
+        self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
+        registry = self.proxies.registry
+        autopause = AutoPause(
+            control,
+            has_proxy=lambda cid: any(d["target_group"].get("cluster") == cid for d in registry.proxies.values()),
+        )
+        control.topology.waker = autopause.wake
         self.metrics = MetricStore(s.data_dir / "metrics.db")
         self.scaler = Scaler(
             control,
@@ -110,13 +117,13 @@ class App:
             Cgroups.detect(s.data_dir),
             internal_users=frozenset({ADMIN_USER}),
             max_connections_for=max_connections_for,
+            autopause=autopause,
         )
         control.before_start = self.scaler.before_start
         metrics = self.metrics
         control.on_lag = lambda cluster, instance, lag: metrics.put(
             "AWS/RDS", "AuroraReplicaLag", {"DBInstanceIdentifier": instance}, lag, "Milliseconds", time.time()
         )
-        self.proxies = ProxyManager(control, self.secrets, secret_for=keys.secret_for)
         control.extra_ports = self.proxies.registry.used_ports
         control.endpoint_tls = self.proxies.ca.server_context
         control.access_key_secret = keys.secret_for
@@ -126,6 +133,7 @@ class App:
             self.proxies.registry,
         )
         self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id, node=0)
+        self.data_api.resume_wait = s.resume_wait / 1000
         gateway = Gateway(
             {
                 "rds": self.rds,

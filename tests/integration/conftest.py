@@ -38,10 +38,12 @@ class BorealisProcess:
         default_cluster: bool = True,
         workers: int | None = None,
         extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.extra_env = extra_env or {}
         self.workers = workers
+        self.extra_args = extra_args
         self.api_port = free_port()
         self.port_base = free_port_base()
         self.default_cluster = default_cluster
@@ -63,6 +65,7 @@ class BorealisProcess:
             args.append("--no-default-cluster")
         if self.workers is not None:
             args += ["--workers", str(self.workers)]
+        args += self.extra_args
         out = self.output.open("a")
         env = {**os.environ, **self.extra_env} if self.extra_env else None
         self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)

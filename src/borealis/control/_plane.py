@@ -623,6 +623,7 @@ class ControlPlane:
             "start": self._step_start,
             "restart": self._step_start,
             "stop": self._step_stop,
+            "pause": self._step_pause,
             "bootstrap": self._step_bootstrap,
             "apply-password": self._step_password,
             "delete-instance": self._step_delete_instance,
@@ -1135,6 +1136,32 @@ class ControlPlane:
         self._update_instance(iid, lambda i: i if i.status == "deleting" else i.moved_to("stopped"))
         self.events.record(Kinds.INSTANCE_STOPPED, iid)
 
+    async def _step_pause(self, cid: str, iid: str) -> None:
+        """Auto-pause: stop its postgres (a clean shutdown); the status stays, the workers see no postgres."""
+        await self._stop_server(iid)
+
+    def set_paused(self, instance_id: str, paused: bool) -> bool:
+        """Mark an instance paused (the reconciler stops its postgres and leaves it stopped) or not (it starts
+        again); the record's status does not change, as on AWS. False if the instance does not exist."""
+
+        def change(i: InstanceRecord) -> InstanceRecord:
+            extra = {k: v for k, v in i.extra.items() if k != "paused"}
+            return replace(i, extra={**extra, "paused": True} if paused else extra)
+
+        record = self._update_instance(instance_id, change)
+        if record is None:
+            return False
+        self.kick(record.cluster)
+        return True
+
+    async def wake(self, instance_id: str) -> None:
+        """Make a paused instance serve again (the topology's waker); returns at once if it is not paused."""
+        await self.topology.wake(instance_id)
+
+    def emit(self, cluster: str, instance: str | None, message: str) -> None:
+        """Report progress or an event (the log and the progress display)."""
+        self._emit(cluster, instance, message)
+
     async def _step_bootstrap(self, cid: str, iid: str) -> None:
         cluster, server = self.clusters.get(cid), self._servers.get(iid)
         if cluster is not None and server is not None:
@@ -1179,11 +1206,14 @@ class ControlPlane:
             watcher.cancel()
         probe = self._probes.pop(iid, None)
         if probe is not None:
+            # Let the probe end before its connection closes: closing a connection a cancelled query still holds
+            # can wait on that query for good (seen when an auto-pause met a probe in flight).
             probe.cancel()
+            await asyncio.wait({probe}, timeout=5)
         conn = self._probe_conns.pop(iid, None)
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.close()
+                await asyncio.wait_for(conn.close(), 5)
         listener = self._listeners.get(f"instance/{iid}")
         if listener is not None:
             listener.disconnect_all()

@@ -198,6 +198,8 @@ def _instance_step(cluster: ClusterRecord, inst: InstanceRecord, obs: Observatio
         return None
     if not (inst.should_run or inst.status == "stopped"):
         return None  # failed: left alone until the user reboots or deletes it
+    if inst.get("paused"):  # auto-pause (the serverless scaler): its postgres stays stopped until woken
+        return Action("pause", iid, "the instance is paused (auto-pause)") if obs.running else None
     if inst.status == "rebooting":
         return Action("restart", iid, "a reboot was asked for" if obs.running else "it rejoins as a reader")
     if not obs.running:

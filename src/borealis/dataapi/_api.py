@@ -286,6 +286,9 @@ class DataApi:
         self._janitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._closed = False
+        self.resume_wait = 0.0
+        """Seconds a call to a paused cluster waits for the resume it starts (0: DatabaseResumingException at
+        once, as AWS answers; settings.resume_wait)."""
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -307,7 +310,13 @@ class DataApi:
         if p.get("transactionId") or call.metadata or call.continue_after or call.unbound:
             self._follow(settle, self._execute(p, call))
             return None
-        pool = self._pool(self._cluster(p.get("resourceArn")), p)
+        try:
+            pool = self._pool(self._cluster(p.get("resourceArn")), p)
+        except DatabaseResumingException:
+            if self.resume_wait <= 0:
+                raise
+            self._follow(settle, self._execute(p, call))  # waits for the resume in a task
+            return None
         conn = pool.try_acquire()
         if conn is None:
             self._follow(settle, self._execute(p, call))
@@ -438,7 +447,7 @@ class DataApi:
                 async with self._connection(p) as (conn, pool, tx):
                     return await self._statement(conn, pool, tx, call)
             # The common case, without the context manager's generator (what _connection does for a pool).
-            pool = self._pool(self._cluster(p.get("resourceArn")), p)
+            pool = await self._pool_resumed(p)
             conn = await self._acquire_for(p, pool)
             return await self._pooled(conn, pool, call)
         except _Detached as detached:
@@ -739,6 +748,9 @@ class DataApi:
             raise DatabaseNotFoundException(f"The DB cluster {cluster.id} doesn't have a DB instance.")
         server = self.control.server(cluster.writer)
         if server is None or cluster.writer_status not in _WRITER_UP:
+            wake = getattr(self.control, "wake", None)
+            if wake is not None and server is None:  # a Data API call resumes a paused writer, as on AWS
+                self._spawn(self._wake(wake, cluster.writer))
             if not cluster.writer_paused:
                 raise DatabaseUnavailableException(_UNAVAILABLE)
             raise DatabaseResumingException(
@@ -917,6 +929,23 @@ class DataApi:
                     await pool.reap(s.pool_idle)
             except Exception:
                 log.exception("Data API janitor failed")
+
+    async def _wake(self, wake: Any, instance_id: str) -> None:
+        with contextlib.suppress(Exception):  # a resume that fails shows in the next call's answer
+            await wake(instance_id)
+
+    async def _pool_resumed(self, p: Mapping[str, Any]) -> Pool:
+        """:meth:`_pool` for the call's cluster, waiting up to :attr:`resume_wait` for a paused writer."""
+        try:
+            return self._pool(self._cluster(p.get("resourceArn")), p)
+        except DatabaseResumingException:
+            cluster = self._cluster(p.get("resourceArn"))
+            if self.resume_wait <= 0 or cluster.writer is None:
+                raise
+            deadline = time.monotonic() + self.resume_wait
+            while self.control.server(cluster.writer) is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            return self._pool(cluster, p)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

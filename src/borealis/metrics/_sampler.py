@@ -42,16 +42,21 @@ _BACKGROUND = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """One reading: CPUs in use, bytes of memory, client connections."""
+    """One reading: CPUs in use, bytes of memory, client connections, and how many of them are user activity
+    (see :func:`count_client_backends`)."""
 
     cpu: float
     memory: int
     connections: int
+    active: int = 0
 
 
-def count_client_backends(titles: Iterable[str], internal_users: frozenset[str]) -> int:
-    """How many of these process titles are client backends of users other than ``internal_users``."""
-    count = 0
+def count_client_backends(titles: Iterable[str], internal_users: frozenset[str]) -> tuple[int, int]:
+    """How many of these process titles are client backends of users other than ``internal_users``, and how
+    many of those are user activity for auto-pause: every one over TCP (clients reach postgres through
+    Borealis's listeners that way; an open idle connection counts, as on AWS), and one on the unix socket (the
+    Data API's warm pool, Borealis's own work) only while it is not idle."""
+    count = active = 0
     for title in titles:
         words = title.split()
         if len(words) < 4 or words[0] != "postgres:" or words[1] in _BACKGROUND:
@@ -59,9 +64,13 @@ def count_client_backends(titles: Iterable[str], internal_users: frozenset[str])
         # postgres: <user> <database> <host(port)|[local]> <state...>
         if words[1] in internal_users:
             continue
-        if words[3].endswith(")") or words[3] == "[local]":
+        if words[3].endswith(")"):
             count += 1
-    return count
+            active += 1
+        elif words[3] == "[local]":
+            count += 1
+            active += words[4:] != ["idle"]
+    return count, active
 
 
 def _titles(pids: Iterable[int]) -> list[str]:
@@ -95,7 +104,8 @@ class LoadMeter:
         memory = cgroup.memory_used() if cgroup is not None else None
         if memory is None:
             memory = proportional_memory(pids)
-        return Load(cpu, memory, count_client_backends(_titles(pids[1:]), self.internal_users))
+        connections, active = count_client_backends(_titles(pids[1:]), self.internal_users)
+        return Load(cpu, memory, connections, active)
 
     def reset(self) -> None:
         """Forget the CPU reading (the server restarted: its counters start again)."""

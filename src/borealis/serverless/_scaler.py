@@ -40,6 +40,7 @@ from borealis.engine import Cgroup, Cgroups, PostgresServer, process_tree
 from borealis.metrics import MetricStore
 from borealis.metrics._sampler import Load, LoadMeter
 
+from ._autopause import AutoPause
 from ._policy import ACU_CPU, ACU_MEMORY, DEFAULT_POLICY, Policy, Sample, Scaling, decide
 from ._sizing import host_memory, limits_for, settings_for
 
@@ -91,8 +92,11 @@ class Scaler:
         policy: Policy = DEFAULT_POLICY,
         interval: float = 1.0,
         flush_every: float = 10.0,
+        autopause: AutoPause | None = None,
     ) -> None:
-        """``control`` is the ControlPlane (clusters, cluster_instances, server)."""
+        """``control`` is the ControlPlane (clusters, cluster_instances, server); ``autopause`` pauses idle
+        instances of clusters with MinCapacity 0 (their capacity then reads 0)."""
+        self.autopause = autopause
         self.control = control
         self.store = store
         self.cgroups = cgroups
@@ -150,7 +154,13 @@ class Scaler:
         while True:
             try:
                 targets = self._targets()
-                await asyncio.to_thread(self._tick, targets, time.time())
+                paused = self._paused()
+                activity = await asyncio.to_thread(self._tick, targets, paused, time.time())
+                if self.autopause is not None:
+                    now = time.monotonic()
+                    for iid, active in activity.items():
+                        self.autopause.observe(iid, active, now)
+                    await self.autopause.step(now)
                 self.ticks += 1
                 if time.monotonic() - self._flushed >= self.flush_every:
                     self._flushed = time.monotonic()
@@ -197,7 +207,20 @@ class Scaler:
                 )
         return targets
 
-    def _tick(self, targets: list[_Target], now: float) -> None:
+    def _paused(self) -> list[tuple[str, str]]:
+        """(instance, cluster) of every paused instance."""
+        if self.autopause is None:
+            return []
+        return [
+            (inst["id"], cluster["id"])
+            for cluster in list(self.control.clusters.values())
+            for inst in self.control.cluster_instances(cluster["id"])
+            if self.autopause.held(inst["id"])
+        ]
+
+    def _tick(self, targets: list[_Target], paused: list[tuple[str, str]], now: float) -> dict[str, bool]:
+        """Measure, scale and publish every target; returns which instances had user activity."""
+        activity: dict[str, bool] = {}
         running = {t.instance for t in targets}
         for iid in [i for i in self._states if i not in running]:
             self._forget(iid)
@@ -206,17 +229,23 @@ class Scaler:
         # Writers first, so a following reader sees this tick's writer capacity.
         for target in sorted(targets, key=lambda t: t.reader_follows):
             try:
-                values = self._scale(target, now, writers)
+                values, active = self._scale(target, now, writers)
             except (OSError, ValueError) as exc:
                 log.debug("scaling %s: %s", target.instance, exc)
                 continue
+            activity[target.instance] = active
             by_cluster.setdefault(target.cluster, []).append(values)
             self._publish({"DBInstanceIdentifier": target.instance}, values, now)
+        for iid, cid in paused:  # AWS: a paused instance reports capacity, ACU and CPU utilization 0
+            zero = {"ServerlessDatabaseCapacity": 0.0, "ACUUtilization": 0.0, "CPUUtilization": 0.0}
+            by_cluster.setdefault(cid, []).append(zero)
+            self._publish({"DBInstanceIdentifier": iid}, zero, now)
         for cid, rows in by_cluster.items():
             mean = {name: sum(r[name] for r in rows) / len(rows) for name in rows[0] if all(name in r for r in rows)}
             self._publish({"DBClusterIdentifier": cid}, mean, now)
+        return activity
 
-    def _scale(self, target: _Target, now: float, writers: dict[str, str]) -> dict[str, float]:
+    def _scale(self, target: _Target, now: float, writers: dict[str, str]) -> tuple[dict[str, float], bool]:
         state = self._states.get(target.instance)
         if state is None or state.pid != target.pid:
             if state is not None:
@@ -238,7 +267,7 @@ class Scaler:
             if capacity != state.capacity:
                 log.debug("%s: %.1f -> %.1f ACUs", target.instance, state.capacity, capacity)
                 self._apply(target, state, capacity)
-        return self._values(target, state, load)
+        return self._values(target, state, load), load.active > 0
 
     def _settings(self, capacity: float, max_capacity: float) -> dict[str, str]:
         return settings_for(capacity, max_capacity, self.max_connections_for(max_capacity), self.host_memory)

@@ -80,12 +80,13 @@ def test_ignores_non_finite_values(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("titles", "expected"),
     [
-        (["postgres: checkpointer ", "postgres: background writer ", "postgres: walwriter "], 0),
-        (["postgres: app mydb 127.0.0.1(50412) idle", "postgres: app mydb [local] SELECT"], 2),
-        (["postgres: rdsadmin postgres [local] idle", "postgres: autovacuum launcher "], 0),
-        (["postgres: walsender repl 127.0.0.1(1) streaming 0/3000060"], 0),
-        (["postgres: app mydb 127.0.0.1(50412) idle in transaction", "/usr/bin/python"], 1),
+        (["postgres: checkpointer ", "postgres: background writer ", "postgres: walwriter "], (0, 0)),
+        (["postgres: app mydb 127.0.0.1(50412) idle", "postgres: app mydb [local] SELECT"], (2, 2)),
+        (["postgres: rdsadmin postgres [local] idle", "postgres: autovacuum launcher "], (0, 0)),
+        (["postgres: walsender repl 127.0.0.1(1) streaming 0/3000060"], (0, 0)),
+        (["postgres: app mydb 127.0.0.1(50412) idle in transaction", "/usr/bin/python"], (1, 1)),
+        (["postgres: app mydb [local] idle", "postgres: app mydb [local] idle in transaction"], (2, 1)),
     ],
 )
-def test_client_backends_from_process_titles(titles: list[str], expected: int) -> None:
+def test_client_backends_from_process_titles(titles: list[str], expected: tuple[int, int]) -> None:
     assert count_client_backends(titles, frozenset({"rdsadmin"})) == expected

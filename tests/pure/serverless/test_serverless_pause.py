@@ -62,3 +62,20 @@ def test_min_auto_pause_setting(tmp_path: object) -> None:
     toml.write_text("min_auto_pause = 2\nresume_wait = 250\n")
     loaded = load_settings({}, env={"BOREALIS_DATA_DIR": "/x"}, config_file=toml)
     assert (loaded.min_auto_pause, loaded.resume_wait) == (2, 250)
+
+
+def test_the_reconciler_keeps_a_paused_instance_down() -> None:
+    """A record marked paused is stopped if it runs and left stopped, its status untouched (as on AWS)."""
+    from borealis.control import ClusterRecord, InstanceRecord, Observation
+    from borealis.control._reconciler import plan
+
+    cluster = ClusterRecord.from_doc({"id": "c", "status": "available", "port": 1, "bootstrapped": True})
+    paused = InstanceRecord.from_doc(
+        {"id": "w", "cluster": "c", "status": "available", "role": "writer", "port": 2, "paused": True}
+    )
+    running = plan(cluster, [paused], {"w": Observation(running=True)}, frozenset())
+    assert [(a.kind, a.target) for a in running] == [("pause", "w")]
+    assert plan(cluster, [paused], {"w": Observation(running=False)}, frozenset()) == []
+    awake = InstanceRecord.from_doc({"id": "w", "cluster": "c", "status": "available", "role": "writer", "port": 2})
+    woken = plan(cluster, [awake], {"w": Observation(running=False)}, frozenset())
+    assert [(a.kind, a.target) for a in woken] == [("start", "w")]
