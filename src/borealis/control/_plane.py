@@ -1145,14 +1145,22 @@ class ControlPlane:
         again); the record's status does not change, as on AWS. False if the instance does not exist."""
 
         def change(i: InstanceRecord) -> InstanceRecord:
-            extra = {k: v for k, v in i.extra.items() if k != "paused"}
-            return replace(i, extra={**extra, "paused": True} if paused else extra)
+            extra = {k: v for k, v in i.extra.items() if k not in ("paused", "resuming")}
+            # "resuming" until the waker sees it serve (resumed()): the Data API answers DatabaseResumingException
+            # meanwhile, not DatabaseUnavailableException.
+            return replace(i, extra={**extra, "paused": True} if paused else {**extra, "resuming": True})
 
         record = self._update_instance(instance_id, change)
         if record is None:
             return False
         self.kick(record.cluster)
         return True
+
+    def resumed(self, instance_id: str) -> None:
+        """A woken instance serves again (its record loses the ``resuming`` mark)."""
+        self._update_instance(
+            instance_id, lambda i: replace(i, extra={k: v for k, v in i.extra.items() if k != "resuming"})
+        )
 
     async def wake(self, instance_id: str) -> None:
         """Make a paused instance serve again (the topology's waker); returns at once if it is not paused."""

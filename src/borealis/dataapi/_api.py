@@ -702,7 +702,7 @@ class DataApi:
                 str(doc.get("status", "")),
                 None if writer is None else str(writer["id"]),
                 "" if writer is None else str(writer.get("status", "")),
-                writer is not None and bool(writer.get("paused")),
+                writer is not None and bool(writer.get("paused") or writer.get("resuming")),
                 str(doc.get("database_name") or "postgres"),
                 now + _CLUSTER_TTL,
             )

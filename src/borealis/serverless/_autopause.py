@@ -144,6 +144,7 @@ class AutoPause:
             ok = await self.control.wait_for(serving, _RESUME_TIMEOUT)
             for iid in order:
                 self._active_at[iid] = time.monotonic()
+                self.control.resumed(iid)
                 if ok:
                     self.control.emit(
                         cid, iid, f"RDS-EVENT-0373: The DB instance resumed ({time.monotonic() - started:.2f}s)"
