@@ -14,8 +14,8 @@ backend reached over TCP (every endpoint, instance and proxy listener connects t
 unix socket (the Data API's warm connections, Borealis's own work) only while it runs a statement. So a
 connection a client holds open keeps the instance up, and the Data API's idle pool does not.
 
-Events (logged and sent to the progress display): RDS-EVENT-0370 pause initiated, 0371 paused,
-0372 resume initiated, 0373 resumed, 0374 resume failed.
+Events (in the event log DescribeEvents reads, the log and the progress display): RDS-EVENT-0370 pause
+initiated, 0371 paused, 0372 resume initiated, 0373 resumed, 0374 resume failed.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from borealis.control._events import EventKind
+
 from ._pause import Member, to_pause, to_wake
 
 __all__ = ["AutoPause"]
@@ -33,6 +35,14 @@ __all__ = ["AutoPause"]
 log = logging.getLogger(__name__)
 
 _RESUME_TIMEOUT = 60.0
+
+# AWS numbers these events RDS-EVENT-0370..0374 (the auto-pause page); the messages are ours.
+_NOTE = ("notification",)
+PAUSING = EventKind("RDS-EVENT-0370", "db-instance", _NOTE, "Initiated pause of the DB instance (no user activity)")
+PAUSED = EventKind("RDS-EVENT-0371", "db-instance", _NOTE, "The DB instance is paused ({})")
+RESUMING = EventKind("RDS-EVENT-0372", "db-instance", _NOTE, "Initiated resume of the DB instance (user activity)")
+RESUMED = EventKind("RDS-EVENT-0373", "db-instance", _NOTE, "The DB instance resumed ({})")
+RESUME_FAILED = EventKind("RDS-EVENT-0374", "db-instance", _NOTE, "The DB instance failed to resume")
 
 
 class AutoPause:
@@ -103,12 +113,11 @@ class AutoPause:
         async with self._lock(cid):
             if self.held(iid) or self.control.server(iid) is None:
                 return
-            self.control.emit(cid, iid, "RDS-EVENT-0370: Initiated pause of the DB instance (no user activity)")
+            self._event(cid, iid, PAUSING)
             started = time.monotonic()
             self.control.set_paused(iid, True)
             if await self.control.wait_for(lambda: self.control.server(iid) is None, _RESUME_TIMEOUT):
-                took = time.monotonic() - started
-                self.control.emit(cid, iid, f"RDS-EVENT-0371: The DB instance is paused ({took:.2f}s)")
+                self._event(cid, iid, PAUSED, f"{time.monotonic() - started:.2f}s")
 
     async def wake(self, instance_id: str) -> None:
         """Resume a paused instance (with the instances that resume with it) and return once it serves.
@@ -134,7 +143,7 @@ class AutoPause:
             order = [i for i in to_wake(members, instance_id) if self.held(i)] or [instance_id]
             started = time.monotonic()
             for iid in order:
-                self.control.emit(cid, iid, "RDS-EVENT-0372: Initiated resume of the DB instance (user activity)")
+                self._event(cid, iid, RESUMING)
                 self._active_at[iid] = time.monotonic()
                 self.control.set_paused(iid, False)
 
@@ -146,13 +155,18 @@ class AutoPause:
                 self._active_at[iid] = time.monotonic()
                 self.control.resumed(iid)
                 if ok:
-                    self.control.emit(
-                        cid, iid, f"RDS-EVENT-0373: The DB instance resumed ({time.monotonic() - started:.2f}s)"
-                    )
+                    self._event(cid, iid, RESUMED, f"{time.monotonic() - started:.2f}s")
                 else:
-                    self.control.emit(cid, iid, "RDS-EVENT-0374: The DB instance failed to resume")
+                    self._event(cid, iid, RESUME_FAILED)
             if not ok:
                 raise TimeoutError(f"DB instance {instance_id} did not resume in {_RESUME_TIMEOUT:g}s")
+
+    def _event(self, cid: str, iid: str, kind: EventKind, *args: str) -> None:
+        """Record an event (DescribeEvents) and show it in the log and the progress display."""
+        events = getattr(self.control, "events", None)
+        if events is not None:
+            events.record(kind, iid, *args)
+        self.control.emit(cid, iid, f"{kind.event_id}: {kind.message.format(*args)}")
 
     def _available(self, iid: str) -> bool:
         inst = self.control.instance(iid)

@@ -97,6 +97,12 @@ def test_pause_and_resume_through_every_endpoint(pausing: BorealisProcess) -> No
     assert "password authentication failed" in str(err.value)
     wait_until("the wrong login resumed it", lambda: events(pausing, "0373") > resumed)
 
+    # DescribeEvents lists them.
+    listed = rds.describe_events(SourceType="db-instance", SourceIdentifier=INSTANCE, Duration=60)["Events"]
+    messages = " | ".join(e["Message"] for e in listed)
+    for text in ("Initiated pause", "is paused", "Initiated resume", "resumed"):
+        assert text in messages, messages
+
     # CloudWatch shows a pause as capacity 0 (the scaler publishes it on its next tick).
     cloudwatch = pausing.client("cloudwatch")
     wait_paused(pausing)
