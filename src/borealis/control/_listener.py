@@ -499,10 +499,13 @@ class _Client(asyncio.Protocol):
         startup = pgwire.decode_startup(packet)
         assert isinstance(startup, pgwire.StartupMessage)
         user = startup.parameters["user"]
-        self.password = asyncio.get_running_loop().create_future()
+        waiter = self.password = asyncio.get_running_loop().create_future()
         self.send(pgwire.encode(pgwire.AuthenticationCleartextPassword()))
-        self._password_message()  # pipelined behind the startup packet, maybe
-        frame = await asyncio.wait_for(self.password, self.listener.login_timeout)
+        # A password pipelined behind the startup packet waits in pending: it is the first thing to read.
+        self.buf = bytearray(b"".join(self.pending))
+        self.pending.clear()
+        self._password_message()
+        frame = await asyncio.wait_for(waiter, self.listener.login_timeout)
         token = frame[5:-1].decode("utf-8", "replace")
         sockname = self.transport.get_extra_info("sockname")
         hosts = {self.listener.host} | ({str(sockname[0])} if sockname else set())

@@ -494,6 +494,12 @@ def test_iam_members_log_in_by_token_with_no_session_held_meanwhile(tmp_path: Pa
         w2.write(pgwire.encode(pgwire.PasswordMessage(token[:-2] + "00")))
         answer = await asyncio.wait_for(r2.read(), 30)
         assert b"28P01" in answer and b'PAM authentication failed for user "iam_user"' in answer
+        # A token pipelined behind the startup packet (and a query behind it) works too.
+        r5, w5 = await asyncio.open_connection("127.0.0.1", port)
+        w5.write(_startup("iam_user") + pgwire.encode(pgwire.PasswordMessage(token)))
+        assert await asyncio.wait_for(r5.readexactly(9), 30) == pgwire.encode(pgwire.AuthenticationCleartextPassword())
+        await _read_login(r5)
+        w5.close()
         # A member who sends no password: refused when the login timeout passes, as postgres does.
         listener.login_timeout = 0.2
         r4, w4 = await asyncio.open_connection("127.0.0.1", port)
