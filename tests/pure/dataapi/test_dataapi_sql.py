@@ -203,7 +203,7 @@ def test_multi_statement_iff_two_statements_have_content(statements: list[str]) 
 
 def _has_content(statement: str) -> bool:
     # A statement has content unless it is only blanks and comments: strip comments the simple way the
-    # generator allows (line comments end at a newline, block comments hold no '*').
-    stripped = re.sub(r"--[^\n]*\n", " ", statement)
-    stripped = re.sub(r"/\*[^*]*(?:/\*[^*]*\*/)?[^*]*\*/", " ", stripped)
+    # generator allows (line comments end at a newline, block comments hold no '*'), in one left-to-right pass,
+    # so a '--' inside a block comment (or a '/*' inside a line comment) is not taken for a comment of its own.
+    stripped = re.sub(r"--[^\n]*\n|/\*[^*]*(?:/\*[^*]*\*/)?[^*]*\*/", " ", statement)
     return bool(stripped.strip())
