@@ -3,7 +3,9 @@
 The shared ``borealis`` fixture (tests/integration/conftest.py) runs `borealis up` once per session. Its
 Data API limits come from ``BOREALIS_DATAAPI_*`` variables read at start-up; the ones set here make the
 expiry and timeout tests take seconds instead of AWS's minutes. They only shorten limits no other test
-reaches (a 2 s idle transaction, a 4 s call), and are set before any fixture starts Borealis.
+reaches (a 6 s idle transaction, a 4 s call), and are set before any fixture starts Borealis. The idle limit
+leaves room for the aws CLI, which can take seconds to start on a loaded machine, between two calls of one
+transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 
 from tests.integration.conftest import BorealisProcess
 
-IDLE_TIMEOUT = 2.0
+IDLE_TIMEOUT = 6.0
 CALL_TIMEOUT = 4.0
 
 os.environ.setdefault("BOREALIS_DATAAPI_TRANSACTION_IDLE_TIMEOUT", str(IDLE_TIMEOUT))
