@@ -21,7 +21,7 @@ from borealis.control._names import (
     valid_identifier,
 )
 from borealis.secrets import SecretsManager
-from borealis.services import rds_ha
+from borealis.services import rds_ha, rds_logs
 from borealis.services._describe import filtered, paged
 
 __all__ = ["handlers"]
@@ -692,6 +692,7 @@ def handlers(control: ControlPlane, secrets: SecretsManager) -> dict[str, Handle
     rds = _Rds(control, secrets)
     return {
         **rds_ha.handlers(control, rds.render_cluster),
+        **rds_logs.handlers(control),
         "CreateDBCluster": rds.create_db_cluster,
         "DescribeDBClusters": rds.describe_db_clusters,
         "ModifyDBCluster": rds.modify_db_cluster,
