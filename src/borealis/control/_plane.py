@@ -52,6 +52,7 @@ from borealis.control._records import (
     check_transition,
 )
 from borealis.control._roles import ADMIN_USER
+from borealis.control._snapshots import Snapshots
 from borealis.control._topology import Address, ClusterView, Topology, Unavailable, build_view
 from borealis.engine import Binaries, EngineError, PostgresServer, full_version, replication_conninfo
 from borealis.store import Conflict, Sealer, Store, Table
@@ -266,6 +267,8 @@ class ControlPlane:
         self._changed = asyncio.Condition()
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         """Who holds the store's control-plane lease: host, process, start."""
+        self.snapshots = Snapshots(self)
+        """DB cluster snapshots and restores from them (see ``_snapshots``)."""
 
     # ----------------------------------------------------------------------------------------- queries
 
@@ -470,10 +473,12 @@ class ControlPlane:
         for doc in self.clusters.values():
             self.kick(doc["id"])
         self._loop_task = asyncio.ensure_future(self._run())
+        self.snapshots.resume()
 
     async def close(self) -> None:
         """Stop every server and listener; the stored state is kept for the next start."""
         self._closing = True
+        await self.snapshots.close()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -753,7 +758,48 @@ class ControlPlane:
         admin_password = self.sealer.open(cluster["admin_password"])
         await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=_own_settings(cluster))
 
-    async def _replication_source(self, cid: str, iid: str) -> str:
+    # ----------------------------------------------------------------------------------------- snapshots
+
+    def volume_of(self, cluster_id: str) -> Path:
+        """Where a cluster keeps its data while it has no instance (a restore lays its snapshot down there)."""
+        return self._volume({"id": cluster_id})
+
+    def running_writer(self, cluster_id: str) -> PostgresServer | None:
+        """The postgres of the cluster's writer, if it runs (a snapshot is a base backup of it)."""
+        writer = self.topology.writer(cluster_id)
+        server = self._servers.get(writer.id) if writer is not None else None
+        return server if server is not None and server.status().running else None
+
+    def resting_data(self, cluster_id: str) -> Path | None:
+        """The data directory of a cluster whose writer does not run: the writer's own, else the volume."""
+        for inst in self.cluster_instances(cluster_id):
+            if inst["role"] == "writer" and (self._datadir(inst) / "PG_VERSION").is_file():
+                return self._datadir(inst)
+        volume = self.volume_of(cluster_id)
+        return volume if (volume / "PG_VERSION").is_file() else None
+
+    async def replication_source(self, cluster_id: str, name: str, passfile: Path) -> str:
+        """A replication conninfo to the cluster's writer for a client called ``name`` (a base backup)."""
+        return await self._replication_source(cluster_id, name, passfile)
+
+    def final_snapshot_done(self, cluster_id: str) -> None:
+        """The final snapshot of a cluster being deleted is made (or failed): its deletion goes on."""
+        self._update_cluster(
+            cluster_id, lambda c: replace(c, extra={k: v for k, v in c.extra.items() if k != "final_snapshot"})
+        )
+        self.kick(cluster_id)
+
+    def restore_done(self, cluster_id: str, *, failed: bool) -> None:
+        """A restored cluster's volume is laid down (or could not be): it becomes available (or failed)."""
+
+        def done(c: ClusterRecord) -> ClusterRecord:
+            extra = {k: v for k, v in c.extra.items() if k != "restore_from"}
+            return replace(c.moved_to("failed") if failed else c, extra=extra)
+
+        self._update_cluster(cluster_id, done)
+        self.kick(cluster_id)
+
+    async def _replication_source(self, cid: str, iid: str, passfile: Path | None = None) -> str:
         """A conninfo to the cluster's writer as the replication role (created on the writer at first use),
         with its password in a passfile only the reader's OS user reads."""
         writer = self.topology.writer(cid)
@@ -770,8 +816,8 @@ class ControlPlane:
             await self._create_replication_role(wserver, cluster, password)
             self._update_cluster(cid, lambda c: replace(c, extra={**c.extra, "repl_role": True}))
         inst = self.instances.get(iid) or {"id": iid, "cluster": cid}
-        passfile = self._instance_dir(inst) / "replication.pass"
-        self._server_for(inst, 5432).write_passfile(passfile, REPLICATION_USER, password)
+        passfile = passfile or self._instance_dir(inst) / "replication.pass"
+        wserver.write_passfile(passfile, REPLICATION_USER, password)
         return replication_conninfo(
             host=wserver.host, port=wserver.port, user=REPLICATION_USER, passfile=passfile, application_name=iid
         )

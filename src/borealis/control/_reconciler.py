@@ -13,7 +13,9 @@
 
 Plan rules, in order, per cluster:
 
-1. ``deleting`` cluster: once no step runs on it, one ``delete-cluster`` (instances, listeners, files, record).
+1. ``deleting`` cluster: once no step runs on it, one ``delete-cluster`` (instances, listeners, files, record);
+   while its final snapshot is pending, only its instances are deleted. A cluster being restored from a
+   snapshot waits (stays ``creating``) until the snapshot's data is its volume.
 2. A step on the cluster itself (a failover) runs: nothing else until it ends.
 3. A failover: when the cluster is ``failing-over`` (FailoverDBCluster, RebootDBInstance ForceFailover), when
    the writer is being deleted while another instance can take over, or when the writer's postgres died
@@ -110,7 +112,14 @@ def plan(
     if cluster.status == DELETING:
         if busy & ({cid} | {i.id for i in instances}):
             return []
+        if cluster.get("final_snapshot"):
+            # The final snapshot copies the volume the last writer leaves: instances go first, the rest waits.
+            # Readers go before the writer, so the writer's data is the last and becomes the volume.
+            readers = [i for i in instances if not i.is_writer]
+            return [Action("delete-instance", i.id, "its cluster is being deleted") for i in readers or instances]
         return [Action("delete-cluster", cid, "the cluster is being deleted")]
+    if cluster.get("restore_from"):
+        return []  # a restore lays the snapshot's data down as the volume: nothing starts before it is there
     if cid in busy:
         return []
     failover = _failover(cluster, instances, observed)

@@ -20,8 +20,9 @@ from borealis.control._names import (
     resource_id,
     valid_identifier,
 )
+from borealis.control._snapshots import SnapshotError
 from borealis.secrets import SecretsManager
-from borealis.services import rds_ha, rds_logs
+from borealis.services import rds_ha, rds_logs, rds_snapshots
 from borealis.services._describe import filtered, paged
 
 __all__ = ["handlers"]
@@ -502,10 +503,17 @@ class _Rds:
                 "InvalidDBClusterStateFault",
                 "Cluster cannot be deleted, it still contains DB instances in non-deleting state.",
             )
-        if final:
-            raise _combination("Final snapshots are not supported by Borealis yet; delete with SkipFinalSnapshot=true.")
         doc["status"] = "deleting"
-        self.control.put_cluster(doc)
+        with self.control.store.transaction():
+            if final:
+                # The snapshot is taken first (the reconciler holds the deletion until it is made).
+                snapshot = _identifier(p, "FinalDBSnapshotIdentifier")
+                try:
+                    self.control.snapshots.create(doc["id"], snapshot, final=True, tags=_final_tags(doc))
+                except SnapshotError as exc:
+                    raise AWSError(exc.code, exc.message) from None
+                doc["final_snapshot"] = snapshot
+            self.control.put_cluster(doc)
         return {"DBCluster": self.render_cluster(doc)}
 
     async def stop_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -681,6 +689,11 @@ class _Rds:
         return await self._http_endpoint(p, False)
 
 
+def _final_tags(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The tags of a cluster's final snapshot: the cluster's, if it copies its tags to snapshots."""
+    return list(doc.get("tags") or []) if doc.get("copy_tags_to_snapshot") else []
+
+
 def _secret_json(username: str, password: str) -> str:
     import json
 
@@ -693,6 +706,7 @@ def handlers(control: ControlPlane, secrets: SecretsManager) -> dict[str, Handle
     return {
         **rds_ha.handlers(control, rds.render_cluster),
         **rds_logs.handlers(control),
+        **rds_snapshots.handlers(control, rds.render_cluster),
         "CreateDBCluster": rds.create_db_cluster,
         "DescribeDBClusters": rds.describe_db_clusters,
         "ModifyDBCluster": rds.modify_db_cluster,

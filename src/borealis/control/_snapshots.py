@@ -1,0 +1,272 @@
+"""Cluster snapshots: taken from a cluster's writer, kept under ``DATA_DIR/snapshots/<id>``, restored as a volume.
+
+Rules:
+- A snapshot's record is written (status ``creating``) before any work; the work runs in a background task
+  and moves it to ``available`` (or ``failed``). On start-up, a snapshot still ``creating`` (Borealis died
+  half-way) is made again from the start, and a restore still under way is laid down again: both steps
+  begin by removing what a half-done run left.
+- A snapshot of a cluster whose writer runs is a base backup of it (``pg_basebackup`` over the replication
+  role, so writes are not blocked); otherwise (stopped, paused, no instance) it is a copy of the writer's data
+  directory, or of the cluster volume, made while no postgres runs on it.
+- A snapshot keeps what a restore needs from its source (engine version, master user and its password at
+  the time, port, database name, scaling): manual snapshots outlive their cluster.
+- A final snapshot (DeleteDBCluster with FinalDBSnapshotIdentifier) holds the cluster's deletion: the
+  reconciler deletes the instances (the writer's data goes back to the cluster volume), the volume is copied,
+  and only then is the cluster deleted.
+- A restore makes a cluster with no instance whose status stays ``creating`` while the snapshot's data is
+  copied into its volume (``cp -a --reflink=auto``: a reflink clone where the file system has them); the
+  first instance created in it adopts the volume instead of running initdb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from borealis.engine import PostgresServer
+from borealis.engine._process import run
+
+if TYPE_CHECKING:
+    from borealis.control._plane import ControlPlane
+
+__all__ = ["SnapshotError", "Snapshots"]
+
+log = logging.getLogger(__name__)
+
+_COPY_TIMEOUT = 6 * 3600.0
+_SOURCE_FIELDS = ("engine", "engine_version", "master_username", "port", "database_name", "scaling",
+                  "storage_encrypted", "iam_auth", "resource_id", "created", "admin_password")  # fmt: skip
+
+
+class SnapshotError(Exception):
+    """A snapshot operation refused; ``code`` is the AWS error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_size
+    return total
+
+
+async def _copy(src: Path, dest: Path) -> None:
+    """Copy a data directory with owners and modes (a reflink clone where the file system supports it)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    await run(["cp", "-a", "--reflink=auto", src, dest], None, timeout=_COPY_TIMEOUT, what="cp")
+
+
+def _initialized(datadir: Path) -> bool:
+    return (datadir / "PG_VERSION").is_file() and (datadir / "global" / "pg_control").is_file()
+
+
+class Snapshots:
+    """The DB cluster snapshots of one control plane."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.table = plane.store.table("snapshots")
+        self.root = plane.settings.data_dir / "snapshots"
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def get(self, ident: str) -> dict[str, Any] | None:
+        """The stored record of a snapshot."""
+        return self.table.get(ident)
+
+    def all(self) -> list[dict[str, Any]]:
+        """Every snapshot, oldest first."""
+        return sorted(self.table.values(), key=lambda d: (d["created"], d["id"]))
+
+    def data(self, ident: str) -> Path:
+        """Where a snapshot's data directory is."""
+        return self.root / ident / "data"
+
+    # ------------------------------------------------------------------------------------------ requests
+
+    def create(
+        self, cluster_id: str, ident: str, *, kind: str = "manual", tags: list[Any] | None = None, final: bool = False
+    ) -> dict[str, Any]:
+        """Record a new snapshot of a cluster (``creating``) and start taking it."""
+        cluster = self.plane.cluster(cluster_id)
+        if cluster is None:
+            raise SnapshotError("DBClusterNotFoundFault", f"DBCluster {cluster_id} not found.")
+        if ident in self.table:
+            raise SnapshotError("DBClusterSnapshotAlreadyExistsFault", f"Cannot create the snapshot because a "
+                                f"snapshot with the identifier {ident} already exists.")  # fmt: skip
+        if not final and cluster["status"] not in ("available", "stopped", "backing-up"):
+            raise SnapshotError(
+                "InvalidDBClusterStateFault", f"Cannot create a snapshot because the cluster is {cluster['status']}."
+            )
+        doc: dict[str, Any] = {
+            "id": ident,
+            "cluster": cluster_id,
+            "type": kind,
+            "status": "creating",
+            "percent": 0,
+            "created": _now(),
+            "tags": list(tags or []),
+            "final": final,
+            "source": {k: cluster.get(k) for k in _SOURCE_FIELDS},
+        }
+        password = self.plane.master_password(cluster)
+        if password is not None:
+            doc["source"]["master_password"] = self.plane.sealer.seal(password)
+        self.table.put(ident, doc)
+        self._spawn(self._make(ident))
+        return doc
+
+    def copy(self, source_id: str, ident: str, tags: list[Any] | None = None) -> dict[str, Any]:
+        """Record a copy of an available snapshot (``creating``) and start copying it."""
+        source = self.get(source_id)
+        if source is None:
+            raise SnapshotError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {source_id} not found.")
+        if ident in self.table:
+            raise SnapshotError("DBClusterSnapshotAlreadyExistsFault", f"Cannot create the snapshot because a "
+                                f"snapshot with the identifier {ident} already exists.")  # fmt: skip
+        if source["status"] != "available":
+            raise SnapshotError("InvalidDBClusterSnapshotStateFault", f"Snapshot {source_id} is not available.")
+        doc = {**source, "id": ident, "type": "manual", "status": "creating", "percent": 0, "created": _now(),
+               "source_snapshot": source_id, "final": False, "tags": list(tags or [])}  # fmt: skip
+        self.table.put(ident, doc)
+        self._spawn(self._make(ident))
+        return doc
+
+    def delete(self, ident: str) -> dict[str, Any]:
+        """Delete a snapshot that is not being made, copied or restored from."""
+        doc = self.get(ident)
+        if doc is None:
+            raise SnapshotError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {ident} not found.")
+        busy = doc["status"] == "creating" or any(
+            s.get("source_snapshot") == ident and s["status"] == "creating" for s in self.table.values()
+        )
+        busy = busy or any(c.get("restore_from") == ident for c in self.plane.clusters.values())
+        if busy:
+            raise SnapshotError(
+                "InvalidDBClusterSnapshotStateFault", f"Cannot delete the snapshot {ident}: it is in use."
+            )
+        self.table.delete(ident)
+        shutil.rmtree(self.root / ident, ignore_errors=True)
+        return {**doc, "status": "deleted"}
+
+    def restore(self, ident: str, cluster_doc: dict[str, Any]) -> None:
+        """Store ``cluster_doc`` (a new, ``creating`` cluster) and lay the snapshot's data down as its volume."""
+        doc = self.get(ident)
+        if doc is None:
+            raise SnapshotError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {ident} not found.")
+        if doc["status"] != "available":
+            raise SnapshotError("InvalidDBClusterSnapshotStateFault", f"Snapshot {ident} is not available.")
+        self.plane.put_cluster({**cluster_doc, "restore_from": ident})
+        self._spawn(self._restore(cluster_doc["id"]))
+
+    def resume(self) -> None:
+        """After a start: finish what a Borealis that stopped or died left half-done."""
+        for doc in self.table.values():
+            if doc["status"] == "creating":
+                self._spawn(self._make(doc["id"]))
+        for cluster in self.plane.clusters.values():
+            if cluster.get("restore_from"):
+                self._spawn(self._restore(cluster["id"]))
+
+    async def close(self) -> None:
+        """Cancel the work under way (it is done again at the next start)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------------ work
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _update(self, ident: str, **fields: Any) -> None:
+        doc = self.get(ident)
+        if doc is not None:
+            self.table.put(ident, {**doc, **fields})
+
+    async def _make(self, ident: str) -> None:
+        doc = self.get(ident)
+        if doc is None or doc["status"] != "creating":
+            return
+        dest = self.data(ident)
+        try:
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            dest.parent.mkdir(parents=True, mode=0o700)
+            if doc.get("source_snapshot"):
+                src = self.data(doc["source_snapshot"])
+                if _initialized(src):
+                    await _copy(src, dest)
+            else:
+                await self._take(doc, dest)
+            self._update(ident, status="available", percent=100, size=_size(dest), empty=not _initialized(dest))
+            self.plane.emit(doc["cluster"], None, f"snapshot {ident} available")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("snapshot %s failed", ident)
+            self._update(ident, status="failed")
+            self.plane.emit(doc["cluster"], None, f"snapshot {ident} failed: {exc}")
+        if doc.get("final"):
+            # The cluster's deletion waited for this snapshot; a failed one does not keep it (AWS neither).
+            self.plane.final_snapshot_done(doc["cluster"])
+
+    async def _take(self, doc: dict[str, Any], dest: Path) -> None:
+        cid = doc["cluster"]
+        if doc.get("final"):
+            # The reconciler deletes the instances first; the writer's data goes back to the cluster volume.
+            await self.plane.wait_for(lambda: not self.plane.cluster_instances(cid), _COPY_TIMEOUT)
+        writer = self.plane.running_writer(cid)
+        if writer is not None:
+            passfile = dest.parent / "replication.pass"
+            source = await self.plane.replication_source(cid, f"snapshot-{doc['id']}", passfile)
+            server = PostgresServer(dest, writer.binaries, port=5432, host="127.0.0.1", log_dir=dest.parent / "log")
+            self.plane.emit(cid, None, f"snapshot {doc['id']}: base backup of the writer")
+            await server.basebackup(source)
+            server.set_standby(False)
+            passfile.unlink(missing_ok=True)
+            return
+        src = self.plane.resting_data(cid)
+        if src is not None:
+            self.plane.emit(cid, None, f"snapshot {doc['id']}: copying the stopped writer's data directory")
+            await _copy(src, dest)
+
+    async def _restore(self, cid: str) -> None:
+        cluster = self.plane.cluster(cid)
+        if cluster is None or not cluster.get("restore_from"):
+            return
+        ident = cluster["restore_from"]
+        src = self.data(ident)
+        volume = self.plane.volume_of(cid)
+        staging = volume.with_name("volume.restoring")
+        try:
+            if _initialized(src):
+                self.plane.emit(cid, None, f"restoring snapshot {ident}")
+                await _copy(src, staging)
+                shutil.rmtree(volume, ignore_errors=True)
+                staging.rename(volume)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("restoring %s into %s failed", ident, cid)
+            self.plane.emit(cid, None, f"restore failed: {exc}")
+            self.plane.restore_done(cid, failed=True)
+            return
+        self.plane.restore_done(cid, failed=False)

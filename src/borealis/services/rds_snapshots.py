@@ -1,0 +1,225 @@
+"""RDS operations of DB cluster snapshots: Create/Describe/Delete/CopyDBClusterSnapshot, RestoreDBClusterFromSnapshot.
+
+The control plane owns the snapshots (``control._snapshots``); this module validates requests as RDS does,
+maps the control plane's refusals to AWS error codes and renders botocore's DBClusterSnapshot shape.
+
+A restored cluster keeps the master user and its password as they were when the snapshot was taken (they are
+in the snapshot's data; RestoreDBClusterFromSnapshot takes no password): ModifyDBCluster changes it later,
+or turns on ManageMasterUserPassword, as on AWS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from borealis.aws import AWSError, Handler, RequestContext
+from borealis.control import ControlPlane
+from borealis.control._names import resource_id, valid_identifier
+from borealis.control._snapshots import SnapshotError
+from borealis.services._describe import filtered, paged
+
+__all__ = ["handlers"]
+
+_IDENT_MESSAGE = (
+    "The parameter {name} is not a valid identifier. Identifiers must begin with a letter; must contain only "
+    "ASCII letters, digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens."
+)
+
+
+def _key(ident: str) -> str:
+    return ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
+
+
+def _identifier(params: dict[str, Any], name: str) -> str:
+    ident = str(params[name]).lower()
+    if not valid_identifier(ident):
+        raise AWSError("InvalidParameterValue", _IDENT_MESSAGE.format(name=name))
+    return ident
+
+
+def _tags(params: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"Key": t["Key"], "Value": t.get("Value", "")} for t in params.get("Tags") or []]
+
+
+class _Snapshots:
+    def __init__(self, control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self.control = control
+        self.snapshots = control.snapshots
+        self.render_cluster = render_cluster
+        self.region = control.settings.region
+        self.account = control.settings.account_id
+
+    def arn(self, ident: str) -> str:
+        return f"arn:aws:rds:{self.region}:{self.account}:cluster-snapshot:{ident}"
+
+    def render(self, doc: dict[str, Any]) -> dict[str, Any]:
+        source = doc["source"]
+        out: dict[str, Any] = {
+            "AvailabilityZones": [f"{self.region}a", f"{self.region}b", f"{self.region}c"],
+            "DBClusterSnapshotIdentifier": doc["id"],
+            "DBClusterIdentifier": doc["cluster"],
+            "SnapshotCreateTime": dt.datetime.fromisoformat(doc["created"]),
+            "Engine": source.get("engine") or "aurora-postgresql",
+            "EngineMode": "provisioned",
+            "AllocatedStorage": max(1, -(-int(doc.get("size", 0)) // 2**30)),
+            "Status": doc["status"],
+            "Port": source.get("port") or 0,
+            "VpcId": "vpc-borealis",
+            "MasterUsername": source.get("master_username"),
+            "EngineVersion": source.get("engine_version"),
+            "LicenseModel": "postgresql-license",
+            "SnapshotType": doc["type"],
+            "PercentProgress": doc["percent"],
+            "StorageEncrypted": bool(source.get("storage_encrypted")),
+            "DBClusterSnapshotArn": self.arn(doc["id"]),
+            "IAMDatabaseAuthenticationEnabled": bool(source.get("iam_auth")),
+            "TagList": doc.get("tags") or [],
+            "StorageType": "aurora",
+        }
+        if source.get("created"):
+            out["ClusterCreateTime"] = dt.datetime.fromisoformat(source["created"])
+        if source.get("resource_id"):
+            out["DbClusterResourceId"] = source["resource_id"]
+        if doc.get("source_snapshot"):
+            out["SourceDBClusterSnapshotArn"] = self.arn(doc["source_snapshot"])
+        return out
+
+    async def create(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _identifier(p, "DBClusterSnapshotIdentifier")
+        try:
+            doc = self.snapshots.create(_key(p["DBClusterIdentifier"]), ident, tags=_tags(p))
+        except SnapshotError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        return {"DBClusterSnapshot": self.render(doc)}
+
+    async def describe(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        docs = self.snapshots.all()
+        if p.get("DBClusterSnapshotIdentifier"):
+            if p.get("DBClusterIdentifier"):
+                raise AWSError(
+                    "InvalidParameterCombination",
+                    "Cannot specify both DBClusterIdentifier and DBClusterSnapshotIdentifier.",
+                )
+            wanted = _key(p["DBClusterSnapshotIdentifier"])
+            docs = [d for d in docs if d["id"] == wanted]
+            if not docs:
+                raise AWSError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {wanted} not found.")
+        if p.get("DBClusterIdentifier"):
+            docs = [d for d in docs if d["cluster"] == _key(p["DBClusterIdentifier"])]
+        if p.get("DbClusterResourceId"):
+            docs = [d for d in docs if d["source"].get("resource_id") == p["DbClusterResourceId"]]
+        kind = p.get("SnapshotType")
+        if kind is not None:
+            if kind not in ("automated", "manual", "shared", "public", "awsbackup"):
+                raise AWSError("InvalidParameterValue", f"Invalid snapshot type: {kind}")
+            docs = [d for d in docs if d["type"] == kind]
+        docs = filtered(
+            docs,
+            p,
+            {
+                "db-cluster-id": lambda d: d["cluster"],
+                "db-cluster-snapshot-id": lambda d: d["id"],
+                "snapshot-type": lambda d: d["type"],
+                "engine": lambda d: d["source"].get("engine") or "aurora-postgresql",
+            },
+        )
+        return paged("DBClusterSnapshots", docs, p, self.render)
+
+    async def delete(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        try:
+            doc = self.snapshots.delete(_key(p["DBClusterSnapshotIdentifier"]))
+        except SnapshotError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        return {"DBClusterSnapshot": self.render(doc)}
+
+    async def copy(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        target = _identifier(p, "TargetDBClusterSnapshotIdentifier")
+        source = _key(p["SourceDBClusterSnapshotIdentifier"])
+        tags = _tags(p)
+        if p.get("CopyTags") and not tags:
+            found = self.snapshots.get(source)
+            tags = list(found.get("tags") or []) if found else []
+        try:
+            doc = self.snapshots.copy(source, target, tags)
+        except SnapshotError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        return {"DBClusterSnapshot": self.render(doc)}
+
+    async def restore(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _identifier(p, "DBClusterIdentifier")
+        snapshot = self.snapshots.get(_key(p["SnapshotIdentifier"]))
+        if snapshot is None:
+            raise AWSError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {p['SnapshotIdentifier']} not found.")
+        if self.control.cluster(ident) is not None:
+            raise AWSError("DBClusterAlreadyExistsFault", f"DB Cluster {ident} already exists")
+        source = snapshot["source"]
+        if p.get("Engine") and p["Engine"] != (source.get("engine") or "aurora-postgresql"):
+            raise AWSError("InvalidParameterCombination", f"Cannot restore a {source.get('engine')} snapshot "
+                           f"as engine {p['Engine']}.")  # fmt: skip
+        version = str(source.get("engine_version"))
+        if p.get("EngineVersion") and str(p["EngineVersion"]).split(".")[0] != version.split(".")[0]:
+            raise AWSError("InvalidParameterCombination", "Borealis restores a snapshot on its own major version "
+                           f"({version}); upgrade the restored cluster instead.")  # fmt: skip
+        port = p.get("Port")
+        if port is not None and not 1150 <= port <= 65535:
+            raise AWSError("InvalidParameterValue", "Invalid port. Valid values are 1150-65535.")
+        if port is not None and port in self.control.used_ports():
+            raise AWSError(
+                "InvalidParameterValue", f"Port {port} is already used by another endpoint of this Borealis."
+            )
+        port = port or self.control.allocate_port()
+        reader_host, reader_port = self.control.reader_address(port)
+        scaling = source.get("scaling") or {"min": 0.5, "max": 16.0, "pause": None, "set": False}
+        conf = p.get("ServerlessV2ScalingConfiguration")
+        if conf:
+            scaling = {**scaling, "min": float(conf.get("MinCapacity", scaling["min"])),
+                       "max": float(conf.get("MaxCapacity", scaling["max"])), "set": True}  # fmt: skip
+        empty = bool(snapshot.get("empty"))
+        doc: dict[str, Any] = {
+            "id": ident,
+            "resource_id": resource_id("cluster"),
+            "engine": source.get("engine") or "aurora-postgresql",
+            "engine_version": version,
+            "status": "creating",
+            "port": port,
+            "reader_host": reader_host,
+            "reader_port": reader_port,
+            "master_username": source["master_username"],
+            "database_name": source.get("database_name"),
+            "scaling": scaling,
+            "backup_retention": int(p.get("BackupRetentionPeriod") or 1),
+            "deletion_protection": bool(p.get("DeletionProtection", False)),
+            "http_endpoint": False,
+            "iam_auth": bool(p.get("EnableIAMDatabaseAuthentication", source.get("iam_auth", False))),
+            "storage_encrypted": bool(source.get("storage_encrypted")),
+            "copy_tags_to_snapshot": bool(p.get("CopyTagsToSnapshot", False)),
+            "vpc_security_groups": list(p.get("VpcSecurityGroupIds") or []),
+            "tags": _tags(p),
+            "created": dt.datetime.now(dt.UTC).isoformat(),
+            "admin_password": source["admin_password"],
+            "master_password": source.get("master_password"),
+            # The roles and the database are in the snapshot's data; the password is applied again once.
+            "bootstrapped": not empty,
+            "password_version": 0,
+            "password_applied": -1,
+            "restored_from": snapshot["id"],
+        }
+        try:
+            self.snapshots.restore(snapshot["id"], doc)
+        except SnapshotError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        return {"DBCluster": self.render_cluster(self.control.cluster(ident) or doc)}
+
+
+def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Handler]:
+    """The DB cluster snapshot operations (``render_cluster``: the rds module's DBCluster)."""
+    ops = _Snapshots(control, render_cluster)
+    return {
+        "CreateDBClusterSnapshot": ops.create,
+        "DescribeDBClusterSnapshots": ops.describe,
+        "DeleteDBClusterSnapshot": ops.delete,
+        "CopyDBClusterSnapshot": ops.copy,
+        "RestoreDBClusterFromSnapshot": ops.restore,
+    }
