@@ -233,6 +233,33 @@ def test_restored_cluster_survives_a_restart(own: BorealisProcess, master: dict[
     assert {"snap-one", "restored-final"} <= names
 
 
+def test_work_cut_short_by_kill_9_is_done_at_the_next_start(own: BorealisProcess, master: dict[str, str]) -> None:
+    rds = own.client("rds")
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="default", DBClusterSnapshotIdentifier="snap-killed")
+    rds.restore_db_cluster_from_snapshot(
+        DBClusterIdentifier="killed", SnapshotIdentifier="snap-one", Engine="aurora-postgresql"
+    )
+    # Whether the snapshot and the restore were done or half-way when Borealis died, the next start ends them.
+    own.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while postgres_pids(own.data_dir):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    own.start()
+    rds = own.client("rds")
+    rds.get_waiter("db_cluster_snapshot_available").wait(DBClusterSnapshotIdentifier="snap-killed", WaiterConfig=FAST)
+    rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier="killed", WaiterConfig=FAST)
+    rds.create_db_instance(
+        DBInstanceIdentifier="killed-1",
+        DBClusterIdentifier="killed",
+        DBInstanceClass="db.serverless",
+        Engine="aurora-postgresql",
+    )
+    rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="killed-1", WaiterConfig=FAST)
+    with _connect(rds, "killed", master) as conn:
+        assert conn.execute("SELECT count(*) FROM t WHERE id > 0").fetchone() == (ROWS,)
+
+
 def test_snapshot_of_a_stopped_cluster(own: BorealisProcess, master: dict[str, str]) -> None:
     rds = own.client("rds")
     rds.stop_db_cluster(DBClusterIdentifier="again")

@@ -70,7 +70,8 @@ async def _copy(src: Path, dest: Path) -> None:
     """Copy a data directory with owners and modes (a reflink clone where the file system supports it)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    await run(["cp", "-a", "--reflink=auto", src, dest], None, timeout=_COPY_TIMEOUT, what="cp")
+    # -T: dest is the copy itself, never a directory to copy into (should one have come back meanwhile).
+    await run(["cp", "-a", "-T", "--reflink=auto", src, dest], None, timeout=_COPY_TIMEOUT, what="cp")
 
 
 def _initialized(datadir: Path) -> bool:
@@ -233,6 +234,8 @@ class Snapshots:
         if doc.get("final"):
             # The reconciler deletes the instances first; the writer's data goes back to the cluster volume.
             await self.plane.wait_for(lambda: not self.plane.cluster_instances(cid), _COPY_TIMEOUT)
+        if self.plane.cluster(cid) is None:
+            raise RuntimeError(f"the cluster {cid} was deleted before its snapshot was made")
         writer = self.plane.running_writer(cid)
         if writer is not None:
             passfile = dest.parent / "replication.pass"

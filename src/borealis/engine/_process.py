@@ -70,6 +70,9 @@ async def run(
             timeout=timeout,
             env=child_env(user),
             cwd="/",
+            # A tool dies with Borealis (kill -9 too): a base backup or copy left running would write into
+            # the directory the next start makes again. The forking thread waits for it, so it outlives it.
+            preexec_fn=_pdeathsig_setter(),
             # extra_groups=[] drops root's supplementary groups; Popen applies all three before preexec_fn.
             user=user.uid if user is not None else None,
             group=user.gid if user is not None else None,

@@ -299,3 +299,35 @@ def test_aws_cli_subnet_groups_and_tags(borealis: BorealisProcess) -> None:
     groups = aws_json(borealis, "rds", "describe-db-subnet-groups", "--db-subnet-group-name", name)
     assert groups["DBSubnetGroups"][0]["DBSubnetGroupDescription"] == "cli"
     aws_json(borealis, "rds", "delete-db-subnet-group", "--db-subnet-group-name", name)
+
+
+def test_aws_rds_cluster_destroy_with_final_snapshot(rds: Any) -> None:
+    """Terraform's default destroy (skip_final_snapshot = false): DeleteDBCluster with the final snapshot's id,
+    then DescribeDBClusters until not found; the snapshot stays, with the cluster's tags (copy_tags_to_snapshot)."""
+    cid, iid, final = _name("tf-final"), _name("tf-final-i"), _name("tf-final-snap")
+    rds.create_db_cluster(
+        DBClusterIdentifier=cid, Engine="aurora-postgresql", MasterUsername="app", ManageMasterUserPassword=True,
+        CopyTagsToSnapshot=True, ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 2},
+        Tags=[{"Key": "Name", "Value": "tf"}],
+    )  # fmt: skip
+    rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=cid, WaiterConfig=FAST)
+    rds.create_db_instance(
+        DBInstanceIdentifier=iid, DBClusterIdentifier=cid, DBInstanceClass="db.serverless", Engine="aurora-postgresql"
+    )
+    rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
+    # destroy: the instance, then the cluster with its final snapshot
+    rds.delete_db_instance(DBInstanceIdentifier=iid, SkipFinalSnapshot=True)
+    rds.get_waiter("db_instance_deleted").wait(DBInstanceIdentifier=iid, WaiterConfig=FAST)
+    deleting = rds.delete_db_cluster(
+        DBClusterIdentifier=cid, SkipFinalSnapshot=False, FinalDBSnapshotIdentifier=final, DeleteAutomatedBackups=True
+    )["DBCluster"]
+    assert deleting["Status"] == "deleting"
+    _until_not_found(lambda: rds.describe_db_clusters(DBClusterIdentifier=cid), "DBClusterNotFoundFault")
+    rds.get_waiter("db_cluster_snapshot_available").wait(DBClusterSnapshotIdentifier=final, WaiterConfig=FAST)
+    [snap] = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=final)["DBClusterSnapshots"]
+    assert (snap["DBClusterIdentifier"], snap["SnapshotType"], snap["MasterUsername"]) == (cid, "manual", "app")
+    assert snap["TagList"] == [{"Key": "Name", "Value": "tf"}]
+    rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=final)
+    _until_not_found(
+        lambda: rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=final), "DBClusterSnapshotNotFoundFault"
+    )
