@@ -161,7 +161,12 @@ async def measure(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     except TypeError:  # a checkout from before the topology service (for a before/after comparison)
         clusters = app_module._StoreClusters(store, data_dir)
     data_api = DataApi(clusters, secrets, region="us-east-1", account_id=settings.account_id, node=0)
-    gateway = Gateway({"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for)
+    handlers = rds_data_service.handlers(data_api)
+    if args.prometheus:  # as the main process serves it: counted and timed for GET /metrics
+        from borealis.prometheus import ApiMetrics
+
+        handlers = ApiMetrics().instrument("rds-data", handlers)
+    gateway = Gateway({"rds-data": handlers}, keys.secret_for)
     server = HttpServer(gateway)
 
     creds = dict(line.split(" = ", 1) for line in (data_dir / "credentials").read_text().splitlines() if " = " in line)
@@ -226,6 +231,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--gc", choices=("on", "off", "freeze"), default="on")
+    ap.add_argument("--prometheus", action="store_true", help="wrap the handlers as GET /metrics needs")
     ap.add_argument(
         "--layer",
         choices=("http", "api", "gateway"),

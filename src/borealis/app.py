@@ -32,6 +32,9 @@ from borealis.dataapi import DataApi, transaction_owner
 from borealis.engine import Binaries, Cgroups, allowed_overlay
 from borealis.iam import AccessKeys, write_credentials_file
 from borealis.metrics import MetricStore
+from borealis.prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
+from borealis.prometheus import ApiMetrics
+from borealis.prometheus import render as render_prometheus
 from borealis.proxy import CertificateAuthority, ProxyManager, server_context
 from borealis.secrets import SecretsManager
 from borealis.serverless import AutoPause, Scaler
@@ -75,6 +78,7 @@ class App:
         self.scaler: Scaler | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
         self._rotation_task: asyncio.Future[None] | None = None
+        self.api_metrics = ApiMetrics()
 
     # --------------------------------------------------------------------------------------- life cycle
 
@@ -134,14 +138,15 @@ class App:
         )
         self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id, node=0)
         self.data_api.resume_wait = s.resume_wait / 1000
+        services = {
+            "rds": self.rds,
+            "rds-data": rds_data_service.handlers(self.data_api),
+            "secretsmanager": secretsmanager_service.handlers(self.secrets, self._rotate_master_secret),
+            "sts": sts_service.handlers(keys, s.account_id),
+            "cloudwatch": monitoring_service.handlers(self.metrics),
+        }
         gateway = Gateway(
-            {
-                "rds": self.rds,
-                "rds-data": rds_data_service.handlers(self.data_api),
-                "secretsmanager": secretsmanager_service.handlers(self.secrets, self._rotate_master_secret),
-                "sts": sts_service.handlers(keys, s.account_id),
-                "cloudwatch": monitoring_service.handlers(self.metrics),
-            },
+            {name: self.api_metrics.instrument(name, h) for name, h in services.items()},  # GET /metrics counts
             keys.secret_for,
             fallback=self._fallback,
             tokens=keys.token_for,
@@ -350,6 +355,11 @@ class App:
             ready = self.ready.is_set()
             body = b'{"status": "ready"}' if ready else b'{"status": "starting"}'
             await _respond(send, 200 if ready else 503, body, b"application/json")
+            return
+        if path == "/metrics" and scope.get("method") in ("GET", "HEAD"):
+            # Unauthenticated as Prometheus scrapes; nothing secret in it (see prometheus.py, docs/security.md).
+            body = render_prometheus(self.api_metrics, self.control, self.metrics)
+            await _respond(send, 200, body, PROMETHEUS_TEXT)
             return
         await _respond(send, 404, b'{"message": "Not Found"}', b"application/json")
 

@@ -1,0 +1,251 @@
+"""``GET /metrics``: Borealis's state in the Prometheus text format (version 0.0.4), for a scraper.
+
+What is exposed, and where it comes from:
+
+* ``borealis_api_requests_total{service, operation, code}``: AWS API calls the handlers answered, by AWS error
+  code (``OK`` for a success). Calls refused before a handler runs (bad signature, unknown operation) are not
+  counted. :func:`instrument` wraps the handlers the gateway serves.
+* ``borealis_dataapi_request_duration_seconds{operation}``: a histogram of Data API calls' time in the handler.
+* ``borealis_instance_up{cluster, instance, role}``: 1 while the instance's postgres runs and answered its last
+  probe (the reconciler's observation); ``role`` is the topology's (writer / reader).
+* ``borealis_replica_lag_milliseconds{cluster, instance}``: a reader's lag as its writer measures it.
+* ``borealis_proxy_*{proxy}``: each RDS Proxy's counters and gauges (proxy/_stats.py), under snake-case names
+  of RDS Proxy's CloudWatch metrics (latencies are averages since start, in microseconds).
+* ``borealis_cloudwatch_latest{namespace, metric, <dimensions>}``: the newest value of every series in the
+  metrics store (the CloudWatch data: AWS/RDS CPUUtilization, ServerlessDatabaseCapacity, ...), while it is
+  at most three hours old (the store's one-second resolution).
+
+Counts are of the process answering: with ``--workers`` above 1, the Data API calls the worker processes
+serve are not in these counters (the main process answers ``/metrics``). Nothing here is secret: no SQL text,
+no parameters, no user names or credentials; identifiers of clusters, instances and proxies are (see
+docs/security.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from borealis.aws import AWSError, Direct, Handler, RequestContext
+from borealis.control import ControlPlane
+from borealis.metrics import SECOND_RETENTION, MetricStore
+from borealis.proxy import REGISTRY, MetricsRegistry
+
+__all__ = ["CONTENT_TYPE", "ApiMetrics", "render"]
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+#: Upper bounds (seconds) of the Data API latency histogram's buckets, +Inf implied.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Histogram:
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+
+class ApiMetrics:
+    """Counters of the AWS API calls and the Data API latency histogram, written by the wrapped handlers."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.latency: dict[str, _Histogram] = {}
+
+    def instrument(self, service: str, handlers: Mapping[str, Handler]) -> dict[str, Handler]:
+        """``handlers`` wrapped to count each call by outcome (and time it, for the Data API ``rds-data``)."""
+        timed = service == "rds-data"
+        return {op: self._wrap(service, op, h, timed) for op, h in handlers.items()}
+
+    def _count(self, service: str, op: str, code: str) -> None:
+        key = (service, op, code)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def _histogram(self, op: str) -> _Histogram:
+        found = self.latency.get(op)
+        if found is None:
+            found = self.latency[op] = _Histogram()
+        return found
+
+    def _wrap(self, service: str, op: str, handler: Handler, timed: bool) -> Handler:
+        if isinstance(handler, Direct):
+            return self._wrap_direct(service, op, handler, timed)
+        histogram = self._histogram(op) if timed else None
+
+        async def counted(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+            started = time.perf_counter()
+            code = "InternalFailure"
+            try:
+                out = await handler(ctx, params)
+                code = "OK"
+                return out
+            except AWSError as exc:
+                code = exc.code
+                raise
+            finally:
+                self._count(service, op, code)
+                if histogram is not None:
+                    histogram.observe(time.perf_counter() - started)
+
+        return counted
+
+    def _wrap_direct(self, service: str, op: str, handler: Direct, timed: bool) -> Direct:
+        """A :class:`Direct` handler stays one (the gateway's task-free path): its ``settle`` is wrapped."""
+        histogram = self._histogram(op) if timed else None
+        start, error = handler.start, handler.error
+
+        def outcome(result: dict[str, Any] | BaseException, started: float) -> None:
+            if isinstance(result, BaseException):
+                aws = result if isinstance(result, AWSError) else error(result)
+                code = aws.code if aws is not None else "InternalFailure"
+            else:
+                code = "OK"
+            self._count(service, op, code)
+            if histogram is not None:
+                histogram.observe(time.perf_counter() - started)
+
+        def counted(args: dict[str, Any], settle: Callable[[dict[str, Any] | BaseException], None]) -> Any:
+            started = time.perf_counter()
+
+            def settled(result: dict[str, Any] | BaseException) -> None:
+                outcome(result, started)
+                settle(result)
+
+            try:
+                out = start(args, settled)
+            except Exception as exc:
+                outcome(exc, started)
+                raise
+            if out is not None:
+                outcome(out, started)
+            return out
+
+        return Direct(counted, error, handler.encode)
+
+
+# ------------------------------------------------------------------------------------------- exposition
+
+
+def _label(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(pairs: Iterable[tuple[str, object]]) -> str:
+    inner = ",".join(f'{k}="{_label(v)}"' for k, v in pairs)
+    return "{" + inner + "}" if inner else ""
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[str, dict[str, object], float]]
+    ) -> None:
+        """One metric family: HELP, TYPE, then samples (suffix, labels, value); nothing if it has none."""
+        rows = list(samples)
+        if not rows:
+            return
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for suffix, labels, value in rows:
+            self.lines.append(f"{name}{suffix}{_labels(labels.items())} {_number(value)}")
+
+
+def _snake(name: str) -> str:
+    out = [("_" + c.lower()) if c.isupper() and i else c.lower() for i, c in enumerate(name)]
+    return "".join(out).replace("_t_l_s", "_tls")
+
+
+def _prom_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def render(
+    api: ApiMetrics,
+    control: ControlPlane | None,
+    store: MetricStore | None,
+    proxies: MetricsRegistry = REGISTRY,
+    *,
+    now: float | None = None,
+) -> bytes:
+    """The text exposition of every family above."""
+    now = time.time() if now is None else now
+    w = _Writer()
+    w.family(
+        "borealis_api_requests_total",
+        "counter",
+        "AWS API calls answered by a handler, by service, operation and AWS error code (OK: success).",
+        (("", {"service": s, "operation": o, "code": c}, n) for (s, o, c), n in sorted(api.requests.items())),
+    )
+    hist: list[tuple[str, dict[str, object], float]] = []
+    for op, h in sorted(api.latency.items()):
+        total = 0
+        for bound, count in zip((*BUCKETS, math.inf), h.counts, strict=True):
+            total += count
+            hist.append(("_bucket", {"operation": op, "le": _number(bound)}, total))
+        hist.append(("_sum", {"operation": op}, h.sum))
+        hist.append(("_count", {"operation": op}, total))
+    w.family(
+        "borealis_dataapi_request_duration_seconds",
+        "histogram",
+        "Time the Data API spent on a call, from its handler's start to its answer.",
+        hist,
+    )
+    if control is not None:
+        up: list[tuple[str, dict[str, object], float]] = []
+        lag: list[tuple[str, dict[str, object], float]] = []
+        for view in control.topology.clusters():
+            for m in view.members:
+                obs = control.observation(m.id)
+                running = obs is not None and obs.running and obs.healthy is not False
+                up.append(("", {"cluster": view.id, "instance": m.id, "role": m.role}, 1 if running else 0))
+                value = obs.lag_ms if obs is not None and obs.lag_ms is not None else m.lag_ms
+                if not m.is_writer and value is not None:
+                    lag.append(("", {"cluster": view.id, "instance": m.id}, value))
+        w.family("borealis_instance_up", "gauge", "1 while the instance's postgres runs and answers probes.", up)
+        w.family("borealis_replica_lag_milliseconds", "gauge", "A reader's replication lag behind its writer.", lag)
+    by_metric: dict[str, list[tuple[str, dict[str, object], float]]] = {}
+    for sample in proxies.snapshot():
+        proxy = sample["Dimensions"][0]["Value"]
+        by_metric.setdefault(sample["MetricName"], []).append(("", {"proxy": proxy}, float(sample["Value"])))
+    for metric, rows in sorted(by_metric.items()):
+        counter = metric.endswith(("Received", "Succeeded", "FailedAuth", "Closed", "Requests"))
+        name = "borealis_proxy_" + _snake(metric) + ("_total" if counter else "")
+        w.family(name, "counter" if counter else "gauge", f"RDS Proxy's {metric} (proxy/_stats.py).", rows)
+    if store is not None:
+        latest: list[tuple[str, dict[str, object], float]] = []
+        for s in store.series():
+            if s.last < now - SECOND_RETENTION:
+                continue
+            at = math.floor(s.last)  # points are kept per whole second
+            points = store.query(s.namespace, s.name, dict(s.dimensions), at, at + 1, 1, now=now)
+            if not points or not points[-1].count:
+                continue
+            labels: dict[str, object] = {"namespace": s.namespace, "metric": s.name}
+            labels.update({_prom_name(k): v for k, v in s.dimensions})
+            latest.append(("", labels, points[-1].sum / points[-1].count))
+        w.family(
+            "borealis_cloudwatch_latest",
+            "gauge",
+            "The newest value of each CloudWatch series Borealis records (one-second resolution, last 3 hours).",
+            latest,
+        )
+    return ("\n".join(w.lines) + "\n").encode()

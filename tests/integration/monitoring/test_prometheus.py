@@ -1,0 +1,130 @@
+"""``GET /metrics``: unauthenticated Prometheus text that prometheus_client's parser reads, with Borealis's series.
+
+Its own Borealis with one API process, so every call is served (and counted) by the process that answers
+``/metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.conftest import BorealisProcess
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
+    proc = BorealisProcess(tmp_path_factory.mktemp("prom") / "data", workers=1)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _scrape(borealis: BorealisProcess) -> tuple[str, dict[str, Any]]:
+    """The body of GET /metrics (no credentials, as Prometheus sends none) and its families by name."""
+    with urllib.request.urlopen(borealis.url + "/metrics", timeout=30) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    return text, {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _value(families: dict[str, Any], family: str, sample: str, **labels: str) -> float:
+    found = [
+        s.value
+        for s in families[family].samples
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(found) == 1, (family, labels, families[family].samples)
+    return float(found[0])
+
+
+def test_metrics_are_parsed_and_count_real_calls(single: BorealisProcess) -> None:
+    rds = single.client("rds")
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    with pytest.raises(ClientError):
+        rds.describe_db_clusters(DBClusterIdentifier="no-such-cluster")
+    secret_arn = cluster["MasterUserSecret"]["SecretArn"]
+    password = json.loads(single.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])[
+        "password"
+    ]
+    marker = f"prometheus_marker_{uuid.uuid4().hex}"
+    data = single.client("rds-data")
+    for _ in range(3):
+        data.execute_statement(resourceArn=cluster["DBClusterArn"], secretArn=secret_arn, sql=f"SELECT '{marker}'")
+    with pytest.raises(ClientError) as err:
+        data.execute_statement(resourceArn=cluster["DBClusterArn"], secretArn=secret_arn, sql="SELECT * FROM nowhere")
+    failed = err.value.response["Error"]["Code"]  # as the client saw it (DatabaseErrorException)
+
+    text, families = _scrape(single)
+    requests = "borealis_api_requests"  # the parser drops a counter's _total from the family name
+    assert _value(families, requests, requests + "_total", operation="DescribeDBClusters", code="OK") >= 1
+    assert (
+        _value(families, requests, requests + "_total", operation="DescribeDBClusters", code="DBClusterNotFoundFault")
+        == 1
+    )
+    assert (
+        _value(families, requests, requests + "_total", service="rds-data", operation="ExecuteStatement", code="OK")
+        == 3
+    )
+    assert (
+        _value(
+            families, requests, requests + "_total", service="rds-data", operation="ExecuteStatement",
+            code=failed,
+        )
+        == 1
+    )  # fmt: skip
+    hist = "borealis_dataapi_request_duration_seconds"
+    assert families[hist].type == "histogram"
+    assert _value(families, hist, hist + "_count", operation="ExecuteStatement") == 4
+    assert _value(families, hist, hist + "_bucket", operation="ExecuteStatement", le="+Inf") == 4
+    assert _value(families, hist, hist + "_sum", operation="ExecuteStatement") > 0
+
+    up = _value(
+        families, "borealis_instance_up", "borealis_instance_up", cluster="default", instance="default-instance-1"
+    )
+    assert up == 1
+    roles = {s.labels["role"] for s in families["borealis_instance_up"].samples}
+    assert roles == {"writer"}
+
+    # Nothing secret or user-written: no SQL text, no password, no access key.
+    key, secret = single.credentials()
+    for private in (marker, "nowhere", password, key, secret):
+        assert private not in text
+
+
+def test_the_metrics_stores_latest_values_are_exposed(single: BorealisProcess) -> None:
+    # The scaler records ServerlessDatabaseCapacity each second it runs; poll, the first sample takes a moment.
+    deadline = time.monotonic() + 120
+    capacity: list[float] = []
+    while not capacity and time.monotonic() < deadline:
+        _, families = _scrape(single)
+        latest = families.get("borealis_cloudwatch_latest")
+        capacity = [
+            s.value
+            for s in (latest.samples if latest is not None else [])
+            if s.labels.get("metric") == "ServerlessDatabaseCapacity"
+            and s.labels.get("DBInstanceIdentifier") == "default-instance-1"
+        ]
+        time.sleep(0.5)
+    assert capacity, "no ServerlessDatabaseCapacity for default-instance-1 in /metrics"
+    assert 0 <= capacity[0] <= 4  # the default cluster's MaxCapacity
+
+
+def test_metrics_need_no_credentials_but_other_paths_do_not_leak(single: BorealisProcess) -> None:
+    req = urllib.request.Request(single.url + "/metrics", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 404
+    _, families = _scrape(single)
+    assert "borealis_instance_up" in families

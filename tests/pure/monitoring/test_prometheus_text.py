@@ -1,0 +1,93 @@
+"""The /metrics exposition without a server: prometheus_client parses it; counters, histograms, proxy series."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from borealis.aws import AWSError, Direct, RequestContext
+from borealis.metrics import MetricStore
+from borealis.prometheus import ApiMetrics, render
+from borealis.proxy import MetricsRegistry
+
+
+def _families(text: bytes) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(text.decode())}
+
+
+def test_wrapped_handlers_count_outcomes_and_time_the_data_api() -> None:
+    api = ApiMetrics()
+
+    async def ok(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def refused(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        raise AWSError("BadRequestException", "no")
+
+    def start(args: dict[str, Any], settle: Any) -> dict[str, Any] | None:
+        if args.get("later"):
+            settle(AWSError("DatabaseErrorException", "later"))
+            return None
+        return {"records": []}
+
+    wrapped = api.instrument("rds-data", {"A": ok, "B": refused, "ExecuteStatement": Direct(start, lambda e: None)})
+    assert isinstance(wrapped["ExecuteStatement"], Direct)  # the gateway's task-free path still applies
+    ctx = RequestContext("rds-data", "A", "us-east-1", "AKID", "req")
+    asyncio.run(wrapped["A"](ctx, {}))
+    with pytest.raises(AWSError):
+        asyncio.run(wrapped["B"](ctx, {}))
+    direct = wrapped["ExecuteStatement"]
+    assert isinstance(direct, Direct)
+    seen: list[object] = []
+    assert direct.start({}, seen.append) == {"records": []}
+    assert direct.start({"later": True}, seen.append) is None
+    assert len(seen) == 1  # the original settle still runs
+
+    fams = _families(render(api, None, None, MetricsRegistry()))
+    counts = {(s.labels["operation"], s.labels["code"]): s.value for s in fams["borealis_api_requests"].samples}
+    assert counts == {
+        ("A", "OK"): 1,
+        ("B", "BadRequestException"): 1,
+        ("ExecuteStatement", "OK"): 1,
+        ("ExecuteStatement", "DatabaseErrorException"): 1,
+    }
+    hist = fams["borealis_dataapi_request_duration_seconds"]
+    total = {s.labels["operation"]: s.value for s in hist.samples if s.name.endswith("_count")}
+    assert total == {"A": 1, "B": 1, "ExecuteStatement": 2}
+    buckets = [s.value for s in hist.samples if s.name.endswith("_bucket") and s.labels["operation"] == "A"]
+    assert buckets == sorted(buckets) and buckets[-1] == 1  # cumulative, +Inf holds them all
+
+
+def test_proxy_series_and_label_escaping() -> None:
+    registry = MetricsRegistry()
+    stats = registry.stats('odd"name\\x')
+    stats.client_connections = 2
+    stats.client_connections_received = 7
+    fams = _families(render(ApiMetrics(), None, None, registry))
+    assert fams["borealis_proxy_client_connections"].type == "gauge"
+    assert fams["borealis_proxy_client_connections"].samples[0].value == 2
+    assert fams["borealis_proxy_client_connections"].samples[0].labels == {"proxy": 'odd"name\\x'}
+    received = fams["borealis_proxy_client_connections_received"]
+    assert received.type == "counter" and received.samples[0].value == 7
+
+
+def test_the_latest_value_of_each_recent_series(tmp_path: Path) -> None:
+    store = MetricStore(tmp_path / "metrics.db")
+    try:
+        now = 1_800_000_000.0
+        dims = {"DBInstanceIdentifier": "i-1"}
+        store.put("AWS/RDS", "ServerlessDatabaseCapacity", dims, 1.0, "Count", now - 2.4)
+        store.put("AWS/RDS", "ServerlessDatabaseCapacity", dims, 2.5, "Count", now - 0.6)
+        store.put("AWS/RDS", "CPUUtilization", {"DBInstanceIdentifier": "old"}, 9.0, "Percent", now - 4 * 3600)
+        store.flush(now)
+        fams = _families(render(ApiMetrics(), None, store, MetricsRegistry(), now=now))
+        samples = fams["borealis_cloudwatch_latest"].samples
+        assert [(s.labels, s.value) for s in samples] == [
+            ({"namespace": "AWS/RDS", "metric": "ServerlessDatabaseCapacity", "DBInstanceIdentifier": "i-1"}, 2.5)
+        ]
+    finally:
+        store.close()
