@@ -42,94 +42,97 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _Histogram:
-    __slots__ = ("counts", "sum")
+class _Op:
+    """One operation's calls: successes, failures by AWS error code, and (timed) a latency histogram."""
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
+    __slots__ = ("counts", "errors", "ok", "sum")
+
+    def __init__(self, timed: bool) -> None:
+        self.ok = 0
+        self.errors: dict[str, int] = {}
+        self.counts = [0] * (len(BUCKETS) + 1) if timed else None
         self.sum = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.sum += seconds
+    def done(self, code: str | None, started: float) -> None:
+        """Count a call (``code`` None: a success) that started at ``started`` (perf_counter)."""
+        if code is None:
+            self.ok += 1
+        else:
+            self.errors[code] = self.errors.get(code, 0) + 1
+        counts = self.counts
+        if counts is not None:
+            took = _perf() - started
+            counts[_bisect(BUCKETS, took)] += 1
+            self.sum += took
+
+
+_perf = time.perf_counter
+_bisect = bisect.bisect_left
 
 
 class ApiMetrics:
-    """Counters of the AWS API calls and the Data API latency histogram, written by the wrapped handlers."""
+    """Counters of the AWS API calls and the Data API latency histogram, written by the wrapped handlers.
+
+    Each operation has its own :class:`_Op`, so counting a call is an attribute increment, not a look-up.
+    """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.latency: dict[str, _Histogram] = {}
+        self.ops: dict[tuple[str, str], _Op] = {}
 
     def instrument(self, service: str, handlers: Mapping[str, Handler]) -> dict[str, Handler]:
         """``handlers`` wrapped to count each call by outcome (and time it, for the Data API ``rds-data``)."""
-        timed = service == "rds-data"
-        return {op: self._wrap(service, op, h, timed) for op, h in handlers.items()}
+        out: dict[str, Handler] = {}
+        for op, handler in handlers.items():
+            stats = self.ops[(service, op)] = _Op(service == "rds-data")
+            out[op] = _wrap_direct(stats, handler) if isinstance(handler, Direct) else _wrap(stats, handler)
+        return out
 
-    def _count(self, service: str, op: str, code: str) -> None:
-        key = (service, op, code)
-        self.requests[key] = self.requests.get(key, 0) + 1
 
-    def _histogram(self, op: str) -> _Histogram:
-        found = self.latency.get(op)
-        if found is None:
-            found = self.latency[op] = _Histogram()
-        return found
+def _wrap(stats: _Op, handler: Handler) -> Handler:
+    async def counted(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        started = _perf()
+        try:
+            out = await handler(ctx, params)
+        except AWSError as exc:
+            stats.done(exc.code, started)
+            raise
+        except Exception:
+            stats.done("InternalFailure", started)
+            raise
+        stats.done(None, started)
+        return out
 
-    def _wrap(self, service: str, op: str, handler: Handler, timed: bool) -> Handler:
-        if isinstance(handler, Direct):
-            return self._wrap_direct(service, op, handler, timed)
-        histogram = self._histogram(op) if timed else None
+    return counted
 
-        async def counted(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-            started = time.perf_counter()
-            code = "InternalFailure"
-            try:
-                out = await handler(ctx, params)
-                code = "OK"
-                return out
-            except AWSError as exc:
-                code = exc.code
-                raise
-            finally:
-                self._count(service, op, code)
-                if histogram is not None:
-                    histogram.observe(time.perf_counter() - started)
 
-        return counted
+def _wrap_direct(stats: _Op, handler: Direct) -> Direct:
+    """A :class:`Direct` handler stays one (the gateway's task-free path): its ``settle`` is wrapped."""
+    start, error = handler.start, handler.error
 
-    def _wrap_direct(self, service: str, op: str, handler: Direct, timed: bool) -> Direct:
-        """A :class:`Direct` handler stays one (the gateway's task-free path): its ``settle`` is wrapped."""
-        histogram = self._histogram(op) if timed else None
-        start, error = handler.start, handler.error
+    def failed(exc: BaseException, started: float) -> None:
+        aws = exc if isinstance(exc, AWSError) else error(exc)
+        stats.done(aws.code if aws is not None else "InternalFailure", started)
 
-        def outcome(result: dict[str, Any] | BaseException, started: float) -> None:
+    def counted(args: dict[str, Any], settle: Callable[[dict[str, Any] | BaseException], None]) -> Any:
+        started = _perf()
+
+        def settled(result: dict[str, Any] | BaseException) -> None:
             if isinstance(result, BaseException):
-                aws = result if isinstance(result, AWSError) else error(result)
-                code = aws.code if aws is not None else "InternalFailure"
+                failed(result, started)
             else:
-                code = "OK"
-            self._count(service, op, code)
-            if histogram is not None:
-                histogram.observe(time.perf_counter() - started)
+                stats.done(None, started)
+            settle(result)
 
-        def counted(args: dict[str, Any], settle: Callable[[dict[str, Any] | BaseException], None]) -> Any:
-            started = time.perf_counter()
+        try:
+            out = start(args, settled)
+        except Exception as exc:
+            failed(exc, started)
+            raise
+        if out is not None:
+            stats.done(None, started)
+        return out
 
-            def settled(result: dict[str, Any] | BaseException) -> None:
-                outcome(result, started)
-                settle(result)
-
-            try:
-                out = start(args, settled)
-            except Exception as exc:
-                outcome(exc, started)
-                raise
-            if out is not None:
-                outcome(out, started)
-            return out
-
-        return Direct(counted, error, handler.encode)
+    return Direct(counted, error, handler.encode)
 
 
 # ------------------------------------------------------------------------------------------- exposition
@@ -189,20 +192,26 @@ def render(
     """The text exposition of every family above."""
     now = time.time() if now is None else now
     w = _Writer()
+    requests: list[tuple[str, dict[str, object], float]] = []
+    hist: list[tuple[str, dict[str, object], float]] = []
+    for (service, op), stats in sorted(api.ops.items()):
+        for code, n in sorted([("OK", stats.ok), *stats.errors.items()]):
+            if n:
+                requests.append(("", {"service": service, "operation": op, "code": code}, n))
+        if stats.counts is None:
+            continue
+        total = 0
+        for bound, count in zip((*BUCKETS, math.inf), stats.counts, strict=True):
+            total += count
+            hist.append(("_bucket", {"operation": op, "le": _number(bound)}, total))
+        hist.append(("_sum", {"operation": op}, stats.sum))
+        hist.append(("_count", {"operation": op}, total))
     w.family(
         "borealis_api_requests_total",
         "counter",
         "AWS API calls answered by a handler, by service, operation and AWS error code (OK: success).",
-        (("", {"service": s, "operation": o, "code": c}, n) for (s, o, c), n in sorted(api.requests.items())),
+        requests,
     )
-    hist: list[tuple[str, dict[str, object], float]] = []
-    for op, h in sorted(api.latency.items()):
-        total = 0
-        for bound, count in zip((*BUCKETS, math.inf), h.counts, strict=True):
-            total += count
-            hist.append(("_bucket", {"operation": op, "le": _number(bound)}, total))
-        hist.append(("_sum", {"operation": op}, h.sum))
-        hist.append(("_count", {"operation": op}, total))
     w.family(
         "borealis_dataapi_request_duration_seconds",
         "histogram",
