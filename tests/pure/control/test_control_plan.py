@@ -150,3 +150,22 @@ def test_deleting() -> None:
 
 def test_a_failed_instance_is_left_alone() -> None:
     assert plan(_cluster(), [_inst(status="failed")], {}, frozenset()) == []
+
+
+def test_a_final_snapshot_holds_the_deletion_but_not_the_instances_readers_first() -> None:
+    cluster = replace(_cluster("deleting"), extra={"final_snapshot": "snap"})
+    writer, reader = _inst(status="deleting"), _reader(status="deleting")
+    # Readers go first, so the writer's data is the last left and becomes the volume the snapshot copies.
+    assert _kinds(plan(cluster, [writer, reader], {"w": UP}, frozenset())) == [("delete-instance", "r")]
+    assert _kinds(plan(cluster, [writer], {"w": UP}, frozenset())) == [("delete-instance", "w")]
+    assert plan(cluster, [], {}, frozenset()) == []
+    assert _kinds(plan(_cluster("deleting"), [], {}, frozenset())) == [("delete-cluster", "c")]
+
+
+def test_a_cluster_being_restored_waits_for_its_volume() -> None:
+    cluster = replace(_cluster("creating"), extra={"restore_from": "snap"})
+    assert plan(cluster, [], {}, frozenset()) == []
+    assert plan(cluster, [_inst(status="creating")], {}, frozenset()) == []  # no initdb before the data is there
+    assert [(a.kind, a.status) for a in plan(_cluster("creating"), [], {}, frozenset())] == [
+        ("cluster-status", "available")
+    ]
