@@ -148,7 +148,7 @@ def test_bad_signatures_are_refused(
 def test_unknown_action_as_aws_answers(borealis: BorealisProcess) -> None:
     rds = borealis.client("rds")
     with pytest.raises(ClientError) as exc:
-        rds.describe_db_cluster_snapshots()
+        rds.describe_reserved_db_instances()  # an action Borealis does not serve
     assert exc.value.response["Error"]["Code"] == "InvalidAction"
 
 
