@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from borealis import pgwire
 from borealis.aws import AWSError, Gateway, HttpLimits, HttpServer, RequestContext
 from borealis.config import Settings
 from borealis.control import ADMIN_USER, Address, ControlPlane, Event, Topology, max_connections_for, stored_views
@@ -389,6 +390,7 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
 
 _DATA_API_TX_PATHS = frozenset(("/Execute", "/BatchExecute", "/CommitTransaction", "/RollbackTransaction"))
 _STORE_TTL = 1.0  # seconds a worker trusts what it read from the store
+_KNOCK_TIMEOUT = 60.0  # seconds a worker's wake-up login waits for a paused instance to serve
 
 
 def api_tls(settings: Settings, *, issue: bool) -> ssl.SSLContext | None:
@@ -490,9 +492,11 @@ class _StoreClusters:
     """The Data API's view of clusters in a worker: the same topology as the main process's, read from the
     store (instance records carry where their postgres listens) and trusted for a second."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, host: str) -> None:
         self.clusters = store.table("clusters")
         self.instances = store.table("instances")
+        self.host = host
+        self._waking: dict[str, asyncio.Future[None]] = {}
         self.topology = Topology(lambda: stored_views(self.clusters.values(), self.instances.values()), ttl=_STORE_TTL)
         # One object per address, so the Data API keeps its pool while the address stays the same.
         self._by_address: dict[Address, Address] = {}
@@ -506,7 +510,10 @@ class _StoreClusters:
 
     def writer_of(self, cluster_id: str) -> dict[str, Any] | None:
         member = self.topology.writer(cluster_id)
-        return None if member is None else {"id": member.id, "role": member.role, "status": member.status}
+        if member is None:
+            return None
+        # The stored record, as the main process gives it: the Data API reads ``paused`` and ``resuming`` there.
+        return self.instances.get(member.id) or {"id": member.id, "role": member.role, "status": member.status}
 
     def server(self, instance_id: str) -> Address | None:
         member = self.topology.member(instance_id)
@@ -514,6 +521,32 @@ class _StoreClusters:
             return None
         address = Address(member.host, member.port, member.socket_dir)
         return self._by_address.setdefault(address, address)
+
+    async def wake(self, instance_id: str) -> None:
+        """Resume a paused instance from a worker, as a Data API call does on AWS.
+
+        The main process owns auto-pause, and a login attempt on any endpoint of the instance is what resumes
+        it there, so the worker starts one on the instance's endpoint and holds it until postgres answers.
+        Concurrent calls share one attempt.
+        """
+        running = self._waking.get(instance_id)
+        if running is None or running.done():
+            running = asyncio.ensure_future(self._knock(instance_id))
+            self._waking[instance_id] = running
+        await asyncio.shield(running)
+
+    async def _knock(self, instance_id: str) -> None:
+        inst = self.instances.get(instance_id)
+        if inst is None or not inst.get("port"):
+            return
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, int(inst["port"])), _KNOCK_TIMEOUT)
+        try:
+            writer.write(pgwire.encode(pgwire.StartupMessage({"user": ADMIN_USER, "database": "postgres"})))
+            await writer.drain()
+            # The first byte comes from postgres (its authentication request) once the instance serves again.
+            await asyncio.wait_for(reader.read(1), _KNOCK_TIMEOUT)
+        finally:
+            writer.close()
 
 
 class _StoreSecrets:
@@ -584,7 +617,9 @@ async def _worker(a: dict[str, Any]) -> None:
         http_request_timeout=float(a["http_request_timeout"]),
     )
     secrets = _StoreSecrets(store, data_dir / "secrets.key", account_id=settings.account_id, region=a["region"])
-    data_api = DataApi(_StoreClusters(store), secrets, region=a["region"], account_id=settings.account_id, node=node)
+    data_api = DataApi(
+        _StoreClusters(store, a["host"]), secrets, region=a["region"], account_id=settings.account_id, node=node
+    )
     gateway = Gateway(
         {"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for, tokens=keys.token_for, region=a["region"]
     )

@@ -4,8 +4,10 @@ a Data API call fails fast with DatabaseResumingException while it resumes, then
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +16,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import BorealisProcess
@@ -24,8 +29,9 @@ CLIENTS = Path(__file__).resolve().parents[2] / "clients"
 
 @pytest.fixture(scope="module")
 def pausing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
-    """A Borealis of its own whose default cluster pauses after 3 s without connections."""
-    proc = BorealisProcess(tmp_path_factory.mktemp("pause") / "data", workers=1, extra_args=("--min-auto-pause", "1"))
+    """A Borealis of its own whose default cluster pauses after 3 s without connections, with a worker process
+    beside the main one (the Data API is served by both)."""
+    proc = BorealisProcess(tmp_path_factory.mktemp("pause") / "data", workers=2, extra_args=("--min-auto-pause", "1"))
     proc.start()
     try:
         out = proc.client("rds").modify_db_cluster(
@@ -165,6 +171,55 @@ def test_data_api_resumes_with_database_resuming_exception(pausing: BorealisProc
     else:
         raise AssertionError("the Data API never served after the resume")
     assert out["records"] == [[{"longValue": 42}]]
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def _execute_on_node(proc: BorealisProcess, node: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """ExecuteStatement, signed as boto3 signs it, served by API process ``node`` alone (its unix socket in the
+    data directory), where the kernel would otherwise spread TCP connections over every process."""
+    key, secret = proc.credentials()
+    request = AWSRequest(
+        "POST", proc.url + "/Execute", data=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    SigV4Auth(Credentials(key, secret), "rds-data", "us-east-1").add_auth(request)
+    conn = _UnixHTTPConnection(str(proc.data_dir / f"api-{node}.sock"))
+    try:
+        headers = {"Host": proc.url.split("//", 1)[1], **dict(request.headers.items())}
+        conn.request("POST", "/Execute", body=request.body, headers=headers)
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_a_data_api_call_on_a_worker_resumes_the_writer(pausing: BorealisProcess) -> None:
+    # Auto-pause lives in the main process; a call served by a worker must resume the writer all the same.
+    cluster = pausing.client("rds").describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    body = {
+        "resourceArn": cluster["DBClusterArn"],
+        "secretArn": cluster["MasterUserSecret"]["SecretArn"],
+        "sql": "SELECT 43",
+    }
+    wait_paused(pausing)
+    resumed = events(pausing, "0373")
+    status, out = _execute_on_node(pausing, 1, body)
+    assert status == 400 and "resuming after being auto-paused" in out.get("message", ""), out
+    deadline = time.monotonic() + 60
+    while (answer := _execute_on_node(pausing, 1, body))[0] != 200:
+        assert "resuming" in answer[1].get("message", ""), answer
+        assert time.monotonic() < deadline, "a call on the worker never resumed the writer"
+        time.sleep(0.2)
+    assert answer[1]["records"] == [[{"longValue": 43}]]
+    assert events(pausing, "0373") > resumed
 
 
 NODE_RETRY = r"""
