@@ -11,9 +11,11 @@ What is exposed, and where it comes from:
 * ``borealis_replica_lag_milliseconds{cluster, instance}``: a reader's lag as its writer measures it.
 * ``borealis_proxy_*{proxy}``: each RDS Proxy's counters and gauges (proxy/_stats.py), under snake-case names
   of RDS Proxy's CloudWatch metrics (latencies are averages since start, in microseconds).
-* ``borealis_cloudwatch_latest{namespace, metric, <dimensions>}``: the newest value of every series in the
-  metrics store (the CloudWatch data: AWS/RDS CPUUtilization, ServerlessDatabaseCapacity, ...), while it is
-  at most three hours old (the store's one-second resolution).
+* ``borealis_rds_<metric>{cluster | instance | proxy, role, ...}``: the newest value of each AWS/RDS series in
+  the metrics store (CPUUtilization as ``borealis_rds_cpu_utilization``, ServerlessDatabaseCapacity,
+  AuroraReplicaLag, ...), while at most three hours old (the store's one-second resolution); CloudWatch's
+  dimensions become the labels cluster, instance, role, proxy.
+* ``borealis_cloudwatch_latest{namespace, metric, <dimensions>}``: the same for the other namespaces.
 
 Counts are of the process answering: with ``--workers`` above 1, the Data API calls the worker processes
 serve are not in these counters (the main process answers ``/metrics``). Nothing here is secret: no SQL text,
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -155,13 +158,15 @@ def _number(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 
 
+_Row = tuple[str, Mapping[str, object], float]
+"""A sample: the suffix of the family's name (``_bucket``...), its labels, its value."""
+
+
 class _Writer:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def family(
-        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[str, dict[str, object], float]]
-    ) -> None:
+    def family(self, name: str, kind: str, help_text: str, samples: Iterable[_Row]) -> None:
         """One metric family: HELP, TYPE, then samples (suffix, labels, value); nothing if it has none."""
         rows = list(samples)
         if not rows:
@@ -172,9 +177,23 @@ class _Writer:
             self.lines.append(f"{name}{suffix}{_labels(labels.items())} {_number(value)}")
 
 
+_WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+#: CloudWatch dimensions of AWS/RDS and the labels they become (others keep their name, made label-safe).
+_DIMENSION_LABELS = {
+    "DBInstanceIdentifier": "instance",
+    "DBClusterIdentifier": "cluster",
+    "Role": "role",
+    "ProxyName": "proxy",
+    "Target": "target",
+    "TargetGroup": "target_group",
+    "TargetRole": "target_role",
+}
+
+
 def _snake(name: str) -> str:
-    out = [("_" + c.lower()) if c.isupper() and i else c.lower() for i, c in enumerate(name)]
-    return "".join(out).replace("_t_l_s", "_tls")
+    """CloudWatch's CamelCase in Prometheus's snake case: CPUUtilization -> cpu_utilization."""
+    return _prom_name(_WORD.sub("_", name).lower())
 
 
 def _prom_name(name: str) -> str:
@@ -192,8 +211,8 @@ def render(
     """The text exposition of every family above."""
     now = time.time() if now is None else now
     w = _Writer()
-    requests: list[tuple[str, dict[str, object], float]] = []
-    hist: list[tuple[str, dict[str, object], float]] = []
+    requests: list[_Row] = []
+    hist: list[_Row] = []
     for (service, op), stats in sorted(api.ops.items()):
         for code, n in sorted([("OK", stats.ok), *stats.errors.items()]):
             if n:
@@ -219,8 +238,8 @@ def render(
         hist,
     )
     if control is not None:
-        up: list[tuple[str, dict[str, object], float]] = []
-        lag: list[tuple[str, dict[str, object], float]] = []
+        up: list[_Row] = []
+        lag: list[_Row] = []
         for view in control.topology.clusters():
             for m in view.members:
                 obs = control.observation(m.id)
@@ -231,7 +250,7 @@ def render(
                     lag.append(("", {"cluster": view.id, "instance": m.id}, value))
         w.family("borealis_instance_up", "gauge", "1 while the instance's postgres runs and answers probes.", up)
         w.family("borealis_replica_lag_milliseconds", "gauge", "A reader's replication lag behind its writer.", lag)
-    by_metric: dict[str, list[tuple[str, dict[str, object], float]]] = {}
+    by_metric: dict[str, list[_Row]] = {}
     for sample in proxies.snapshot():
         proxy = sample["Dimensions"][0]["Value"]
         by_metric.setdefault(sample["MetricName"], []).append(("", {"proxy": proxy}, float(sample["Value"])))
@@ -240,7 +259,8 @@ def render(
         name = "borealis_proxy_" + _snake(metric) + ("_total" if counter else "")
         w.family(name, "counter" if counter else "gauge", f"RDS Proxy's {metric} (proxy/_stats.py).", rows)
     if store is not None:
-        latest: list[tuple[str, dict[str, object], float]] = []
+        rds: dict[str, list[_Row]] = {}
+        latest: list[_Row] = []
         for s in store.series():
             if s.last < now - SECOND_RETENTION:
                 continue
@@ -248,13 +268,21 @@ def render(
             points = store.query(s.namespace, s.name, dict(s.dimensions), at, at + 1, 1, now=now)
             if not points or not points[-1].count:
                 continue
-            labels: dict[str, object] = {"namespace": s.namespace, "metric": s.name}
+            value = points[-1].sum / points[-1].count
+            if s.namespace == "AWS/RDS":
+                labels = {_DIMENSION_LABELS.get(k, _prom_name(k)): v for k, v in s.dimensions}
+                rds.setdefault(s.name, []).append(("", labels, value))
+                continue
+            labels = {"namespace": s.namespace, "metric": s.name}
             labels.update({_prom_name(k): v for k, v in s.dimensions})
-            latest.append(("", labels, points[-1].sum / points[-1].count))
+            latest.append(("", labels, value))
+        for metric, rows in sorted(rds.items()):
+            help_text = f"AWS/RDS {metric}: its newest value (one-second resolution, while under 3 hours old)."
+            w.family("borealis_rds_" + _snake(metric), "gauge", help_text, rows)
         w.family(
             "borealis_cloudwatch_latest",
             "gauge",
-            "The newest value of each CloudWatch series Borealis records (one-second resolution, last 3 hours).",
+            "The newest value of each other CloudWatch series (custom namespaces), while under 3 hours old.",
             latest,
         )
     return ("\n".join(w.lines) + "\n").encode()

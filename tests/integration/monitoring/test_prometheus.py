@@ -19,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import BorealisProcess
 
+INSTANCE = "default-instance-1"
+
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
@@ -109,12 +111,9 @@ def test_the_metrics_stores_latest_values_are_exposed(single: BorealisProcess) -
     capacity: list[float] = []
     while not capacity and time.monotonic() < deadline:
         _, families = _scrape(single)
-        latest = families.get("borealis_cloudwatch_latest")
+        latest = families.get("borealis_rds_serverless_database_capacity")
         capacity = [
-            s.value
-            for s in (latest.samples if latest is not None else [])
-            if s.labels.get("metric") == "ServerlessDatabaseCapacity"
-            and s.labels.get("DBInstanceIdentifier") == "default-instance-1"
+            s.value for s in (latest.samples if latest is not None else []) if s.labels == {"instance": INSTANCE}
         ]
         time.sleep(0.5)
     assert capacity, "no ServerlessDatabaseCapacity for default-instance-1 in /metrics"

@@ -83,11 +83,17 @@ def test_the_latest_value_of_each_recent_series(tmp_path: Path) -> None:
         store.put("AWS/RDS", "ServerlessDatabaseCapacity", dims, 1.0, "Count", now - 2.4)
         store.put("AWS/RDS", "ServerlessDatabaseCapacity", dims, 2.5, "Count", now - 0.6)
         store.put("AWS/RDS", "CPUUtilization", {"DBInstanceIdentifier": "old"}, 9.0, "Percent", now - 4 * 3600)
+        store.put("AWS/RDS", "CPUUtilization", {"DBClusterIdentifier": "c", "Role": "WRITER"}, 7.0, "Percent", now - 1)
+        store.put("Custom/App", "Orders", {"Shop": "north"}, 3.0, "Count", now - 1)
         store.flush(now)
         fams = _families(render(ApiMetrics(), None, store, MetricsRegistry(), now=now))
-        samples = fams["borealis_cloudwatch_latest"].samples
-        assert [(s.labels, s.value) for s in samples] == [
-            ({"namespace": "AWS/RDS", "metric": "ServerlessDatabaseCapacity", "DBInstanceIdentifier": "i-1"}, 2.5)
+        capacity = fams["borealis_rds_serverless_database_capacity"].samples
+        assert [(s.labels, s.value) for s in capacity] == [({"instance": "i-1"}, 2.5)]
+        cpu = fams["borealis_rds_cpu_utilization"].samples  # the 4-hour-old instance series is left out
+        assert [(s.labels, s.value) for s in cpu] == [({"cluster": "c", "role": "WRITER"}, 7.0)]
+        custom = fams["borealis_cloudwatch_latest"].samples
+        assert [(s.labels, s.value) for s in custom] == [
+            ({"namespace": "Custom/App", "metric": "Orders", "Shop": "north"}, 3.0)
         ]
     finally:
         store.close()
