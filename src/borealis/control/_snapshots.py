@@ -95,6 +95,13 @@ class Snapshots:
         """Every snapshot, oldest first."""
         return sorted(self.table.values(), key=lambda d: (d["created"], d["id"]))
 
+    def taking(self, cluster_id: str) -> bool:
+        """Whether a snapshot of the cluster is being made now."""
+        return any(
+            d["cluster"] == cluster_id and d["status"] == "creating" and not d.get("source_snapshot")
+            for d in self.table.values()
+        )
+
     def data(self, ident: str) -> Path:
         """Where a snapshot's data directory is."""
         return self.root / ident / "data"

@@ -532,6 +532,9 @@ class _Rds:
         doc = self._cluster(p["DBClusterIdentifier"])
         if doc["status"] != "stopped":
             raise AWSError("InvalidDBClusterStateFault", f"DbCluster {doc['id']} is not in stopped state.")
+        if self.control.snapshots.taking(doc["id"]):
+            # A stopped cluster's snapshot copies its data directory: no postgres may start on it meanwhile.
+            raise AWSError("InvalidDBClusterStateFault", f"DbCluster {doc['id']} has a snapshot being created.")
         doc["status"] = "starting"
         for inst in self.control.cluster_instances(doc["id"]):
             inst["status"] = "starting"
