@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hmac
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 from borealis import pgwire
@@ -116,6 +118,7 @@ class App:
         )
         control.topology.waker = autopause.wake
         self.metrics = MetricStore(s.data_dir / "metrics.db")
+        self.metrics_token = metrics_token(s.data_dir)
         self.scaler = Scaler(
             control,
             self.metrics,
@@ -358,11 +361,34 @@ class App:
             await _respond(send, 200 if ready else 503, body, b"application/json")
             return
         if path == "/metrics" and scope.get("method") in ("GET", "HEAD"):
-            # Unauthenticated as Prometheus scrapes; nothing secret in it (see prometheus.py, docs/security.md).
+            # Prometheus cannot sign with SigV4, so a scrape shows the bearer token from DATA_DIR/metrics.token
+            # (`bearer_token_file` in a scrape config): the series name clusters, instances and proxies, which
+            # unauthenticated callers must not learn (as /health tells them nothing but ready or not).
+            sent = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            if not hmac.compare_digest(sent, b"Bearer " + self.metrics_token.encode()):
+                await _respond(send, 401, b'{"message": "Missing or wrong bearer token"}', b"application/json")
+                return
             body = render_prometheus(self.api_metrics, self.control, self.metrics)
             await _respond(send, 200, body, PROMETHEUS_TEXT)
             return
         await _respond(send, 404, b'{"message": "Not Found"}', b"application/json")
+
+
+METRICS_TOKEN_FILE = "metrics.token"
+
+
+def metrics_token(data_dir: Path) -> str:
+    """The bearer token that GET /metrics asks for, made on first start (DATA_DIR/metrics.token, mode 0600)."""
+    path = data_dir / METRICS_TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = token_urlsafe(32)
+        private_file(path)
+        path.write_text(token + "\n")
+    return token
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:

@@ -123,7 +123,10 @@ class Gateway:
         request_id = _request_id()
         route = self._identify(signed_service, target, method, path, headers, query_text)
         if route is None:
-            if authorization is None and target is None and not presigned:
+            # A request that names no AWS service in any way (an Authorization of another scheme, such as a
+            # Prometheus scrape's bearer token, included) is the fallback's.
+            aws_auth = authorization is not None and authorization.startswith("AWS")
+            if not aws_auth and target is None and not presigned:
                 return None
             return self._unknown_service(signed_service, target, headers, request_id)
         endpoint, protocol = route

@@ -1,4 +1,4 @@
-"""``GET /metrics``: unauthenticated Prometheus text that prometheus_client's parser reads, with Borealis's series.
+"""``GET /metrics``: Prometheus text behind a bearer token, read by prometheus_client's parser, with our series.
 
 Its own Borealis with one API process, so every call is served (and counted) by the process that answers
 ``/metrics``.
@@ -33,8 +33,11 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess
 
 
 def _scrape(borealis: BorealisProcess) -> tuple[str, dict[str, Any]]:
-    """The body of GET /metrics (no credentials, as Prometheus sends none) and its families by name."""
-    with urllib.request.urlopen(borealis.url + "/metrics", timeout=30) as resp:
+    """The body of GET /metrics, with the bearer token a Prometheus scrape config reads from the data directory
+    (``bearer_token_file``), and its families by name."""
+    token = (borealis.data_dir / "metrics.token").read_text().strip()
+    req = urllib.request.Request(borealis.url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = resp.read().decode()
@@ -120,10 +123,17 @@ def test_the_metrics_stores_latest_values_are_exposed(single: BorealisProcess) -
     assert 0 <= capacity[0] <= 4  # the default cluster's MaxCapacity
 
 
-def test_metrics_need_no_credentials_but_other_paths_do_not_leak(single: BorealisProcess) -> None:
+def test_metrics_need_the_bearer_token_and_other_paths_do_not_leak(single: BorealisProcess) -> None:
     req = urllib.request.Request(single.url + "/metrics", method="POST", data=b"")
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=30)
     assert err.value.code == 404
+    # Without the token (or with a wrong one) a caller learns nothing: the series name clusters and instances.
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic eDp5"}):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(single.url + "/metrics", headers=headers), timeout=30)
+        assert err.value.code == 401
+        assert b"default" not in err.value.read()
+    assert ((single.data_dir / "metrics.token").stat().st_mode & 0o777) == 0o600
     _, families = _scrape(single)
     assert "borealis_instance_up" in families
