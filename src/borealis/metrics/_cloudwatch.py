@@ -9,7 +9,10 @@ The rules are CloudWatch's (API reference of each operation):
   in all), and its dimensions must match a metric's exactly; timestamps are the start of each period, the start
   time rounded down to the period's resolution;
 - GetMetricData queries have ids that start with a lower-case letter and are unique; results come newest first
-  (``ScanBy`` ``TimestampDescending``) unless asked otherwise.
+  (``ScanBy`` ``TimestampDescending``) unless asked otherwise;
+- PutMetricData writes custom namespaces only (``AWS/`` is refused as CloudWatch does), at most 1,000 metrics a
+  call, 30 dimensions a metric, 150 values a metric, timestamps from two weeks back to two hours ahead, and
+  exactly one of Value, StatisticValues and Values per metric.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from ._store import SECOND_RETENTION, Datapoint, MetricStore
 
-__all__ = ["MetricsError", "get_metric_data", "get_metric_statistics", "list_metrics"]
+__all__ = ["MetricsError", "get_metric_data", "get_metric_statistics", "list_metrics", "put_metric_data"]
 
 _STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,10})?|100(\.0{1,10})?)$")
@@ -231,3 +234,150 @@ def list_metrics(store: MetricStore, p: Mapping[str, Any], *, now: float) -> dic
     if offset + _LIST_PAGE < len(found):
         out["NextToken"] = str(offset + _LIST_PAGE)
     return out
+
+
+_UNITS = frozenset(  # StandardUnit in the service model
+    [
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ]
+)
+_MAX_METRICS = 1000
+_MAX_DIMENSIONS = 30
+_MAX_VALUES = 150
+_VALUE_LIMIT = 2.0**360
+_PAST = 14 * 86400
+_FUTURE = 2 * 3600
+
+
+def _value(field: str, value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > _VALUE_LIMIT:
+        raise MetricsError("InvalidParameterValue", f"The value {value} for parameter {field} is invalid.")
+    return number
+
+
+def _datum(
+    field: str, d: Mapping[str, Any], now: float
+) -> tuple[str, dict[str, str], str, float, list[tuple[float, float, float, float]]]:
+    """One MetricData entry checked: name, dimensions, unit, time and its (count, sum, min, max) sets."""
+    name = d.get("MetricName")
+    if not name:
+        raise MetricsError("MissingParameter", f"The parameter {field}.MetricName is required.")
+    items = list(d.get("Dimensions") or ())
+    if len(items) > _MAX_DIMENSIONS:
+        raise MetricsError(
+            "InvalidParameterValue",
+            f"The collection {field}.Dimensions must not have a size greater than {_MAX_DIMENSIONS}.",
+        )
+    dims = _dimensions(items)
+    unit = str(d.get("Unit") or "None")
+    if unit not in _UNITS:
+        raise MetricsError("InvalidParameterValue", f"The value {unit} for parameter {field}.Unit is invalid.")
+    resolution = d.get("StorageResolution", 60)
+    if resolution not in (1, 60):
+        raise MetricsError(
+            "InvalidParameterValue", f"The value {resolution} for parameter {field}.StorageResolution is invalid."
+        )
+    at = _epoch(d["Timestamp"]) if d.get("Timestamp") is not None else now
+    if at < now - _PAST:
+        raise MetricsError(
+            "InvalidParameterValue", f"The parameter {field}.Timestamp must specify a time within the past two weeks."
+        )
+    if at > now + _FUTURE:
+        raise MetricsError(
+            "InvalidParameterValue",
+            f"The parameter {field}.Timestamp must specify a time no more than two hours in the future.",
+        )
+    given = [k for k in ("Value", "StatisticValues", "Values") if d.get(k) is not None]
+    if not given:
+        raise MetricsError(
+            "InvalidParameterCombination",
+            f"At least one of the parameters {field}.Value and {field}.StatisticValues must be specified.",
+        )
+    if len(given) > 1:
+        raise MetricsError(
+            "InvalidParameterCombination",
+            f"The parameters {field}.{given[0]} and {field}.{given[1]} are mutually exclusive and you have "
+            "specified both.",
+        )
+    if d.get("Counts") is not None and given != ["Values"]:
+        raise MetricsError("InvalidParameterCombination", f"The parameter {field}.Counts needs {field}.Values.")
+    sets: list[tuple[float, float, float, float]] = []
+    if given == ["Value"]:
+        v = _value(f"{field}.Value", d["Value"])
+        sets.append((1.0, v, v, v))
+    elif given == ["StatisticValues"]:
+        st = d["StatisticValues"]
+        count = _value(f"{field}.StatisticValues.SampleCount", st["SampleCount"])
+        total = _value(f"{field}.StatisticValues.Sum", st["Sum"])
+        lo = _value(f"{field}.StatisticValues.Minimum", st["Minimum"])
+        hi = _value(f"{field}.StatisticValues.Maximum", st["Maximum"])
+        if count <= 0 or lo > hi:
+            raise MetricsError(
+                "InvalidParameterValue",
+                f"The parameter {field}.StatisticValues needs a positive SampleCount and Minimum <= Maximum.",
+            )
+        sets.append((count, total, lo, hi))
+    else:
+        values = [_value(f"{field}.Values", v) for v in d["Values"]]
+        counts = [_value(f"{field}.Counts", c) for c in d.get("Counts") or [1.0] * len(values)]
+        if len(values) > _MAX_VALUES:
+            raise MetricsError(
+                "InvalidParameterValue",
+                f"The collection {field}.Values must not have a size greater than {_MAX_VALUES}.",
+            )
+        if len(counts) != len(values) or any(c < 0 for c in counts):
+            raise MetricsError(
+                "InvalidParameterValue",
+                f"The parameters {field}.Values and {field}.Counts must be arrays of the same length "
+                "(counts not negative).",
+            )
+        sets.extend((c, v * c, v, v) for v, c in zip(values, counts, strict=True) if c > 0)
+    return str(name), dims, unit, at, sets
+
+
+def put_metric_data(store: MetricStore, p: Mapping[str, Any], *, now: float) -> dict[str, Any]:
+    """PutMetricData: custom metrics, checked as a whole before any is written (a refusal writes nothing)."""
+    namespace = p.get("Namespace")
+    if not namespace:
+        raise MetricsError("MissingParameter", "The parameter Namespace is required.")
+    if str(namespace).startswith("AWS/") or str(namespace).startswith(":") or not str(namespace).strip():
+        raise MetricsError("InvalidParameterValue", f"The value {namespace} for parameter Namespace is invalid.")
+    data = list(p.get("MetricData") or ())
+    if not data:
+        raise MetricsError("MissingParameter", "The parameter MetricData is required.")
+    if len(data) > _MAX_METRICS:
+        raise MetricsError(
+            "InvalidParameterValue", f"The collection MetricData must not have a size greater than {_MAX_METRICS}."
+        )
+    checked = [_datum(f"MetricData.member.{i}", d, now) for i, d in enumerate(data, 1)]
+    for name, dims, unit, at, sets in checked:
+        for count, total, lo, hi in sets:
+            store.put_statistics(str(namespace), name, dims, unit, at, count, total, lo, hi)
+    return {}

@@ -1,7 +1,8 @@
 """Time series as CloudWatch keeps them: one-second points for three hours, one-minute aggregates for 15 days.
 
 A series is (namespace, metric name, dimensions) with a unit, as CloudWatch names a metric. Points arrive
-through :meth:`MetricStore.put` (from the sampler, once a second), which only appends to a list in memory; a
+through :meth:`MetricStore.put` (from the sampler, once a second) and :meth:`MetricStore.put_statistics`
+(PutMetricData), which only append to a list in memory; a
 background flush (:meth:`MetricStore.flush`, from a thread) writes them to ``metrics.db`` in the data
 directory (SQLite, WAL, its own file so the control plane's store never waits on it), and folds each minute
 into a (count, sum, min, max) row as it goes. So a restart keeps the history, and nothing on a request path
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["MINUTE_RETENTION", "SECOND_RETENTION", "Datapoint", "MetricStore", "Series", "aggregate"]
 
@@ -41,6 +43,7 @@ CREATE TABLE IF NOT EXISTS minute (series INTEGER NOT NULL, t INTEGER NOT NULL, 
 """
 
 Dimensions = tuple[tuple[str, str], ...]
+_K = TypeVar("_K", bound=tuple[int, ...])
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +129,32 @@ class MetricStore:
             dimensions: Dimensions = tuple((str(k), str(v)) for k, v in json.loads(dims))
             self._ids[(namespace, name, dimensions)] = sid
             self._series[sid] = Series(namespace, name, dimensions, unit, last)
-        self._pending: list[tuple[int, int, float]] = []
+        self._pending: list[tuple[int, int, float, float, float, float]] = []
         self._pruned = 0.0
 
     # ------------------------------------------------------------------------------------------- writes
 
     def put(self, namespace: str, name: str, dimensions: Mapping[str, str], value: float, unit: str, at: float) -> None:
-        """Record ``value`` for the series at time ``at`` (epoch seconds; one point per second, the last wins)."""
-        if not math.isfinite(value):
+        """Record ``value`` for the series at time ``at`` (epoch seconds)."""
+        self.put_statistics(namespace, name, dimensions, unit, at, 1.0, value, value, value)
+
+    def put_statistics(
+        self,
+        namespace: str,
+        name: str,
+        dimensions: Mapping[str, str],
+        unit: str,
+        at: float,
+        count: float,
+        total: float,
+        minimum: float,
+        maximum: float,
+    ) -> None:
+        """Record a statistic set (PutMetricData's StatisticValues; ``count`` values summing to ``total``) at ``at``.
+
+        Values within one second add up in the minute aggregates; the one-second point keeps their average.
+        """
+        if not all(math.isfinite(v) for v in (count, total, minimum, maximum)) or count <= 0:
             return
         key = (namespace, name, _dims(dimensions))
         with self._lock:
@@ -145,8 +166,10 @@ class MetricStore:
                 )
                 sid = int(cursor.lastrowid or 0)
                 self._ids[key] = sid
-            self._series[sid] = Series(namespace, name, key[2], unit, at)
-            self._pending.append((sid, int(at), float(value)))
+            previous = self._series.get(sid)
+            last = at if previous is None else max(previous.last, at)
+            self._series[sid] = Series(namespace, name, key[2], unit, last)
+            self._pending.append((sid, int(at), float(count), float(total), float(minimum), float(maximum)))
 
     def flush(self, now: float | None = None) -> int:
         """Write the pending points (seconds, and their minutes folded in); prune old rows now and then.
@@ -159,25 +182,21 @@ class MetricStore:
             last = {sid: s.last for sid, s in self._series.items()}
         if not pending:
             return 0
-        seconds: dict[tuple[int, int], float] = {}
-        for sid, t, value in pending:
-            seconds[(sid, t)] = value
-        minutes: dict[tuple[int, int], list[float]] = {}
-        for (sid, t), value in seconds.items():
-            minutes.setdefault((sid, t - t % 60), []).append(value)
+        seconds = _merge(((sid, t), stats) for sid, t, *stats in pending)
+        minutes = _merge(((sid, t - t % 60), stats) for (sid, t), stats in seconds.items())
         with self._lock:
             db = self._db
             db.execute("BEGIN")
             try:
                 db.executemany(
                     "INSERT OR REPLACE INTO second (series, t, value) VALUES (?, ?, ?)",
-                    [(sid, t, v) for (sid, t), v in seconds.items()],
+                    [(sid, t, v[1] / v[0]) for (sid, t), v in seconds.items()],
                 )
                 db.executemany(
                     "INSERT INTO minute (series, t, n, sum, min, max) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (series, t) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
                     "min = MIN(min, excluded.min), max = MAX(max, excluded.max)",
-                    [(sid, t, len(vs), sum(vs), min(vs), max(vs)) for (sid, t), vs in minutes.items()],
+                    [(sid, t, *v) for (sid, t), v in minutes.items()],
                 )
                 db.executemany(
                     "UPDATE series SET last = ? WHERE id = ?", [(last[sid], sid) for sid in {k[0] for k in seconds}]
@@ -237,27 +256,42 @@ class MetricStore:
             sid = self._ids.get((namespace, name, _dims(dimensions)))
             if sid is None:
                 return []
-            pending = [(t, v) for s, t, v in self._pending if s == sid and start <= t < end]
+            pending = _merge(((t,), stats) for s, t, *stats in self._pending if s == sid and start <= t < end)
             if period < 60 or period % 60:
                 floor = max(start, now - SECOND_RETENTION)
                 rows = self._db.execute(
                     "SELECT t, value FROM second WHERE series = ? AND t >= ? AND t < ?", (sid, floor, end)
                 ).fetchall()
                 points = {int(t): float(v) for t, v in rows}
-                points.update({t: v for t, v in pending if t >= floor})
+                points.update({t: v[1] / v[0] for (t,), v in pending.items() if t >= floor})
                 return aggregate(sorted(points.items()), start, end, period)
             rows = self._db.execute(
                 "SELECT t, n, sum, min, max FROM minute WHERE series = ? AND t >= ? AND t < ?",
                 (sid, start - start % 60, end),
             ).fetchall()
         minutes: dict[int, list[float]] = {int(t): [n, s, lo, hi] for t, n, s, lo, hi in rows}
-        for t, v in pending:
+        for (t,), (n, total, lo, hi) in pending.items():
             m = minutes.setdefault(t - t % 60, [0.0, 0.0, math.inf, -math.inf])
-            m[0] += 1
-            m[1] += v
-            m[2] = min(m[2], v)
-            m[3] = max(m[3], v)
+            m[0] += n
+            m[1] += total
+            m[2] = min(m[2], lo)
+            m[3] = max(m[3], hi)
         return _fold(minutes, start, end, period)
+
+
+def _merge(items: Iterable[tuple[_K, Sequence[float]]]) -> dict[_K, list[float]]:
+    """Add up (count, sum, min, max) statistic sets by key."""
+    merged: dict[_K, list[float]] = {}
+    for key, (n, total, lo, hi) in items:
+        m = merged.get(key)
+        if m is None:
+            merged[key] = [n, total, lo, hi]
+        else:
+            m[0] += n
+            m[1] += total
+            m[2] = min(m[2], lo)
+            m[3] = max(m[3], hi)
+    return merged
 
 
 def _fold(minutes: Mapping[int, Sequence[float]], start: float, end: float, period: int) -> list[Datapoint]:

@@ -1,7 +1,8 @@
 """The CloudWatch API (service ``monitoring``; boto3 speaks its json protocol, older clients query/XML).
 
 Thin handlers over metrics/_cloudwatch.py: GetMetricData (MetricStat queries), GetMetricStatistics and
-ListMetrics on the metric store the scaler fills (namespace AWS/RDS). Domain refusals become CloudWatch's
+ListMetrics on the metric store the scaler fills (namespace AWS/RDS), and PutMetricData for custom namespaces.
+Domain refusals become CloudWatch's
 error codes: the modeled ones (InvalidParameterValue, MissingParameter, InvalidParameterCombination,
 InvalidNextToken) by their shapes, GetMetricData's validation failures as ValidationError.
 """
@@ -14,7 +15,13 @@ from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.metrics import MetricStore
-from borealis.metrics._cloudwatch import MetricsError, get_metric_data, get_metric_statistics, list_metrics
+from borealis.metrics._cloudwatch import (
+    MetricsError,
+    get_metric_data,
+    get_metric_statistics,
+    list_metrics,
+    put_metric_data,
+)
 
 __all__ = ["handlers"]
 
@@ -44,4 +51,5 @@ def handlers(store: MetricStore) -> dict[str, Handler]:
         "GetMetricData": _serve(get_metric_data, store),
         "GetMetricStatistics": _serve(get_metric_statistics, store),
         "ListMetrics": _serve(list_metrics, store),
+        "PutMetricData": _serve(put_metric_data, store),
     }
