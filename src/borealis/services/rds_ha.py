@@ -1,4 +1,5 @@
-"""RDS operations of high availability: FailoverDBCluster, the cluster endpoints, DescribeEvents.
+"""RDS operations of high availability: FailoverDBCluster, the cluster endpoints, DescribeEvents,
+DescribeEventCategories.
 
 The control plane owns the rules (``ControlPlane.request_failover``, ``control.endpoints``); this module maps
 their refusals to the AWS error codes and renders the shapes of botocore's model. DescribeDBClusterEndpoints
@@ -17,7 +18,47 @@ from borealis.control import ControlPlane, FailoverRefused
 from borealis.control._endpoints import EndpointError
 from borealis.services._describe import filtered, paged
 
-__all__ = ["handlers"]
+__all__ = ["EVENT_CATEGORIES", "handlers"]
+
+EVENT_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "db-instance": (
+        "availability",
+        "backup",
+        "configuration change",
+        "creation",
+        "deletion",
+        "failover",
+        "failure",
+        "low storage",
+        "maintenance",
+        "notification",
+        "read replica",
+        "recovery",
+        "restoration",
+        "security",
+        "security patching",
+    ),
+    "db-cluster": (
+        "configuration change",
+        "creation",
+        "deletion",
+        "failover",
+        "failure",
+        "global-failover",
+        "maintenance",
+        "migration",
+        "notification",
+        "serverless",
+    ),
+    "db-parameter-group": ("configuration change",),
+    "db-security-group": ("configuration change", "failure"),
+    "db-snapshot": ("creation", "deletion", "notification", "restoration"),
+    "db-cluster-snapshot": ("backup", "creation", "deletion", "notification"),
+    "db-proxy": ("configuration change", "creation", "deletion"),
+}
+"""DescribeEventCategories: the categories of each source type, as the Aurora User Guide's "Amazon RDS event
+categories and event messages for Aurora" lists them (the categories of every event Borealis records are among
+them, which tests/pure check)."""
 
 
 def _key(ident: str) -> str:
@@ -185,6 +226,24 @@ class _Ha:
         )
 
 
+async def describe_event_categories(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+    """DescribeEventCategories: every source type's categories, or one source type's (Filters: not supported,
+    as on AWS)."""
+    source_type = p.get("SourceType")
+    if source_type is not None and source_type not in EVENT_CATEGORIES:
+        raise AWSError(
+            "InvalidParameterValue",
+            f"Invalid SourceType: {source_type}. Valid values: {', '.join(EVENT_CATEGORIES)}.",
+        )
+    return {
+        "EventCategoriesMapList": [
+            {"SourceType": kind, "EventCategories": list(categories)}
+            for kind, categories in EVENT_CATEGORIES.items()
+            if source_type is None or kind == source_type
+        ]
+    }
+
+
 def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Handler]:
     """FailoverDBCluster and the cluster-endpoint operations (``render_cluster``: the rds module's DBCluster)."""
     ha = _Ha(control, render_cluster)
@@ -195,4 +254,5 @@ def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], d
         "ModifyDBClusterEndpoint": ha.modify,
         "DeleteDBClusterEndpoint": ha.delete,
         "DescribeEvents": ha.describe_events,
+        "DescribeEventCategories": describe_event_categories,
     }

@@ -53,6 +53,8 @@ def test_custom_metric_round_trip(borealis: BorealisProcess) -> None:
             "Count",
             "--timestamp",
             (now - dt.timedelta(minutes=1)).isoformat(),
+            "--endpoint-url",
+            borealis.url,
         ],
         env=borealis.env(),
         check=True,
@@ -71,7 +73,17 @@ def test_custom_metric_round_trip(borealis: BorealisProcess) -> None:
     assert [(p["SampleCount"], p["Sum"], p["Maximum"]) for p in points] == [(3, 23, 12), (1, 100, 100)]
     listed = json.loads(
         subprocess.run(
-            [AWS, "cloudwatch", "list-metrics", "--namespace", namespace, "--output", "json"],
+            [
+                AWS,
+                "cloudwatch",
+                "list-metrics",
+                "--namespace",
+                namespace,
+                "--endpoint-url",
+                borealis.url,
+                "--output",
+                "json",
+            ],
             env=borealis.env(),
             check=True,
             capture_output=True,
