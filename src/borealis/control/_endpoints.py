@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from borealis.store import Store
 
 from ._names import resource_id, valid_identifier
+from ._ports import port_free
 
 __all__ = ["MAX_CUSTOM_ENDPOINTS", "EndpointError", "Endpoints"]
 
@@ -36,16 +36,6 @@ class EndpointError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def _free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class Endpoints:
@@ -75,7 +65,7 @@ class Endpoints:
         if self.host == "127.0.0.1":
             taken = {d["host"] for d in self.table.values()}
             addr = ipaddress.IPv4Address("127.0.2.1")
-            while str(addr) in taken or addr.packed[3] in (0, 255) or not _free(str(addr), port):
+            while str(addr) in taken or addr.packed[3] in (0, 255) or not port_free(str(addr), port):
                 addr += 1
             return str(addr), None
         return self.host, self.allocate_port()

@@ -43,6 +43,7 @@ from borealis.control._events import EventLog, Kinds
 from borealis.control._failover import choose_writer
 from borealis.control._listener import EndpointUnavailable, IamLogin, Listener
 from borealis.control._names import generate_password
+from borealis.control._ports import free_port, port_free
 from borealis.control._reconciler import Action, Executor, Observation, plan, sync_standbys
 from borealis.control._records import (
     CLUSTER_TRANSITIONS,
@@ -110,22 +111,6 @@ class Event:
     cluster: str
     instance: str | None
     message: str
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _cas(
@@ -342,7 +327,7 @@ class ControlPlane:
         """The first port from ``start`` (the port base) that no endpoint uses and the OS has free."""
         used = self.used_ports() | taken
         port = self.settings.port_base if start is None else start
-        while port in used or not _port_free(self.settings.host, port):
+        while port in used or not port_free(self.settings.host, port):
             port += 1
             if port > 65535:
                 raise RuntimeError("no free port left above the port base")
@@ -355,7 +340,7 @@ class ControlPlane:
         host we do the same with a second loopback address (127.0.0.2), so ``ReaderEndpoint`` + ``Port``
         connects as it does on AWS; on any other host the reader gets a port of its own.
         """
-        if self.settings.host == "127.0.0.1" and _port_free("127.0.0.2", port):
+        if self.settings.host == "127.0.0.1" and port_free("127.0.0.2", port):
             return "127.0.0.2", port
         return self.settings.host, self.allocate_port(port + 1, taken=frozenset({port}))
 
@@ -989,8 +974,8 @@ class ControlPlane:
         if inst["status"] == "stopped":
             self._update_instance(iid, lambda i: i.moved_to("starting"))
         port = self._ports.get(iid)
-        if port is None or not _port_free("127.0.0.1", port):
-            port = _free_port("127.0.0.1")
+        if port is None or not port_free("127.0.0.1", port):
+            port = free_port("127.0.0.1")
         server = self._server_for(inst, port)
         writer = inst["role"] == "writer"
         if writer and not server.is_initialized():
