@@ -21,9 +21,9 @@ JAR = Path("/usr/share/java/postgresql.jar")
 def test_pgjdbc_through_the_proxy(borealis: BorealisProcess, tmp_path: Path) -> None:
     javac, java = shutil.which("javac"), shutil.which("java")
     if javac is None or java is None:
-        pytest.skip("no JDK: the JDBC test needs javac and java")
+        pytest.fail("no JDK: the JDBC test needs javac and java (apt-get install default-jdk-headless)")
     if not JAR.exists():
-        pytest.skip(f"{JAR} missing: apt-get install libpostgresql-jdbc-java (done by .ci/run)")
+        pytest.fail(f"{JAR} missing: apt-get install libpostgresql-jdbc-java (done by .ci/run)")
     subprocess.run([javac, "-d", str(tmp_path), "-cp", str(JAR), str(SOURCE)], check=True, timeout=180)
     info = make_auth_proxy(borealis, "jdbc-proxy", require_tls=True)
     borealis.client("rds").modify_db_proxy_target_group(

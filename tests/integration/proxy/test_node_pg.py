@@ -19,7 +19,7 @@ CLIENTS = Path(__file__).resolve().parents[2] / "clients"
 def test_node_postgres(borealis: BorealisProcess) -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: the JavaScript client tests need Node.js 18+")
+        pytest.fail("node is not installed: the JavaScript client tests need Node.js 18+")
     if not (CLIENTS / "node_modules" / "pg").is_dir():
         pytest.fail("tests/clients/node_modules is missing pg: run `npm ci --prefix tests/clients` (done by .ci/run)")
     info = make_auth_proxy(borealis, "node-proxy", require_tls=True, iam="ENABLED")
