@@ -54,7 +54,8 @@ class BorealisProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 120, *, wait: bool = True) -> None:
+        """Run `borealis up`; with ``wait``, return once /health says it is ready."""
         args = [
             sys.executable, "-m", "borealis", "up",
             "--data-dir", str(self.data_dir),
@@ -69,6 +70,8 @@ class BorealisProcess:
         out = self.output.open("a")
         env = {**os.environ, **self.extra_env} if self.extra_env else None
         self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+        if not wait:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from borealis.engine import Binaries
@@ -75,6 +78,39 @@ def test_kill_9_loses_no_committed_data(own: BorealisProcess) -> None:
     own.start()
     with own.master_connect() as conn:
         assert conn.execute("SELECT count(*) FROM durable").fetchone() == (1000,)
+    assert own.stop() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "kill-9"])
+def test_a_login_right_after_a_restart_waits_for_postgres(own: BorealisProcess, sig: int) -> None:
+    """The stored status says available before postgres runs again: the login is held, not refused (57P03)."""
+    own.start()
+    cluster = own.client("rds").describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    secret = own.client("secretsmanager").get_secret_value(SecretId=cluster["MasterUserSecret"]["SecretArn"])
+    login = json.loads(secret["SecretString"])
+    own.stop(sig)
+    assert _wait_no_postgres(own.data_dir) == []
+
+    own.start(wait=False)  # not waiting for /health: log in as soon as the writer endpoint accepts
+    assert own.proc is not None
+    deadline = time.monotonic() + 60
+    while True:
+        assert own.proc.poll() is None, own.output.read_text()
+        try:
+            socket.create_connection((cluster["Endpoint"], cluster["Port"]), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the writer endpoint never accepted"
+            time.sleep(0.02)
+    with psycopg.connect(
+        host=cluster["Endpoint"],
+        port=cluster["Port"],
+        user=login["username"],
+        password=login["password"],
+        dbname=cluster.get("DatabaseName", "postgres"),
+        connect_timeout=60,
+    ) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
     assert own.stop() == 0
 
 

@@ -18,8 +18,9 @@ Interface (what other parts build on)::
     topo.readers(cid) -> tuple[Member, ...]    its ready readers, in promotion-tier order
     topo.member(iid) -> Member | None          one instance
     topo.serving(cid, type, static, excluded)  the ready members of a custom endpoint
-    await topo.route(cid, "writer" | "reader" | iid-kind)  -> Member, waking it if needed;
-                                                raises Unavailable(message, sqlstate, transient)
+    await topo.route(cid, "writer" | "reader" | iid-kind)  -> Member, waking it if needed and waiting
+                                                while it should run (starting, restarting) but does not
+                                                serve yet; raises Unavailable(message, sqlstate, transient)
     await topo.wake(iid)             make the instance serve; returns at once if it does already
     topo.waker = async fn(iid)       installed by the serverless scaler (auto-pause): resume a paused
                                      instance and return when it serves, or raise Unavailable
@@ -35,13 +36,15 @@ did).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._records import SERVING, ClusterRecord, InstanceRecord
+from ._records import SERVING, SHOULD_RUN, ClusterRecord, InstanceRecord
 
 __all__ = ["Address", "ClusterView", "Member", "Topology", "Unavailable", "build_view", "stored_views"]
 
@@ -159,6 +162,10 @@ def stored_views(
 
 Loader = Callable[[], Mapping[str, ClusterView]]
 
+# How often a login held by :meth:`Topology.route` looks again when no change is signalled (a worker's view
+# only moves when it reloads; a change made in another thread signals nothing).
+_RECHECK = 0.5
+
 
 class Topology:
     """The routing answers (see the module docstring), cached until the generation moves."""
@@ -173,6 +180,7 @@ class Topology:
         self._generation = 0
         self.waker: Callable[[str], Awaitable[None]] | None = None
         """Resumes a paused instance (installed by the serverless scaler); see :meth:`wake`."""
+        self._waiters: set[asyncio.Future[None]] = set()
 
     @property
     def generation(self) -> int:
@@ -184,6 +192,20 @@ class Topology:
         """Something that routes depend on changed (a record, a server started or lost): look again."""
         self._generation += 1
         self._stale = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def _next_change(self, timeout: float) -> None:
+        """Return after the next :meth:`changed`, or after ``timeout`` seconds, whichever comes first."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._waiters.discard(waiter)
 
     def _refresh(self) -> None:
         if self._ttl is not None and time.monotonic() >= self._expires:
@@ -266,16 +288,27 @@ class Topology:
         return view.writer
 
     async def route(self, cluster_id: str, kind: str, what: str | None = None) -> Member:
-        """The ready member for ``kind`` (see :meth:`pick`), woken first if it is paused."""
+        """The ready member for ``kind`` (see :meth:`pick`), woken first if it is paused.
+
+        A member that should run (:data:`~borealis.control._records.SHOULD_RUN`: starting after a restart of
+        Borealis, restarting after a crash, rebooting) but does not serve yet is waited for, as a paused one
+        is while it resumes; the caller bounds the wait (the endpoints' login timeout). One that is really
+        down (failed, stopped, its cluster stopped or gone) raises :class:`Unavailable` at once.
+        """
         what = what or f"the {kind} endpoint of {cluster_id}"
-        member = self.pick(cluster_id, kind, what)
-        assert member is not None
-        if not member.ready:
+        while True:
+            # Picked again on every look: a failover may have moved the writer meanwhile.
+            member = self.pick(cluster_id, kind, what)
+            assert member is not None
+            if member.ready:
+                return member
             await self.wake(member.id)
             member = self.member(member.id) or member
-        if not member.ready:
-            raise Unavailable(f"DB instance {member.id} is not available (status: {member.status})", "57P03")
-        return member
+            if member.ready:
+                return member
+            if member.status not in SHOULD_RUN:
+                raise Unavailable(f"DB instance {member.id} is not available (status: {member.status})", "57P03")
+            await self._next_change(_RECHECK if self._ttl is None else min(_RECHECK, self._ttl))
 
     async def wake(self, instance_id: str) -> None:
         """Make ``instance_id`` serve: returns at once if it does; else asks the waker (auto-pause), if any.

@@ -87,13 +87,50 @@ def test_wake_is_a_no_op_for_a_serving_instance_and_asks_the_waker_otherwise() -
         state["addresses"] = {"w": Address("127.0.0.1", 7000)}
 
     async def main() -> None:
-        with pytest.raises(Unavailable, match="not available"):
-            await topo.route("c", "writer")  # paused, and nobody to wake it
         topo.waker = waker
         member = await topo.route("c", "writer")
         assert member.port == 7000 and woken == ["w"]
         await topo.wake("w")
         assert woken == ["w"]  # serving: returns at once
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("status", ["available", "starting", "rebooting"])
+def test_route_holds_a_login_until_an_instance_that_should_run_serves(status: str) -> None:
+    """After a restart of Borealis (or a crash) the record says it should run before its postgres does."""
+    state: dict[str, Any] = {"status": status, "addresses": {}}
+    topo = Topology(
+        lambda: {
+            "c": build_view(
+                ClusterRecord(id="c", status="available", port=1), _records(w=state["status"]), state["addresses"]
+            )
+        }
+    )
+
+    async def main() -> None:
+        held = asyncio.ensure_future(topo.route("c", "writer"))
+        while not topo._waiters:  # parked until the next change
+            assert not held.done()
+            await asyncio.sleep(0)
+        state["addresses"] = {"w": Address("127.0.0.1", 7000)}
+        state["status"] = "available"
+        topo.changed()
+        assert (await held).port == 7000
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("status", ["failed", "stopped", "inaccessible-encryption-credentials"])
+def test_route_fails_at_once_for_an_instance_that_is_down(status: str) -> None:
+    topo = Topology(
+        lambda: {"c": build_view(ClusterRecord(id="c", status="available", port=1), _records(w=status), {})}
+    )
+
+    async def main() -> None:
+        with pytest.raises(Unavailable, match=f"not available \\(status: {status}\\)") as exc:
+            await topo.route("c", "writer")
+        assert exc.value.sqlstate == "57P03" and not topo._waiters
 
     asyncio.run(main())
 
