@@ -35,6 +35,7 @@ from borealis.dataapi import DataApi, transaction_owner
 from borealis.engine import Binaries, Cgroups, allowed_overlay
 from borealis.iam import AccessKeys, write_credentials_file
 from borealis.metrics import MetricStore
+from borealis.metrics._alarms import AlarmBook, run_alarms
 from borealis.prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
 from borealis.prometheus import ApiMetrics
 from borealis.prometheus import render as render_prometheus
@@ -78,6 +79,8 @@ class App:
         self.proxies: ProxyManager | None = None
         self.data_api: DataApi | None = None
         self.metrics: MetricStore | None = None
+        self.alarms: AlarmBook | None = None
+        self._alarm_task: asyncio.Future[None] | None = None
         self.scaler: Scaler | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
         self._rotation_task: asyncio.Future[None] | None = None
@@ -118,6 +121,7 @@ class App:
         )
         control.topology.waker = autopause.wake
         self.metrics = MetricStore(s.data_dir / "metrics.db")
+        self.alarms = AlarmBook(s.data_dir / "alarms.json", region=s.region, account=s.account_id)
         self.metrics_token = metrics_token(s.data_dir)
         self.scaler = Scaler(
             control,
@@ -147,7 +151,7 @@ class App:
             "rds-data": rds_data_service.handlers(self.data_api),
             "secretsmanager": secretsmanager_service.handlers(self.secrets, self._rotate_master_secret),
             "sts": sts_service.handlers(keys, s.account_id),
-            "cloudwatch": monitoring_service.handlers(self.metrics),
+            "cloudwatch": monitoring_service.handlers(self.metrics, self.alarms),
         }
         gateway = Gateway(
             {name: self.api_metrics.instrument(name, h) for name, h in services.items()},  # GET /metrics counts
@@ -162,6 +166,7 @@ class App:
         private_files(s.data_dir)  # what earlier versions left readable (borealis.db, the log) included
         await control.start()
         self.scaler.start()
+        self._alarm_task = asyncio.ensure_future(run_alarms(self.alarms, self.metrics))
         await self.proxies.start()
         if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
             await self._create_default_cluster()
@@ -241,6 +246,10 @@ class App:
             await self.control.close()
         if self.scaler is not None:  # after the servers stopped, so their cgroups can go
             await self.scaler.close()
+        if self._alarm_task is not None:
+            self._alarm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._alarm_task
         if self.metrics is not None:
             self.metrics.close()
         if self._http is not None:

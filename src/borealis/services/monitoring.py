@@ -15,6 +15,7 @@ from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.metrics import MetricStore
+from borealis.metrics._alarms import AlarmBook
 from borealis.metrics._cloudwatch import (
     MetricsError,
     get_metric_data,
@@ -32,6 +33,8 @@ _SHAPES = {
     "MissingParameter": "MissingRequiredParameterException",
     "InvalidParameterCombination": "InvalidParameterCombinationException",
     "InvalidNextToken": "InvalidNextToken",
+    "ResourceNotFound": "ResourceNotFound",
+    "InvalidFormat": "InvalidFormatFault",
 }
 
 
@@ -45,9 +48,32 @@ def _serve(operation: Callable[..., dict[str, Any]], store: MetricStore) -> Hand
     return handler
 
 
-def handlers(store: MetricStore) -> dict[str, Handler]:
-    """The handler of every supported CloudWatch operation, by operation name."""
+def _alarm_handlers(book: AlarmBook) -> dict[str, Handler]:
+    def serve(operation: Callable[[Params, float], dict[str, Any]]) -> Handler:
+        async def handler(ctx: RequestContext, p: Params) -> dict[str, Any]:
+            try:
+                return operation(p, time.time())
+            except MetricsError as exc:
+                raise AWSError(_SHAPES.get(exc.code, exc.code), exc.message) from None
+
+        return handler
+
     return {
+        "PutMetricAlarm": serve(book.put_metric_alarm),
+        "DescribeAlarms": serve(lambda p, now: book.describe_alarms(p)),
+        "DeleteAlarms": serve(lambda p, now: book.delete_alarms(p["AlarmNames"], now)),
+        "SetAlarmState": serve(book.set_alarm_state),
+        "EnableAlarmActions": serve(lambda p, now: book.set_actions_enabled(p["AlarmNames"], True, now)),
+        "DisableAlarmActions": serve(lambda p, now: book.set_actions_enabled(p["AlarmNames"], False, now)),
+        "DescribeAlarmHistory": serve(lambda p, now: book.describe_alarm_history(p)),
+    }
+
+
+def handlers(store: MetricStore, alarms: AlarmBook | None = None) -> dict[str, Handler]:
+    """The handler of every supported CloudWatch operation, by operation name (the alarm operations with
+    ``alarms``)."""
+    return {
+        **(_alarm_handlers(alarms) if alarms is not None else {}),
         "GetMetricData": _serve(get_metric_data, store),
         "GetMetricStatistics": _serve(get_metric_statistics, store),
         "ListMetrics": _serve(list_metrics, store),

@@ -1,0 +1,378 @@
+"""CloudWatch metric alarms: PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState, Enable/DisableAlarmActions,
+DescribeAlarmHistory, and their evaluation over the metric store.
+
+:func:`evaluate` is the pure rule (CloudWatch user guide, "Evaluating an alarm" and "Configuring how CloudWatch
+alarms treat missing data"): the last ``EvaluationPeriods`` complete periods of ``Period`` seconds are read
+with the alarm's statistic; a period breaches when ``value <op> Threshold``; the alarm is ALARM when at least
+``DatapointsToAlarm`` (default ``EvaluationPeriods``) periods breach. Missing periods count as breaching
+(``breaching``), as not breaching (``notBreaching``), or are left out (``missing``, ``ignore``): then with no
+datapoint at all the alarm goes to INSUFFICIENT_DATA (``missing``) or keeps its state (``ignore``), and with
+fewer datapoints than ``DatapointsToAlarm`` it is ALARM only when every datapoint present breaches.
+
+:class:`AlarmBook` keeps the alarms and their history (two weeks of it, as CloudWatch)
+in ``DATA_DIR/alarms.json``, rewritten atomically on each change; :meth:`AlarmBook.evaluate_all` runs
+every few seconds from the application. Actions (SNS, Auto Scaling) are stored and shown, never run: Borealis
+has no SNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from operator import ge, gt, le, lt
+from pathlib import Path
+from typing import Any
+
+from ._cloudwatch import MetricsError, _check_period, _dimensions, _epoch
+from ._store import MetricStore
+
+__all__ = ["OPERATORS", "AlarmBook", "evaluate", "run_alarms"]
+
+log = logging.getLogger(__name__)
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "GreaterThanOrEqualToThreshold": ge,
+    "GreaterThanThreshold": gt,
+    "LessThanThreshold": lt,
+    "LessThanOrEqualToThreshold": le,
+}
+"""The comparison operators of single-metric alarms (the anomaly-detection band ones need metric math)."""
+_TREAT = ("breaching", "notBreaching", "ignore", "missing")
+_STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
+_STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
+_HISTORY_KEEP = 14 * 86400
+
+
+def evaluate(
+    values: Sequence[float | None],
+    *,
+    threshold: float,
+    operator: str,
+    datapoints_to_alarm: int,
+    treat_missing: str,
+    current: str,
+) -> str:
+    """The state for the last periods' ``values`` (oldest first; None: no datapoint in that period)."""
+    breaches = OPERATORS[operator]
+    flags: list[bool] = []
+    for v in values:
+        if v is None:
+            if treat_missing == "breaching":
+                flags.append(True)
+            elif treat_missing == "notBreaching":
+                flags.append(False)
+            continue
+        flags.append(breaches(v, threshold))
+    if not flags:
+        return current if treat_missing == "ignore" else "INSUFFICIENT_DATA"
+    breaching = sum(flags)
+    if breaching >= datapoints_to_alarm:
+        return "ALARM"
+    if len(flags) < datapoints_to_alarm and breaching == len(flags):
+        return "ALARM"
+    return "OK"
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat()
+
+
+def _ts(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+class AlarmBook:
+    """The metric alarms of one Borealis, in ``<data_dir>/alarms.json``; safe to call from several threads."""
+
+    def __init__(self, path: Path, *, region: str, account: str) -> None:
+        self.path = path
+        self.region = region
+        self.account = account
+        self._lock = threading.Lock()
+        self.alarms: dict[str, dict[str, Any]] = {}
+        self.history: list[dict[str, Any]] = []
+        if path.exists():
+            saved = json.loads(path.read_text())
+            self.alarms, self.history = saved["alarms"], saved["history"]
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"alarms": self.alarms, "history": self.history}))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def _record(self, name: str, kind: str, summary: str, data: Mapping[str, Any], now: float) -> None:
+        self.history.append(
+            {"AlarmName": name, "at": now, "HistoryItemType": kind, "HistorySummary": summary, "HistoryData": data}
+        )
+        self.history = [h for h in self.history if h["at"] >= now - _HISTORY_KEEP]
+
+    # ---------------------------------------------------------------------------------------------- API
+
+    def put_metric_alarm(self, p: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """PutMetricAlarm: a single-metric alarm (metric math alarms are refused); new alarms start
+        INSUFFICIENT_DATA, an update keeps the state."""
+        name = str(p["AlarmName"])
+        if p.get("Metrics"):
+            raise MetricsError("InvalidParameterCombination", "Alarms on metric math (Metrics) are not supported.")
+        for required in ("MetricName", "Namespace", "Period", "EvaluationPeriods", "ComparisonOperator"):
+            if p.get(required) is None:
+                raise MetricsError("MissingParameter", f"The parameter {required} is required.")
+        statistic, extended = p.get("Statistic"), p.get("ExtendedStatistic")
+        if (statistic is None) == (extended is None):
+            raise MetricsError(
+                "InvalidParameterCombination", "Exactly one of Statistic and ExtendedStatistic must be specified."
+            )
+        if statistic is not None and statistic not in _STATISTICS:
+            raise MetricsError("InvalidParameterValue", f"The value {statistic} for parameter Statistic is invalid.")
+        operator = str(p["ComparisonOperator"])
+        if operator not in OPERATORS:
+            raise MetricsError(
+                "InvalidParameterValue", f"The value {operator} for parameter ComparisonOperator is not supported."
+            )
+        if p.get("Threshold") is None:
+            raise MetricsError("MissingParameter", "The parameter Threshold is required.")
+        period = _check_period(p["Period"])
+        periods = int(p["EvaluationPeriods"])
+        to_alarm = int(p.get("DatapointsToAlarm") or periods)
+        if periods < 1 or not 1 <= to_alarm <= periods:
+            raise MetricsError(
+                "InvalidParameterValue", "DatapointsToAlarm must be between 1 and EvaluationPeriods (at least 1)."
+            )
+        if period * periods > 86400 * 7:
+            raise MetricsError(
+                "InvalidParameterCombination", "The evaluation range (Period x EvaluationPeriods) exceeds 7 days."
+            )
+        treat = str(p.get("TreatMissingData") or "missing")
+        if treat not in _TREAT:
+            raise MetricsError("InvalidParameterValue", f"The value {treat} for parameter TreatMissingData is invalid.")
+        dims = _dimensions(p.get("Dimensions"))
+        with self._lock:
+            old = self.alarms.get(name)
+            alarm = {
+                "AlarmName": name,
+                "AlarmArn": f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}",
+                "AlarmDescription": p.get("AlarmDescription") or "",
+                "AlarmConfigurationUpdatedTimestamp": _iso(now),
+                "ActionsEnabled": bool(p.get("ActionsEnabled", True)),
+                "OKActions": list(p.get("OKActions") or []),
+                "AlarmActions": list(p.get("AlarmActions") or []),
+                "InsufficientDataActions": list(p.get("InsufficientDataActions") or []),
+                "StateValue": old["StateValue"] if old else "INSUFFICIENT_DATA",
+                "StateReason": old["StateReason"] if old else "Unchecked: Initial alarm creation",
+                "StateUpdatedTimestamp": old["StateUpdatedTimestamp"] if old else _iso(now),
+                "StateTransitionedTimestamp": old["StateTransitionedTimestamp"] if old else _iso(now),
+                "MetricName": str(p["MetricName"]),
+                "Namespace": str(p["Namespace"]),
+                "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())],
+                "Period": period,
+                "EvaluationPeriods": periods,
+                "DatapointsToAlarm": to_alarm,
+                "Threshold": float(p["Threshold"]),
+                "ComparisonOperator": operator,
+                "TreatMissingData": treat,
+            }
+            if statistic is not None:
+                alarm["Statistic"] = statistic
+            else:
+                alarm["ExtendedStatistic"] = extended
+            if p.get("Unit"):
+                alarm["Unit"] = p["Unit"]
+            self.alarms[name] = alarm
+            self._record(
+                name,
+                "ConfigurationUpdate",
+                f'Alarm "{name}" {"updated" if old else "created"}',
+                {"type": "Update" if old else "Create", "version": "1.0"},
+                now,
+            )
+            self._save()
+        return {}
+
+    def describe_alarms(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """DescribeAlarms by AlarmNames, AlarmNamePrefix, StateValue, ActionPrefix; MaxRecords / NextToken."""
+        names, prefix, state = p.get("AlarmNames"), p.get("AlarmNamePrefix"), p.get("StateValue")
+        if names and prefix:
+            raise MetricsError("InvalidParameterCombination", "AlarmNames and AlarmNamePrefix cannot both be given.")
+        action = p.get("ActionPrefix")
+        with self._lock:
+            found = [
+                dict(a)
+                for n, a in sorted(self.alarms.items())
+                if (not names or n in names)
+                and (not prefix or n.startswith(prefix))
+                and (not state or a["StateValue"] == state)
+                and (
+                    not action
+                    or any(
+                        x.startswith(action)
+                        for k in ("OKActions", "AlarmActions", "InsufficientDataActions")
+                        for x in a[k]
+                    )
+                )
+            ]
+        if "MetricAlarm" not in (p.get("AlarmTypes") or ["MetricAlarm"]):
+            found = []
+        for a in found:
+            for key in ("AlarmConfigurationUpdatedTimestamp", "StateUpdatedTimestamp", "StateTransitionedTimestamp"):
+                a[key] = _ts(a[key])
+        return _page("MetricAlarms", found, p)
+
+    def delete_alarms(self, names: Sequence[str], now: float) -> dict[str, Any]:
+        """DeleteAlarms: all or nothing; an unknown name is ResourceNotFound."""
+        with self._lock:
+            missing = [n for n in names if n not in self.alarms]
+            if missing:
+                raise MetricsError("ResourceNotFound", f"The alarm(s) {', '.join(missing)} do not exist.")
+            for n in names:
+                del self.alarms[n]
+                self._record(n, "ConfigurationUpdate", f'Alarm "{n}" deleted', {"type": "Delete"}, now)
+            self._save()
+        return {}
+
+    def set_actions_enabled(self, names: Sequence[str], enabled: bool, now: float) -> dict[str, Any]:
+        """EnableAlarmActions / DisableAlarmActions (unknown names are skipped, as CloudWatch does)."""
+        with self._lock:
+            for n in names:
+                if n in self.alarms:
+                    self.alarms[n]["ActionsEnabled"] = enabled
+                    self.alarms[n]["AlarmConfigurationUpdatedTimestamp"] = _iso(now)
+            self._save()
+        return {}
+
+    def set_alarm_state(self, p: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """SetAlarmState: until the next evaluation, which may set it back."""
+        name, state = str(p["AlarmName"]), str(p["StateValue"])
+        if state not in _STATES:
+            raise MetricsError("InvalidParameterValue", f"The value {state} for parameter StateValue is invalid.")
+        data = p.get("StateReasonData")
+        if data is not None:
+            try:
+                json.loads(data)
+            except ValueError:
+                raise MetricsError("InvalidFormat", "StateReasonData is not valid JSON.") from None
+        with self._lock:
+            if name not in self.alarms:
+                raise MetricsError("ResourceNotFound", f"The alarm {name} does not exist.")
+            self._transition(name, state, str(p["StateReason"]), now)
+            self._save()
+        return {}
+
+    def describe_alarm_history(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """DescribeAlarmHistory by AlarmName, HistoryItemType, StartDate / EndDate; newest first by default."""
+        start = _epoch(p["StartDate"]) if p.get("StartDate") else 0.0
+        end = _epoch(p["EndDate"]) if p.get("EndDate") else float("inf")
+        with self._lock:
+            items = [
+                {
+                    "AlarmName": h["AlarmName"],
+                    "AlarmType": "MetricAlarm",
+                    "Timestamp": dt.datetime.fromtimestamp(h["at"], dt.UTC),
+                    "HistoryItemType": h["HistoryItemType"],
+                    "HistorySummary": h["HistorySummary"],
+                    "HistoryData": json.dumps(h["HistoryData"]),
+                }
+                for h in self.history
+                if (not p.get("AlarmName") or h["AlarmName"] == p["AlarmName"])
+                and (not p.get("HistoryItemType") or h["HistoryItemType"] == p["HistoryItemType"])
+                and start <= h["at"] <= end
+            ]
+        if p.get("ScanBy", "TimestampDescending") != "TimestampAscending":
+            items.reverse()
+        return _page("AlarmHistoryItems", items, p)
+
+    # ------------------------------------------------------------------------------------- evaluation
+
+    def _transition(self, name: str, state: str, reason: str, now: float) -> None:
+        alarm = self.alarms[name]
+        old = alarm["StateValue"]
+        alarm["StateReason"] = reason
+        alarm["StateUpdatedTimestamp"] = _iso(now)
+        if old == state:
+            return
+        alarm["StateValue"] = state
+        alarm["StateTransitionedTimestamp"] = _iso(now)
+        self._record(
+            name,
+            "StateUpdate",
+            f"Alarm updated from {old} to {state}",
+            {
+                "version": "1.0",
+                "oldState": {"stateValue": old},
+                "newState": {"stateValue": state, "stateReason": reason},
+            },
+            now,
+        )
+
+    def evaluate_all(self, store: MetricStore, now: float) -> int:
+        """Evaluate every alarm on the store's data; returns how many changed state."""
+        with self._lock:
+            alarms = [dict(a) for a in self.alarms.values()]
+        changed = 0
+        for a in alarms:
+            period, n = a["Period"], a["EvaluationPeriods"]
+            end = now - now % period
+            start = end - n * period
+            dims = {d["Name"]: d["Value"] for d in a["Dimensions"]}
+            stat = a.get("Statistic") or a["ExtendedStatistic"]
+            series = store.find(a["Namespace"], a["MetricName"], dims)
+            by_start: dict[float, float | None] = {}
+            if series is not None and (a.get("Unit") is None or a["Unit"] == series.unit):
+                for point in store.query(a["Namespace"], a["MetricName"], dims, start, end, period, now=now):
+                    by_start[point.at] = point.statistic(stat)
+            values = [by_start.get(start + k * period) for k in range(n)]
+            state = evaluate(
+                values,
+                threshold=a["Threshold"],
+                operator=a["ComparisonOperator"],
+                datapoints_to_alarm=a["DatapointsToAlarm"],
+                treat_missing=a["TreatMissingData"],
+                current=a["StateValue"],
+            )
+            shown = [v for v in values if v is not None]
+            kind = "Insufficient Data" if state == "INSUFFICIENT_DATA" else "Threshold Crossed"
+            reason = (
+                f"{kind}: {len(shown)} datapoint(s) of the last {n} periods of {period} s "
+                f"[{', '.join(f'{v:g}' for v in shown)}] evaluated against the threshold "
+                f"({a['ComparisonOperator']} {a['Threshold']:g})."
+            )
+            with self._lock:
+                current = self.alarms.get(a["AlarmName"])
+                if current is None or current["StateValue"] == state:
+                    continue
+                self._transition(a["AlarmName"], state, reason, now)
+                changed += 1
+        if changed:
+            with self._lock:
+                self._save()
+        return changed
+
+
+def _page(key: str, items: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:
+    size = int(p.get("MaxRecords") or 50)
+    if not 1 <= size <= 100:
+        raise MetricsError("InvalidParameterValue", "MaxRecords must be between 1 and 100.")
+    try:
+        offset = int(p.get("NextToken") or 0)
+    except ValueError:
+        raise MetricsError("InvalidNextToken", "The NextToken is not valid.") from None
+    out: dict[str, Any] = {key: items[offset : offset + size]}
+    if offset + size < len(items):
+        out["NextToken"] = str(offset + size)
+    return out
+
+
+async def run_alarms(book: AlarmBook, store: MetricStore, interval: float = 10.0) -> None:
+    """Evaluate every alarm each ``interval`` seconds until cancelled (in a thread: it reads the disk)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(book.evaluate_all, store, time.time())
+        except Exception:
+            log.exception("alarm evaluation failed")

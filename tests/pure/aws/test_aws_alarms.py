@@ -1,0 +1,126 @@
+"""CloudWatch alarms through boto3: put, describe, state changes on the store's data, history, delete."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_harness import Harness
+from botocore.exceptions import ClientError
+
+from borealis.metrics import MetricStore
+from borealis.metrics._alarms import AlarmBook
+from borealis.services import monitoring
+
+NS = "MyApp"
+DIMS = [{"Name": "Queue", "Value": "jobs"}]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[MetricStore, AlarmBook]]:
+    store = MetricStore(tmp_path / "metrics.db")
+    yield store, AlarmBook(tmp_path / "alarms.json", region="us-east-1", account="123456789012")
+    store.close()
+
+
+@pytest.fixture
+def cloudwatch(harness_factory: Callable[..., Harness], parts: tuple[MetricStore, AlarmBook]) -> Any:
+    return harness_factory({"cloudwatch": monitoring.handlers(*parts)}).client("cloudwatch")
+
+
+def _alarm(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "AlarmName": "deep-queue",
+        "Namespace": NS,
+        "MetricName": "Depth",
+        "Dimensions": DIMS,
+        "Statistic": "Maximum",
+        "Period": 60,
+        "EvaluationPeriods": 3,
+        "DatapointsToAlarm": 2,
+        "Threshold": 100.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:pager"],
+        **kwargs,
+    }
+
+
+def _state(cloudwatch: Any, name: str = "deep-queue") -> str:
+    return str(cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"])
+
+
+def test_alarm_follows_the_data(cloudwatch: Any, parts: tuple[MetricStore, AlarmBook], tmp_path: Path) -> None:
+    store, book = parts
+    cloudwatch.put_metric_alarm(**_alarm())
+    alarm = cloudwatch.describe_alarms()["MetricAlarms"][0]
+    assert alarm["StateValue"] == "INSUFFICIENT_DATA"
+    assert alarm["AlarmArn"] == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:deep-queue"
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["Threshold"]) == (3, 2, 100.0)
+
+    now = time.time() // 60 * 60 + 30  # half-way through a minute: the last three complete minutes count
+    base = now - 30 - 180
+    for minute, depth in enumerate((50.0, 150.0, 200.0)):
+        cloudwatch.put_metric_data(
+            Namespace=NS,
+            MetricData=[
+                {"MetricName": "Depth", "Dimensions": DIMS, "Value": depth,
+                 "Timestamp": dt.datetime.fromtimestamp(base + 60 * minute + 5, dt.UTC)}
+            ],
+        )  # fmt: skip
+    assert book.evaluate_all(store, now) == 1
+    assert _state(cloudwatch) == "ALARM"
+    assert book.evaluate_all(store, now) == 0  # no change, no new history
+
+    # Two minutes later the breaching points left the window; only the 200 one stays, with 2 periods missing.
+    assert book.evaluate_all(store, now + 120) == 0
+    assert book.evaluate_all(store, now + 180) == 1
+    assert _state(cloudwatch) == "INSUFFICIENT_DATA"
+
+    cloudwatch.set_alarm_state(AlarmName="deep-queue", StateValue="OK", StateReason="testing")
+    assert _state(cloudwatch) == "OK"
+    cloudwatch.disable_alarm_actions(AlarmNames=["deep-queue"])
+    assert cloudwatch.describe_alarms()["MetricAlarms"][0]["ActionsEnabled"] is False
+    cloudwatch.enable_alarm_actions(AlarmNames=["deep-queue"])
+    assert cloudwatch.describe_alarms(StateValue="OK")["MetricAlarms"][0]["ActionsEnabled"] is True
+    assert cloudwatch.describe_alarms(StateValue="ALARM")["MetricAlarms"] == []
+
+    history = cloudwatch.describe_alarm_history(AlarmName="deep-queue", HistoryItemType="StateUpdate")
+    summaries = [h["HistorySummary"] for h in history["AlarmHistoryItems"]]
+    assert summaries == [
+        "Alarm updated from INSUFFICIENT_DATA to OK",
+        "Alarm updated from ALARM to INSUFFICIENT_DATA",
+        "Alarm updated from INSUFFICIENT_DATA to ALARM",
+    ]
+    data = json.loads(history["AlarmHistoryItems"][-1]["HistoryData"])
+    assert data["newState"]["stateValue"] == "ALARM"
+
+    # Kept across restarts.
+    again = AlarmBook(tmp_path / "alarms.json", region="us-east-1", account="123456789012")
+    assert again.alarms["deep-queue"]["StateValue"] == "OK"
+
+    cloudwatch.delete_alarms(AlarmNames=["deep-queue"])
+    assert cloudwatch.describe_alarms()["MetricAlarms"] == []
+
+
+def test_refusals(cloudwatch: Any) -> None:
+    cases: list[tuple[Callable[..., Any], dict[str, Any], str]] = [
+        (cloudwatch.put_metric_alarm, _alarm(DatapointsToAlarm=4), "InvalidParameterValue"),
+        (cloudwatch.put_metric_alarm, _alarm(Period=7), "InvalidParameterValue"),
+        (cloudwatch.put_metric_alarm, _alarm(TreatMissingData="sometimes"), "InvalidParameterValue"),
+        (cloudwatch.put_metric_alarm, _alarm(ExtendedStatistic="p99"), "InvalidParameterCombination"),
+        (cloudwatch.delete_alarms, {"AlarmNames": ["nope"]}, "ResourceNotFound"),
+        (cloudwatch.set_alarm_state, {"AlarmName": "nope", "StateValue": "OK", "StateReason": "x"}, "ResourceNotFound"),
+    ]
+    for call, kwargs, code in cases:
+        with pytest.raises(ClientError) as err:
+            call(**kwargs)
+        assert err.value.response["Error"]["Code"] == code, kwargs
+    cloudwatch.put_metric_alarm(**_alarm())
+    with pytest.raises(ClientError) as err:
+        cloudwatch.set_alarm_state(AlarmName="deep-queue", StateValue="OK", StateReason="x", StateReasonData="{no")
+    assert err.value.response["Error"]["Code"] == "InvalidFormat"
