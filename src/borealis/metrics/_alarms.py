@@ -224,6 +224,25 @@ class AlarmBook:
                 a[key] = _ts(a[key])
         return _page("MetricAlarms", found, p)
 
+    def describe_alarms_for_metric(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """DescribeAlarmsForMetric: the alarms on one metric (Namespace, MetricName, and Dimensions exactly),
+        narrowed by Statistic, ExtendedStatistic, Period and Unit when given."""
+        dims = sorted(_dimensions(p.get("Dimensions")).items())
+        with self._lock:
+            names = [
+                n
+                for n, a in sorted(self.alarms.items())
+                if a["Namespace"] == p["Namespace"]
+                and a["MetricName"] == p["MetricName"]
+                and [(d["Name"], d["Value"]) for d in a["Dimensions"]] == dims
+                and all(
+                    p.get(k) is None or a.get(k) == p[k] for k in ("Statistic", "ExtendedStatistic", "Period", "Unit")
+                )
+            ]
+        if not names:
+            return {"MetricAlarms": []}
+        return {"MetricAlarms": self.describe_alarms({"AlarmNames": names, "MaxRecords": 100})["MetricAlarms"]}
+
     def delete_alarms(self, names: Sequence[str], now: float) -> dict[str, Any]:
         """DeleteAlarms: all or nothing; an unknown name is ResourceNotFound."""
         with self._lock:

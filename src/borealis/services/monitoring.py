@@ -61,6 +61,7 @@ def _alarm_handlers(book: AlarmBook) -> dict[str, Handler]:
     return {
         "PutMetricAlarm": serve(book.put_metric_alarm),
         "DescribeAlarms": serve(lambda p, now: book.describe_alarms(p)),
+        "DescribeAlarmsForMetric": serve(lambda p, now: book.describe_alarms_for_metric(p)),
         "DeleteAlarms": serve(lambda p, now: book.delete_alarms(p["AlarmNames"], now)),
         "SetAlarmState": serve(book.set_alarm_state),
         "EnableAlarmActions": serve(lambda p, now: book.set_actions_enabled(p["AlarmNames"], True, now)),

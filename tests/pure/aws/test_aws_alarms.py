@@ -124,3 +124,16 @@ def test_refusals(cloudwatch: Any) -> None:
     with pytest.raises(ClientError) as err:
         cloudwatch.set_alarm_state(AlarmName="deep-queue", StateValue="OK", StateReason="x", StateReasonData="{no")
     assert err.value.response["Error"]["Code"] == "InvalidFormat"
+
+
+def test_describe_alarms_for_metric(cloudwatch: Any) -> None:
+    cloudwatch.put_metric_alarm(**_alarm())
+    cloudwatch.put_metric_alarm(**_alarm(AlarmName="avg-queue", Statistic="Average"))
+    cloudwatch.put_metric_alarm(**_alarm(AlarmName="other-queue", Dimensions=[{"Name": "Queue", "Value": "mail"}]))
+    found = cloudwatch.describe_alarms_for_metric(Namespace=NS, MetricName="Depth", Dimensions=DIMS)["MetricAlarms"]
+    assert [a["AlarmName"] for a in found] == ["avg-queue", "deep-queue"]
+    found = cloudwatch.describe_alarms_for_metric(
+        Namespace=NS, MetricName="Depth", Dimensions=DIMS, Statistic="Maximum"
+    )["MetricAlarms"]
+    assert [a["AlarmName"] for a in found] == ["deep-queue"]
+    assert cloudwatch.describe_alarms_for_metric(Namespace=NS, MetricName="Depth")["MetricAlarms"] == []
