@@ -889,11 +889,11 @@ class ControlPlane:
             if doc is None:
                 raise EndpointUnavailable(f"DB cluster endpoint {ident} does not exist", "08006")
             try:
-                members = self.topology.serving(cid, doc["type"], doc["static"], doc["excluded"])
+                members = await self.topology.route_custom(
+                    cid, doc["type"], doc["static"], doc["excluded"], f"the custom endpoint {ident}"
+                )
             except Unavailable as exc:
                 raise EndpointUnavailable(exc.message, exc.sqlstate) from None
-            if not members:
-                raise EndpointUnavailable(f"the custom endpoint {ident} has no available DB instance", "57P03")
             member = min(members, key=lambda m: self._listener_load(m.id))
             assert member.host is not None and member.port is not None
             return member.host, member.port

@@ -264,10 +264,33 @@ class Topology:
         """The ready members a custom endpoint routes to: ``READER`` readers only, ``ANY`` any instance; its
         static members if it has them, else every one not excluded. Raises :class:`Unavailable` as
         :meth:`pick` does for a cluster that is gone or stopped."""
+        return tuple(m for m in self._custom(cluster_id, endpoint_type, static, excluded) if m.ready)
+
+    def _custom(self, cluster_id: str, endpoint_type: str, static: list[str], excluded: list[str]) -> list[Member]:
         view = self._view(cluster_id)
         members = view.members if endpoint_type == "ANY" else view.readers
-        chosen = [m for m in members if m.id in static] if static else [m for m in members if m.id not in excluded]
-        return tuple(m for m in chosen if m.ready)
+        return [m for m in members if m.id in static] if static else [m for m in members if m.id not in excluded]
+
+    async def route_custom(
+        self, cluster_id: str, endpoint_type: str, static: list[str], excluded: list[str], what: str
+    ) -> tuple[Member, ...]:
+        """The ready members of a custom endpoint (see :meth:`serving`), as :meth:`route` finds one for the other
+        endpoints: a paused member is woken first, and one that should run but does not serve yet is waited for
+        (the caller bounds the wait). Raises :class:`Unavailable` when no member could serve."""
+        while True:
+            chosen = self._custom(cluster_id, endpoint_type, static, excluded)
+            ready = tuple(m for m in chosen if m.ready)
+            if ready:
+                return ready
+            if not chosen:
+                raise Unavailable(f"{what} has no available DB instance", "57P03")
+            await self.wake(chosen[0].id)
+            now = [self.member(m.id) or m for m in chosen]
+            if any(m.ready for m in now):
+                continue
+            if not any(m.status in SHOULD_RUN for m in now):
+                raise Unavailable(f"{what} has no available DB instance", "57P03")
+            await self._next_change(_RECHECK if self._ttl is None else min(_RECHECK, self._ttl))
 
     def pick(self, cluster_id: str, kind: str, what: str) -> Member | None:
         """The member for ``kind`` ("writer", "reader", or "instance:<id>") now, or None if none is ready.

@@ -80,10 +80,23 @@ def test_pause_and_resume_through_every_endpoint(pausing: BorealisProcess) -> No
     rds = pausing.client("rds")
     cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
     instance = rds.describe_db_instances(DBInstanceIdentifier=INSTANCE)["DBInstances"][0]
+    custom = rds.create_db_cluster_endpoint(
+        DBClusterIdentifier="default", DBClusterEndpointIdentifier="pause-any", EndpointType="ANY"
+    )
+    wait_until(
+        "the custom endpoint is available",
+        lambda: (
+            rds.describe_db_cluster_endpoints(DBClusterEndpointIdentifier="pause-any")["DBClusterEndpoints"][0][
+                "Status"
+            ]
+            == "available"
+        ),
+    )
     endpoints = {
         "writer": (cluster["Endpoint"], cluster["Port"]),
         "reader": (cluster["ReaderEndpoint"], cluster["Port"]),
         "instance": (instance["Endpoint"]["Address"], instance["Endpoint"]["Port"]),
+        "custom": (custom["Endpoint"], cluster["Port"]),
     }
     for name, (host, port) in endpoints.items():
         wait_paused(pausing)
