@@ -26,11 +26,14 @@ import datetime as dt
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from borealis.engine import PostgresServer
 from borealis.engine._process import run
+
+from ._records import SHOULD_RUN
 
 if TYPE_CHECKING:
     from borealis.control._plane import ControlPlane
@@ -40,6 +43,8 @@ __all__ = ["SnapshotError", "Snapshots"]
 log = logging.getLogger(__name__)
 
 _COPY_TIMEOUT = 6 * 3600.0
+_SETTLE_TIMEOUT = 300.0
+_BASEBACKUP_TRIES = 4
 _SOURCE_FIELDS = ("engine", "engine_version", "master_username", "port", "database_name", "scaling",
                   "storage_encrypted", "iam_auth", "resource_id", "created", "admin_password")  # fmt: skip
 
@@ -243,13 +248,25 @@ class Snapshots:
             await self.plane.wait_for(lambda: not self.plane.cluster_instances(cid), _COPY_TIMEOUT)
         if self.plane.cluster(cid) is None:
             raise RuntimeError(f"the cluster {cid} was deleted before its snapshot was made")
+        await self._settled(cid)
         writer = self.plane.running_writer(cid)
         if writer is not None:
             passfile = dest.parent / "replication.pass"
-            source = await self.plane.replication_source(cid, f"snapshot-{doc['id']}", passfile)
             server = PostgresServer(dest, writer.binaries, port=5432, host="127.0.0.1", log_dir=dest.parent / "log")
             self.plane.emit(cid, None, f"snapshot {doc['id']}: base backup of the writer")
-            await server.basebackup(source)
+            for attempt in range(_BASEBACKUP_TRIES):
+                try:
+                    source = await self.plane.replication_source(cid, f"snapshot-{doc['id']}", passfile)
+                    await server.basebackup(source)
+                    break
+                except Exception:
+                    # A writer still starting up (or failing over) refuses a replication connection for a moment.
+                    if attempt == _BASEBACKUP_TRIES - 1:
+                        raise
+                    log.warning("snapshot %s: base backup failed, trying again", doc["id"], exc_info=True)
+                    shutil.rmtree(dest, ignore_errors=True)
+                    await asyncio.sleep(1.0 + attempt)
+                    await self._settled(cid)
             server.set_standby(False)
             passfile.unlink(missing_ok=True)
             return
@@ -257,6 +274,21 @@ class Snapshots:
         if src is not None:
             self.plane.emit(cid, None, f"snapshot {doc['id']}: copying the stopped writer's data directory")
             await _copy(src, dest)
+
+    async def _settled(self, cid: str) -> None:
+        """Wait until the cluster's writer serves or is meant to rest (stopped, paused, none).
+
+        After a start the reconciler brings instances back while unfinished snapshots resume: copying a writer's
+        data directory as postgres starts on it gives a torn copy, and a base backup needs the writer serving.
+        """
+        deadline = time.monotonic() + _SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            writer = self.plane.topology.writer(cid)
+            if writer is None or writer.status not in SHOULD_RUN:
+                return
+            if writer.ready and self.plane.running_writer(cid) is not None:
+                return
+            await asyncio.sleep(0.2)
 
     async def _restore(self, cid: str) -> None:
         cluster = self.plane.cluster(cid)
