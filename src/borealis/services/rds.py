@@ -18,22 +18,20 @@ from borealis.control._names import (
     instance_arn,
     master_secret_name,
     resource_id,
-    valid_identifier,
 )
 from borealis.control._snapshots import SnapshotError
 from borealis.secrets import SecretsManager
 from borealis.services import rds_ha, rds_logs, rds_snapshots
 from borealis.services._describe import filtered, paged
+from borealis.services._params import identifier as _identifier
+from borealis.services._params import key as _key
+from borealis.services._params import tags as _tags
 
 __all__ = ["handlers"]
 
 ENGINE = "aurora-postgresql"
 MAX_READERS = 15
 """Aurora Replicas per cluster, as on AWS."""
-_IDENT_MESSAGE = (
-    "The parameter {name} is not a valid identifier. Identifiers must begin with a letter; must contain only "
-    "ASCII letters, digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens."
-)
 _BAD_PASSWORD_CHARS = set('/@" ')
 
 
@@ -51,13 +49,6 @@ def _invalid(message: str) -> AWSError:
 
 def _combination(message: str) -> AWSError:
     return AWSError("InvalidParameterCombination", message)
-
-
-def _identifier(params: dict[str, Any], name: str) -> str:
-    ident = str(params[name]).lower()
-    if not valid_identifier(ident):
-        raise _invalid(_IDENT_MESSAGE.format(name=name))
-    return ident
 
 
 def _check_password(password: str) -> None:
@@ -118,10 +109,6 @@ def _scaling(conf: dict[str, Any] | None, current: dict[str, Any] | None, min_pa
         previous = current.get("pause") if current and current.get("min") == 0 else None
         pause = previous or 300
     return {"min": float(lo), "max": float(hi), "pause": pause if lo == 0 else None, "set": True}
-
-
-def _tags(params: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"Key": t["Key"], "Value": t.get("Value", "")} for t in params.get("Tags") or []]
 
 
 class _Rds:
@@ -262,15 +249,13 @@ class _Rds:
     # ----------------------------------------------------------------------------------- lookups
 
     def _cluster(self, ident: str) -> dict[str, Any]:
-        key = ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
-        doc = self.control.cluster(key)
+        doc = self.control.cluster(_key(ident))
         if doc is None:
             raise AWSError("DBClusterNotFoundFault", f"DBCluster {ident} not found.")
         return doc
 
     def _instance(self, ident: str) -> dict[str, Any]:
-        key = ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
-        doc = self.control.instance(key)
+        doc = self.control.instance(_key(ident))
         if doc is None:
             raise AWSError("DBInstanceNotFoundFault", f"DBInstance {ident} not found.")
         return doc

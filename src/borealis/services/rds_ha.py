@@ -17,6 +17,7 @@ from borealis.aws import AWSError, Handler, RequestContext
 from borealis.control import ControlPlane, FailoverRefused
 from borealis.control._endpoints import EndpointError
 from borealis.services._describe import filtered, paged
+from borealis.services._params import key as _key
 
 __all__ = ["EVENT_CATEGORIES", "handlers"]
 
@@ -59,10 +60,6 @@ EVENT_CATEGORIES: dict[str, tuple[str, ...]] = {
 """DescribeEventCategories: the categories of each source type, as the Aurora User Guide's "Amazon RDS event
 categories and event messages for Aurora" lists them (the categories of every event Borealis records are among
 them, which tests/pure check)."""
-
-
-def _key(ident: str) -> str:
-    return ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
 
 
 class _Ha:

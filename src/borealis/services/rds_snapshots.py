@@ -16,31 +16,14 @@ from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.control import ControlPlane
-from borealis.control._names import resource_id, valid_identifier
+from borealis.control._names import resource_id
 from borealis.control._snapshots import SnapshotError
 from borealis.services._describe import filtered, paged
+from borealis.services._params import identifier as _identifier
+from borealis.services._params import key as _key
+from borealis.services._params import tags as _tags
 
 __all__ = ["handlers"]
-
-_IDENT_MESSAGE = (
-    "The parameter {name} is not a valid identifier. Identifiers must begin with a letter; must contain only "
-    "ASCII letters, digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens."
-)
-
-
-def _key(ident: str) -> str:
-    return ident.rsplit(":", 1)[-1].lower() if ident.startswith("arn:") else ident.lower()
-
-
-def _identifier(params: dict[str, Any], name: str) -> str:
-    ident = str(params[name]).lower()
-    if not valid_identifier(ident):
-        raise AWSError("InvalidParameterValue", _IDENT_MESSAGE.format(name=name))
-    return ident
-
-
-def _tags(params: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"Key": t["Key"], "Value": t.get("Value", "")} for t in params.get("Tags") or []]
 
 
 class _Snapshots:
