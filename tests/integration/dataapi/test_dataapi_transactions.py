@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import BorealisProcess
 from tests.integration.dataapi.conftest import CALL_TIMEOUT, IDLE_TIMEOUT, Target
 
 Execute = Callable[..., dict[str, Any]]
@@ -84,22 +85,34 @@ def test_idle_transaction_expires(data: Any, target: Target, execute: Execute, t
     assert count(execute) == 0
 
 
-def test_concurrent_call_on_a_busy_transaction_fails_at_once(data: Any, target: Target, execute: Execute) -> None:
+def test_concurrent_call_on_a_busy_transaction_fails_at_once(
+    borealis: BorealisProcess, data: Any, target: Target, execute: Execute
+) -> None:
     tid = begin(data, target)
     errors: list[BaseException] = []
 
     def slow() -> None:
         try:
-            execute("SELECT pg_sleep(1.5)", transactionId=tid)
+            execute("SELECT pg_advisory_xact_lock(84121)", transactionId=tid)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    worker = threading.Thread(target=slow)
-    worker.start()
-    time.sleep(0.5)
-    with pytest.raises(data.exceptions.DatabaseErrorException) as info:
-        execute("SELECT 1", transactionId=tid)
-    assert worker.is_alive()  # refused at once, while the first call still runs: not after waiting for it
+    # The first call blocks on a lock this test holds, so it is surely running (on the server) when the second
+    # call comes, however slowly a loaded machine starts the thread or sends the request.
+    with borealis.master_connect() as holder:
+        holder.autocommit = True
+        holder.execute("SELECT pg_advisory_lock(84121)")
+        worker = threading.Thread(target=slow)
+        worker.start()
+        deadline = time.monotonic() + 60
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%(84121)'"
+        while holder.execute(waiting).fetchone() != (1,):
+            assert time.monotonic() < deadline, "the first call never reached the server"
+            time.sleep(0.05)
+        with pytest.raises(data.exceptions.DatabaseErrorException) as info:
+            execute("SELECT 1", transactionId=tid)
+        assert worker.is_alive()  # refused at once, while the first call still runs: not after waiting for it
+        holder.execute("SELECT pg_advisory_unlock(84121)")
     assert info.value.response["Error"]["Message"] == "Transaction is still running a query"
     worker.join()
     assert not errors
@@ -152,5 +165,7 @@ def test_call_timeout_and_continue_after_timeout(data: Any, target: Target, exec
     assert execute("SELECT pg_sleep(:s)", {"s": {"doubleValue": 0}})["records"] == [[{"stringValue": ""}]]
     with pytest.raises(data.exceptions.StatementTimeoutException):
         execute(f"INSERT INTO dapi_tx SELECT 99, 'late' FROM pg_sleep({CALL_TIMEOUT + 0.5})", continueAfterTimeout=True)
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while count(execute) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert count(execute) == 1  # the statement went on and committed

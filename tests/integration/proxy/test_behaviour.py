@@ -94,7 +94,7 @@ def test_borrow_timeout_keeps_connection_usable(tiny: ProxyInfo) -> None:
             with pytest.raises(psycopg.OperationalError) as exc:
                 waiting.execute("select 1")
             assert exc.value.sqlstate == "53300"
-            assert 0.8 < time.monotonic() - started < 5
+            assert 0.8 < time.monotonic() - started < 30  # at the 1 s borrow timeout, not a hang (margin for load)
             holder.rollback()
             assert waiting.execute("select 3").fetchone() == (3,)
     finally:

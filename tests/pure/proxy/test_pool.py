@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,6 +44,14 @@ class _Waiter:
 
     def pool_fail(self, pool: Pool, exc: Exception) -> None:
         self.got.append(exc)
+
+
+async def _until(done: Callable[[], object], limit: float = 60.0) -> None:
+    """Wait for ``done()`` to be true, polling (the timer under test runs on this loop)."""
+    deadline = time.monotonic() + limit
+    while not done():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
 
 
 def _pool(stats: ProxyStats, cap_pct: int = 1, timeout: float = 5.0) -> Pool:
@@ -98,12 +107,13 @@ def test_one_timer_times_waiters_out_in_order() -> None:
     async def main() -> None:
         pool = _pool(stats, timeout=0.1)
         _fill(pool, 2)
-        early, late = _Waiter(0.1), _Waiter(0.4)
+        # Late's deadline is far enough after early's that a loaded machine's stalls cannot reach it.
+        early, late = _Waiter(0.1), _Waiter(2.0)
         pool.wait(late)  # type: ignore[arg-type]
         pool.wait(early)  # type: ignore[arg-type]  # an earlier deadline moves the timer forward
-        await asyncio.sleep(0.25)
+        await _until(lambda: early.got or late.got)
         assert len(early.got) == 1 and isinstance(early.got[0], BorrowTimeout) and late.got == []
-        await asyncio.sleep(0.3)
+        await _until(lambda: late.got)
         assert isinstance(late.got[0], BorrowTimeout)
         assert stats.borrow_timeouts == 2 and not pool.waiters and pool._timer is None
 
