@@ -7,6 +7,8 @@ and B. The attacker is A's master user, with a real client over A's endpoint, as
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator
@@ -285,6 +287,7 @@ def test_superuser_master_of_an_older_borealis_is_fixed_by_a_restart(tenants: Bo
 ALLOWED_HERE = [
     "uuid-ossp", "pg_stat_statements", "pg_trgm", "hstore", "citext", "btree_gist", "btree_gin", "tablefunc",
     "unaccent", "fuzzystrmatch", "intarray", "ltree", "pg_buffercache", "vector", "dblink", "postgres_fdw",
+    "pgcrypto",  # built into the wheel by scripts/add-pgcrypto (install-test-deps runs it)
 ]  # fmt: skip
 
 
@@ -311,6 +314,24 @@ def test_uuid_ossp_and_pg_stat_statements_work_for_the_master(tenants: BorealisP
         _refused(conn, "SELECT count(*) FROM pg_stat_statements", "55000")
         conn.execute("DROP EXTENSION pg_stat_statements")
         conn.execute('DROP EXTENSION "uuid-ossp"')
+
+
+def test_pgcrypto_works_for_the_master_on_the_default_engine(tenants: BorealisProcess) -> None:
+    with _master(tenants) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        row = conn.execute(
+            "SELECT crypt('secret', gen_salt('bf', 6)), encode(digest('abc', 'sha1'), 'hex'),"
+            " encode(hmac('data', 'key', 'sha256'), 'hex'), length(gen_random_bytes(32)),"
+            " pgp_sym_decrypt(pgp_sym_encrypt('hello', 'pw'), 'pw')"
+        ).fetchone()
+        assert row is not None
+        hashed, sha1, mac, random_length, decrypted = row
+        assert hashed.startswith("$2a$06$")
+        assert conn.execute("SELECT crypt('secret', %s) = %s", [hashed, hashed]).fetchone() == (True,)
+        assert sha1 == hashlib.sha1(b"abc").hexdigest()
+        assert mac == hmac.new(b"key", b"data", hashlib.sha256).hexdigest()
+        assert (random_length, decrypted) == (32, "hello")
+        conn.execute("DROP EXTENSION pgcrypto")
 
 
 def test_extensions_off_the_list_are_refused_without_a_host_path(tenants: BorealisProcess) -> None:

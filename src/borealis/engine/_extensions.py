@@ -202,6 +202,8 @@ def allowed_overlay(binaries: Binaries, root: Path, allowed: Iterable[str] = ALL
         "dirs": [str(d) for d in dirs],
         "postgres": [postgres.st_ino, postgres.st_size, postgres.st_mtime_ns],
         "allowed": sorted(allowed_set),
+        # An extension built into the installation later (scripts/add-pgcrypto) makes a new overlay.
+        "extensions": sorted(p.name for p in _extension_dir(sharedir).glob("*.control")),
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     target = root / f"pg{binaries.version}-{digest}"

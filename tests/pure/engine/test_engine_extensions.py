@@ -59,7 +59,8 @@ def test_available_engines_for_describe_db_engine_versions() -> None:
     assert [e.default for e in engines] == [False, False, True]
     by_major = {e.major: e for e in engines}
     assert by_major[18].version.startswith("18.") and by_major[16].version.startswith("16.")
-    assert {"vector", "pg_stat_statements", "uuid-ossp"} <= set(by_major[18].extensions)
+    # pgcrypto on 18: built into the wheel by scripts/add-pgcrypto, which install-test-deps runs.
+    assert {"vector", "pg_stat_statements", "uuid-ossp", "pgcrypto"} <= set(by_major[18].extensions)
     assert {"pgcrypto", "uuid-ossp"} <= set(by_major[17].extensions) and "vector" not in by_major[17].extensions
     assert set(by_major[16].extensions) == {"plpgsql", "uuid-ossp", "vector"}
     assert all(set(e.extensions) <= ALLOWED_EXTENSIONS for e in engines)
