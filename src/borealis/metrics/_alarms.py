@@ -29,7 +29,8 @@ from operator import ge, gt, le, lt
 from pathlib import Path
 from typing import Any
 
-from ._cloudwatch import MetricsError, _check_period, _dimensions, _epoch
+from ._cloudwatch import MetricsError, _check_period, _dimensions, _epoch, check_queries, run_queries
+from ._math import TimeSeries
 from ._store import MetricStore
 
 __all__ = ["OPERATORS", "AlarmBook", "evaluate", "run_alarms"]
@@ -47,6 +48,7 @@ _TREAT = ("breaching", "notBreaching", "ignore", "missing")
 _STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 _STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _HISTORY_KEEP = 14 * 86400
+_MAX_ALARM_METRICS = 10  # CloudWatch: an alarm on metric math uses up to 10 metrics
 
 
 def evaluate(
@@ -116,21 +118,36 @@ class AlarmBook:
     # ---------------------------------------------------------------------------------------------- API
 
     def put_metric_alarm(self, p: Mapping[str, Any], now: float) -> dict[str, Any]:
-        """PutMetricAlarm: a single-metric alarm (metric math alarms are refused); new alarms start
-        INSUFFICIENT_DATA, an update keeps the state."""
+        """PutMetricAlarm: on one metric, or on ``Metrics`` (metric math: one query returns the data the alarm
+        watches); new alarms start INSUFFICIENT_DATA, an update keeps the state."""
         name = str(p["AlarmName"])
-        if p.get("Metrics"):
-            raise MetricsError("InvalidParameterCombination", "Alarms on metric math (Metrics) are not supported.")
-        for required in ("MetricName", "Namespace", "Period", "EvaluationPeriods", "ComparisonOperator"):
+        metrics = p.get("Metrics")
+        if metrics:
+            single = [k for k in _SINGLE_METRIC if p.get(k) is not None]
+            if single:
+                raise MetricsError(
+                    "InvalidParameterCombination",
+                    f"The parameters Metrics and {single[0]} are mutually exclusive and you have specified both.",
+                )
+            period = _math_alarm_period(metrics)
+            statistic = extended = None
+        else:
+            for required in ("MetricName", "Namespace", "Period"):
+                if p.get(required) is None:
+                    raise MetricsError("MissingParameter", f"The parameter {required} is required.")
+            statistic, extended = p.get("Statistic"), p.get("ExtendedStatistic")
+            if (statistic is None) == (extended is None):
+                raise MetricsError(
+                    "InvalidParameterCombination", "Exactly one of Statistic and ExtendedStatistic must be specified."
+                )
+            if statistic is not None and statistic not in _STATISTICS:
+                raise MetricsError(
+                    "InvalidParameterValue", f"The value {statistic} for parameter Statistic is invalid."
+                )
+            period = _check_period(p["Period"])
+        for required in ("EvaluationPeriods", "ComparisonOperator"):
             if p.get(required) is None:
                 raise MetricsError("MissingParameter", f"The parameter {required} is required.")
-        statistic, extended = p.get("Statistic"), p.get("ExtendedStatistic")
-        if (statistic is None) == (extended is None):
-            raise MetricsError(
-                "InvalidParameterCombination", "Exactly one of Statistic and ExtendedStatistic must be specified."
-            )
-        if statistic is not None and statistic not in _STATISTICS:
-            raise MetricsError("InvalidParameterValue", f"The value {statistic} for parameter Statistic is invalid.")
         operator = str(p["ComparisonOperator"])
         if operator not in OPERATORS:
             raise MetricsError(
@@ -138,7 +155,6 @@ class AlarmBook:
             )
         if p.get("Threshold") is None:
             raise MetricsError("MissingParameter", "The parameter Threshold is required.")
-        period = _check_period(p["Period"])
         periods = int(p["EvaluationPeriods"])
         to_alarm = int(p.get("DatapointsToAlarm") or periods)
         if periods < 1 or not 1 <= to_alarm <= periods:
@@ -168,19 +184,22 @@ class AlarmBook:
                 "StateReason": old["StateReason"] if old else "Unchecked: Initial alarm creation",
                 "StateUpdatedTimestamp": old["StateUpdatedTimestamp"] if old else _iso(now),
                 "StateTransitionedTimestamp": old["StateTransitionedTimestamp"] if old else _iso(now),
-                "MetricName": str(p["MetricName"]),
-                "Namespace": str(p["Namespace"]),
-                "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())],
-                "Period": period,
                 "EvaluationPeriods": periods,
                 "DatapointsToAlarm": to_alarm,
                 "Threshold": float(p["Threshold"]),
                 "ComparisonOperator": operator,
                 "TreatMissingData": treat,
             }
+            if metrics:
+                alarm["Metrics"] = [dict(q) for q in metrics]
+            else:
+                alarm["MetricName"] = str(p["MetricName"])
+                alarm["Namespace"] = str(p["Namespace"])
+                alarm["Dimensions"] = [{"Name": k, "Value": v} for k, v in sorted(dims.items())]
+                alarm["Period"] = period
             if statistic is not None:
                 alarm["Statistic"] = statistic
-            else:
+            elif extended is not None:
                 alarm["ExtendedStatistic"] = extended
             if p.get("Unit"):
                 alarm["Unit"] = p["Unit"]
@@ -232,9 +251,9 @@ class AlarmBook:
             names = [
                 n
                 for n, a in sorted(self.alarms.items())
-                if a["Namespace"] == p["Namespace"]
-                and a["MetricName"] == p["MetricName"]
-                and [(d["Name"], d["Value"]) for d in a["Dimensions"]] == dims
+                if a.get("Namespace") == p["Namespace"]
+                and a.get("MetricName") == p["MetricName"]
+                and [(d["Name"], d["Value"]) for d in a.get("Dimensions", ())] == dims
                 and all(
                     p.get(k) is None or a.get(k) == p[k] for k in ("Statistic", "ExtendedStatistic", "Period", "Unit")
                 )
@@ -335,16 +354,19 @@ class AlarmBook:
             alarms = [dict(a) for a in self.alarms.values()]
         changed = 0
         for a in alarms:
-            period, n = a["Period"], a["EvaluationPeriods"]
+            n = a["EvaluationPeriods"]
+            period = _math_alarm_period(a["Metrics"]) if "Metrics" in a else a["Period"]
             end = now - now % period
             start = end - n * period
-            dims = {d["Name"]: d["Value"] for d in a["Dimensions"]}
-            stat = a.get("Statistic") or a["ExtendedStatistic"]
-            series = store.find(a["Namespace"], a["MetricName"], dims)
-            by_start: dict[float, float | None] = {}
-            if series is not None and (a.get("Unit") is None or a["Unit"] == series.unit):
-                for point in store.query(a["Namespace"], a["MetricName"], dims, start, end, period, now=now):
-                    by_start[point.at] = point.statistic(stat)
+            try:
+                by_start = (
+                    _math_values(store, a["Metrics"], start, end, now)
+                    if "Metrics" in a
+                    else _values(store, a, start, end, now)
+                )
+            except MetricsError as exc:  # the data do not fit the expression (an array of series, say)
+                log.debug("alarm %s: %s", a["AlarmName"], exc.message)
+                by_start = {}
             values = [by_start.get(start + k * period) for k in range(n)]
             state = evaluate(
                 values,
@@ -371,6 +393,50 @@ class AlarmBook:
             with self._lock:
                 self._save()
         return changed
+
+
+_SINGLE_METRIC = ("MetricName", "Namespace", "Dimensions", "Statistic", "ExtendedStatistic", "Period", "Unit")
+
+
+def _math_alarm_period(metrics: Sequence[Mapping[str, Any]]) -> int:
+    """The period of an alarm on ``Metrics``, checked as CloudWatch checks them: valid queries, at most
+    :data:`_MAX_ALARM_METRICS` metrics, exactly one returning data; the period is that query's (its Period, or
+    the shortest of the metrics' for an expression)."""
+    order = check_queries(metrics, "Metrics")
+    returned = [q for q in order if q.returned]
+    if len(returned) != 1:
+        raise MetricsError("ValidationError", "Exactly one element of the metrics list should return data.")
+    if sum(q.stat is not None for q in order) > _MAX_ALARM_METRICS:
+        raise MetricsError("ValidationError", f"An alarm on metric math can use at most {_MAX_ALARM_METRICS} metrics.")
+    if returned[0].period:
+        return returned[0].period
+    return min((q.period for q in order if q.stat is not None), default=60)
+
+
+def _math_values(
+    store: MetricStore, metrics: Sequence[Mapping[str, Any]], start: float, end: float, now: float
+) -> dict[float, float | None]:
+    """The returned query's values by period start, for an alarm on ``Metrics``."""
+    order = check_queries(metrics, "Metrics")
+    values = run_queries(store, order, start, end, now=now)
+    value = values[next(q.id for q in order if q.returned)]
+    if not isinstance(value, TimeSeries):
+        raise MetricsError("ValidationError", "The alarm's expression returns more than one time series.")
+    return dict(value.points)
+
+
+def _values(
+    store: MetricStore, a: Mapping[str, Any], start: float, end: float, now: float
+) -> dict[float, float | None]:
+    """A single-metric alarm's values by period start."""
+    dims = {d["Name"]: d["Value"] for d in a["Dimensions"]}
+    stat = a.get("Statistic") or a["ExtendedStatistic"]
+    series = store.find(a["Namespace"], a["MetricName"], dims)
+    by_start: dict[float, float | None] = {}
+    if series is not None and (a.get("Unit") is None or a["Unit"] == series.unit):
+        for point in store.query(a["Namespace"], a["MetricName"], dims, start, end, a["Period"], now=now):
+            by_start[point.at] = point.statistic(stat)
+    return by_start
 
 
 def _page(key: str, items: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:

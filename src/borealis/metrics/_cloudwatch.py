@@ -1,4 +1,4 @@
-"""CloudWatch's read operations over the metric store: GetMetricStatistics, GetMetricData (MetricStat), ListMetrics.
+"""CloudWatch's read operations over the metric store: GetMetricStatistics, GetMetricData, ListMetrics.
 
 Inputs and outputs are boto-style dictionaries (the service layer passes them through); rule violations raise
 :class:`MetricsError` with the CloudWatch error code, which services/monitoring.py turns into the AWS error.
@@ -8,8 +8,10 @@ The rules are CloudWatch's (API reference of each operation):
 - GetMetricStatistics returns at most 1,440 datapoints, needs Statistics or ExtendedStatistics (not more than 10
   in all), and its dimensions must match a metric's exactly; timestamps are the start of each period, the start
   time rounded down to the period's resolution;
-- GetMetricData queries have ids that start with a lower-case letter and are unique; results come newest first
-  (``ScanBy`` ``TimestampDescending``) unless asked otherwise;
+- GetMetricData queries have ids that start with a lower-case letter and are unique, at most 500 of them; each
+  has a MetricStat or a metric math Expression (metrics/_math.py), which may name other queries by Id (no
+  cycles); results come newest first (``ScanBy`` ``TimestampDescending``) unless asked otherwise, those with
+  ``ReturnData`` false left out, an expression giving an array returning one result per series (same Id);
 - PutMetricData writes custom namespaces only (``AWS/`` is refused as CloudWatch does), at most 1,000 metrics a
   call, 30 dimensions a metric, 150 values a metric, timestamps from two weeks back to two hours ahead, and
   exactly one of Value, StatisticValues and Values per metric.
@@ -21,16 +23,29 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from . import _math
 from ._store import SECOND_RETENTION, Datapoint, MetricStore
 
-__all__ = ["MetricsError", "get_metric_data", "get_metric_statistics", "list_metrics", "put_metric_data"]
+__all__ = [
+    "MetricsError",
+    "check_queries",
+    "get_metric_data",
+    "get_metric_statistics",
+    "list_metrics",
+    "put_metric_data",
+    "run_queries",
+]
 
 _STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,10})?|100(\.0{1,10})?)$")
 _QUERY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
 _MAX_DATAPOINTS = 1440
+_MAX_QUERIES = 500
+_MAX_RESULT_POINTS = 100_800  # GetMetricData: "up to 100,800 data points" a call
+_MAX_READ_POINTS = 500_000  # periods read from the store for one call, all metric queries together (memory)
 _LIST_PAGE = 500
 _UTC = dt.UTC
 
@@ -132,69 +147,195 @@ def _stat_value(point: Datapoint, stat: str) -> float | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """One checked MetricDataQuery: its Id, label, whether it is returned, and a metric or an expression."""
+
+    id: str
+    label: str | None
+    returned: bool
+    period: int
+    stat: Mapping[str, Any] | None = None
+    node: _math.Node | None = None
+
+
+def _check_query(q: Mapping[str, Any], n: int, field: str) -> _Query:
+    ident = str(q.get("Id", ""))
+    if not _QUERY_ID.match(ident):
+        raise MetricsError(
+            "ValidationError",
+            f"The value {ident} for parameter {field}.member.{n}.Id is not valid: it must start with a "
+            "lowercase letter and hold only letters, numbers and underscores.",
+        )
+    stat_query, expression = q.get("MetricStat"), q.get("Expression")
+    if stat_query is None and expression is None:
+        raise MetricsError("ValidationError", f"The parameter {field}.member.{n}.MetricStat is required.\n")
+    if stat_query is not None and expression is not None:
+        raise MetricsError(
+            "ValidationError",
+            f"The parameters {field}.member.{n}.MetricStat and {field}.member.{n}.Expression are mutually "
+            "exclusive and you have specified both.",
+        )
+    label, returned = q.get("Label"), q.get("ReturnData", True) is not False
+    if stat_query is None:
+        try:
+            node = _math.parse(str(expression))
+        except _math.MathError as exc:
+            raise MetricsError("ValidationError", f"Error in expression {ident}: {exc}.") from None
+        period = q.get("Period")
+        return _Query(ident, label, returned, 0 if period is None else _check_period(period), node=node)
+    period = _check_period(stat_query.get("Period"))
+    stat = str(stat_query.get("Stat", ""))
+    if stat not in _STATISTICS and not _PERCENTILE.match(stat):
+        raise MetricsError(
+            "ValidationError",
+            f"The value {stat} for parameter {field}.member.{n}.MetricStat.Stat is not a valid statistic.",
+        )
+    _dimensions(stat_query.get("Metric", {}).get("Dimensions"))
+    return _Query(ident, label, returned, period, stat=stat_query)
+
+
+def check_queries(queries: Sequence[Mapping[str, Any]], field: str = "MetricDataQueries") -> list[_Query]:
+    """The queries checked (Ids, one of MetricStat and Expression, statistics, periods, expression syntax, the
+    Ids an expression names, no cycles), in the order to evaluate them; MetricsError (ValidationError) if not."""
+    if not queries or len(queries) > _MAX_QUERIES:
+        raise MetricsError("ValidationError", f"{field} must hold between 1 and {_MAX_QUERIES} queries.")
+    checked = [_check_query(q, n, field) for n, q in enumerate(queries, 1)]
+    by_id = {q.id: q for q in checked}
+    if len(by_id) != len(checked):
+        raise MetricsError("ValidationError", f"The Ids of {field} must be unique.")
+    metric_ids = [q.id for q in checked if q.stat is not None]
+    needs: dict[str, set[str]] = {}
+    for q in checked:
+        if q.node is None:
+            continue
+        names = _math.references(q.node)
+        unknown = sorted(names - by_id.keys())
+        if unknown:
+            raise MetricsError("ValidationError", f"Error in expression {q.id}: Unrecognized metric id {unknown[0]}.")
+        if q.id in names:
+            raise MetricsError("ValidationError", f"Error in expression {q.id}: it refers to itself.")
+        needs[q.id] = names | (set(metric_ids) if _math.uses_metrics(q.node) else set())
+    # Kahn's order: an expression after every query it names; what is left over is a cycle.
+    order = [q for q in checked if q.node is None]
+    done = {q.id for q in order}
+    waiting = [q for q in checked if q.node is not None]
+    while waiting:
+        ready = [q for q in waiting if needs[q.id] <= done]
+        if not ready:
+            cycle = ", ".join(q.id for q in waiting)
+            raise MetricsError("ValidationError", f"The expressions {cycle} refer to each other in a cycle.")
+        order.extend(ready)
+        done.update(q.id for q in ready)
+        waiting = [q for q in waiting if q.id not in done]
+    return order
+
+
+def run_queries(
+    store: MetricStore, order: Sequence[_Query], start: float, end: float, *, now: float
+) -> dict[str, _math.Value]:
+    """Every query's value (metrics read from the store, expressions evaluated), by Id; series oldest first."""
+    wanted = sum(math.ceil((end - start) / q.period) for q in order if q.stat is not None)
+    if wanted > _MAX_READ_POINTS:
+        raise MetricsError(
+            "ValidationError",
+            f"The queries ask for up to {wanted} datapoints in all, more than {_MAX_READ_POINTS}: use longer "
+            "periods, a shorter time range or fewer queries.",
+        )
+    values: dict[str, _math.Value] = {}
+    metrics: list[tuple[str, _math.TimeSeries]] = []
+    default_period = min((q.period for q in order if q.stat is not None), default=60)
+    grid_start = _aligned_start(start, min((q.period for q in order if q.period), default=60))
+    grid = _math.Grid(grid_start, end)
+    for q in order:
+        if q.stat is not None:
+            series = _read_metric(store, q, start, end, now)
+            values[q.id] = series
+            metrics.append((q.id, series))
+            continue
+        assert q.node is not None
+        period = q.period or default_period
+        try:
+            value = _math.evaluate(
+                q.node,
+                lookup=values.__getitem__,
+                metrics=lambda needle: [s for i, s in metrics if needle is None or needle in i],
+                grid=grid,
+                period=period,
+            )
+            if isinstance(value, float):  # a number drawn over the time range, as the console draws it
+                value = _math.evaluate(
+                    _math.Call("TIME_SERIES", (_math.Num(value),)),
+                    lookup=values.__getitem__,
+                    metrics=lambda needle: [],
+                    grid=grid,
+                    period=period,
+                )
+        except _math.MathError as exc:
+            raise MetricsError("ValidationError", f"Error in expression {q.id}: {exc}.") from None
+        values[q.id] = value
+    return values
+
+
+def _read_metric(store: MetricStore, q: _Query, start: float, end: float, now: float) -> _math.TimeSeries:
+    assert q.stat is not None
+    metric = q.stat.get("Metric", {})
+    namespace, name = str(metric.get("Namespace", "")), str(metric.get("MetricName", ""))
+    dims = _dimensions(metric.get("Dimensions"))
+    stat = str(q.stat.get("Stat"))
+    series = store.find(namespace, name, dims)
+    unit = q.stat.get("Unit")
+    points: list[tuple[float, float]] = []
+    if series is not None and (unit is None or unit == series.unit):
+        for point in store.query(namespace, name, dims, _aligned_start(start, q.period), end, q.period, now=now):
+            value = _stat_value(point, stat)
+            if value is not None:
+                points.append((point.at, value))
+    return _math.TimeSeries(q.label or name, q.period, tuple(points))
+
+
 def get_metric_data(store: MetricStore, p: Mapping[str, Any], *, now: float) -> dict[str, Any]:
-    """GetMetricData for MetricStat queries (metric math is refused with a clear message)."""
+    """GetMetricData: MetricStat queries and metric math expressions (metrics/_math.py)."""
     if p.get("NextToken"):
         raise MetricsError("InvalidNextToken", "The NextToken is not valid.")
     start, end = _epoch(p["StartTime"]), _epoch(p["EndTime"])
     if start >= end:
         raise MetricsError("ValidationError", "The parameter StartTime must be less than the parameter EndTime.")
     queries = list(p.get("MetricDataQueries") or [])
-    if not queries or len(queries) > 500:
-        raise MetricsError("ValidationError", "MetricDataQueries must hold between 1 and 500 queries.")
-    ids = [q.get("Id", "") for q in queries]
-    for ident in ids:
-        if not _QUERY_ID.match(ident):
-            raise MetricsError(
-                "ValidationError",
-                f"The value {ident} for parameter MetricDataQueries.member.Id is not valid: it must start with a "
-                "lowercase letter and hold only letters, numbers and underscores.",
-            )
-    if len(set(ids)) != len(ids):
-        raise MetricsError("ValidationError", "The Ids of MetricDataQueries must be unique.")
+    order = check_queries(queries)
+    values = run_queries(store, order, start, end, now=now)
     descending = p.get("ScanBy", "TimestampDescending") != "TimestampAscending"
-    budget = int(p.get("MaxDatapoints") or 100_800)
+    budget = int(p.get("MaxDatapoints") or _MAX_RESULT_POINTS)
     results = []
-    for q in queries:
-        stat_query = q.get("MetricStat")
-        if q.get("Expression") is not None:
-            raise MetricsError("ValidationError", f"Query {q['Id']}: metric math expressions are not supported yet.")
-        if stat_query is None:
-            raise MetricsError("ValidationError", f"Query {q['Id']}: exactly one of MetricStat and Expression.")
-        metric = stat_query["Metric"]
-        period = _check_period(stat_query.get("Period"))
-        stat = str(stat_query.get("Stat", ""))
-        if stat not in _STATISTICS and not _PERCENTILE.match(stat):
-            raise MetricsError("ValidationError", f"Query {q['Id']}: the statistic {stat} is not supported.")
-        namespace, name = metric.get("Namespace", ""), metric.get("MetricName", "")
-        dims = _dimensions(metric.get("Dimensions"))
-        series = store.find(namespace, name, dims)
-        unit = stat_query.get("Unit")
-        points: list[tuple[float, float]] = []
-        if series is not None and (unit is None or unit == series.unit):
-            for point in store.query(namespace, name, dims, _aligned_start(start, period), end, period, now=now):
-                value = _stat_value(point, stat)
-                if value is not None:
-                    points.append((point.at, value))
-        if descending:
-            points.reverse()
-        status = "Complete"
-        if len(points) > budget:
-            points, status = points[:budget], "PartialData"
-        budget -= len(points)
-        if q.get("ReturnData", True) is False:
+    position = {str(x.get("Id")): n for n, x in enumerate(queries)}
+    for q in sorted(order, key=lambda q: position[q.id]):
+        if not q.returned:
             continue
-        results.append(
-            {
-                "Id": q["Id"],
-                "Label": q.get("Label") or name,
-                "Timestamps": [_timestamp(t) for t, _ in points],
-                "Values": [v for _, v in points],
-                "StatusCode": status,
-            }
-        )
+        value = values[q.id]
+        if isinstance(value, _math.TimeSeries):
+            labelled = [(q.label or (value.label if q.stat is not None else q.id), value)]
+        else:
+            assert isinstance(value, _math.Array)
+            labelled = [(f"{q.label} {s.label}" if q.label else s.label, s) for s in value.items]
+        for label, series in labelled:
+            points = list(series.points)
+            if descending:
+                points.reverse()
+            status = "Complete"
+            if len(points) > budget:
+                points, status = points[: max(budget, 0)], "PartialData"
+            budget -= len(points)
+            results.append(
+                {
+                    "Id": q.id,
+                    "Label": label,
+                    "Timestamps": [_timestamp(t) for t, _ in points],
+                    "Values": [v for _, v in points],
+                    "StatusCode": status,
+                }
+            )
     messages = []
-    if start < now - SECOND_RETENTION and any(q["MetricStat"].get("Period", 60) < 60 for q in queries):
+    if start < now - SECOND_RETENTION and any(q.stat is not None and q.period < 60 for q in order):
         messages.append({"Code": "PartialData", "Value": "Data with periods under 60 s is kept for 3 hours."})
     return {"MetricDataResults": results, "Messages": messages}
 

@@ -137,3 +137,72 @@ def test_describe_alarms_for_metric(cloudwatch: Any) -> None:
     )["MetricAlarms"]
     assert [a["AlarmName"] for a in found] == ["deep-queue"]
     assert cloudwatch.describe_alarms_for_metric(Namespace=NS, MetricName="Depth")["MetricAlarms"] == []
+
+
+def _math_alarm(**kwargs: Any) -> dict[str, Any]:
+    def metric(name: str) -> dict[str, Any]:
+        return {"Metric": {"Namespace": NS, "MetricName": name, "Dimensions": DIMS}, "Period": 60, "Stat": "Sum"}
+
+    return {
+        "AlarmName": "error-rate",
+        "Metrics": [
+            {"Id": "errors", "MetricStat": metric("Errors"), "ReturnData": False},
+            {"Id": "calls", "MetricStat": metric("Calls"), "ReturnData": False},
+            {"Id": "rate", "Expression": "100 * FILL(errors, 0) / calls", "Label": "error %", "ReturnData": True},
+        ],
+        "EvaluationPeriods": 2,
+        "Threshold": 10.0,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        **kwargs,
+    }
+
+
+def test_math_alarm(cloudwatch: Any, parts: tuple[MetricStore, AlarmBook]) -> None:
+    store, book = parts
+    cloudwatch.put_metric_alarm(**_math_alarm())
+    alarm = cloudwatch.describe_alarms(AlarmNames=["error-rate"])["MetricAlarms"][0]
+    assert alarm["Metrics"][2]["Expression"] == "100 * FILL(errors, 0) / calls" and "MetricName" not in alarm
+    now = time.time() // 60 * 60 + 30
+    base = now - 30 - 120
+
+    def put(minute: int, name: str, value: float) -> None:
+        at = dt.datetime.fromtimestamp(base + 60 * minute + 5, dt.UTC)
+        cloudwatch.put_metric_data(
+            Namespace=NS, MetricData=[{"MetricName": name, "Dimensions": DIMS, "Value": value, "Timestamp": at}]
+        )
+
+    put(0, "Calls", 100)  # no errors that minute: FILL counts 0 %
+    put(1, "Calls", 100)
+    put(1, "Errors", 30)
+    assert book.evaluate_all(store, now) == 1
+    assert _state(cloudwatch, "error-rate") == "OK"  # 0 % and 30 %: one of two periods breaches
+    put(0, "Errors", 20)
+    assert book.evaluate_all(store, now) == 1
+    assert _state(cloudwatch, "error-rate") == "ALARM"
+    # A minute later only the 30 % period is left, with the minute after it missing ("missing": ALARM, since
+    # every datapoint present breaches).
+    assert book.evaluate_all(store, now + 60) == 0
+    assert book.evaluate_all(store, now + 180) == 1
+    assert _state(cloudwatch, "error-rate") == "INSUFFICIENT_DATA"
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "message"),
+    [
+        ({"MetricName": "Errors"}, "InvalidParameterCombination", "Metrics and MetricName are mutually exclusive"),
+        ({"Statistic": "Sum"}, "InvalidParameterCombination", "Metrics and Statistic"),
+        ({"ReturnData": False}, "ValidationError", "Exactly one element of the metrics list should return data."),
+        ({"Expression": "errors +"}, "ValidationError", "Error in expression rate"),
+        ({"Expression": "other / calls"}, "ValidationError", "Unrecognized metric id other"),
+    ],
+)
+def test_math_alarm_refusals(cloudwatch: Any, change: dict[str, Any], code: str, message: str) -> None:
+    args = _math_alarm()
+    if "MetricName" in change or "Statistic" in change:
+        args.update(change)
+    else:
+        args["Metrics"][2].update(change)
+    with pytest.raises(ClientError) as err:
+        cloudwatch.put_metric_alarm(**args)
+    assert err.value.response["Error"]["Code"] == code
+    assert message in err.value.response["Error"]["Message"]

@@ -152,3 +152,81 @@ def test_get_metric_data_errors(cloudwatch: Any) -> None:
         with pytest.raises(ClientError) as err:
             cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=_ts(START), EndTime=_ts(NOW))
         assert err.value.response["Error"]["Code"] == "ValidationError"
+
+
+def _stat(inst: str, metric: str = "ServerlessDatabaseCapacity", stat: str = "Average") -> dict[str, Any]:
+    dims = [{"Name": "DBInstanceIdentifier", "Value": inst}]
+    return {"Metric": {"Namespace": NS, "MetricName": metric, "Dimensions": dims}, "Period": 300, "Stat": stat}
+
+
+def test_get_metric_data_math(cloudwatch: Any) -> None:
+    out = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            {"Id": "db1", "MetricStat": _stat("db-1"), "ReturnData": False},
+            {"Id": "db2", "MetricStat": _stat("db-2"), "ReturnData": False},
+            {"Id": "total", "Expression": "db1 + db2", "Label": "both"},
+            {"Id": "share", "Expression": "100 * db1 / total"},
+            {"Id": "peak", "Expression": "MAX(METRICS())"},
+            {"Id": "each", "Expression": "METRICS('db') * 2", "Label": "doubled"},
+            {"Id": "level", "Expression": "AVG(db1)"},
+        ],
+        StartTime=_ts(START),
+        EndTime=_ts(NOW),
+        ScanBy="TimestampAscending",
+    )
+    results = out["MetricDataResults"]
+    by_id = {r["Id"]: r for r in results if r["Id"] != "each"}
+    assert set(by_id) == {"total", "share", "peak", "level"}  # ReturnData false left out
+    assert by_id["total"]["Label"] == "both" and by_id["total"]["Values"] == [1.5, 4.5]
+    assert by_id["total"]["Timestamps"] == [_ts(START), _ts(START + 300)]
+    assert by_id["share"]["Label"] == "share"
+    assert by_id["share"]["Values"] == pytest.approx([100 / 1.5, 400 / 4.5])
+    assert by_id["peak"]["Values"] == [1.0, 4.0]
+    assert by_id["level"]["Values"] == [2.5, 2.5]  # a number over the time range
+    each = [r for r in results if r["Id"] == "each"]  # an array: one result per series, same Id
+    assert [r["Values"] for r in each] == [[2.0, 8.0], [1.0, 1.0]]
+    assert each[0]["Label"] == "doubled ServerlessDatabaseCapacity"
+
+
+def test_get_metric_data_math_fill_and_rate(cloudwatch: Any) -> None:
+    # Ten minutes of data, asked for twelve: FILL gives the two empty minutes a value.
+    query = {"Id": "m", "MetricStat": {**_stat("db-1"), "Period": 60}, "ReturnData": False}
+    out = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            query,
+            {"Id": "zero", "Expression": "FILL(m, 0)"},
+            {"Id": "repeat", "Expression": "FILL(m, REPEAT)"},
+            {"Id": "rate", "Expression": "RATE(m)"},
+        ],
+        StartTime=_ts(START),
+        EndTime=_ts(NOW + 120),
+        ScanBy="TimestampAscending",
+    )
+    zero, repeat, rate = out["MetricDataResults"]
+    assert zero["Values"] == [1.0] * 5 + [4.0] * 5 + [0.0, 0.0]
+    assert repeat["Values"] == [1.0] * 5 + [4.0] * 7
+    assert repeat["Timestamps"][-1] == _ts(NOW + 60)
+    assert rate["Values"] == [0.0] * 4 + [3 / 60] + [0.0] * 4  # capacity went from 1 to 4 at minute 5
+
+
+@pytest.mark.parametrize(
+    ("queries", "message"),
+    [
+        ([{"Id": "e1", "Expression": "m9 + 1"}], "Error in expression e1: Unrecognized metric id m9."),
+        ([{"Id": "e1", "Expression": "(1 +"}], "Error in expression e1: the expression ends too early."),
+        ([{"Id": "e1", "Expression": "e2"}, {"Id": "e2", "Expression": "e1 * 2"}], "in a cycle"),
+        ([{"Id": "e1", "Expression": "e1 + 1"}], "refers to itself"),
+        ([{"Id": "e1", "Expression": "NOPE(1)"}], "unknown function NOPE"),
+        ([{"Id": "e1"}], "The parameter MetricDataQueries.member.1.MetricStat is required.\n"),
+        (
+            [{"Id": "e1", "Expression": "1", "MetricStat": _stat("db-1")}],
+            "MetricStat and MetricDataQueries.member.1.Expression are mutually exclusive",
+        ),
+        ([{"Id": f"e{i}", "Expression": "1"} for i in range(501)], "between 1 and 500"),
+    ],
+)
+def test_get_metric_data_math_errors(cloudwatch: Any, queries: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ClientError) as err:
+        cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=_ts(START), EndTime=_ts(NOW))
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert message in err.value.response["Error"]["Message"]
