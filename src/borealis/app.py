@@ -30,6 +30,7 @@ from typing import Any
 from borealis import pgwire
 from borealis.aws import AWSError, Gateway, HttpLimits, HttpServer, RequestContext
 from borealis.config import Settings
+from borealis.console import Console
 from borealis.control import ADMIN_USER, Address, ControlPlane, Event, Topology, max_connections_for, stored_views
 from borealis.dataapi import DataApi, transaction_owner
 from borealis.engine import Binaries, Cgroups, allowed_overlay
@@ -85,6 +86,7 @@ class App:
         self._workers: list[subprocess.Popen[bytes]] = []
         self._rotation_task: asyncio.Future[None] | None = None
         self.api_metrics = ApiMetrics()
+        self.console: Console | None = None
 
     # --------------------------------------------------------------------------------------- life cycle
 
@@ -146,6 +148,18 @@ class App:
         )
         self.data_api = DataApi(control, self.secrets, region=s.region, account_id=s.account_id, node=0)
         self.data_api.resume_wait = s.resume_wait / 1000
+        self.console = Console(
+            control=control,
+            data_api=self.data_api,
+            secrets=self.secrets,
+            metrics=self.metrics,
+            rds=self.rds,
+            proxies=self.proxies,
+            keys=keys,
+            region=s.region,
+            account_id=s.account_id,
+            secure=s.tls,
+        )
         services = {
             "rds": self.rds,
             "rds-data": rds_data_service.handlers(self.data_api),
@@ -362,6 +376,9 @@ class App:
         if scope["type"] != "http":
             return
         path = scope.get("path", "")
+        if self.console is not None and Console.handles(path):  # the web console (borealis.console)
+            await self.console(scope, receive, send)
+            return
         if path in ("/health", "/_borealis/health"):
             # Unauthenticated: ready or not, nothing else (no cluster names, statuses or version); the rest is
             # for signed callers (DescribeDBClusters, `borealis status`).
