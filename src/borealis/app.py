@@ -43,6 +43,7 @@ from borealis.prometheus import render as render_prometheus
 from borealis.proxy import CertificateAuthority, ProxyManager, server_context
 from borealis.secrets import SecretsManager
 from borealis.serverless import AutoPause, Scaler
+from borealis.services import logs as logs_service
 from borealis.services import monitoring as monitoring_service
 from borealis.services import rds as rds_service
 from borealis.services import rds_data as rds_data_service
@@ -166,6 +167,7 @@ class App:
             "secretsmanager": secretsmanager_service.handlers(self.secrets, self._rotate_master_secret),
             "sts": sts_service.handlers(keys, s.account_id),
             "cloudwatch": monitoring_service.handlers(self.metrics, self.alarms),
+            "logs": logs_service.handlers(control),
         }
         gateway = Gateway(
             {name: self.api_metrics.instrument(name, h) for name, h in services.items()},  # GET /metrics counts

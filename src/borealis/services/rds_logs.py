@@ -24,7 +24,7 @@ from borealis.control import ControlPlane
 from borealis.engine._server import LOG_FILE
 from borealis.services._describe import paged
 
-__all__ = ["handlers", "log_file_name", "read_portion"]
+__all__ = ["handlers", "instance_log", "log_file_name", "read_portion"]
 
 _MAX_BYTES = 1024 * 1024  # AWS: "up to 1 MB in size"
 _DEFAULT_LINES = 10000  # AWS: without Marker or NumberOfLines, "up to a maximum of 10000 lines"
@@ -102,6 +102,11 @@ def _tail(path: Path, size: int, lines: int) -> dict[str, Any]:
     return {"LogFileData": text.decode("utf-8", errors="replace"), "Marker": str(size), "AdditionalDataPending": False}
 
 
+def instance_log(control: ControlPlane, instance: dict[str, Any]) -> Path:
+    """Where the postgres log of ``instance`` (its stored record) is, whether or not it exists yet."""
+    return control.root / str(instance["cluster"]) / "instances" / str(instance["id"]) / "log" / LOG_FILE
+
+
 class _Logs:
     def __init__(self, control: ControlPlane) -> None:
         self.control = control
@@ -110,7 +115,7 @@ class _Logs:
         inst = self.control.instance(ident.lower())
         if inst is None:
             raise AWSError("DBInstanceNotFoundFault", f"DBInstance {ident} not found.")
-        path = self.control.root / str(inst["cluster"]) / "instances" / str(inst["id"]) / "log" / LOG_FILE
+        path = instance_log(self.control, inst)
         return path if path.is_file() else None
 
     async def describe(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
