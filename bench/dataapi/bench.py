@@ -11,6 +11,10 @@ then runs the same primary-key SELECT twice at ``--connections`` concurrent conn
 
 Prints one table (requests/s, p50, p99, errors). ``--workers N`` runs Borealis with N HTTP API processes
 (``borealis up --workers``; default one per CPU, 1 for the main process alone).
+``--capacity ACUS`` (default 8) holds the default cluster at that MinCapacity during both runs: each postgres
+runs under a CPU quota of a quarter CPU per ACU (where Borealis has a cgroup), and at the default 0.5 ACU
+pgbench would measure the quota, not PostgreSQL; 8 ACUs are 2 CPUs, no limit on a 2-CPU machine.
+``--capacity 0`` leaves the cluster's scaling as it is.
 Needs wrk on PATH (Debian: ``apt-get install wrk``); pgbench is taken from PATH, else from the embedded
 PostgreSQL that ``borealis up`` runs.
 ``--profile`` also records a py-spy profile of Borealis during the wrk run (py-spy on PATH);
@@ -46,7 +50,8 @@ from botocore.credentials import Credentials
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.net import free_port
 
-from borealis.engine import Binaries
+from borealis.engine import Binaries, Cgroups
+from borealis.serverless import ACU_CPU
 
 SQL = "SELECT id, v FROM bench_kv WHERE id = :id"
 PGBENCH_SQL = "\\set id random(1, {rows})\nSELECT id, v FROM bench_kv WHERE id = :id;\n"
@@ -102,6 +107,7 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, help="write a py-spy profile (raw/flamegraph by extension)")
     ap.add_argument("--workers", type=int, help="borealis up --workers (default: its own, one per CPU)")
     ap.add_argument("--strace", type=Path, help="write strace -c of the API processes during the wrk run here")
+    ap.add_argument("--capacity", type=float, default=8.0, help="MinCapacity (ACUs) during the runs; 0: as is")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not on PATH (Debian: apt-get install wrk)")
@@ -120,7 +126,16 @@ def main() -> None:
         kw: dict[str, Any] = dict(
             endpoint_url=url, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
         )
-        cluster = boto3.client("rds", **kw).describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+        rds = boto3.client("rds", **kw)
+        quota = "as set by the scaler"
+        if args.capacity:
+            rds.modify_db_cluster(
+                DBClusterIdentifier="default",
+                ServerlessV2ScalingConfiguration={"MinCapacity": args.capacity, "MaxCapacity": max(args.capacity, 16)},
+                ApplyImmediately=True,
+            )
+            quota = _wait_quota(work / "data", args.capacity)
+        cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
         arn, secret_arn = cluster["DBClusterArn"], cluster["MasterUserSecret"]["SecretArn"]
         value = json.loads(boto3.client("secretsmanager", **kw).get_secret_value(SecretId=secret_arn)["SecretString"])
         with psycopg.connect(
@@ -213,6 +228,7 @@ def main() -> None:
 
         workers = args.workers if args.workers is not None else "default"
         print(f"machine: {os.cpu_count()} CPUs, PostgreSQL {pg_version[0] if pg_version else '?'}, workers {workers}")
+        print(f"writer: MinCapacity {args.capacity or 'default'}, CPU quota {quota}")
         print(f"query: {SQL} (id random in 1..{args.rows}), {args.connections} connections, {args.duration} s")
         print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  errors")
         pg_errors = pg_failed.group(1) if pg_failed else 0
@@ -240,6 +256,26 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait_quota(data_dir: Path, capacity: float) -> str:
+    """Wait until the writer's cgroup lets it use ``capacity`` ACUs of CPU; what its quota says then."""
+    found = Cgroups.detect(data_dir.absolute(), move_self=False)
+    if not found.enabled or found.cpu_parent is None:
+        return f"none ({found.reason})"
+    group = found.cpu_parent / "default-instance-1"
+    path = group / ("cpu.max" if found.version == 2 else "cpu.cfs_quota_us")
+    wanted = min(capacity * ACU_CPU, os.cpu_count() or 1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            fields = path.read_text().split()
+        except OSError:
+            fields = []
+        if fields and (fields[0] in ("max", "-1") or int(fields[0]) >= wanted * 100_000 * 0.99):
+            return f"{fields[0]} µs per 100 ms" if fields[0] not in ("max", "-1") else "none"
+        time.sleep(0.5)
+    raise SystemExit(f"the writer's CPU quota ({path}) did not reach {wanted} CPUs in 120 s")
 
 
 def _cpu_times() -> dict[int, tuple[str, int, int, int, int]]:
