@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from borealis.engine import Binaries, installed_extensions
 from tests.integration.conftest import BorealisProcess
 
 CANARY = "canary-secret-do-not-leak-7f3a9c"
@@ -317,6 +318,8 @@ def test_uuid_ossp_and_pg_stat_statements_work_for_the_master(tenants: BorealisP
 
 
 def test_pgcrypto_works_for_the_master_on_the_default_engine(tenants: BorealisProcess) -> None:
+    built = "pgcrypto" in installed_extensions(Binaries.find())
+    assert built, "pgcrypto is not built into the default engine 18: run scripts/add-pgcrypto (install-test-deps does)"
     with _master(tenants) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
         row = conn.execute(
