@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from borealis.store import Store
 from tests.integration.conftest import BorealisProcess, processes_for
 
 CLUSTER = "default"
@@ -320,6 +321,67 @@ def test_a_hung_writer_is_failed_over(ha: BorealisProcess) -> None:
     assert _in_recovery(ha, old)
     events = ha.client("rds").describe_events(SourceType="db-cluster", SourceIdentifier=CLUSTER)["Events"]
     assert f"Completed failover to DB instance: {_writer(ha)}" in [e["Message"] for e in events]
+
+
+def test_a_writer_that_accepts_no_new_connection_is_failed_over(ha: BorealisProcess) -> None:
+    # Only the postmaster stopped: sessions already open still answer, but no new connection gets in, so no
+    # client can reach the writer. The probe connects afresh each time, so it notices and a reader takes over.
+    _poll("both instances are available", lambda: _all_available(ha, 2))
+    old = _writer(ha)
+    postmaster = _postmaster_pid(ha, old)
+    with ha.master_connect(port=_instance_port(ha, old)) as session:
+        session.autocommit = True
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            assert session.execute("SELECT 1").fetchone() == (1,)  # an open session still answers
+            _poll("a reader takes over from the writer that accepts no connection", lambda: _writer(ha) != old, 90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(postmaster, signal.SIGCONT)
+    with ha.master_connect() as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    _poll("the old writer rejoins as a reader", lambda: _all_available(ha, 2), timeout=120)
+    assert _in_recovery(ha, old)
+
+
+def _postmaster_alive(ha: BorealisProcess, iid: str) -> bool:
+    try:
+        os.kill(_postmaster_pid(ha, iid), 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def test_a_plane_that_loses_its_lease_stands_down_until_it_has_it_back(ha: BorealisProcess) -> None:
+    # Another control plane (as on another host sharing the store) takes the store's lease: this one stops
+    # acting, so a reader killed meanwhile stays down; once the lease is free again it acts, and restarts it.
+    _poll("both instances are available", lambda: _all_available(ha, 2))
+    reader = next(i for i in (WRITER, "reader-1") if i != _writer(ha))
+    store = Store(ha.data_dir / "borealis.db")
+    other = "elsewhere:1:1"
+
+    def take() -> bool:
+        held = store.lease("control-plane")
+        if held is not None and held.holder != other:
+            store.release_lease("control-plane", held.holder)  # as if it had expired
+        return store.acquire_lease("control-plane", other, 600)
+
+    try:
+        _poll("the other plane holds the lease", take)
+        _poll("the plane stands down", lambda: "standing down" in ha.output.read_text())
+        os.kill(_postmaster_pid(ha, reader), signal.SIGKILL)
+        _poll("the reader's postgres is gone", lambda: not _postmaster_alive(ha, reader))
+        # Ten reconciler ticks: a plane that acted would have started it again within one or two.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert not _postmaster_alive(ha, reader), "a plane without the lease restarted postgres"
+            time.sleep(0.2)
+    finally:
+        store.release_lease("control-plane", other)
+        store.close()
+    _poll("the plane acts again", lambda: "acting again" in ha.output.read_text())
+    _poll("the reader is restarted", lambda: _postmaster_alive(ha, reader) and _in_recovery(ha, reader))
+    _poll("both instances are available", lambda: _all_available(ha, 2))
 
 
 def test_proxy_clients_survive_a_failover(ha: BorealisProcess) -> None:

@@ -241,7 +241,6 @@ class ControlPlane:
         self._streamed: dict[str, float] = {}  # reader -> when its writer last saw it streaming (monotonic)
         self._conninfo: dict[str, str] = {}  # reader -> its primary_conninfo
         self._probes: dict[str, asyncio.Task[None]] = {}
-        self._probe_conns: dict[str, psycopg.AsyncConnection[Any]] = {}
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures in a row, monotonic not-before)
         self._executor = Executor(self._step_done)
         self._dirty: set[str] = set()
@@ -252,6 +251,8 @@ class ControlPlane:
         self._changed = asyncio.Condition()
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         """Who holds the store's control-plane lease: host, process, start."""
+        self.leading = False
+        """Whether this plane holds the store's lease, and so acts (see :meth:`_renew_lease`)."""
         self.snapshots = Snapshots(self)
         """DB cluster snapshots and restores from them (see ``_snapshots``)."""
 
@@ -455,6 +456,7 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise RuntimeError("another control plane holds this store's lease")
             await asyncio.sleep(0.5)
+        self.leading = True
         for doc in self.clusters.values():
             self.kick(doc["id"])
         self._loop_task = asyncio.ensure_future(self._run())
@@ -471,10 +473,6 @@ class ControlPlane:
         for task in self._probes.values():
             task.cancel()
         await asyncio.gather(*self._probes.values(), return_exceptions=True)
-        for conn in self._probe_conns.values():
-            with contextlib.suppress(Exception):
-                await conn.close()
-        self._probe_conns.clear()
         for listener in list(self._listeners.values()):
             await listener.close()
         self._listeners.clear()
@@ -502,8 +500,11 @@ class ControlPlane:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self._dirty.update(doc["id"] for doc in self.clusters.values())
-                self.store.acquire_lease(_LEASE, self._holder, _LEASE_TTL)
+                await self._renew_lease()
                 self._start_probes()
+            if not self.leading:
+                self._dirty.clear()  # stood down: another plane acts on the store's records now
+                continue
             dirty, self._dirty = self._dirty, set()
             for cid in dirty:
                 try:
@@ -515,6 +516,32 @@ class ControlPlane:
                     self._emit(cid, None, f"error: {exc}")
                     self._mark_failed(cid)
             await self._notify()
+
+    async def _renew_lease(self) -> None:
+        """Renew the store's lease; stand down (stop acting, cancel the steps under way) if another holder has
+        it, as a plane that lost it to another host must, and act again once it gets it back.
+
+        On one host nobody else takes it: the data directory's lock keeps a second Borealis out, and an expired
+        lease is simply renewed. It matters once the store is shared between hosts.
+        """
+        try:
+            held = self.store.acquire_lease(_LEASE, self._holder, _LEASE_TTL)
+        except Exception:  # a store that cannot be reached: keep acting on what is known, try again next tick
+            log.exception("renewing the control-plane lease failed")
+            return
+        if held == self.leading:
+            return
+        self.leading = held
+        if held:
+            log.warning("control plane: holds the store's lease again; acting again")
+            self._dirty.update(doc["id"] for doc in self.clusters.values())
+            return
+        other = self.store.lease(_LEASE)
+        log.warning(
+            "control plane: the store's lease is held by %s; standing down (no more steps until it is back)",
+            other.holder if other is not None else "another plane",
+        )
+        await self._executor.close()
 
     async def _pass(self, cid: str) -> None:
         """Observe, plan and act on one cluster."""
@@ -649,10 +676,6 @@ class ControlPlane:
             raise
         except Exception as exc:
             log.debug("probe of %s failed: %s", iid, exc)
-            conn = self._probe_conns.pop(iid, None)
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 1.0)
             failures = (before.failures if before is not None else 0) + 1
             seen = Observation(server.status().running, False, failures=failures)
         if self._servers.get(iid) is not server:
@@ -677,19 +700,22 @@ class ControlPlane:
     async def _probe_query(
         self, iid: str, server: PostgresServer
     ) -> tuple[tuple[Any, ...], list[tuple[str, str, float]]]:
-        conn = self._probe_conns.get(iid)
-        if conn is None or conn.closed:
-            inst = self.instances.get(iid)
-            cluster = inst and self.clusters.get(inst["cluster"])
-            if not cluster:
-                raise RuntimeError("no cluster record")
-            conn = self._probe_conns[iid] = await self._admin(server)
-        row = await (await conn.execute(_PROBE_SQL)).fetchone()
-        assert row is not None
-        standbys: list[tuple[str, str, float]] = []
-        if not row[0]:
-            rows = await (await conn.execute(_STANDBYS_SQL)).fetchall()
-            standbys = [(str(r[0]), str(r[1]), float(r[2] or 0.0)) for r in rows]
+        inst = self.instances.get(iid)
+        cluster = inst and self.clusters.get(inst["cluster"])
+        if not cluster:
+            raise RuntimeError("no cluster record")
+        # A new connection each time, as a client's would be: a postmaster that stops accepting connections
+        # (hung, or out of processes) fails the probe, where a connection kept open would still answer.
+        conn = await self._admin(server)
+        try:
+            row = await (await conn.execute(_PROBE_SQL)).fetchone()
+            assert row is not None
+            standbys: list[tuple[str, str, float]] = []
+            if not row[0]:
+                rows = await (await conn.execute(_STANDBYS_SQL)).fetchall()
+                standbys = [(str(r[0]), str(r[1]), float(r[2] or 0.0)) for r in rows]
+        finally:
+            await conn.close()
         return tuple(row), standbys
 
     # ----------------------------------------------------------------------------------------- steps
@@ -1245,14 +1271,10 @@ class ControlPlane:
             watcher.cancel()
         probe = self._probes.pop(iid, None)
         if probe is not None:
-            # Let the probe end before its connection closes: closing a connection a cancelled query still holds
-            # can wait on that query for good (seen when an auto-pause met a probe in flight).
+            # Let the probe end (it closes its own connection) before the server stops: a probe in flight when
+            # an auto-pause stops postgres must not outlive the server it asks.
             probe.cancel()
             await asyncio.wait({probe}, timeout=5)
-        conn = self._probe_conns.pop(iid, None)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5)
         listener = self._listeners.get(f"instance/{iid}")
         if listener is not None:
             listener.disconnect_all()
