@@ -160,6 +160,8 @@ class App:
             region=s.region,
             account_id=s.account_id,
             secure=s.tls,
+            admin_user=ADMIN_USER,
+            insights=getattr(self, "insights", None),  # Performance Insights, where this build has it
         )
         services = {
             "rds": self.rds,

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
+
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.dataapi import DataApiError
 
@@ -89,6 +91,8 @@ class ControlSource(Protocol):
 
     def cluster_instances(self, cluster_id: str) -> list[dict[str, Any]]: ...
 
+    def server(self, instance_id: str) -> Any: ...
+
 
 @dataclass(slots=True)
 class _Request:
@@ -138,8 +142,12 @@ class Console:
         region: str,
         account_id: str,
         secure: bool = False,
+        admin_user: str = "rdsadmin",
+        insights: Any | None = None,
     ) -> None:
-        """``secure``: the API is served over TLS, so the cookie is marked Secure too."""
+        """``secure``: the API is served over TLS, so the cookie is marked Secure too. ``admin_user`` is the
+        role Borealis's internal login uses (pg_stat_activity); ``insights`` is Performance Insights'
+        domain API (:class:`borealis.insights.Insights`), where this Borealis has it."""
         self.control = control
         self.data_api = data_api
         self.secrets = secrets
@@ -150,8 +158,8 @@ class Console:
         self.region = region
         self.account_id = account_id
         self.secure = secure
-        self.insights: Callable[[str], Awaitable[dict[str, Any]]] | None = None
-        """Performance Insights' top SQL of an instance, when that part of Borealis provides it."""
+        self.admin_user = admin_user
+        self.insights = insights
         self._static: dict[str, tuple[bytes, bytes]] = {}
 
     @staticmethod
@@ -675,12 +683,20 @@ class Console:
                 ],
             )
             pool_rows = [
-                [role, user, database, f"{p.host}:{p.port}", len(p.members), len(p.members) - len(p.idle), len(p.idle)]
-                for (role, user, database), p in pools
+                [
+                    instance,
+                    user,
+                    database,
+                    f"{p.host}:{p.port}",
+                    len(p.members),
+                    len(p.members) - len(p.idle),
+                    len(p.idle),
+                ]
+                for (instance, user, database), p in pools
             ]
             pool_table = table(
                 f"Connection pools of {name}",
-                ["Role", "User", "Database", "Target", "Connections", "Borrowed", "Idle"],
+                ["Instance", "User", "Database", "Target", "Connections", "Borrowed", "Idle"],
                 pool_rows,
                 empty="No pooled connections yet.",
             )
@@ -691,11 +707,107 @@ class Console:
     # ----------------------------------------------------------------------------------------- insights
 
     async def _insights_page(self, r: _Request) -> _Reply:
-        body = (
-            '<p role="status">Performance Insights is not enabled on this Borealis: '
-            "top SQL by load needs the Performance Insights service, which this build does not have.</p>"
+        instances = sorted(
+            (d for d in self.control.store.table("instances").values() if d.get("status") != "deleted"),
+            key=lambda d: str(d["id"]),
         )
+        chosen = r.query.get("instance") or (str(instances[0]["id"]) if instances else "")
+        doc = next((d for d in instances if d["id"] == chosen), None)
+        options = "".join(
+            f'<option value="{esc(d["id"])}"{" selected" if d["id"] == chosen else ""}>{esc(d["id"])}</option>'
+            for d in instances
+        )
+        body = (
+            '<form method="get" action="/console/insights" class="action">'
+            f'<label for="pi-instance">Instance</label><select id="pi-instance" name="instance">{options}</select>'
+            '<button type="submit">Show</button></form>'
+        )
+        if doc is None:
+            body += "<p>No DB instances.</p>"
+        else:
+            body += self._insights_of(doc) + await self._sessions_now(chosen)
         return _Reply(200, layout("Performance Insights", body, csrf=self._csrf(r), active="insights"))
+
+    def _insights_of(self, doc: Mapping[str, Any]) -> str:
+        """Top SQL and top waits over the last hour, or why there are none."""
+        iid = str(doc["id"])
+        if self.insights is None:
+            return (
+                '<p role="status">Performance Insights is not available in this Borealis: top SQL by load '
+                "needs its sampler. The sessions below are what pg_stat_activity shows now.</p>"
+            )
+        if not (doc.get("performance_insights") or {}).get("enabled"):
+            return (
+                f'<p role="status">Performance Insights is not enabled for {esc(iid)}. Turn it on with '
+                f"<code>aws rds modify-db-instance --db-instance-identifier {esc(iid)} "
+                "--enable-performance-insights</code> (or on its cluster).</p>"
+            )
+        now = int(time.time())
+        try:
+            top_sql = self.insights.top_sql(iid, now - 3600, now, limit=10)
+            _, waits = self.insights.top(iid, now - 3600, now, "db.wait_event", limit=10)
+        except Exception as exc:  # its errors are its own (InsightsError); show them, as the pi API would
+            return f'<p role="alert" class="error">{esc(exc)}</p>'
+        sql_rows = [
+            [
+                t.statement,
+                _fixed(t.load, 3),
+                _fixed(t.calls_per_sec, 2),
+                _fixed(t.avg_latency_ms, 2),
+                _fixed(t.rows_per_call, 1),
+            ]
+            for t in top_sql
+        ]
+        wait_rows = [
+            [dict(key).get("db.wait_event.name", ""), dict(key).get("db.wait_event.type", ""), _fixed(load, 3)]
+            for key, load, _ in waits
+        ]
+        return table(
+            "Top SQL (last hour)",
+            ["SQL statement", "Load (average active sessions)", "Calls/s", "Avg latency (ms)", "Rows/call"],
+            sql_rows,
+            empty="No load sampled yet.",
+        ) + table(
+            "Top waits (last hour)",
+            ["Wait event", "Wait type", "Load (average active sessions)"],
+            wait_rows,
+            empty="No load sampled yet.",
+        )
+
+    async def _sessions_now(self, iid: str) -> str:
+        """The instance's client sessions now (pg_stat_activity), over Borealis's internal login."""
+        server = self.control.server(iid)
+        if server is None:
+            return f"<p>{esc(iid)} is not running, so it has no sessions.</p>"
+        rows: list[list[object]] = []
+        try:
+            conninfo = server.internal_conninfo(user=self.admin_user)
+            async with await psycopg.AsyncConnection.connect(conninfo, connect_timeout=10, autocommit=True) as conn:
+                cur = await conn.execute(_SESSIONS_SQL, (self.admin_user,))
+                rows = [list(row) for row in await cur.fetchall()]
+        except (psycopg.Error, OSError) as exc:
+            return f'<p role="alert" class="error">Cannot read pg_stat_activity of {esc(iid)}: {esc(exc)}</p>'
+        return table(
+            "Sessions now (pg_stat_activity)",
+            ["User", "Database", "Application", "State", "Wait type", "Wait event", "Seconds", "Query"],
+            rows,
+            empty="No client sessions.",
+        )
+
+
+_SESSIONS_SQL = """
+select usename, datname, application_name, state, wait_event_type, wait_event,
+       round(extract(epoch from now() - coalesce(query_start, backend_start))::numeric, 1)::text,
+       left(query, 300)
+from pg_stat_activity
+where backend_type = 'client backend' and usename <> %s  -- Borealis's own sessions are not the user's
+order by state = 'active' desc, query_start nulls last
+limit 50
+"""
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _acu(value: object) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import Any
 
 import pytest
@@ -157,21 +157,36 @@ def test_cluster_actions_ask_for_confirmation(page: Any, borealis: BorealisProce
         expect(page.get_by_role("status")).to_contain_text("Take snapshot: requested", timeout=WAIT_MS)
         found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot)["DBClusterSnapshots"]
         assert [s["DBClusterIdentifier"] for s in found] == [cid]
+        _wait_snapshot(rds, snapshot)
+        # Stop, then start: the page follows the status (it refreshes every 5 s).
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.locator("#cluster-status")).to_have_text("stopped", timeout=WAIT_MS)
+        page.get_by_role("button", name="Start").click()
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.locator("#cluster-status")).to_have_text("available", timeout=WAIT_MS)
     finally:
         _delete(rds, cid, snapshot)
 
 
-def _delete(rds: Any, cid: str, snapshot: str) -> None:
-    deadline = time.monotonic() + 120
+def _wait_snapshot(rds: Any, snapshot: str, timeout: float = 120) -> None:
+    """Until the snapshot is no longer being made (a cluster cannot stop meanwhile); gone counts too."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot)["DBClusterSnapshots"]
+            found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot)["DBClusterSnapshots"]
         except rds.exceptions.DBClusterSnapshotNotFoundFault:
-            break
-        if status and status[0]["Status"] != "creating":
-            rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot)
-            break
+            return
+        if found and found[0]["Status"] != "creating":
+            return
         time.sleep(0.5)
+
+
+def _delete(rds: Any, cid: str, snapshot: str) -> None:
+    _wait_snapshot(rds, snapshot)
+    with suppress(rds.exceptions.DBClusterSnapshotNotFoundFault):
+        rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot)
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)

@@ -8,6 +8,9 @@ from another origin, and markup from query results and error messages shown as t
 from __future__ import annotations
 
 import re
+import uuid
+
+import psycopg
 
 from tests.integration.conftest import BorealisProcess
 from tests.integration.console._http import ConsoleClient
@@ -145,5 +148,39 @@ def test_action_errors_are_reported_and_change_nothing(borealis: BorealisProcess
     assert reply.status == 400 and 'role="alert"' in reply.text
     summary = client.get("/console/api/clusters/default").json()
     assert (summary["min_capacity"], summary["max_capacity"]) == (0.5, 4.0)
+    # The API's own refusal, in its words: no reader to fail over to.
+    failover = client.post("/console/clusters/default/actions", {"action": "failover", "csrf": token})
+    assert failover.status == 400 and "InvalidDBClusterStateFault" in failover.text
     unknown = client.post("/console/clusters/default/actions", {"action": "<b>drop</b>", "csrf": token})
     assert unknown.status == 400 and "&lt;b&gt;drop&lt;/b&gt;" in unknown.text and "<b>drop" not in unknown.text
+
+
+def test_proxies_page_shows_pools_and_connections(borealis: BorealisProcess) -> None:
+    from tests.integration.proxy.conftest import make_proxy
+
+    name = f"console-proxy-{uuid.uuid4().hex[:8]}"
+    info = make_proxy(borealis, name)
+    try:
+        with psycopg.connect(**info.conninfo(application_name="console-proxy-test")) as conn:
+            conn.execute("select 1").fetchone()
+            page = _signed_in(borealis).get("/console/proxies").text
+        section = page.split(f"<h2>{name}</h2>", 1)[1].split("</section>", 1)[0]
+        assert "<dt>Target cluster</dt><dd>default</dd>" in section
+        assert re.search(r"<dt>Client connections</dt><dd>1</dd>", section), section
+        assert f"<caption>Endpoints of {name}</caption>" in section and "READ_WRITE" in section
+        pools = section.split(f"<caption>Connection pools of {name}</caption>", 1)[1]
+        assert f"<td>{info.user}</td><td>postgres</td>" in pools
+    finally:
+        borealis.client("rds").delete_db_proxy(DBProxyName=name)
+
+
+def test_insights_page_shows_the_sessions_now(borealis: BorealisProcess) -> None:
+    tag = f"console-probe-{uuid.uuid4().hex[:8]}"
+    with borealis.master_connect() as conn:
+        conn.execute(f"set application_name = '{tag}'")
+        conn.execute("select 1").fetchone()
+        page = _signed_in(borealis).get("/console/insights?instance=default-instance-1").text
+    assert "<caption>Sessions now (pg_stat_activity)</caption>" in page
+    assert f"<td>{tag}</td>" in page
+    # Without Performance Insights on the instance, the page says so (the top SQL needs it).
+    assert "Performance Insights is not" in page
