@@ -38,7 +38,7 @@ from borealis.iam import AccessKeys, write_credentials_file
 from borealis.metrics import MetricStore
 from borealis.metrics._alarms import AlarmBook, run_alarms
 from borealis.prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
-from borealis.prometheus import ApiMetrics
+from borealis.prometheus import ApiMetrics, publish_snapshots, read_snapshots, remove_snapshots
 from borealis.prometheus import render as render_prometheus
 from borealis.proxy import CertificateAuthority, ProxyManager, server_context
 from borealis.secrets import SecretsManager
@@ -219,6 +219,7 @@ class App:
     def _start_workers(self) -> None:
         """Start the worker processes (nodes 1..n-1); each serves the Data API on the same port."""
         count = self.worker_count
+        remove_snapshots(self.settings.data_dir)  # a previous run's workers' counts
         for node in range(1, count):
             args = json.dumps(
                 {
@@ -398,7 +399,10 @@ class App:
             if not hmac.compare_digest(sent, b"Bearer " + self.metrics_token.encode()):
                 await _respond(send, 401, b'{"message": "Missing or wrong bearer token"}', b"application/json")
                 return
-            body = render_prometheus(self.api_metrics, self.control, self.metrics)
+            api = self.api_metrics
+            if self.worker_count > 1:  # the workers' calls, from the files they write every second
+                api = api.merged(read_snapshots(self.settings.data_dir, range(1, self.worker_count)))
+            body = render_prometheus(api, self.control, self.metrics)
             await _respond(send, 200, body, PROMETHEUS_TEXT)
             return
         await _respond(send, 404, b'{"message": "Not Found"}', b"application/json")
@@ -676,8 +680,12 @@ async def _worker(a: dict[str, Any]) -> None:
     data_api = DataApi(
         _StoreClusters(store, a["host"]), secrets, region=a["region"], account_id=settings.account_id, node=node
     )
+    api = ApiMetrics()  # counted here, written for the main process's GET /metrics
     gateway = Gateway(
-        {"rds-data": rds_data_service.handlers(data_api)}, keys.secret_for, tokens=keys.token_for, region=a["region"]
+        {"rds-data": api.instrument("rds-data", rds_data_service.handlers(data_api))},
+        keys.secret_for,
+        tokens=keys.token_for,
+        region=a["region"],
     )
     http = HttpServer(gateway, route=_Router(data_dir, node, count, main=False).route, limits=http_limits(settings))
     stop = asyncio.Event()
@@ -686,10 +694,14 @@ async def _worker(a: dict[str, Any]) -> None:
     await http.start_unix(str(node_socket(data_dir, node)))
     inode = node_socket(data_dir, node).stat().st_ino
     await http.start(a["host"], int(a["api_port"]), reuse_port=True, tls=api_tls(settings, issue=False))
+    publisher = asyncio.ensure_future(publish_snapshots(api, data_dir, node))
     try:
         await stop.wait()
     finally:
         await http.stop(5)
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
         await data_api.close()
         store.close()
         _unlink_if_ours(node_socket(data_dir, node), inode)

@@ -17,19 +17,28 @@ What is exposed, and where it comes from:
   dimensions become the labels cluster, instance, role, proxy.
 * ``borealis_cloudwatch_latest{namespace, metric, <dimensions>}``: the same for the other namespaces.
 
-Counts are of the process answering: with ``--workers`` above 1, the Data API calls the worker processes
-serve are not in these counters (the main process answers ``/metrics``). Nothing here is secret: no SQL text,
+With ``--workers`` above 1, the worker processes count the calls they serve in their own :class:`ApiMetrics`
+and write them every second (when they changed) to ``DATA_DIR/api-metrics-<node>.json``
+(:func:`write_snapshot`, atomically, mode 0600); the main process, which answers ``/metrics``, adds them to its
+own (:func:`read_snapshots`). So the counters and the histogram cover every process, at most a second
+late for the workers'. A file is a few KB (one entry per operation), rewritten whole; the main process
+removes the files of a previous run before it starts its workers. Nothing here is secret: no SQL text,
 no parameters, no user names or credentials; identifiers of clusters, instances and proxies are (see
 docs/security.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
+import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from borealis.aws import AWSError, Direct, Handler, RequestContext
@@ -37,7 +46,15 @@ from borealis.control import ControlPlane
 from borealis.metrics import SECOND_RETENTION, MetricStore
 from borealis.proxy import REGISTRY, MetricsRegistry
 
-__all__ = ["CONTENT_TYPE", "ApiMetrics", "render"]
+__all__ = [
+    "CONTENT_TYPE",
+    "ApiMetrics",
+    "publish_snapshots",
+    "read_snapshots",
+    "remove_snapshots",
+    "render",
+    "write_snapshot",
+]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -55,6 +72,15 @@ class _Op:
         self.errors: dict[str, int] = {}
         self.counts = [0] * (len(BUCKETS) + 1) if timed else None
         self.sum = 0.0
+
+    def add(self, ok: int, errors: Mapping[str, int], counts: list[int] | None, total: float) -> None:
+        """Add another process's counts of the same operation."""
+        self.ok += ok
+        for code, n in errors.items():
+            self.errors[str(code)] = self.errors.get(str(code), 0) + int(n)
+        if self.counts is not None and counts is not None:
+            self.counts = [a + int(b) for a, b in zip(self.counts, counts, strict=True)]
+            self.sum += total
 
     def done(self, code: str | None, started: float) -> None:
         """Count a call (``code`` None: a success) that started at ``started`` (perf_counter)."""
@@ -89,6 +115,83 @@ class ApiMetrics:
             stats = self.ops[(service, op)] = _Op(service == "rds-data")
             out[op] = _wrap_direct(stats, handler) if isinstance(handler, Direct) else _wrap(stats, handler)
         return out
+
+    def calls(self) -> int:
+        """Calls counted so far (to tell whether a snapshot changed)."""
+        return sum(op.ok + sum(op.errors.values()) for op in self.ops.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON-ready data (see :func:`write_snapshot`)."""
+        return {
+            f"{service}/{op}": {"ok": s.ok, "errors": dict(s.errors), "counts": s.counts, "sum": s.sum}
+            for (service, op), s in self.ops.items()
+        }
+
+    def merged(self, snapshots: Iterable[Mapping[str, Any]]) -> ApiMetrics:
+        """A new ApiMetrics holding this one's counts plus those of ``snapshots`` (other processes')."""
+        out = ApiMetrics()
+        for key, s in self.ops.items():
+            out.ops[key] = _Op(s.counts is not None)
+            out.ops[key].add(s.ok, s.errors, s.counts, s.sum)
+        for snap in snapshots:
+            for name, s in snap.items():
+                service, _, op = str(name).partition("/")
+                counts = s.get("counts")
+                if counts is not None and len(counts) != len(BUCKETS) + 1:
+                    continue  # another version's buckets: not comparable
+                stats = out.ops.setdefault((service, op), _Op(counts is not None))
+                stats.add(int(s.get("ok", 0)), s.get("errors") or {}, counts, float(s.get("sum", 0.0)))
+        return out
+
+
+_SNAPSHOT = "api-metrics-{node}.json"
+
+
+def write_snapshot(api: ApiMetrics, data_dir: Path, node: int) -> None:
+    """Write a worker's counters to ``DATA_DIR/api-metrics-<node>.json`` (atomically, owner-only)."""
+    path = data_dir / _SNAPSHOT.format(node=node)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(api.snapshot(), f)
+    os.replace(tmp, path)
+
+
+def read_snapshots(data_dir: Path, nodes: Iterable[int]) -> list[dict[str, Any]]:
+    """The counters the workers ``nodes`` last wrote (a missing or half-read file is skipped)."""
+    out = []
+    for node in nodes:
+        try:
+            data = json.loads((data_dir / _SNAPSHOT.format(node=node)).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            out.append(data)
+    return out
+
+
+def remove_snapshots(data_dir: Path) -> None:
+    """Remove the workers' counter files (a previous run's, before new workers start)."""
+    for path in data_dir.glob("api-metrics-*.json"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+async def publish_snapshots(api: ApiMetrics, data_dir: Path, node: int, interval: float = 1.0) -> None:
+    """In a worker: write the counters every ``interval`` seconds when they changed, until cancelled (and once
+    more then)."""
+    written = -1
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            calls = api.calls()
+            if calls != written:
+                await asyncio.to_thread(write_snapshot, api, data_dir, node)
+                written = calls
+    finally:
+        if api.calls() != written:
+            with contextlib.suppress(OSError):
+                write_snapshot(api, data_dir, node)
 
 
 def _wrap(stats: _Op, handler: Handler) -> Handler:

@@ -137,3 +137,41 @@ def test_metrics_need_the_bearer_token_and_other_paths_do_not_leak(single: Borea
     assert ((single.data_dir / "metrics.token").stat().st_mode & 0o777) == 0o600
     _, families = _scrape(single)
     assert "borealis_instance_up" in families
+
+
+def test_calls_served_by_worker_processes_are_counted(borealis: BorealisProcess) -> None:
+    """The session's Borealis runs two API processes: calls on separate connections spread over both (the kernel
+    picks one per connection), and /metrics, answered by the main process, counts every one of them."""
+    requests = "borealis_api_requests"
+
+    def executed() -> float:
+        _, families = _scrape(borealis)
+        samples = families[requests].samples if requests in families else []
+        return sum(
+            s.value for s in samples if s.labels.get("operation") == "ExecuteStatement" and s.labels.get("code") == "OK"
+        )
+
+    rds = borealis.client("rds")
+    cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
+    arn, secret_arn = cluster["DBClusterArn"], cluster["MasterUserSecret"]["SecretArn"]
+    calls = 24
+    deadline = time.monotonic() + 60
+    before = executed()
+    time.sleep(1.5)  # the workers write their counts each second: let a call of an earlier test land first
+    while time.monotonic() < deadline and executed() != before:
+        before = executed()
+        time.sleep(1.5)
+    for _ in range(calls):  # a new client (so a new connection) per call
+        borealis.client("rds-data").execute_statement(resourceArn=arn, secretArn=secret_arn, sql="SELECT 1")
+    counted = before
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        counted = executed()
+        if counted - before >= calls:
+            break
+        time.sleep(0.5)
+    assert counted - before == calls
+    worker = borealis.data_dir / "api-metrics-1.json"
+    assert worker.stat().st_mode & 0o777 == 0o600
+    # The worker served some of them (all 24 on the main process: a chance of 1 in 2**24).
+    assert json.loads(worker.read_text())["rds-data/ExecuteStatement"]["ok"] > 0

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from borealis.aws import AWSError, Direct, RequestContext
 from borealis.metrics import MetricStore
-from borealis.prometheus import ApiMetrics, render
+from borealis.prometheus import ApiMetrics, read_snapshots, remove_snapshots, render, write_snapshot
 from borealis.proxy import MetricsRegistry
 
 
@@ -97,3 +97,34 @@ def test_the_latest_value_of_each_recent_series(tmp_path: Path) -> None:
         ]
     finally:
         store.close()
+
+
+def test_worker_counts_are_added_from_their_files(tmp_path: Path) -> None:
+    async def ok(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def refused(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        raise AWSError("BadRequestException", "no")
+
+    main, worker = ApiMetrics(), ApiMetrics()
+    ctx = RequestContext("rds-data", "ExecuteStatement", "us-east-1", "AKID", "req")
+    on_main = main.instrument("rds-data", {"ExecuteStatement": ok})
+    on_worker = worker.instrument("rds-data", {"ExecuteStatement": ok, "BeginTransaction": refused})
+    asyncio.run(on_main["ExecuteStatement"](ctx, {}))
+    for _ in range(3):
+        asyncio.run(on_worker["ExecuteStatement"](ctx, {}))
+    with pytest.raises(AWSError):
+        asyncio.run(on_worker["BeginTransaction"](ctx, {}))
+    assert worker.calls() == 4
+    write_snapshot(worker, tmp_path, 1)
+    assert (tmp_path / "api-metrics-1.json").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "api-metrics-2.json").write_text("{half a fi")  # being replaced: skipped
+    merged = main.merged(read_snapshots(tmp_path, [1, 2, 3]))
+    families = _families(render(merged, None, None, MetricsRegistry()))
+    requests = {(s.labels["operation"], s.labels["code"]): s.value for s in families["borealis_api_requests"].samples}
+    assert requests == {("ExecuteStatement", "OK"): 4, ("BeginTransaction", "BadRequestException"): 1}
+    counts = [s for s in families["borealis_dataapi_request_duration_seconds"].samples if s.name.endswith("_count")]
+    assert {s.labels["operation"]: s.value for s in counts} == {"ExecuteStatement": 4, "BeginTransaction": 1}
+    assert main.calls() == 1  # merging leaves the main process's own counters alone
+    remove_snapshots(tmp_path)
+    assert read_snapshots(tmp_path, [1, 2]) == []
