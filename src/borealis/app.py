@@ -35,6 +35,7 @@ from borealis.control import ADMIN_USER, Address, ControlPlane, Event, Topology,
 from borealis.dataapi import DataApi, transaction_owner
 from borealis.engine import Binaries, Cgroups, allowed_overlay
 from borealis.iam import AccessKeys, write_credentials_file
+from borealis.insights import Insights
 from borealis.metrics import MetricStore
 from borealis.metrics._alarms import AlarmBook, run_alarms
 from borealis.prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
@@ -45,6 +46,7 @@ from borealis.secrets import SecretsManager
 from borealis.serverless import AutoPause, Scaler
 from borealis.services import logs as logs_service
 from borealis.services import monitoring as monitoring_service
+from borealis.services import pi as pi_service
 from borealis.services import rds as rds_service
 from borealis.services import rds_data as rds_data_service
 from borealis.services import rds_extend
@@ -84,6 +86,7 @@ class App:
         self.alarms: AlarmBook | None = None
         self._alarm_task: asyncio.Future[None] | None = None
         self.scaler: Scaler | None = None
+        self.insights: Insights | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
         self._rotation_task: asyncio.Future[None] | None = None
         self.api_metrics = ApiMetrics()
@@ -126,6 +129,7 @@ class App:
         self.metrics = MetricStore(s.data_dir / "metrics.db")
         self.alarms = AlarmBook(s.data_dir / "alarms.json", region=s.region, account=s.account_id)
         self.metrics_token = metrics_token(s.data_dir)
+        self.insights = Insights(control, s.data_dir, admin_user=ADMIN_USER)
         self.scaler = Scaler(
             control,
             self.metrics,
@@ -170,6 +174,7 @@ class App:
             "sts": sts_service.handlers(keys, s.account_id),
             "cloudwatch": monitoring_service.handlers(self.metrics, self.alarms),
             "logs": logs_service.handlers(control),
+            "pi": pi_service.handlers(self.insights),
         }
         gateway = Gateway(
             {name: self.api_metrics.instrument(name, h) for name, h in services.items()},  # GET /metrics counts
@@ -184,6 +189,7 @@ class App:
         private_files(s.data_dir)  # what earlier versions left readable (borealis.db, the log) included
         await control.start()
         self.scaler.start()
+        self.insights.start()
         self._alarm_task = asyncio.ensure_future(run_alarms(self.alarms, self.metrics))
         await self.proxies.start()
         if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
@@ -261,6 +267,8 @@ class App:
             await self.data_api.close()
         if self.proxies is not None:
             await self.proxies.close()
+        if self.insights is not None:  # its connections go before the servers do
+            await self.insights.close()
         if self.control is not None:
             await self.control.close()
         if self.scaler is not None:  # after the servers stopped, so their cgroups can go

@@ -55,7 +55,7 @@ from borealis.control._records import (
 from borealis.control._roles import ADMIN_USER
 from borealis.control._snapshots import Snapshots
 from borealis.control._topology import Address, ClusterView, Topology, Unavailable, build_view
-from borealis.engine import Binaries, EngineError, PostgresServer, full_version, replication_conninfo
+from borealis.engine import Binaries, EngineError, PostgresServer, aurora_defaults, full_version, replication_conninfo
 from borealis.store import Conflict, Sealer, Store, Table
 
 __all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "FailoverRefused", "max_connections_for"]
@@ -739,7 +739,9 @@ class ControlPlane:
 
     def _settings_for(self, cluster: dict[str, Any], inst: dict[str, Any]) -> dict[str, str]:
         """Every setting an instance's postgres runs with: Borealis's, its parameter groups', its role's."""
-        settings = {**_own_settings(cluster), **_REPLICATION_SETTINGS, **self.extra_settings(cluster, inst)}
+        # Aurora's default parameter group's values first, so that the instance's own groups win over them.
+        defaults = aurora_defaults(self.binaries_for(cluster))
+        settings = {**defaults, **_own_settings(cluster), **_REPLICATION_SETTINGS, **self.extra_settings(cluster, inst)}
         iid = inst["id"]
         if inst["role"] == "writer":
             sync = sorted(self._sync.get(iid, frozenset()))

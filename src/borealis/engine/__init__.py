@@ -12,6 +12,7 @@ from ._extensions import (
     full_version,
     installed_extensions,
 )
+from ._preload import aurora_defaults, has_library
 from ._replica import replication_conninfo
 from ._server import PostgresServer, ServerStatus
 
@@ -26,9 +27,11 @@ __all__ = [
     "PostgresServer",
     "ServerStatus",
     "allowed_overlay",
+    "aurora_defaults",
     "available_engines",
     "cpu_seconds",
     "full_version",
+    "has_library",
     "installed_extensions",
     "process_tree",
     "proportional_memory",

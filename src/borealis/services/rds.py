@@ -21,7 +21,7 @@ from borealis.control._names import (
 )
 from borealis.control._snapshots import SnapshotError
 from borealis.secrets import SecretsManager
-from borealis.services import rds_ha, rds_logs, rds_snapshots
+from borealis.services import rds_ha, rds_logs, rds_pi, rds_snapshots
 from borealis.services._describe import filtered, paged
 from borealis.services._params import identifier as _identifier
 from borealis.services._params import key as _key
@@ -174,6 +174,7 @@ class _Rds:
             "NetworkType": "IPV4",
             "StorageType": "aurora",
             "EngineLifecycleSupport": "open-source-rds-extended-support",
+            **rds_pi.render(doc),
         }
         if doc.get("database_name"):
             out["DatabaseName"] = doc["database_name"]
@@ -237,7 +238,7 @@ class _Rds:
             "PromotionTier": doc["promotion_tier"],
             "DBInstanceArn": instance_arn(self.region, self.account, doc["id"]),
             "IAMDatabaseAuthenticationEnabled": cluster.get("iam_auth", False),
-            "PerformanceInsightsEnabled": False,
+            **rds_pi.render(doc),
             "DeletionProtection": False,
             "TagList": doc["tags"],
             "NetworkType": "IPV4",
@@ -351,6 +352,9 @@ class _Rds:
             "admin_password": self.control.sealer.seal(generate_password()),
             "password_version": 0,
         }
+        insights = rds_pi.apply(p, None, region=self.region, account=self.account)
+        if insights is not None:
+            doc["performance_insights"] = insights
         with self.control.store.transaction():
             if manage:
                 secret = self.secrets.create_secret(
@@ -411,6 +415,13 @@ class _Rds:
             doc["backup_retention"] = p["BackupRetentionPeriod"]
         if "CopyTagsToSnapshot" in p:
             doc["copy_tags_to_snapshot"] = bool(p["CopyTagsToSnapshot"])
+        insights = rds_pi.apply(p, doc.get("performance_insights"), region=self.region, account=self.account)
+        if insights is not None:
+            # Aurora manages Performance Insights at the cluster level: every instance follows.
+            doc["performance_insights"] = insights
+            for inst in self.control.cluster_instances(doc["id"]):
+                inst["performance_insights"] = dict(insights)
+                self.control.instances.put(inst["id"], inst)
         if p.get("Port") is not None and p["Port"] != doc["port"]:
             port = p["Port"]
             if not 1150 <= port <= 65535:
@@ -583,6 +594,10 @@ class _Rds:
             "tags": _tags(p),
             "created": _now(),
         }
+        inherited = cluster.get("performance_insights") if not rds_pi.requested(p) else None
+        insights = rds_pi.apply(p, None, region=self.region, account=self.account) or inherited
+        if insights is not None:
+            doc["performance_insights"] = dict(insights)
         self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
 
@@ -625,6 +640,9 @@ class _Rds:
             doc["instance_class"] = klass
         if "PubliclyAccessible" in p:
             doc["publicly_accessible"] = bool(p["PubliclyAccessible"])
+        insights = rds_pi.apply(p, doc.get("performance_insights"), region=self.region, account=self.account)
+        if insights is not None:
+            doc["performance_insights"] = insights
         self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
 

@@ -112,7 +112,7 @@ class _Catalog:
                 "SupportsStorageThroughput": False,
                 "SupportsEnhancedMonitoring": False,
                 "SupportsIAMDatabaseAuthentication": True,
-                "SupportsPerformanceInsights": False,
+                "SupportsPerformanceInsights": True,
                 "SupportedEngineModes": ["provisioned"],
                 "SupportsStorageAutoscaling": False,
                 "SupportsKerberosAuthentication": False,

@@ -1,0 +1,220 @@
+"""Performance Insights on a real Borealis, with boto3 ``pi``: a known statement at the top while it runs.
+
+Sessions run ``pg_sleep`` in threads (bounded: each call sleeps a second, and the threads stop when the test has
+seen what it waits for, or at its deadline); the test polls the API with generous deadlines, never sleeps on a
+guess, so it holds on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.conftest import BorealisProcess
+
+INSTANCE = "default-instance-1"
+DEADLINE = 120.0
+
+
+def _enable(rds: Any) -> str:
+    """Turn Performance Insights on for the default cluster; the writer's DbiResourceId."""
+    rds.modify_db_cluster(
+        DBClusterIdentifier="default",
+        EnablePerformanceInsights=True,
+        PerformanceInsightsRetentionPeriod=7,
+        ApplyImmediately=True,
+    )
+    inst = rds.describe_db_instances(DBInstanceIdentifier=INSTANCE)["DBInstances"][0]
+    assert inst["PerformanceInsightsEnabled"] is True
+    assert inst["PerformanceInsightsRetentionPeriod"] == 7
+    assert inst["PerformanceInsightsKMSKeyId"].startswith("arn:aws:kms:")
+    return str(inst["DbiResourceId"])
+
+
+def _window(seconds: int = 90) -> dict[str, dt.datetime]:
+    now = dt.datetime.now(dt.UTC)
+    return {"StartTime": now - dt.timedelta(seconds=seconds), "EndTime": now + dt.timedelta(seconds=1)}
+
+
+def _poll(what: str, check: Callable[[], Any]) -> Any:
+    """Call ``check`` until it returns something truthy (its last answer in the failure otherwise)."""
+    deadline = time.monotonic() + DEADLINE
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not seen in {DEADLINE:.0f} s; last answer: {last!r}")
+
+
+@contextmanager
+def _sleepers(borealis: BorealisProcess, statement: str, count: int = 3) -> Iterator[None]:
+    """``count`` connections running ``statement`` (a one-second sleep) over and over until the block ends."""
+    stop = threading.Event()
+    ready = threading.Barrier(count + 1)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with borealis.master_connect() as conn:
+                conn.autocommit = True
+                ready.wait(60)
+                deadline = time.monotonic() + DEADLINE + 30
+                while not stop.is_set() and time.monotonic() < deadline:
+                    conn.execute(statement)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    try:
+        ready.wait(60)
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_a_running_statement_is_at_the_top_with_its_wait_event(borealis: BorealisProcess) -> None:
+    rds: Any = borealis.client("rds")
+    pi: Any = borealis.client("pi")
+    rid = _enable(rds)
+    marker = uuid.uuid4().hex[:12]
+    statement = f"select pg_sleep(1), 'pi-{marker}'"
+    base = {"ServiceType": "RDS", "Identifier": rid}
+
+    def top_sql() -> dict[str, Any] | None:
+        keys = pi.describe_dimension_keys(
+            **base, **_window(), Metric="db.load.avg", GroupBy={"Group": "db.sql", "Limit": 5}
+        )["Keys"]
+        if keys and keys[0]["Dimensions"].get("db.sql.statement") == statement:
+            return dict(keys[0])
+        return None
+
+    with _sleepers(borealis, statement):
+        top = _poll("the pg_sleep statement at the top of db.sql", top_sql)
+        assert top["Total"] > 0
+        sql_id = top["Dimensions"]["db.sql.id"]
+        tokenized = top["Dimensions"]["db.sql.tokenized_id"]
+
+        def waits() -> list[dict[str, Any]]:
+            keys: list[dict[str, Any]] = pi.describe_dimension_keys(
+                **base,
+                **_window(),
+                Metric="db.load.avg",
+                GroupBy={"Group": "db.wait_event"},
+                Filter={"db.sql.id": sql_id},
+            )["Keys"]
+            return keys
+
+        keys = _poll("the statement's wait event", waits)
+        assert keys[0]["Dimensions"] == {"db.wait_event.name": "Timeout:PgSleep", "db.wait_event.type": "Timeout"}
+
+        def by_tokenized() -> list[dict[str, Any]]:
+            keys: list[dict[str, Any]] = pi.describe_dimension_keys(
+                **base, **_window(), Metric="db.load.avg", GroupBy={"Group": "db.sql_tokenized", "Limit": 3}
+            )["Keys"]
+            return [k for k in keys if k["Dimensions"]["db.sql_tokenized.id"] == tokenized]
+
+        (token_key,) = _poll("the tokenized statement", by_tokenized)
+        assert token_key["Dimensions"]["db.sql_tokenized.statement"] == "select pg_sleep(?), ?"
+
+    details = pi.get_dimension_key_details(
+        **base, Group="db.sql", GroupIdentifier=sql_id, RequestedDimensions=["statement"]
+    )["Dimensions"]
+    assert details == [{"Dimension": "db.sql.statement", "Value": statement, "Status": "AVAILABLE"}]
+
+    metrics = pi.get_resource_metrics(
+        **base,
+        **_window(),
+        PeriodInSeconds=1,
+        MetricQueries=[
+            {"Metric": "db.load.avg"},
+            {"Metric": "db.load.avg", "GroupBy": {"Group": "db.wait_event_type"}},
+            {"Metric": "db.load.avg", "GroupBy": {"Group": "db.user", "Dimensions": ["db.user.name"]}},
+        ],
+    )["MetricList"]
+    total = metrics[0]
+    assert total["Key"] == {"Metric": "db.load.avg"}
+    assert max(p["Value"] for p in total["DataPoints"]) >= 1
+    timeout = [m for m in metrics if m["Key"].get("Dimensions") == {"db.wait_event_type.name": "Timeout"}]
+    assert timeout and max(p["Value"] for p in timeout[0]["DataPoints"]) >= 1
+    users = [
+        m["Key"]["Dimensions"]["db.user.name"] for m in metrics if "db.user.name" in m["Key"].get("Dimensions", {})
+    ]
+    assert users[0] == "postgres"  # the master ran the sleeps; Borealis's own sessions do not count
+
+
+def test_the_master_can_use_pg_stat_statements(borealis: BorealisProcess) -> None:
+    with borealis.master_connect() as conn:
+        conn.autocommit = True
+        assert "pg_stat_statements" in conn.execute("show shared_preload_libraries").fetchone()[0]  # type: ignore[index]
+        assert conn.execute("show track_activity_query_size").fetchone() == ("4kB",)
+        conn.execute("create extension if not exists pg_stat_statements")
+        table = f"pss_{uuid.uuid4().hex[:8]}"  # a statement of its own (pg_stat_statements folds literals)
+        conn.execute(f"create temp table {table} (a int)")
+        conn.execute(f"select a from {table}")
+        rows = conn.execute("select calls from pg_stat_statements where query = %s", [f"select a from {table}"])
+        assert rows.fetchall() == [(1,)]
+        hidden = conn.execute("select count(*) from pg_stat_statements where query = '<insufficient privilege>'")
+        assert hidden.fetchone() == (0,)  # pg_read_all_stats, through rds_superuser
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("alter system set shared_preload_libraries = ''")
+
+
+def test_disabled_and_bad_requests_are_refused(borealis: BorealisProcess) -> None:
+    rds: Any = borealis.client("rds")
+    pi: Any = borealis.client("pi")
+    rid = _enable(rds)
+    base = {"ServiceType": "RDS", "Identifier": rid, **_window()}
+    query = [{"Metric": "db.load.avg"}]
+    for bad, field in (
+        ({"PeriodInSeconds": 7}, "PeriodInSeconds"),
+        ({"MetricQueries": [{"Metric": "db.load"}]}, "metric"),
+        ({"MetricQueries": [{"Metric": "db.load.avg", "GroupBy": {"Group": "db.nope"}}]}, "group"),
+        ({"StartTime": base["EndTime"]}, "StartTime"),
+    ):
+        with pytest.raises(ClientError) as err:
+            pi.get_resource_metrics(**{**base, "MetricQueries": query, **bad})
+        assert err.value.response["Error"]["Code"] == "InvalidArgumentException", field
+    with pytest.raises(ClientError) as err:
+        pi.get_resource_metrics(**{**base, "Identifier": "db-NOSUCHINSTANCE0000000000"}, MetricQueries=query)
+    assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+
+    with pytest.raises(ClientError) as err:
+        rds.modify_db_instance(
+            DBInstanceIdentifier=INSTANCE, EnablePerformanceInsights=True, PerformanceInsightsRetentionPeriod=94
+        )
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+    rds.modify_db_instance(DBInstanceIdentifier=INSTANCE, EnablePerformanceInsights=False, ApplyImmediately=True)
+    try:
+        inst = rds.describe_db_instances(DBInstanceIdentifier=INSTANCE)["DBInstances"][0]
+        assert inst["PerformanceInsightsEnabled"] is False
+        with pytest.raises(ClientError) as err:
+            pi.get_resource_metrics(**base, MetricQueries=query)
+        assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+    finally:
+        _enable(rds)
+    answer = pi.get_resource_metrics(**base, MetricQueries=query)
+    assert answer["Identifier"] == rid and answer["MetricList"][0]["Key"] == {"Metric": "db.load.avg"}
+    listed = pi.list_available_resource_dimensions(ServiceType="RDS", Identifier=rid, Metrics=["db.load"])
+    groups = {g["Group"] for g in listed["MetricDimensions"][0]["Groups"]}
+    assert {"db.sql", "db.sql_tokenized", "db.wait_event", "db.wait_event_type", "db.user", "db.host"} <= groups
+    metrics = pi.list_available_resource_metrics(ServiceType="RDS", Identifier=rid, MetricTypes=["db"])["Metrics"]
+    assert "db.load.avg" in {m["Metric"] for m in metrics}
