@@ -25,6 +25,15 @@ INSTANCE = "default-instance-1"
 DEADLINE = 120.0
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _pi_off_afterwards(borealis: BorealisProcess) -> Iterator[None]:
+    """The shared Borealis goes back to Performance Insights off (no sampler session) for the tests after."""
+    yield
+    borealis.client("rds").modify_db_cluster(
+        DBClusterIdentifier="default", EnablePerformanceInsights=False, ApplyImmediately=True
+    )
+
+
 def _enable(rds: Any) -> str:
     """Turn Performance Insights on for the default cluster; the writer's DbiResourceId."""
     rds.modify_db_cluster(
