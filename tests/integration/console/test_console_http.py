@@ -135,6 +135,9 @@ def test_query_editor_reports_data_api_errors_and_limits(borealis: BorealisProce
     secret = "arn:aws:secretsmanager:us-east-1:000000000000:secret:nope-AbCdEf"
     missing = client.post("/console/query", {"cluster": "default", "sql": "select 1", "secret": secret, "csrf": token})
     assert "SecretsErrorException" in missing.text or "BadRequestException" in missing.text
+    # The response size limit (1 MiB of records), as ExecuteStatement answers it.
+    big = client.post("/console/query", {"cluster": "default", "sql": "select repeat('x', 2000000)", "csrf": token})
+    assert "Database returned more than the allowed response size limit" in big.text and "<table" not in big.text
 
 
 def test_action_errors_are_reported_and_change_nothing(borealis: BorealisProcess) -> None:
