@@ -127,6 +127,7 @@ class App:
         )
         control.topology.waker = autopause.wake
         self.metrics = MetricStore(s.data_dir / "metrics.db")
+        self.metrics.recording = s.monitoring
         self.alarms = AlarmBook(s.data_dir / "alarms.json", region=s.region, account=s.account_id)
         self.metrics_token = metrics_token(s.data_dir)
         self.insights = Insights(control, s.data_dir, admin_user=ADMIN_USER)
@@ -176,8 +177,10 @@ class App:
             "logs": logs_service.handlers(control),
             "pi": pi_service.handlers(self.insights),
         }
+        if s.monitoring:  # GET /metrics counts every call
+            services = {name: self.api_metrics.instrument(name, h) for name, h in services.items()}
         gateway = Gateway(
-            {name: self.api_metrics.instrument(name, h) for name, h in services.items()},  # GET /metrics counts
+            services,
             keys.secret_for,
             fallback=self._fallback,
             tokens=keys.token_for,
@@ -190,7 +193,8 @@ class App:
         await control.start()
         self.scaler.start()
         self.insights.start()
-        self._alarm_task = asyncio.ensure_future(run_alarms(self.alarms, self.metrics))
+        if s.monitoring:
+            self._alarm_task = asyncio.ensure_future(run_alarms(self.alarms, self.metrics))
         await self.proxies.start()
         if s.create_default_cluster and control.cluster(s.default_cluster) is None and not self._was_created():
             await self._create_default_cluster()
@@ -236,6 +240,7 @@ class App:
                     "node": node,
                     "workers": count,
                     "parent": os.getpid(),
+                    "monitoring": self.settings.monitoring,
                     "tls": self.settings.tls,
                     "http_idle_timeout": self.settings.http_idle_timeout,
                     "http_request_timeout": self.settings.http_request_timeout,
@@ -689,8 +694,10 @@ async def _worker(a: dict[str, Any]) -> None:
         _StoreClusters(store, a["host"]), secrets, region=a["region"], account_id=settings.account_id, node=node
     )
     api = ApiMetrics()  # counted here, written for the main process's GET /metrics
+    monitoring = bool(a.get("monitoring", True))
+    data_handlers = rds_data_service.handlers(data_api)
     gateway = Gateway(
-        {"rds-data": api.instrument("rds-data", rds_data_service.handlers(data_api))},
+        {"rds-data": api.instrument("rds-data", data_handlers) if monitoring else data_handlers},
         keys.secret_for,
         tokens=keys.token_for,
         region=a["region"],
@@ -702,7 +709,7 @@ async def _worker(a: dict[str, Any]) -> None:
     await http.start_unix(str(node_socket(data_dir, node)))
     inode = node_socket(data_dir, node).stat().st_ino
     await http.start(a["host"], int(a["api_port"]), reuse_port=True, tls=api_tls(settings, issue=False))
-    publisher = asyncio.ensure_future(publish_snapshots(api, data_dir, node))
+    publisher = asyncio.ensure_future(publish_snapshots(api, data_dir, node) if monitoring else asyncio.sleep(0))
     try:
         await stop.wait()
     finally:

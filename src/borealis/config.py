@@ -60,6 +60,9 @@ class Settings:
     resume_wait: int = 0
     """Milliseconds a Data API call to a paused cluster waits for the resume it starts before failing with
     DatabaseResumingException (0: fail at once, as AWS does)."""
+    monitoring: bool = True
+    """Record what Borealis measures (AWS/RDS metrics in the metric store, API call counters for GET /metrics)
+    and evaluate alarms; off only to measure what monitoring costs (bench/monitoring)."""
 
     @property
     def account_id(self) -> str:
@@ -125,6 +128,7 @@ _ENV = {
     "http_request_timeout": "BOREALIS_HTTP_REQUEST_TIMEOUT",
     "min_auto_pause": "BOREALIS_MIN_AUTO_PAUSE",
     "resume_wait": "BOREALIS_RESUME_WAIT",
+    "monitoring": "BOREALIS_MONITORING",
 }
 
 

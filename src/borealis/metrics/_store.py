@@ -131,11 +131,15 @@ class MetricStore:
             self._series[sid] = Series(namespace, name, dimensions, unit, last)
         self._pending: list[tuple[int, int, float, float, float, float]] = []
         self._pruned = 0.0
+        self.recording = True
+        """False: :meth:`put` (Borealis's own sampling) records nothing (settings.monitoring off)."""
 
     # ------------------------------------------------------------------------------------------- writes
 
     def put(self, namespace: str, name: str, dimensions: Mapping[str, str], value: float, unit: str, at: float) -> None:
-        """Record ``value`` for the series at time ``at`` (epoch seconds)."""
+        """Record ``value`` for the series at time ``at`` (epoch seconds), unless :attr:`recording` is off."""
+        if not self.recording:
+            return
         self.put_statistics(namespace, name, dimensions, unit, at, 1.0, value, value, value)
 
     def put_statistics(
