@@ -166,7 +166,7 @@ class App:
             account_id=s.account_id,
             secure=s.tls,
             admin_user=ADMIN_USER,
-            insights=getattr(self, "insights", None),  # Performance Insights, where this build has it
+            insights=self.insights,
         )
         services = {
             "rds": self.rds,

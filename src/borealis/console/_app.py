@@ -34,6 +34,7 @@ import psycopg
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.dataapi import DataApiError
+from borealis.insights import Insights
 
 from ._html import Raw, esc, hidden, layout, link, table, url
 from ._sessions import COOKIE, KeySource, Session, Sessions
@@ -143,7 +144,7 @@ class Console:
         account_id: str,
         secure: bool = False,
         admin_user: str = "rdsadmin",
-        insights: Any | None = None,
+        insights: Insights | None = None,
     ) -> None:
         """``secure``: the API is served over TLS, so the cookie is marked Secure too. ``admin_user`` is the
         role Borealis's internal login uses (pg_stat_activity); ``insights`` is Performance Insights'
@@ -750,7 +751,7 @@ class Console:
             return f'<p role="alert" class="error">{esc(exc)}</p>'
         sql_rows = [
             [
-                t.statement,
+                t.statement or "(no statement text)",
                 _fixed(t.load, 3),
                 _fixed(t.calls_per_sec, 2),
                 _fixed(t.avg_latency_ms, 2),

@@ -8,6 +8,8 @@ from another origin, and markup from query results and error messages shown as t
 from __future__ import annotations
 
 import re
+import threading
+import time
 import uuid
 
 import psycopg
@@ -186,4 +188,44 @@ def test_insights_page_shows_the_sessions_now(borealis: BorealisProcess) -> None
     assert "<caption>Sessions now (pg_stat_activity)</caption>" in page
     assert f"<td>{tag}</td>" in page
     # Without Performance Insights on the instance, the page says so (the top SQL needs it).
-    assert "Performance Insights is not" in page
+    assert "Performance Insights is not enabled for default-instance-1" in page
+
+
+def test_insights_page_shows_top_sql_and_waits(borealis: BorealisProcess) -> None:
+    """With Performance Insights on, the page shows the statements and waits that made the load."""
+    rds = borealis.client("rds")
+    rds.modify_db_instance(
+        DBInstanceIdentifier="default-instance-1", EnablePerformanceInsights=True, ApplyImmediately=True
+    )
+    client = _signed_in(borealis)
+    stop = threading.Event()
+
+    def load() -> None:
+        with borealis.master_connect() as conn:
+            conn.autocommit = True
+            while not stop.is_set():
+                conn.execute("select pg_sleep(0.5)")
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 120
+        page = ""
+        while time.monotonic() < deadline:
+            page = client.get("/console/insights?instance=default-instance-1").text
+            if "<td>select pg_sleep(?)</td>" in page and "<td>Timeout:PgSleep</td>" in page:
+                break
+            time.sleep(1)
+        assert "<caption>Top SQL (last hour)</caption>" in page
+        top = page.split("<caption>Top SQL (last hour)</caption>", 1)[1].split("</table>", 1)[0]
+        assert "<td>select pg_sleep(?)</td>" in top, top
+        waits = page.split("<caption>Top waits (last hour)</caption>", 1)[1].split("</table>", 1)[0]
+        assert "<td>Timeout:PgSleep</td><td>Timeout</td>" in waits, waits
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        rds.modify_db_instance(
+            DBInstanceIdentifier="default-instance-1", EnablePerformanceInsights=False, ApplyImmediately=True
+        )
