@@ -11,7 +11,9 @@ round; "on" waits until the sampler has written samples):
 2. wrk on the Data API's ``POST /Execute`` with the same SELECT, SigV4-signed up front (as bench/dataapi).
 
 Prints throughput per round, the medians, the ratio on/off for each, and the CPU of the ``borealis up``
-process per request. Needs wrk on PATH (Debian: ``apt-get install wrk``); pgbench from the embedded engine.
+main process per request; then what the sampler itself costs: its query's mean time in postgres (from
+pg_stat_statements) and the main process's CPU while idle, ``--idle`` seconds with PI off, then on.
+Needs wrk on PATH (Debian: ``apt-get install wrk``); pgbench from the embedded engine.
 Everything it starts is stopped by pid at the end.
 """
 
@@ -86,6 +88,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--rows", type=int, default=10000)
+    ap.add_argument("--idle", type=int, default=30, help="seconds of idle CPU measured with PI off, then on")
     args = ap.parse_args()
     bench = proxy_bench.Bench(argparse.Namespace(keep=False, idle=0))
     try:
@@ -150,6 +153,27 @@ def main() -> None:
             print(f"{label:22}{off:10.0f}{on_:10.0f}{on_ / off:9.3f}")
         off, on_ = statistics.median(cpu[False]), statistics.median(cpu[True])
         print(f"{'main process us/req':22}{off:10.1f}{on_:10.1f}{on_ / off:9.3f}")
+        # What the sampler itself costs, less noisy than throughput on a shared machine: its query's time in
+        # postgres (pg_stat_statements, readable by the master through pg_read_all_stats) and the main
+        # process's CPU while idle, PI off then on.
+        with psycopg.connect(
+            host=cluster["Endpoint"], port=cluster["Port"], user=user, password=password, dbname="postgres",
+            autocommit=True, connect_timeout=10,
+        ) as conn:  # fmt: skip
+            row = conn.execute(
+                "SELECT sum(calls), sum(total_exec_time) / sum(calls) FROM pg_stat_statements "
+                "WHERE query LIKE '%FROM pg_stat_activity WHERE backend_type%'"
+            ).fetchone()
+        if row and row[0]:
+            print(f"sample query: {row[0]} calls, {row[1]:.3f} ms each in postgres "
+                  f"({row[1] / 10:.3f} % of one CPU at one a second)")  # fmt: skip
+        for on in (False, True):
+            set_pi(bench, on, resource_id)
+            cpu0, t0 = proxy_bench.cpu_seconds(bench.borealis.pid), time.monotonic()
+            time.sleep(args.idle)
+            cpu1, t1 = proxy_bench.cpu_seconds(bench.borealis.pid), time.monotonic()
+            share = 100 * (sum(cpu1) - sum(cpu0)) / (t1 - t0)
+            print(f"main process idle, PI {'on ' if on else 'off'}: {share:.2f} % of one CPU over {args.idle} s")
     finally:
         bench.close()
 

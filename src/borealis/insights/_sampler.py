@@ -150,6 +150,9 @@ class Sampler:
                 if time.monotonic() - flushed >= self.flush_every:
                     flushed = time.monotonic()
                     await asyncio.to_thread(self.store.flush)
+                    # A deleted instance's samples go with it (its DbiResourceId is never used again).
+                    known = {str(i["id"]) for i in list(self.control.instances.values())}
+                    await asyncio.to_thread(self.store.keep_only, known)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad tick must not stop sampling

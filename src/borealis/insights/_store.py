@@ -200,13 +200,18 @@ class InsightsStore:
             for kid in [k for k in keys if k not in keep]:
                 del keys[kid]
 
-    def forget(self, instance: str) -> None:
-        """Drop an instance's data (it was deleted)."""
+    def keep_only(self, instances: set[str]) -> None:
+        """Drop the data of every instance not in ``instances`` (deleted ones). Call it from a thread."""
         with self._lock:
-            self._instances.pop(instance, None)
-            self._keys.pop(instance, None)
+            for name in [n for n in self._instances if n not in instances]:
+                self._instances.pop(name, None)
+                self._keys.pop(name, None)
+            known = json.dumps(sorted(instances))
             for table in ("keys", "minute", "samples", "stats"):
-                self._db.execute(f"DELETE FROM {table} WHERE instance = ?", (instance,))
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE instance NOT IN (SELECT value FROM json_each(?))",
+                    (known,),
+                )
 
     def close(self) -> None:
         """Write what is pending (every minute, the current one included) and close the file."""

@@ -54,6 +54,19 @@ def test_retention_drops_old_minutes(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_deleted_instance_loses_its_samples(tmp_path: Path) -> None:
+    store = InsightsStore(tmp_path / "insights.db")
+    t0 = 1_800_000_000 - 1_800_000_000 % 60
+    for name in ("gone", "kept"):
+        store.record(name, t0, [_s("select 1")])
+    store.flush(now=t0 + 61)
+    store.keep_only({"kept"})
+    assert store.buckets("gone", t0, t0 + 60, fine=False)[0] == []
+    assert store.buckets("gone", t0, t0 + 60, fine=True)[0] == []
+    assert [b.samples for b in store.buckets("kept", t0, t0 + 60, fine=False)[0]] == [1]
+    store.close()
+
+
 def test_memory_holds_a_bounded_number_of_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "MAX_KEYS", 50)
     store = InsightsStore(None)
