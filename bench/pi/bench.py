@@ -153,6 +153,12 @@ def main() -> None:
             print(f"{label:22}{off:10.0f}{on_:10.0f}{on_ / off:9.3f}")
         off, on_ = statistics.median(cpu[False]), statistics.median(cpu[True])
         print(f"{'main process us/req':22}{off:10.1f}{on_:10.1f}{on_ / off:9.3f}")
+        # The two measurements of a round are next to each other in time, so their ratio is the least
+        # disturbed by other load on the machine: the median of the per-round ratios.
+        for what, label in (("proxy", "proxy"), ("dataapi", "Data API")):
+            pairs = [a / b for a, b in zip(results[(what, True)], results[(what, False)], strict=True)]
+            print(f"{label}: per-round on/off {' '.join(f'{x:.3f}' for x in pairs)}, "
+                  f"median {statistics.median(pairs):.3f}")  # fmt: skip
         # What the sampler itself costs, less noisy than throughput on a shared machine: its query's time in
         # postgres (pg_stat_statements, readable by the master through pg_read_all_stats) and the main
         # process's CPU while idle, PI off then on.
