@@ -929,6 +929,22 @@ class ClientConn(asyncio.Protocol):
         if server is not None and self.pool is not None:
             self.pool.release(server)
 
+    def answered(self, server: ServerConn, data: bytes) -> None:
+        """``data`` is the server's whole answer to everything sent, ending in ReadyForQuery: send it to the
+        client, and give the connection back if the client is done with it.
+
+        The connection goes back first: the next waiter's query then reaches postgres before this answer's
+        ``send`` wakes the client (on a busy machine that wake-up often takes the CPU from the proxy), so the
+        pool's scarce server connections sit idle for less time. Nothing of this client can be overtaken: its
+        next frames read from its socket only after this callback.
+        """
+        if not self.wait_boundary and not self.pinned and not self.busy and server.session.transaction_status == "I":
+            self._release()
+            self.write(data)
+            return
+        self.write(data)
+        self.server_at_boundary(server)
+
     def server_at_boundary(self, server: ServerConn) -> None:
         """The server answered every sync point sent: release it, or run what waited for this moment."""
         if self.wait_boundary:

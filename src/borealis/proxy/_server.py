@@ -183,8 +183,7 @@ class ServerConn(asyncio.Protocol):
                 if status is not None and self._fast(data, n - 6, status):
                     if self.sent_at:
                         self._note_response()
-                    owner.write(data)
-                    owner.server_at_boundary(self)
+                    owner.answered(self, data)
                     return
             clean = reader.buffered == 0
             reader.feed(data)

@@ -169,6 +169,10 @@ class _Owner:
     def server_at_boundary(self, server: ServerConn) -> None:
         self.boundaries += 1
 
+    def answered(self, server: ServerConn, data: bytes) -> None:
+        self.write(data)
+        self.server_at_boundary(server)
+
     def parameter_changed(self, frame: Any) -> None:
         self.params.append(bytes(frame))
 
@@ -342,6 +346,53 @@ def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> Non
         c.data_received(qc)
         assert server.sent[-1] == qc and c.server is server
         assert a_out.out == b_out.out == []  # (replies are written by the real server side)
+
+    asyncio.run(main())
+
+
+def test_a_finished_answer_hands_the_connection_over_before_it_is_written() -> None:
+    # The waiter's query reaches postgres before the answer's send wakes its client; inside a transaction the
+    # client keeps the connection and only gets the answer.
+    stats = ProxyStats("p")
+    log: list[tuple[str, bytes]] = []
+
+    class _Logged(_Transport):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def write(self, data: Any) -> None:
+            log.append((self.name, bytes(data)))
+
+    async def main() -> None:
+        pool = _pool(stats, cap_pct=1, timeout=5)
+        pool._max_connections["i"] = 100  # cap 1
+        server = _Server()
+        server.write = lambda data: log.append(("server", bytes(data)))  # type: ignore[method-assign]
+        pool.members.add(server)  # type: ignore[arg-type]
+        pool.idle.append(server)  # type: ignore[arg-type]
+        rt = SimpleNamespace(stats=stats, filters=(), current_pool=lambda *a: pool, borrow_timeout=lambda: 5.0)
+        a, b = ClientConn(rt, "READ_WRITE"), ClientConn(rt, "READ_WRITE")  # type: ignore[arg-type]
+        for conn, name in ((a, "a"), (b, "b")):
+            conn.transport = _Logged(name)  # type: ignore[assignment]
+            conn.state = "ready"
+        begin, qb = query_frame("begin"), query_frame("select 'b'")
+        a.data_received(begin)
+        b.data_received(qb)
+        assert b.waiting
+        in_tx = _frame(b"C", b"BEGIN\0") + _frame(b"Z", b"T")
+        for t, frame in _frames(in_tx):
+            server.session.backend(t, frame)
+        a.answered(server, in_tx)  # type: ignore[arg-type]
+        assert a.server is server and b.waiting and log[-1] == ("a", in_tx)
+        commit = query_frame("commit")
+        a.data_received(commit)
+        done = _frame(b"C", b"COMMIT\0") + _frame(b"Z", b"I")
+        for t, frame in _frames(done):
+            server.session.backend(t, frame)
+        a.answered(server, done)  # type: ignore[arg-type]
+        assert a.server is None and b.server is server
+        assert log[-2:] == [("server", qb), ("a", done)]
 
     asyncio.run(main())
 

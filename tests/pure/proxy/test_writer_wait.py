@@ -149,7 +149,10 @@ def test_query_database_response_latency_is_measured() -> None:
         conn._login = None
         conn.pool = SimpleNamespace(stats=stats)
         conn.owner = SimpleNamespace(  # type: ignore[assignment]
-            write=written.append, server_at_boundary=lambda s: None, parameter_changed=lambda f: None
+            write=written.append,
+            server_at_boundary=lambda s: None,
+            answered=lambda s, data: written.append(data),
+            parameter_changed=lambda f: None,
         )
         q = query_frame("select 1")
         conn.session.frontend(q[0], q)
