@@ -1,6 +1,6 @@
 """The Borealis proxy next to PgBouncer and direct connections, on the same PostgreSQL, in one run.
 
-    python bench/proxy/bench.py [--duration 15] [--clients 32] [--pool-size 10] [--rounds 1]
+    python bench/proxy/bench.py [--duration 15] [--clients 32 200] [--pool-size 8 16] [--rounds 1]
                                 [--idle 10000] [--profile /tmp/proxy-profile.txt] [--database postgres]
                                 [--profile-mode "tpcb-like (sync_commit off)"]
 
@@ -12,25 +12,28 @@ every step has a timeout, and everything it started is stopped by pid at the end
    not hide the poolers; made first unless it is ``postgres``) and runs ``pgbench -i -s 10`` once, straight
    to the writer's postgres. The script checks that every target reaches the database asked for and stops
    otherwise (until 2026-11-26 the proxy logged in to PostgreSQL without the client's database).
-2. Creates an RDS proxy through the API (boto3): CreateDBProxy with the default cluster's master secret,
-   RegisterDBProxyTargets, ModifyDBProxyTargetGroup with the MaxConnectionsPercent that makes the pool's
-   server-connection cap (``max_connections * pct // 100``) equal to PgBouncer's ``default_pool_size``.
-3. Starts Debian's PgBouncer (``apt-get install -y pgbouncer``) on a free port, ``pool_mode = transaction``,
-   the same pool size, SCRAM auth from an auth_file holding the master user's SCRAM verifier as PostgreSQL
-   stores it (or the plain password when pg_authid is not readable), pointing at the writer's postgres.
+2. For each ``--pool-size``, creates an RDS proxy through the API (boto3): CreateDBProxy with the default
+   cluster's master secret, RegisterDBProxyTargets, ModifyDBProxyTargetGroup with the MaxConnectionsPercent that
+   makes the pool's server-connection cap (``max_connections * pct // 100``) equal to PgBouncer's
+   ``default_pool_size``.
+3. For each ``--pool-size``, starts Debian's PgBouncer (``apt-get install -y pgbouncer``) on a free port,
+   ``pool_mode = transaction``, the same pool size, SCRAM auth from an auth_file holding the master user's SCRAM
+   verifier as PostgreSQL stores it (or the plain password when pg_authid is not readable), pointing at the
+   writer's postgres.
 4. For each mode -- select-only simple (``-S -M simple``), select-only prepared (``-S -M prepared``), tpcb-like
-   (default script) -- runs pgbench (the embedded binary) at ``--clients`` clients, ``-j 2``, ``--duration``
-   seconds, against direct / PgBouncer / proxy, interleaved (the order reverses every round), and prints tps,
-   average latency, failed transactions, the pooler's CPU (share of a core, and user+system microseconds per
-   transaction, from /proc/<pid>/stat) and the ratios proxy/PgBouncer and proxy/direct (medians of rounds).
-   A pgbench that aborts (PgBouncer 1.18 with ``-M prepared`` in transaction mode) is reported as aborted,
-   with its first errors.
-5. With ``--profile``, one more proxy run (select-only simple, or ``--profile-mode``) under ``py-spy record
-   --format raw`` (not counted in the table) and a summary of where the time goes (``--summarise FILE``
-   redoes only that).
-6. Unless ``--idle 0``: holds ``--idle`` idle client connections (startup + SCRAM only) from a separate
-   process (``hold.py``) through the proxy, then through PgBouncer, and reports the RSS growth per
-   connection of the ``borealis up`` process and of PgBouncer (``VmRSS`` from ``/proc/<pid>/status``).
+   (default script), or those ``--modes`` names -- and each pool size and each ``--clients`` count, runs pgbench
+   (the embedded binary), ``-j 2``, ``--duration`` seconds, against direct (once per client count) / PgBouncer /
+   proxy, interleaved (the order reverses every round), and prints the load average at the start of each round,
+   tps, average latency, failed transactions, the pooler's CPU (share of a core, and user+system microseconds per
+   transaction, from /proc/<pid>/stat) and the ratios proxy/PgBouncer and proxy/direct (medians of rounds). A
+   pgbench that aborts (PgBouncer 1.18 with ``-M prepared`` in transaction mode) is reported as aborted, with its
+   first errors. A last table puts proxy/PgBouncer side by side, per round and the median.
+5. With ``--profile``, one more proxy run (first pool size, most clients; select-only simple, or
+   ``--profile-mode``) under ``py-spy record --format raw`` (not counted in the table) and a summary of where the
+   time goes (``--summarise FILE`` redoes only that).
+6. Unless ``--idle 0``: holds ``--idle`` idle client connections (startup + SCRAM only) from a separate process
+   (``hold.py``) through the proxy, then through PgBouncer (the first pool size's), and reports the RSS growth
+   per connection of the ``borealis up`` process and of PgBouncer (``VmRSS`` from ``/proc/<pid>/status``).
 """
 
 from __future__ import annotations
@@ -264,7 +267,8 @@ class Bench:
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="borealis-proxy-bench-"))
         self.borealis: subprocess.Popen[bytes] | None = None
-        self.pgbouncer: subprocess.Popen[bytes] | None = None
+        #: One PgBouncer per pool size (default_pool_size is global to a PgBouncer).
+        self.pgbouncers: dict[int, subprocess.Popen[bytes]] = {}
         self.api_port = free_port()
         self.url = f"http://127.0.0.1:{self.api_port}"
 
@@ -332,7 +336,7 @@ class Bench:
         if user is None and os.geteuid() == 0:
             raise SystemExit("no unprivileged user (postgres or nobody) to run pgbouncer as")
         pw = pwd.getpwnam(user) if user else pwd.getpwuid(os.geteuid())
-        d = self.work / "pgbouncer"
+        d = self.work / f"pgbouncer-{pool_size}"
         d.mkdir()
         port = free_port()
         # Clients authenticate against the role's SCRAM verifier: PgBouncer then checks two HMACs per login,
@@ -361,15 +365,16 @@ class Bench:
             os.chmod(self.work, 0o711)  # the unprivileged user only traverses it
             as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         os.chmod(d / "userlist.txt", 0o600)
-        log = (self.work / "pgbouncer.out").open("wb")
-        self.pgbouncer = subprocess.Popen(
+        out = self.work / f"pgbouncer-{pool_size}.out"
+        log = out.open("wb")
+        proc = self.pgbouncers[pool_size] = subprocess.Popen(
             [exe, str(d / "pgbouncer.ini")], stdout=log, stderr=subprocess.STDOUT, cwd=d,
             preexec_fn=_raise_nofile, **as_user,
         )  # fmt: skip
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if self.pgbouncer.poll() is not None:
-                raise SystemExit(f"pgbouncer exited:\n{(self.work / 'pgbouncer.out').read_text()[-2000:]}")
+            if proc.poll() is not None:
+                raise SystemExit(f"pgbouncer exited:\n{out.read_text()[-2000:]}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     return port
@@ -425,13 +430,15 @@ class Bench:
                 conn.execute(f'CREATE DATABASE "{db}"')
             conn.execute(f'ALTER DATABASE "{db}" SET synchronous_commit = off')
 
-        # The proxy's cap is max_connections * MaxConnectionsPercent // 100: pick the percent whose cap is
-        # closest to --pool-size, then give PgBouncer exactly that cap.
-        pct = min(range(1, 101), key=lambda p: (abs(max(1, max_conn * p // 100) - args.pool_size), p))
-        pool = max(1, max_conn * pct // 100)
-        print(f"PostgreSQL {pg_version} at {self.pg_host}:{self.pg_port}, max_connections {max_conn}: "
-              f"MaxConnectionsPercent {pct} -> pool of {pool} server connections (PgBouncer default_pool_size "
-              f"{pool})")  # fmt: skip
+        # The proxy's cap is max_connections * MaxConnectionsPercent // 100: for each --pool-size pick the
+        # percent whose cap is closest, then give that pool size's PgBouncer exactly that cap.
+        pools: dict[int, int] = {}  # pool size -> MaxConnectionsPercent
+        for want in args.pool_size:
+            pct = min(range(1, 101), key=lambda p: (abs(max(1, max_conn * p // 100) - want), p))
+            pools[max(1, max_conn * pct // 100)] = pct
+        print(f"PostgreSQL {pg_version} at {self.pg_host}:{self.pg_port}, max_connections {max_conn}: pools "
+              + ", ".join(f"{n} (MaxConnectionsPercent {pct})" for n, pct in pools.items())
+              + " server connections; PgBouncer default_pool_size the same")  # fmt: skip
 
         init = subprocess.run(
             [str(tool), "-i", "-s", str(args.scale), "-h", self.pg_host, "-p", str(self.pg_port), "-U", self.user,
@@ -442,93 +449,122 @@ class Bench:
             raise SystemExit(f"pgbench -i failed:\n{init.stderr[-2000:]}")
         print(f"pgbench -i -s {args.scale} done ({time.monotonic() - t0:.0f}s)", flush=True)
 
-        proxy_host, proxy_port = self.create_proxy("bench-proxy", pct)
-        pgb_port = self.start_pgbouncer(exe, pool)
-        assert self.pgbouncer is not None
-        # Every target must reach the same database, or the comparison means nothing.
-        for name, (host, port) in (("proxy", (proxy_host, proxy_port)), ("pgbouncer", ("127.0.0.1", pgb_port))):
-            with psycopg.connect(dbname=args.database, **{**conninfo, "host": host, "port": port}) as conn:
-                got = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-            if got != args.database:
-                raise SystemExit(f"{name}: asked for database {args.database!r}, reached {got!r}.")
-        targets = {
-            "direct": (self.pg_host, self.pg_port),
-            "pgbouncer": ("127.0.0.1", pgb_port),
-            "proxy": (proxy_host, proxy_port),
-        }
-        print(
-            f"direct {self.pg_host}:{self.pg_port}, {pgb_version} on 127.0.0.1:{pgb_port} (pid "
-            f"{self.pgbouncer.pid}, as an unprivileged user), proxy {proxy_host}:{proxy_port} (in pid {bpid})"
-        )
+        # Per pool size: a proxy and a PgBouncer. Direct postgres is the same for every pool size.
+        targets: dict[tuple[str, int], tuple[str, int]] = {}
+        pids: dict[str, int | None] = {"direct": None, "proxy": bpid}
+        for pool, pct in pools.items():
+            proxy_addr = self.create_proxy(f"bench-proxy-{pool}", pct)
+            pgb_addr = ("127.0.0.1", self.start_pgbouncer(exe, pool))
+            targets[("direct", pool)] = (self.pg_host, self.pg_port)
+            targets[("proxy", pool)] = proxy_addr
+            targets[("pgbouncer", pool)] = pgb_addr
+            pids[f"pgbouncer-{pool}"] = self.pgbouncers[pool].pid
+            # Every target must reach the same database, or the comparison means nothing.
+            for name, (host, port) in (("proxy", proxy_addr), ("pgbouncer", pgb_addr)):
+                with psycopg.connect(dbname=args.database, **{**conninfo, "host": host, "port": port}) as conn:
+                    got = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+                if got != args.database:
+                    raise SystemExit(f"{name}: asked for database {args.database!r}, reached {got!r}.")
+            print(f"pool {pool}: {pgb_version} on {pgb_addr[0]}:{pgb_addr[1]} (pid {self.pgbouncers[pool].pid}, as "
+                  f"an unprivileged user), proxy {proxy_addr[0]}:{proxy_addr[1]} (in pid {bpid})")  # fmt: skip
+        print(f"direct {self.pg_host}:{self.pg_port}")
 
-        pids = {"direct": None, "pgbouncer": self.pgbouncer.pid, "proxy": bpid}
-
-        def bench(target: str, mode: str, duration: int) -> Result:
-            host, port = targets[target]
-            return pgbench(tool, host, port, self.user, self.password, MODES[mode], duration, args.clients,
-                           args.threads, args.database, pids[target])  # fmt: skip
+        def bench(target: str, pool: int, clients: int, mode: str, duration: int) -> Result:
+            host, port = targets[(target, pool)]
+            pid = pids[f"pgbouncer-{pool}" if target == "pgbouncer" else target]
+            return pgbench(tool, host, port, self.user, self.password, MODES[mode], duration, clients,
+                           args.threads, args.database, pid)  # fmt: skip
 
         # Warm-up: every pool opens its server connections, every cache is filled.
-        for target in TARGETS:
-            bench(target, "select-only simple", 2)
+        for pool in pools:
+            for target in TARGETS:
+                bench(target, pool, max(args.clients), "select-only simple", 2)
 
-        results: dict[tuple[str, str], list[Result]] = collections.defaultdict(list)
+        # Direct runs once per (clients, mode, round), with the first pool size: it has no pool.
+        configs = [(pool, clients) for pool in pools for clients in args.clients]
+        first_pool = next(iter(pools))
+        results: dict[tuple[int, int, str, str], list[Result]] = collections.defaultdict(list)
+        loads: list[float] = []
         for rnd in range(args.rounds):
-            for mode in MODES:
-                order = TARGETS if rnd % 2 == 0 else TARGETS[::-1]
-                for target in order:
-                    res = bench(target, mode, args.duration)
-                    results[(mode, target)].append(res)
-                    status = f"ABORTED {res.aborted}" if res.aborted else f"{res.tps or 0:,.0f} tps"
-                    if res.cpu_s is not None and res.wall_s:
-                        status += f", pooler CPU {100 * res.cpu_s / res.wall_s:.0f}% of a core"
-                    print(f"  round {rnd + 1} {mode:28} {target:10} {status}", flush=True)
+            loads.append(os.getloadavg()[0])
+            print(f"round {rnd + 1}: load average {loads[-1]:.2f}", flush=True)
+            for pool, clients in configs:
+                for mode in MODES:
+                    order = TARGETS if rnd % 2 == 0 else TARGETS[::-1]
+                    for target in order:
+                        if target == "direct" and pool != first_pool:
+                            continue
+                        res = bench(target, pool, clients, mode, args.duration)
+                        results[(pool, clients, mode, target)].append(res)
+                        status = f"ABORTED {res.aborted}" if res.aborted else f"{res.tps or 0:,.0f} tps"
+                        if res.cpu_s is not None and res.wall_s:
+                            status += f", pooler CPU {100 * res.cpu_s / res.wall_s:.0f}% of a core"
+                        print(f"  round {rnd + 1} pool {pool:3} clients {clients:3} {mode:28} {target:10} {status}",
+                              flush=True)  # fmt: skip
 
         print()
-        print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load average before: "
-              f"{os.getloadavg()[0]:.2f}; PostgreSQL {pg_version}; {pgb_version}; pool {pool}")  # fmt: skip
+        print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load average at the start of each round: "
+              f"{', '.join(f'{x:.2f}' for x in loads)}, after: {os.getloadavg()[0]:.2f}; PostgreSQL {pg_version}; "
+              f"{pgb_version}")  # fmt: skip
         print(
-            f"pgbench -c {args.clients} -j {args.threads} -T {args.duration}, scale {args.scale}, "
-            f"{args.rounds} round(s), interleaved; tps is 'without initial connection time'"
+            f"pgbench -j {args.threads} -T {args.duration}, scale {args.scale}, {args.rounds} round(s), interleaved "
+            "(the order reverses every round); tps is 'without initial connection time'"
         )
-        self.print_table(results)
+        self.print_table(results, configs, first_pool)
 
         if args.profile:
-            self.profile(bench, bpid)
+            self.profile(lambda mode, seconds: bench("proxy", first_pool, max(args.clients), mode, seconds), bpid)
 
         if args.idle:
             print()
-            for target, pid in (("proxy", bpid), ("pgbouncer", self.pgbouncer.pid)):
-                self.idle(target, targets[target], pid)
+            for target, pid in (("proxy", bpid), ("pgbouncer", self.pgbouncers[first_pool].pid)):
+                self.idle(target, targets[(target, first_pool)], pid)
         print(f"\ntotal time {time.monotonic() - t0:.0f}s")
 
-    def print_table(self, results: dict[tuple[str, str], list[Result]]) -> None:
-        print("| mode | target | tps | latency avg ms | failed tx | pooler CPU % of a core "
-              "| pooler CPU µs/tx (user+sys) "
-              "| proxy/PgBouncer | proxy/direct |")  # fmt: skip
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for mode in MODES:
-            best = {t: _median([r.tps for r in results[(mode, t)] if r.tps and not r.aborted]) for t in TARGETS}
-            for target in TARGETS:
-                runs = results[(mode, target)]
-                tps = " / ".join("aborted" if r.aborted else f"{r.tps:,.0f}" if r.tps else "?" for r in runs)
-                lat = " / ".join(f"{r.latency_ms:.3f}" if r.latency_ms is not None else "?" for r in runs)
-                failed = " / ".join(str(r.failed) if r.failed is not None else "?" for r in runs)
-                cpu = " / ".join(f"{100 * r.cpu_s / r.wall_s:.0f}" if r.cpu_s is not None and r.wall_s else "-"
-                                 for r in runs)  # fmt: skip
-                per_tx = " / ".join(_per_tx(r) for r in runs)
-                ratio_pgb = ratio_direct = ""
-                if target == "proxy":
-                    ratio_pgb, ratio_direct = (
-                        _ratio(best["proxy"], best["pgbouncer"]),
-                        _ratio(best["proxy"], best["direct"]),
-                    )
-                row = [mode, target, tps, lat, failed, cpu, per_tx, ratio_pgb, ratio_direct]
-                print("| " + " | ".join(row) + " |")
-        for (mode, target), runs in results.items():
+    def print_table(
+        self, results: dict[tuple[int, int, str, str], list[Result]], configs: list[tuple[int, int]], first_pool: int
+    ) -> None:
+        print("| pool | clients | mode | target | tps | latency avg ms | failed tx | pooler CPU % of a core "
+              "| pooler CPU µs/tx (user+sys) | proxy/PgBouncer per round | proxy/PgBouncer (median) "
+              "| proxy/direct |")  # fmt: skip
+        print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        summary: list[str] = []
+        for pool, clients in configs:
+            for mode in MODES:
+
+                def runs_of(target: str, pool: int = pool, clients: int = clients, mode: str = mode) -> list[Result]:
+                    return results[(first_pool if target == "direct" else pool, clients, mode, target)]
+
+                best = {t: _median([r.tps for r in runs_of(t) if r.tps and not r.aborted]) for t in TARGETS}
+                for target in TARGETS:
+                    runs = runs_of(target)
+                    tps = " / ".join("aborted" if r.aborted else f"{r.tps:,.0f}" if r.tps else "?" for r in runs)
+                    lat = " / ".join(f"{r.latency_ms:.3f}" if r.latency_ms is not None else "?" for r in runs)
+                    failed = " / ".join(str(r.failed) if r.failed is not None else "?" for r in runs)
+                    cpu = " / ".join(f"{100 * r.cpu_s / r.wall_s:.0f}" if r.cpu_s is not None and r.wall_s else "-"
+                                     for r in runs)  # fmt: skip
+                    per_tx = " / ".join(_per_tx(r) for r in runs)
+                    per_round = ratio_pgb = ratio_direct = ""
+                    if target == "proxy":
+                        pgb = runs_of("pgbouncer")
+                        per_round = " / ".join(
+                            _ratio(p.tps, b.tps) if not p.aborted and not b.aborted else "n/a"
+                            for p, b in zip(runs, pgb, strict=False)
+                        )
+                        ratio_pgb = _ratio(best["proxy"], best["pgbouncer"])
+                        ratio_direct = _ratio(best["proxy"], best["direct"])
+                        summary.append(f"| {pool} | {clients} | {mode} | {per_round} | **{ratio_pgb}** |")
+                    row = [str(pool), str(clients), mode, target, tps, lat, failed, cpu, per_tx, per_round,
+                           ratio_pgb, ratio_direct]  # fmt: skip
+                    print("| " + " | ".join(row) + " |")
+        print("\nproxy / PgBouncer, side by side:\n")
+        print("| pool | clients | mode | per round | median |")
+        print("|---:|---:|---|---:|---:|")
+        print("\n".join(summary))
+        for (pool, clients, mode, target), runs in results.items():
             for r in runs:
                 if r.aborted:
-                    print(f"  {mode} via {target}: {r.aborted}")
+                    print(f"  pool {pool}, {clients} clients, {mode} via {target}: {r.aborted}")
 
     def profile(self, bench: Any, pid: int) -> None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -542,7 +578,7 @@ class Bench:
         )  # fmt: skip
         time.sleep(0.5)
         mode = self.args.profile_mode
-        res = bench("proxy", mode, seconds + 1)
+        res = bench(mode, seconds + 1)
         try:
             _, err = prof.communicate(timeout=60)
         except subprocess.TimeoutExpired:
@@ -595,7 +631,8 @@ class Bench:
                     hold.wait()
 
     def close(self) -> None:
-        stop(self.pgbouncer)
+        for proc in self.pgbouncers.values():
+            stop(proc)
         stop(self.borealis, timeout=60)
         if not self.args.keep:
             shutil.rmtree(self.work, ignore_errors=True)
@@ -631,19 +668,23 @@ def _has_user(name: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=15, help="seconds per pgbench run")
-    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--clients", type=int, nargs="+", default=[32, 200], help="pgbench clients (each value is run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--database", default="postgres", help="database to run in (made unless 'postgres')")
-    ap.add_argument("--pool-size", type=int, default=10, help="server connections per pooler (approximate)")
+    ap.add_argument("--pool-size", type=int, nargs="+", default=[8, 16],
+                    help="server connections per pooler (approximate; each value is run)")  # fmt: skip
     ap.add_argument("--rounds", type=int, default=1, help="repeat the interleaved matrix (order alternates)")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory test (0: skip)")
     ap.add_argument("--profile", type=Path, help="py-spy raw output path (a separate, uncounted proxy run)")
+    ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="the pgbench modes to run")
     ap.add_argument("--profile-mode", default="select-only simple", choices=list(MODES),
                     help="the pgbench mode the profile run uses")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--summarise", type=Path, help="only summarise an existing py-spy raw profile, then exit")
     args = ap.parse_args()
+    for mode in set(MODES) - set(args.modes):
+        del MODES[mode]
     if args.summarise:
         print("\n".join(summarise_profile(args.summarise, 1000)))
         return
@@ -651,7 +692,8 @@ def main() -> None:
         print("note: not root; PgBouncer is started as yourself", file=sys.stderr)
     b = Bench(args)
     # A hard bound on the whole run, whatever hangs: SIGALRM ends it, and `finally` stops what was started.
-    budget = 600 + args.rounds * len(MODES) * len(TARGETS) * (args.duration + 30) + (900 if args.idle else 0)
+    runs = args.rounds * len(MODES) * len(TARGETS) * len(args.pool_size) * len(args.clients)
+    budget = 600 + runs * (args.duration + 30) + (900 if args.idle else 0)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"run over {budget}s")))
     signal.alarm(budget)
     try:
