@@ -18,8 +18,8 @@ every step has a timeout, and everything it started is stopped by pid at the end
    ``default_pool_size``.
 3. For each ``--pool-size``, starts Debian's PgBouncer (``apt-get install -y pgbouncer``) on a free port,
    ``pool_mode = transaction``, the same pool size, SCRAM auth from an auth_file holding the master user's SCRAM
-   verifier as PostgreSQL stores it (or the plain password when pg_authid is not readable), pointing at the
-   writer's postgres.
+   verifier as PostgreSQL stores it (read from pg_authid, or, where the role may not read it, one the script sets
+   with ALTER ROLE for the same password), pointing at the writer's postgres.
 4. For each mode -- select-only simple (``-S -M simple``), select-only prepared (``-S -M prepared``), tpcb-like
    (default script), or those ``--modes`` names -- and each pool size and each ``--clients`` count, runs pgbench
    (the embedded binary), ``-j 2``, ``--duration`` seconds, against direct (once per client count) / PgBouncer /
@@ -39,8 +39,11 @@ every step has a timeout, and everything it started is stopped by pid at the end
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -83,6 +86,16 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """A SCRAM-SHA-256 verifier of ``password`` as PostgreSQL stores it (RFC 5803 form, a fresh salt)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
 
 
 def cpu_seconds(pid: int | None) -> tuple[float, float] | None:
@@ -342,9 +355,8 @@ class Bench:
         # Clients authenticate against the role's SCRAM verifier: PgBouncer then checks two HMACs per login,
         # as the proxy does with its cached keys (a plain password costs PgBouncer 1.18 a PBKDF2, ~14 ms, per
         # login), and logs in to PostgreSQL by SCRAM pass-through with the client's proof.
-        # SCRAM pass-through needs the server's own verifier (same salt); where it cannot be read (not a
-        # superuser), fall back to the plain password.
-        secret = self.pg_verifier or self.password
+        # SCRAM pass-through needs the server's own verifier (same salt): read, or set, in run().
+        secret = self.pg_verifier
         (d / "userlist.txt").write_text(f'"{self.user}" "{secret}"\n')
         db = self.args.database
         (d / "pgbouncer.ini").write_text(
@@ -423,7 +435,12 @@ class Bench:
                     "SELECT rolpassword FROM pg_authid WHERE rolname = current_user"
                 ).fetchone()[0]  # type: ignore[index]
             except psycopg.Error:
-                self.pg_verifier = None
+                # Not a superuser (Borealis's master user is not, as on RDS): give the role a verifier of its
+                # own password that we know, so PgBouncer can still pass SCRAM through. With the plain
+                # password instead, PgBouncer 1.18 spends a PBKDF2 (~14 ms, far more under load) on each
+                # login: 200 pgbench clients then spent the whole run connecting (0 tps).
+                self.pg_verifier = scram_verifier(self.password)
+                conn.execute(f"ALTER ROLE CURRENT_USER PASSWORD '{self.pg_verifier}'")
             db = args.database
             if db != "postgres":
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}"')
