@@ -319,6 +319,7 @@ class Console:
                 reply.headers.append((b"set-cookie", self._cookie(session_id)))
                 return reply
             status = 401
+            log.info("console: a sign-in with access key %r failed", r.form.get("access_key_id", "")[:32])
             error = '<p role="alert" class="error">The access key ID or secret access key is wrong.</p>'
         elif r.method not in ("GET", "HEAD"):
             return _Reply(405, layout("Sign in", "<p>Use the form.</p>"))
@@ -390,19 +391,27 @@ class Console:
                 [
                     link(url("clusters", c["id"]), c["id"]),
                     "Regional cluster",
-                    c["status"],
+                    _live("status", c["id"], c["status"]),
                     c["writer_endpoint"],
-                    _acu(c["capacity"]),
+                    _live("capacity", c["id"], _acu(c["capacity"])),
                     f"{_acu(c['min_capacity'])} to {_acu(c['max_capacity'])}",
                 ]
             )
             for i in c["instances"]:
                 rows.append(
-                    [Raw(f"&nbsp;&nbsp;{esc(i['id'])}"), i["role"], i["status"], i["endpoint"], _acu(i["capacity"]), ""]
+                    [
+                        Raw(f"&nbsp;&nbsp;{esc(i['id'])}"),
+                        i["role"],
+                        _live("status", i["id"], i["status"]),
+                        i["endpoint"],
+                        _live("capacity", i["id"], _acu(i["capacity"])),
+                        "",
+                    ]
                 )
         headers = ["DB identifier", "Role", "Status", "Endpoint", "Capacity now (ACU)", "Min to max (ACU)"]
         body = table("Clusters", headers, rows, empty="No clusters.")
-        return _Reply(200, layout("Clusters", body, csrf=self._csrf(r), active="clusters"))
+        page = layout("Clusters", body, csrf=self._csrf(r), active="clusters", scripts=("console.js",))
+        return _Reply(200, page)
 
     def _cluster_page(self, r: _Request, cid: str) -> _Reply:
         doc = self.control.cluster(cid)
@@ -809,6 +818,11 @@ limit 50
 
 def _fixed(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _live(kind: str, ident: str, text: str) -> Raw:
+    """A cell's text that console.js refreshes: ``kind`` (status, capacity) of a cluster or instance."""
+    return Raw(f'<span data-{kind}="{esc(ident)}">{esc(text)}</span>')
 
 
 def _acu(value: object) -> str:

@@ -165,6 +165,14 @@ def test_cluster_actions_ask_for_confirmation(page: Any, borealis: BorealisProce
         page.get_by_role("button", name="Start").click()
         page.get_by_role("button", name="Confirm").click()
         expect(page.locator("#cluster-status")).to_have_text("available", timeout=WAIT_MS)
+        # The list follows changes made elsewhere (here through the API) without a reload.
+        page.get_by_role("link", name="Clusters", exact=True).click()
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=cid, exact=True))
+        expect(row).to_contain_text("available", timeout=WAIT_MS)
+        rds.stop_db_cluster(DBClusterIdentifier=cid)
+        expect(row).to_contain_text("stopped", timeout=WAIT_MS)
+        rds.start_db_cluster(DBClusterIdentifier=cid)
+        expect(row).to_contain_text("available", timeout=WAIT_MS)
     finally:
         _delete(rds, cid, snapshot)
 

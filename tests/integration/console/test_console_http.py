@@ -229,3 +229,18 @@ def test_insights_page_shows_top_sql_and_waits(borealis: BorealisProcess) -> Non
         rds.modify_db_instance(
             DBInstanceIdentifier="default-instance-1", EnablePerformanceInsights=False, ApplyImmediately=True
         )
+
+
+def test_temporary_keys_sign_in_with_their_session_token(borealis: BorealisProcess) -> None:
+    creds = borealis.client("sts").get_session_token(DurationSeconds=900)["Credentials"]
+    key, secret, token = creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
+    for sent in ("", token[:-1]):
+        client = ConsoleClient(borealis.url)
+        form = {"access_key_id": key, "secret_access_key": secret, "session_token": sent}
+        reply = client.post("/console/sign-in", form)
+        assert reply.status == 401 and reply.headers.get("Set-Cookie") is None
+    client = ConsoleClient(borealis.url)
+    reply = client.post("/console/sign-in", {"access_key_id": key, "secret_access_key": secret, "session_token": token})
+    assert reply.status == 303
+    client.cookie = reply.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    assert client.get("/console/api/clusters").status == 200

@@ -2,8 +2,35 @@
 // Every value from the server is set with textContent, never as markup.
 (function () {
   "use strict";
+  function acu(v) { return v === null ? "-" : String(Math.round(v * 100) / 100); }
+
+  // The cluster list: each cluster's and instance's status and capacity, by identifier.
+  function refreshList() {
+    fetch("/console/api/clusters", { credentials: "same-origin" }).then(function (r) {
+      if (r.status === 401) { window.location.assign("/console/sign-in"); throw new Error("signed out"); }
+      return r.json();
+    }).then(function (body) {
+      var status = {}, capacity = {};
+      body.clusters.forEach(function (c) {
+        status[c.id] = c.status; capacity[c.id] = acu(c.capacity);
+        c.instances.forEach(function (i) { status[i.id] = i.status; capacity[i.id] = acu(i.capacity); });
+      });
+      document.querySelectorAll("[data-status]").forEach(function (el) {
+        var v = status[el.getAttribute("data-status")];
+        if (v !== undefined) el.textContent = v;
+      });
+      document.querySelectorAll("[data-capacity]").forEach(function (el) {
+        var v = capacity[el.getAttribute("data-capacity")];
+        if (v !== undefined) el.textContent = v;
+      });
+    }).catch(function () {}).then(function () { window.setTimeout(refreshList, 5000); });
+  }
+
   var summary = document.getElementById("summary");
-  if (!summary) return;
+  if (!summary) {
+    if (document.querySelector("[data-status]")) window.setTimeout(refreshList, 5000);
+    return;
+  }
   var cluster = summary.getAttribute("data-cluster");
   var base = "/console/api/clusters/" + encodeURIComponent(cluster);
   var plots = {};
@@ -67,7 +94,7 @@
         if (!cells || cells.length < 6) return;
         cells[0].textContent = inst.id; cells[1].textContent = inst.role; cells[2].textContent = inst.status;
         cells[3].textContent = inst.endpoint;
-        cells[4].textContent = inst.capacity === null ? "-" : String(Math.round(inst.capacity * 100) / 100);
+        cells[4].textContent = acu(inst.capacity);
       });
     });
   }
