@@ -121,18 +121,22 @@ def test_a_running_statement_is_at_the_top_with_its_wait_event(borealis: Boreali
         sql_id = top["Dimensions"]["db.sql.id"]
         tokenized = top["Dimensions"]["db.sql.tokenized_id"]
 
-        def waits() -> list[dict[str, Any]]:
-            keys: list[dict[str, Any]] = pi.describe_dimension_keys(
+        def top_wait() -> dict[str, str] | None:
+            keys = pi.describe_dimension_keys(
                 **base,
                 **_window(),
                 Metric="db.load.avg",
                 GroupBy={"Group": "db.wait_event"},
                 Filter={"db.sql.id": sql_id},
             )["Keys"]
-            return keys
+            # The first samples may have caught a session before its sleep began (CPU): wait for the sleep to lead.
+            found = dict(keys[0]["Dimensions"]) if keys else None
+            return found if found and found["db.wait_event.name"] == "Timeout:PgSleep" else None
 
-        keys = _poll("the statement's wait event", waits)
-        assert keys[0]["Dimensions"] == {"db.wait_event.name": "Timeout:PgSleep", "db.wait_event.type": "Timeout"}
+        assert _poll("the statement's wait event at the top", top_wait) == {
+            "db.wait_event.name": "Timeout:PgSleep",
+            "db.wait_event.type": "Timeout",
+        }
 
         def by_tokenized() -> list[dict[str, Any]]:
             keys: list[dict[str, Any]] = pi.describe_dimension_keys(
@@ -170,20 +174,33 @@ def test_a_running_statement_is_at_the_top_with_its_wait_event(borealis: Boreali
 
 
 def test_the_master_can_use_pg_stat_statements(borealis: BorealisProcess) -> None:
-    with borealis.master_connect() as conn:
-        conn.autocommit = True
-        assert "pg_stat_statements" in conn.execute("show shared_preload_libraries").fetchone()[0]  # type: ignore[index]
-        assert conn.execute("show track_activity_query_size").fetchone() == ("4kB",)
-        conn.execute("create extension if not exists pg_stat_statements")
-        table = f"pss_{uuid.uuid4().hex[:8]}"  # a statement of its own (pg_stat_statements folds literals)
-        conn.execute(f"create temp table {table} (a int)")
-        conn.execute(f"select a from {table}")
-        rows = conn.execute("select calls from pg_stat_statements where query = %s", [f"select a from {table}"])
-        assert rows.fetchall() == [(1,)]
-        hidden = conn.execute("select count(*) from pg_stat_statements where query = '<insufficient privilege>'")
-        assert hidden.fetchone() == (0,)  # pg_read_all_stats, through rds_superuser
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("alter system set shared_preload_libraries = ''")
+    # A database of its own: Borealis's sampler may be creating the extension in `postgres` at this moment.
+    dbname = f"pss_{uuid.uuid4().hex[:8]}"
+    with borealis.master_connect() as admin:
+        admin.autocommit = True
+        admin.execute(f"create database {dbname}")
+    try:
+        with borealis.master_connect(dbname=dbname) as conn:
+            conn.autocommit = True
+            preload = conn.execute("show shared_preload_libraries").fetchone()
+            assert preload is not None and "pg_stat_statements" in preload[0]
+            assert conn.execute("show track_activity_query_size").fetchone() == ("4kB",)
+            conn.execute("create extension pg_stat_statements")
+            conn.execute("create table probe (a int)")  # a statement of its own (pg_stat_statements folds literals)
+            conn.execute("select a from probe")
+            rows = conn.execute(
+                "select calls from pg_stat_statements where query = 'select a from probe' "
+                "and dbid = (select oid from pg_database where datname = current_database())"
+            )
+            assert rows.fetchall() == [(1,)]
+            hidden = conn.execute("select count(*) from pg_stat_statements where query = '<insufficient privilege>'")
+            assert hidden.fetchone() == (0,)  # pg_read_all_stats, through rds_superuser
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("alter system set shared_preload_libraries = ''")
+    finally:
+        with borealis.master_connect() as admin:
+            admin.autocommit = True
+            admin.execute(f"drop database if exists {dbname} with (force)")
 
 
 def test_disabled_and_bad_requests_are_refused(borealis: BorealisProcess) -> None:
