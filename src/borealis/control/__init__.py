@@ -1,7 +1,7 @@
 """The control plane: clusters, instances and their endpoints, reconciled from the store."""
 
 from borealis.control._listener import EndpointUnavailable, Listener
-from borealis.control._plane import ADMIN_USER, ControlPlane, Event, FailoverRefused, max_connections_for
+from borealis.control._plane import ADMIN_USER, ControlPlane, Event, FailoverRefused, StaleRecord, max_connections_for
 from borealis.control._reconciler import Observation
 from borealis.control._records import SERVING, ClusterRecord, InstanceRecord, InvalidTransition
 from borealis.control._topology import Address, ClusterView, Member, Topology, Unavailable, stored_views
@@ -21,6 +21,7 @@ __all__ = [
     "Listener",
     "Member",
     "Observation",
+    "StaleRecord",
     "Topology",
     "Unavailable",
     "max_connections_for",

@@ -58,7 +58,7 @@ from borealis.control._topology import Address, ClusterView, Topology, Unavailab
 from borealis.engine import Binaries, EngineError, PostgresServer, aurora_defaults, full_version, replication_conninfo
 from borealis.store import Conflict, Sealer, Store, Table
 
-__all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "FailoverRefused", "max_connections_for"]
+__all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "FailoverRefused", "StaleRecord", "max_connections_for"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,52 @@ def _cas(
             continue
         changed()
         return new
+
+
+class StaleRecord(Exception):
+    """A record's status moved between the read a request was checked against and its write (see
+    :func:`save_changes`); the request should be refused as made against a state that no longer holds."""
+
+    def __init__(self, kind: str, key: str, status: str) -> None:
+        super().__init__(f"{kind} {key} is now {status}")
+        self.kind = kind
+        self.key = key
+        self.status = status
+
+
+def save_changes(
+    table: Table,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    transitions: Mapping[str, frozenset[str]],
+    *,
+    same_status: bool = True,
+) -> dict[str, Any] | None:
+    """Write the fields a request changed (``after`` against ``before``, the document it read) onto the stored
+    document with compare-and-set, so that a change made by someone else meanwhile (the reconciler's status
+    moves, a step's bookkeeping) is kept, not overwritten with what the request read.
+
+    Raises :class:`StaleRecord` if the stored status is no longer the one the request was checked against
+    (unless ``same_status`` is False: a change that does not depend on it, such as tags); the status move is
+    checked against ``transitions``. Returns the document written, or None if it is gone.
+    """
+    key = str(before["id"])
+    changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    removed = [k for k in before if k not in after]
+    while True:
+        found = table.read(key)
+        if found is None:
+            return None
+        if same_status and found.doc.get("status") != before.get("status"):
+            raise StaleRecord(table.name.rstrip("s"), key, str(found.doc.get("status")))
+        doc = {k: v for k, v in found.doc.items() if k not in removed}
+        doc.update(changed)
+        check_transition(transitions, f"{table.name} {key}", found.doc["status"], doc["status"])
+        try:
+            table.put(key, doc, expect=found.revision)
+        except Conflict:
+            continue
+        return doc
 
 
 def _dead_local_holder(holder: str) -> bool:
@@ -371,19 +417,36 @@ class ControlPlane:
 
     def put_cluster(self, doc: dict[str, Any]) -> None:
         """Store a cluster record (its status move checked against the table) and reconcile it."""
-        before = self.clusters.get(doc["id"])
+        before = self.clusters.read(doc["id"])
         if before is not None:
-            check_transition(CLUSTER_TRANSITIONS, f"cluster {doc['id']}", before["status"], doc["status"])
-        self.clusters.put(doc["id"], doc)
+            check_transition(CLUSTER_TRANSITIONS, f"cluster {doc['id']}", before.doc["status"], doc["status"])
+        self.clusters.put(doc["id"], doc, expect=0 if before is None else before.revision)
         self.kick(doc["id"])
 
     def put_instance(self, doc: dict[str, Any]) -> None:
         """Store an instance record (its status move checked against the table) and reconcile its cluster."""
-        before = self.instances.get(doc["id"])
+        before = self.instances.read(doc["id"])
         if before is not None:
-            check_transition(INSTANCE_TRANSITIONS, f"instance {doc['id']}", before["status"], doc["status"])
-        self.instances.put(doc["id"], doc)
+            check_transition(INSTANCE_TRANSITIONS, f"instance {doc['id']}", before.doc["status"], doc["status"])
+        self.instances.put(doc["id"], doc, expect=0 if before is None else before.revision)
         self.kick(doc["cluster"])
+
+    def save_cluster(self, before: Mapping[str, Any], after: dict[str, Any], *, same_status: bool = True) -> None:
+        """Store what a request changed in a cluster record it read (``before``), by compare-and-set (see
+        :func:`save_changes`: :class:`StaleRecord` if its status moved meanwhile), and reconcile it."""
+        doc = save_changes(self.clusters, before, after, CLUSTER_TRANSITIONS, same_status=same_status)
+        if doc is not None:
+            after.update(doc)
+            self.topology.changed()
+            self.kick(str(before["id"]))
+
+    def save_instance(self, before: Mapping[str, Any], after: dict[str, Any], *, same_status: bool = True) -> None:
+        """As :meth:`save_cluster`, for an instance record."""
+        doc = save_changes(self.instances, before, after, INSTANCE_TRANSITIONS, same_status=same_status)
+        if doc is not None:
+            after.update(doc)
+            self.topology.changed()
+            self.kick(str(before["cluster"]))
 
     def _update_cluster(self, cid: str, change: Callable[[ClusterRecord], ClusterRecord]) -> ClusterRecord | None:
         """Read, change and write back a cluster record with compare-and-set, retrying on a conflict."""
@@ -1304,11 +1367,9 @@ class ControlPlane:
             dbname = cluster.get("database_name")
             if dbname and dbname != "postgres":
                 await _roles.ensure_database(conn, dbname, master)
-        fresh = self.clusters.get(cluster["id"]) or cluster
-        fresh["bootstrapped"] = True
-        fresh["password_applied"] = -1
-        self.clusters.put(cluster["id"], fresh)
-        cluster.update(fresh)
+        done = self._update_cluster(cluster["id"], lambda c: replace(c, bootstrapped=True, password_applied=-1))
+        if done is not None:
+            cluster.update(done.to_doc())
 
     def master_password(self, cluster: dict[str, Any]) -> str | None:
         """The master user's current password (from the managed secret or the sealed record)."""
@@ -1338,8 +1399,10 @@ class ControlPlane:
                     sql.Identifier(cluster["master_username"]), sql.Literal(password)
                 )
             )
-        cluster["password_applied"] = cluster.get("password_version", 0)
-        self.clusters.put(cluster["id"], cluster)
+        # Only the version this step applied: a password changed again while it ran (its version is newer)
+        # is applied by the next step, and whatever else changed in the record meanwhile is kept.
+        applied = int(cluster.get("password_version", 0))
+        self._update_cluster(cluster["id"], lambda c: replace(c, password_applied=applied))
 
     async def _step_delete_instance(self, cid: str, iid: str) -> None:
         inst = self.instances.get(iid)

@@ -6,12 +6,13 @@ state through the control plane, and renders the stored record as the model's DB
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
-from borealis.control import ControlPlane, FailoverRefused
+from borealis.control import ControlPlane, FailoverRefused, StaleRecord
 from borealis.control._names import (
     cluster_arn,
     generate_password,
@@ -249,6 +250,24 @@ class _Rds:
 
     # ----------------------------------------------------------------------------------- lookups
 
+    def _save_cluster(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Store what this request changed in the cluster it read (``before``), keeping changes made meanwhile."""
+        try:
+            self.control.save_cluster(before, after)
+        except StaleRecord as exc:
+            raise AWSError(
+                "InvalidDBClusterStateFault", f"DB cluster {exc.key} became {exc.status} meanwhile; try again."
+            ) from None
+
+    def _save_instance(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """As :meth:`_save_cluster`, for an instance."""
+        try:
+            self.control.save_instance(before, after)
+        except StaleRecord as exc:
+            raise AWSError(
+                "InvalidDBInstanceStateFault", f"DB instance {exc.key} became {exc.status} meanwhile; try again."
+            ) from None
+
     def _cluster(self, ident: str) -> dict[str, Any]:
         doc = self.control.cluster(_key(ident))
         if doc is None:
@@ -388,6 +407,7 @@ class _Rds:
 
     async def modify_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._cluster(p["DBClusterIdentifier"])
+        before = copy.deepcopy(doc)
         if doc["status"] != "available":
             raise AWSError(
                 "InvalidDBClusterStateFault",
@@ -420,8 +440,8 @@ class _Rds:
             # Aurora manages Performance Insights at the cluster level: every instance follows.
             doc["performance_insights"] = insights
             for inst in self.control.cluster_instances(doc["id"]):
-                inst["performance_insights"] = dict(insights)
-                self.control.instances.put(inst["id"], inst)
+                after = {**inst, "performance_insights": dict(insights)}
+                self.control.save_instance(inst, after, same_status=False)
         if p.get("Port") is not None and p["Port"] != doc["port"]:
             port = p["Port"]
             if not 1150 <= port <= 65535:
@@ -479,7 +499,7 @@ class _Rds:
                 doc["password_version"] = doc.get("password_version", 0) + 1
             if doc.get("password_version", 0) != password_before:
                 doc["status"] = "resetting-master-credentials"
-            self.control.put_cluster(doc)
+            self._save_cluster(before, doc)
         return {"DBCluster": self.render_cluster(doc)}
 
     async def delete_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -499,6 +519,7 @@ class _Rds:
                 "InvalidDBClusterStateFault",
                 "Cluster cannot be deleted, it still contains DB instances in non-deleting state.",
             )
+        before = copy.deepcopy(doc)
         doc["status"] = "deleting"
         with self.control.store.transaction():
             if final:
@@ -509,19 +530,20 @@ class _Rds:
                 except SnapshotError as exc:
                     raise AWSError(exc.code, exc.message) from None
                 doc["final_snapshot"] = snapshot
-            self.control.put_cluster(doc)
+            self._save_cluster(before, doc)
         return {"DBCluster": self.render_cluster(doc)}
 
     async def stop_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._cluster(p["DBClusterIdentifier"])
         if doc["status"] != "available":
             raise AWSError("InvalidDBClusterStateFault", f"DbCluster {doc['id']} is not in available state.")
+        before = copy.deepcopy(doc)
         doc["status"] = "stopping"
-        for inst in self.control.cluster_instances(doc["id"]):
-            if inst["status"] == "available":
-                inst["status"] = "stopping"
-                self.control.instances.put(inst["id"], inst)
-        self.control.put_cluster(doc)
+        with self.control.store.transaction():
+            for inst in self.control.cluster_instances(doc["id"]):
+                if inst["status"] == "available":
+                    self._save_instance(inst, {**inst, "status": "stopping"})
+            self._save_cluster(before, doc)
         return {"DBCluster": self.render_cluster(doc)}
 
     async def start_db_cluster(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -531,11 +553,12 @@ class _Rds:
         if self.control.snapshots.taking(doc["id"]):
             # A stopped cluster's snapshot copies its data directory: no postgres may start on it meanwhile.
             raise AWSError("InvalidDBClusterStateFault", f"DbCluster {doc['id']} has a snapshot being created.")
+        before = copy.deepcopy(doc)
         doc["status"] = "starting"
-        for inst in self.control.cluster_instances(doc["id"]):
-            inst["status"] = "starting"
-            self.control.instances.put(inst["id"], inst)
-        self.control.put_cluster(doc)
+        with self.control.store.transaction():
+            for inst in self.control.cluster_instances(doc["id"]):
+                self._save_instance(inst, {**inst, "status": "starting"})
+            self._save_cluster(before, doc)
         return {"DBCluster": self.render_cluster(doc)}
 
     # ----------------------------------------------------------------------------------- instances
@@ -620,6 +643,7 @@ class _Rds:
 
     async def modify_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         doc = self._instance(p["DBInstanceIdentifier"])
+        before = copy.deepcopy(doc)
         if doc["status"] != "available":
             raise AWSError("InvalidDBInstanceStateFault", "Database instance is not in available state.")
         if p.get("NewDBInstanceIdentifier"):
@@ -643,7 +667,7 @@ class _Rds:
         insights = rds_pi.apply(p, doc.get("performance_insights"), region=self.region, account=self.account)
         if insights is not None:
             doc["performance_insights"] = insights
-        self.control.put_instance(doc)
+        self._save_instance(before, doc)
         return {"DBInstance": self.render_instance(doc)}
 
     async def delete_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -655,8 +679,8 @@ class _Rds:
         cluster = self.control.cluster(doc["cluster"])
         if cluster is not None and cluster["status"] in ("stopping", "starting", "creating"):
             raise AWSError("InvalidDBClusterStateFault", f"DB cluster {cluster['id']} is {cluster['status']}.")
+        self._save_instance(copy.deepcopy(doc), doc | {"status": "deleting"})
         doc["status"] = "deleting"
-        self.control.put_instance(doc)
         return {"DBInstance": self.render_instance(doc)}
 
     async def reboot_db_instance(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -670,8 +694,9 @@ class _Rds:
             except FailoverRefused as exc:
                 raise AWSError(exc.code, exc.message) from None
             return {"DBInstance": self.render_instance(self._instance(doc["id"]))}
+        before = copy.deepcopy(doc)
         doc["status"] = "rebooting"
-        self.control.put_instance(doc)
+        self._save_instance(before, doc)
         return {"DBInstance": self.render_instance(doc)}
 
     # ----------------------------------------------------------------------------------- Data API switch
@@ -684,8 +709,7 @@ class _Rds:
             raise AWSError("ResourceNotFoundFault", f"The specified resource ARN {arn} is not found.")
         if doc["status"] not in ("available", "stopped"):
             raise AWSError("InvalidResourceStateFault", f"The DB cluster {doc['id']} is in the {doc['status']} state.")
-        doc["http_endpoint"] = enabled
-        self.control.put_cluster(doc)
+        self._save_cluster(copy.deepcopy(doc), {**doc, "http_endpoint": enabled})
         return {"ResourceArn": arn, "HttpEndpointEnabled": enabled}
 
     async def enable_http_endpoint(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,9 @@ The wrapping keeps these resources out of services/rds.py and the control plane'
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -67,13 +69,13 @@ def _lookups(
         doc = control.cluster(name.lower())
         if doc is None:
             raise AWSError("DBClusterNotFoundFault", f"DBCluster {name} not found.")
-        return doc, lambda d: control.clusters.put(d["id"], d)
+        return doc, functools.partial(control.save_cluster, copy.deepcopy(doc), same_status=False)
 
     def instance(name: str) -> Found:
         doc = control.instance(name.lower())
         if doc is None:
             raise AWSError("DBInstanceNotFoundFault", f"DBInstance {name} not found.")
-        return doc, lambda d: control.instances.put(d["id"], d)
+        return doc, functools.partial(control.save_instance, copy.deepcopy(doc), same_status=False)
 
     def proxy(name: str) -> Found:
         for doc in registry.proxies.values():
