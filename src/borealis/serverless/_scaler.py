@@ -107,6 +107,7 @@ class Scaler:
         self.flush_every = flush_every
         self.host_memory = host_memory()
         self._states: dict[str, _State] = {}
+        self._published: dict[tuple[tuple[str, str], ...], int] = {}  # series dimensions -> last second written
         self._task: asyncio.Task[None] | None = None
         self._flushed = time.monotonic()
         self.ticks = 0
@@ -301,10 +302,18 @@ class Scaler:
     }
 
     def _publish(self, dims: dict[str, str], values: dict[str, float], now: float) -> None:
+        """Write one tick's values, at most one per series and second: the store keeps the mean of a second's
+        values, and a tick that comes late after a stall would otherwise share its second with the previous
+        one, turning, say, capacities 1 and 1.5 into a 1.25 ACU that was never set (the next tick writes it)."""
+        key, second = tuple(sorted(dims.items())), int(now)
+        if self._published.get(key) == second:
+            return
+        self._published[key] = second
         for name, value in values.items():
             self.store.put(NAMESPACE, name, dims, value, self._UNITS[name], now)
 
     def _forget(self, iid: str) -> None:
+        self._published.pop((("DBInstanceIdentifier", iid),), None)
         state = self._states.pop(iid, None)
         if state is not None and state.cgroup is not None:
             state.cgroup.remove()  # fails quietly while processes remain; a later start reuses it
