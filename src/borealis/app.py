@@ -591,6 +591,12 @@ class _StoreClusters:
     def server(self, instance_id: str) -> Address | None:
         member = self.topology.member(instance_id)
         if member is None or not member.ready or member.host is None or member.port is None:
+            # The view may be up to a second older than the record the caller just read (say, a resume that
+            # ended meanwhile: "not paused" there, "not serving" here): look at the store again before
+            # saying it does not serve, as the Data API would answer DatabaseUnavailableException.
+            self.topology.changed()
+            member = self.topology.member(instance_id)
+        if member is None or not member.ready or member.host is None or member.port is None:
             return None
         address = Address(member.host, member.port, member.socket_dir)
         return self._by_address.setdefault(address, address)
