@@ -63,6 +63,15 @@ class Settings:
     monitoring: bool = True
     """Record what Borealis measures (AWS/RDS metrics in the metric store, API call counters for GET /metrics)
     and evaluate alarms; off only to measure what monitoring costs (bench/monitoring)."""
+    archive_timeout: int = 60
+    """Seconds after which a writer with new WAL closes its segment so it is archived (PostgreSQL's
+    archive_timeout); a point-in-time restore switches segments itself, so this only bounds what an unplanned
+    loss of the whole data directory would lose. Each early switch archives a gzip of a mostly empty segment."""
+    backup_interval_minutes: int = 1440
+    """Minutes between two automated base backups of a running cluster (AWS: daily); the first is taken once
+    a new cluster's writer is up."""
+    snapshot_quota: int = 100
+    """Manual DB cluster snapshots allowed at once (AWS's default quota per Region: 100)."""
 
     @property
     def account_id(self) -> str:
@@ -129,6 +138,9 @@ _ENV = {
     "min_auto_pause": "BOREALIS_MIN_AUTO_PAUSE",
     "resume_wait": "BOREALIS_RESUME_WAIT",
     "monitoring": "BOREALIS_MONITORING",
+    "archive_timeout": "BOREALIS_ARCHIVE_TIMEOUT",
+    "backup_interval_minutes": "BOREALIS_BACKUP_INTERVAL_MINUTES",
+    "snapshot_quota": "BOREALIS_SNAPSHOT_QUOTA",
 }
 
 

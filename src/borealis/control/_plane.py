@@ -55,7 +55,15 @@ from borealis.control._records import (
 from borealis.control._roles import ADMIN_USER
 from borealis.control._snapshots import Snapshots
 from borealis.control._topology import Address, ClusterView, Topology, Unavailable, build_view
-from borealis.engine import Binaries, EngineError, PostgresServer, aurora_defaults, full_version, replication_conninfo
+from borealis.engine import (
+    Binaries,
+    EngineError,
+    PostgresServer,
+    archive_settings,
+    aurora_defaults,
+    full_version,
+    replication_conninfo,
+)
 from borealis.store import Conflict, Sealer, Store, Table
 
 __all__ = ["ADMIN_USER", "TICK", "ControlPlane", "Event", "FailoverRefused", "StaleRecord", "max_connections_for"]
@@ -805,6 +813,8 @@ class ControlPlane:
         # Aurora's default parameter group's values first, so that the instance's own groups win over them.
         defaults = aurora_defaults(self.binaries_for(cluster))
         settings = {**defaults, **_own_settings(cluster), **_REPLICATION_SETTINGS, **self.extra_settings(cluster, inst)}
+        # Every instance archives: the writer its WAL, a reader what it received (see engine._archive).
+        settings.update(archive_settings(self.archive_of(cluster["id"]), self.settings.archive_timeout))
         iid = inst["id"]
         if inst["role"] == "writer":
             sync = sorted(self._sync.get(iid, frozenset()))
@@ -835,6 +845,10 @@ class ControlPlane:
         await server.initdb(superuser=ADMIN_USER, password=admin_password, settings=_own_settings(cluster))
 
     # ----------------------------------------------------------------------------------------- snapshots
+
+    def archive_of(self, cluster_id: str) -> Path:
+        """The cluster's WAL archive: its writers, one after the other, archive into it."""
+        return self.root / cluster_id / "archive"
 
     def volume_of(self, cluster_id: str) -> Path:
         """Where a cluster keeps its data while it has no instance (a restore lays its snapshot down there)."""
@@ -869,7 +883,7 @@ class ControlPlane:
         """A restored cluster's volume is laid down (or could not be): it becomes available (or failed)."""
 
         def done(c: ClusterRecord) -> ClusterRecord:
-            extra = {k: v for k, v in c.extra.items() if k != "restore_from"}
+            extra = {k: v for k, v in c.extra.items() if k not in ("restore_from", "restore_pitr")}
             return replace(c.moved_to("failed") if failed else c, extra=extra)
 
         self._update_cluster(cluster_id, done)
@@ -1086,6 +1100,7 @@ class ControlPlane:
             self._upstream[iid] = self._writer_address(cid) or ""
         self._emit(cid, iid, "starting postgres")
         started = time.monotonic()
+        server.enable_wal_archiving(self.archive_of(cid))
         server.configure(self._settings_for(cluster, inst))
         self.before_start(cluster, inst, server)
         await server.start()

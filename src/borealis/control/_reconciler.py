@@ -118,7 +118,7 @@ def plan(
             readers = [i for i in instances if not i.is_writer]
             return [Action("delete-instance", i.id, "its cluster is being deleted") for i in readers or instances]
         return [Action("delete-cluster", cid, "the cluster is being deleted")]
-    if cluster.get("restore_from"):
+    if cluster.get("restore_from") or cluster.get("restore_pitr"):
         return []  # a restore lays the snapshot's data down as the volume: nothing starts before it is there
     if cid in busy:
         return []

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from borealis.engine import PostgresServer
+from borealis.control._backups import Backups
+from borealis.engine import PostgresServer, backup_start_wal
 from borealis.engine._process import run
 
 from ._records import SHOULD_RUN
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 _COPY_TIMEOUT = 6 * 3600.0
 _SETTLE_TIMEOUT = 300.0
 _BASEBACKUP_TRIES = 4
+_PROGRESS_EVERY = 0.5
 _SOURCE_FIELDS = ("engine", "engine_version", "master_username", "port", "database_name", "scaling",
                   "storage_encrypted", "iam_auth", "resource_id", "created", "admin_password")  # fmt: skip
 
@@ -91,6 +93,8 @@ class Snapshots:
         self.table = plane.store.table("snapshots")
         self.root = plane.settings.data_dir / "snapshots"
         self._tasks: set[asyncio.Task[None]] = set()
+        self.backups = Backups(plane, self)
+        """Automated backups and point-in-time restores (see ``_backups``)."""
 
     def get(self, ident: str) -> dict[str, Any] | None:
         """The stored record of a snapshot."""
@@ -123,6 +127,8 @@ class Snapshots:
         if ident in self.table:
             raise SnapshotError("DBClusterSnapshotAlreadyExistsFault", f"Cannot create the snapshot because a "
                                 f"snapshot with the identifier {ident} already exists.")  # fmt: skip
+        if kind == "manual":
+            self._check_quota()
         if not final and cluster["status"] not in ("available", "stopped", "backing-up"):
             raise SnapshotError(
                 "InvalidDBClusterStateFault", f"Cannot create a snapshot because the cluster is {cluster['status']}."
@@ -142,7 +148,7 @@ class Snapshots:
         if password is not None:
             doc["source"]["master_password"] = self.plane.sealer.seal(password)
         self.table.put(ident, doc)
-        self._spawn(self._make(ident))
+        self.spawn(self._make(ident))
         return doc
 
     def copy(self, source_id: str, ident: str, tags: list[Any] | None = None) -> dict[str, Any]:
@@ -155,11 +161,40 @@ class Snapshots:
                                 f"snapshot with the identifier {ident} already exists.")  # fmt: skip
         if source["status"] != "available":
             raise SnapshotError("InvalidDBClusterSnapshotStateFault", f"Snapshot {source_id} is not available.")
+        self._check_quota()
         doc = {**source, "id": ident, "type": "manual", "status": "creating", "percent": 0, "created": _now(),
                "source_snapshot": source_id, "final": False, "tags": list(tags or [])}  # fmt: skip
         self.table.put(ident, doc)
-        self._spawn(self._make(ident))
+        self.spawn(self._make(ident))
         return doc
+
+    def _check_quota(self) -> None:
+        quota = self.plane.settings.snapshot_quota
+        if sum(1 for d in self.table.values() if d["type"] == "manual") >= quota:
+            raise SnapshotError("SnapshotQuotaExceededFault", f"Cannot create more than {quota} manual snapshots.")
+
+    def set_attribute(self, ident: str, name: str, add: list[str], remove: list[str]) -> dict[str, Any]:
+        """Add and remove values of a manual snapshot's attribute (``restore``: the accounts that may restore it)."""
+        doc = self.get(ident)
+        if doc is None:
+            raise SnapshotError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {ident} not found.")
+        if doc["type"] != "manual":
+            raise SnapshotError("InvalidDBClusterSnapshotStateFault", f"Only manual snapshots can be shared: {ident}.")
+        attributes = dict(doc.get("attributes") or {})
+        values = [v for v in attributes.get(name, []) if v not in remove]
+        values += [v for v in add if v not in values]
+        if len([v for v in values if v != "all"]) > 20:
+            raise SnapshotError(
+                "SharedSnapshotQuotaExceededFault", "A snapshot can be shared with 20 accounts at most."
+            )
+        attributes[name] = values
+        self._update(ident, attributes=attributes)
+        return self.get(ident) or doc
+
+    def forget(self, ident: str) -> None:
+        """Remove an automated backup (retention, or its cluster is gone), whatever its state."""
+        self.table.delete(ident)
+        shutil.rmtree(self.root / ident, ignore_errors=True)
 
     def delete(self, ident: str) -> dict[str, Any]:
         """Delete a snapshot that is not being made, copied or restored from."""
@@ -169,7 +204,15 @@ class Snapshots:
         busy = doc["status"] == "creating" or any(
             s.get("source_snapshot") == ident and s["status"] == "creating" for s in self.table.values()
         )
-        busy = busy or any(c.get("restore_from") == ident for c in self.plane.clusters.values())
+        busy = busy or any(
+            c.get("restore_from") == ident or (c.get("restore_pitr") or {}).get("backup") == ident
+            for c in self.plane.clusters.values()
+        )
+        if doc["type"] == "automated":
+            raise SnapshotError(
+                "InvalidDBClusterSnapshotStateFault",
+                f"Cannot delete the automated snapshot {ident}: it goes with the retention period or its cluster.",
+            )
         if busy:
             raise SnapshotError(
                 "InvalidDBClusterSnapshotStateFault", f"Cannot delete the snapshot {ident}: it is in use."
@@ -186,16 +229,18 @@ class Snapshots:
         if doc["status"] != "available":
             raise SnapshotError("InvalidDBClusterSnapshotStateFault", f"Snapshot {ident} is not available.")
         self.plane.put_cluster({**cluster_doc, "restore_from": ident})
-        self._spawn(self._restore(cluster_doc["id"]))
+        self.spawn(self._restore(cluster_doc["id"]))
 
     def resume(self) -> None:
         """After a start: finish what a Borealis that stopped or died left half-done."""
         for doc in self.table.values():
             if doc["status"] == "creating":
-                self._spawn(self._make(doc["id"]))
+                self.spawn(self._make(doc["id"]))
         for cluster in self.plane.clusters.values():
             if cluster.get("restore_from"):
-                self._spawn(self._restore(cluster["id"]))
+                self.spawn(self._restore(cluster["id"]))
+        self.backups.resume()
+        self.spawn(self.backups.run())
 
     async def close(self) -> None:
         """Cancel the work under way (it is done again at the next start)."""
@@ -205,7 +250,8 @@ class Snapshots:
 
     # ------------------------------------------------------------------------------------------ work
 
-    def _spawn(self, work: Any) -> None:
+    def spawn(self, work: Any) -> None:
+        """Run ``work`` in the background until it ends or :meth:`close` cancels it."""
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -223,13 +269,18 @@ class Snapshots:
         try:
             shutil.rmtree(dest.parent, ignore_errors=True)
             dest.parent.mkdir(parents=True, mode=0o700)
-            if doc.get("source_snapshot"):
-                src = self.data(doc["source_snapshot"])
-                if _initialized(src):
-                    await _copy(src, dest)
-            else:
-                await self._take(doc, dest)
-            self._update(ident, status="available", percent=100, size=_size(dest), empty=not _initialized(dest))
+            progress = asyncio.ensure_future(self._progress(ident, dest, self._expected(doc)))
+            try:
+                if doc.get("source_snapshot"):
+                    src = self.data(doc["source_snapshot"])
+                    if _initialized(src):
+                        await _copy(src, dest)
+                else:
+                    await self._take(doc, dest)
+            finally:
+                progress.cancel()
+            self._update(ident, status="available", percent=100, size=_size(dest), empty=not _initialized(dest),
+                         completed=_now(), wal_start=backup_start_wal(dest))  # fmt: skip
             self.plane.emit(doc["cluster"], None, f"snapshot {ident} available")
         except asyncio.CancelledError:
             raise
@@ -240,6 +291,25 @@ class Snapshots:
         if doc.get("final"):
             # The cluster's deletion waited for this snapshot; a failed one does not keep it (AWS neither).
             self.plane.final_snapshot_done(doc["cluster"])
+
+    def _expected(self, doc: dict[str, Any]) -> int:
+        """About how many bytes the snapshot will hold (its source's size), for PercentProgress."""
+        if doc.get("source_snapshot"):
+            return int((self.get(doc["source_snapshot"]) or {}).get("size") or 0)
+        writer = self.plane.running_writer(doc["cluster"])
+        source = writer.datadir if writer is not None else self.plane.resting_data(doc["cluster"])
+        return _size(source) if source is not None else 0
+
+    async def _progress(self, ident: str, dest: Path, expected: int) -> None:
+        """Move PercentProgress with the bytes copied so far (at most 99 until the snapshot is available)."""
+        while expected > 0:
+            await asyncio.sleep(_PROGRESS_EVERY)
+            percent = min(99, 100 * _size(dest) // expected)
+            doc = self.get(ident)
+            if doc is None or doc["status"] != "creating":
+                return
+            if percent > doc.get("percent", 0):
+                self._update(ident, percent=percent)
 
     async def _take(self, doc: dict[str, Any], dest: Path) -> None:
         cid = doc["cluster"]

@@ -1,5 +1,6 @@
 """PostgreSQL processes: binaries, initdb, start/stop, reload, status, cgroup limits and accounting."""
 
+from ._archive import archive_path, archive_settings, archived_files, backup_start_wal, recovery_settings
 from ._binaries import Binaries
 from ._cgroup import Cgroup, Cgroups, Limits, cpu_seconds, process_tree, proportional_memory
 from ._config import socket_dir_for
@@ -27,14 +28,19 @@ __all__ = [
     "PostgresServer",
     "ServerStatus",
     "allowed_overlay",
+    "archive_path",
+    "archive_settings",
+    "archived_files",
     "aurora_defaults",
     "available_engines",
+    "backup_start_wal",
     "cpu_seconds",
     "full_version",
     "has_library",
     "installed_extensions",
     "process_tree",
     "proportional_memory",
+    "recovery_settings",
     "replication_conninfo",
     "socket_dir_for",
 ]

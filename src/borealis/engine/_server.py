@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._archive import RECOVERY_SIGNAL, prepare_archive
 from ._binaries import Binaries
 from ._config import (
     CAPACITY_FILE,
@@ -459,6 +460,18 @@ class PostgresServer:
         """Whether the data directory is set to start as a standby."""
         return (self.datadir / STANDBY_SIGNAL).exists()
 
-    async def enable_wal_archiving(self, archive_dir: Path) -> None:
-        """TODO: archive_mode=on, an archive_command copying WAL segments into `archive_dir` (for PITR)."""
-        raise NotImplementedError("WAL archiving is not implemented yet")
+    def enable_wal_archiving(self, archive_dir: Path) -> None:
+        """Make ``archive_dir`` ready for this server's archiver (owned by its OS user, reachable by it).
+
+        The settings that archive into it come from :func:`archive_settings`, through :meth:`configure`.
+        """
+        user = self._run_as()
+        prepare_archive(archive_dir, user)
+        if user is not None:
+            ensure_traversable([archive_dir], user)
+
+    def set_recovery(self) -> None:
+        """Make the next start an archive recovery (``recovery.signal``): see :func:`recovery_settings`."""
+        path = self.datadir / RECOVERY_SIGNAL
+        path.touch()
+        give_to(path, self._run_as(), 0o600)

@@ -140,8 +140,6 @@ class _Rds:
             "DBClusterParameterGroup": f"default.aurora-postgresql{doc['engine_version'].split('.')[0]}",
             "DBSubnetGroup": "default",
             "Status": doc["status"],
-            "EarliestRestorableTime": _ts(doc["created"]),
-            "LatestRestorableTime": dt.datetime.now(dt.UTC).replace(microsecond=0),
             "Endpoint": self.settings.host,
             "ReaderEndpoint": doc["reader_host"],
             "CustomEndpoints": [e["host"] for e in self.control.endpoints.of(doc["id"]) if e["status"] != "deleting"],
@@ -179,6 +177,9 @@ class _Rds:
         }
         if doc.get("database_name"):
             out["DatabaseName"] = doc["database_name"]
+        window = self.control.snapshots.backups.window(doc["id"])
+        if window is not None:  # AWS omits both until the first automated backup
+            out["EarliestRestorableTime"], out["LatestRestorableTime"] = window
         scaling = doc["scaling"]
         if scaling.get("set"):
             info: dict[str, Any] = {"MinCapacity": scaling["min"], "MaxCapacity": scaling["max"]}

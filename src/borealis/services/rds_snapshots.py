@@ -1,4 +1,4 @@
-"""RDS operations of DB cluster snapshots: Create/Describe/Delete/CopyDBClusterSnapshot, RestoreDBClusterFromSnapshot.
+"""RDS operations of DB cluster snapshots: Create/Describe/Delete/Copy, Restore (from a snapshot or to a point in time).
 
 The control plane owns the snapshots (``control._snapshots``); this module validates requests as RDS does,
 maps the control plane's refusals to AWS error codes and renders botocore's DBClusterSnapshot shape.
@@ -130,21 +130,10 @@ class _Snapshots:
             raise AWSError(exc.code, exc.message) from None
         return {"DBClusterSnapshot": self.render(doc)}
 
-    async def restore(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
-        ident = _identifier(p, "DBClusterIdentifier")
-        snapshot = self.snapshots.get(_key(p["SnapshotIdentifier"]))
-        if snapshot is None:
-            raise AWSError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {p['SnapshotIdentifier']} not found.")
+    def _new_cluster(self, ident: str, source: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+        """The record of a cluster restored from ``source`` (what a snapshot keeps of its cluster)."""
         if self.control.cluster(ident) is not None:
             raise AWSError("DBClusterAlreadyExistsFault", f"DB Cluster {ident} already exists")
-        source = snapshot["source"]
-        if p.get("Engine") and p["Engine"] != (source.get("engine") or "aurora-postgresql"):
-            raise AWSError("InvalidParameterCombination", f"Cannot restore a {source.get('engine')} snapshot "
-                           f"as engine {p['Engine']}.")  # fmt: skip
-        version = str(source.get("engine_version"))
-        if p.get("EngineVersion") and str(p["EngineVersion"]).split(".")[0] != version.split(".")[0]:
-            raise AWSError("InvalidParameterCombination", "Borealis restores a snapshot on its own major version "
-                           f"({version}); upgrade the restored cluster instead.")  # fmt: skip
         port = p.get("Port")
         if port is not None and not 1150 <= port <= 65535:
             raise AWSError("InvalidParameterValue", "Invalid port. Valid values are 1150-65535.")
@@ -152,6 +141,10 @@ class _Snapshots:
             raise AWSError(
                 "InvalidParameterValue", f"Port {port} is already used by another endpoint of this Borealis."
             )
+        retention = p.get("BackupRetentionPeriod") or 1
+        if not 1 <= retention <= 35:
+            raise AWSError("InvalidParameterValue", f"Invalid backup retention period: {retention}. Valid values "
+                           "are 1 to 35 days.")  # fmt: skip
         port = port or self.control.allocate_port()
         reader_host, reader_port = self.control.reader_address(port)
         scaling = source.get("scaling") or {"min": 0.5, "max": 16.0, "pause": None, "set": False}
@@ -159,12 +152,11 @@ class _Snapshots:
         if conf:
             scaling = {**scaling, "min": float(conf.get("MinCapacity", scaling["min"])),
                        "max": float(conf.get("MaxCapacity", scaling["max"])), "set": True}  # fmt: skip
-        empty = bool(snapshot.get("empty"))
-        doc: dict[str, Any] = {
+        return {
             "id": ident,
             "resource_id": resource_id("cluster"),
             "engine": source.get("engine") or "aurora-postgresql",
-            "engine_version": version,
+            "engine_version": str(source.get("engine_version")),
             "status": "creating",
             "port": port,
             "reader_host": reader_host,
@@ -172,7 +164,7 @@ class _Snapshots:
             "master_username": source["master_username"],
             "database_name": source.get("database_name"),
             "scaling": scaling,
-            "backup_retention": int(p.get("BackupRetentionPeriod") or 1),
+            "backup_retention": int(retention),
             "deletion_protection": bool(p.get("DeletionProtection", False)),
             "http_endpoint": False,
             "iam_auth": bool(p.get("EnableIAMDatabaseAuthentication", source.get("iam_auth", False))),
@@ -183,17 +175,120 @@ class _Snapshots:
             "created": dt.datetime.now(dt.UTC).isoformat(),
             "admin_password": source["admin_password"],
             "master_password": source.get("master_password"),
-            # The roles and the database are in the snapshot's data; the password is applied again once.
-            "bootstrapped": not empty,
+            # The roles and the database are in the restored data; the password is applied again once.
+            "bootstrapped": True,
             "password_version": 0,
             "password_applied": -1,
-            "restored_from": snapshot["id"],
         }
+
+    async def restore(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _identifier(p, "DBClusterIdentifier")
+        snapshot = self.snapshots.get(_key(p["SnapshotIdentifier"]))
+        if snapshot is None:
+            raise AWSError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {p['SnapshotIdentifier']} not found.")
+        source = snapshot["source"]
+        if p.get("Engine") and p["Engine"] != (source.get("engine") or "aurora-postgresql"):
+            raise AWSError("InvalidParameterCombination", f"Cannot restore a {source.get('engine')} snapshot "
+                           f"as engine {p['Engine']}.")  # fmt: skip
+        version = str(source.get("engine_version"))
+        if p.get("EngineVersion") and str(p["EngineVersion"]).split(".")[0] != version.split(".")[0]:
+            raise AWSError("InvalidParameterCombination", "Borealis restores a snapshot on its own major version "
+                           f"({version}); upgrade the restored cluster instead.")  # fmt: skip
+        doc = self._new_cluster(ident, source, p)
+        doc["bootstrapped"] = not snapshot.get("empty")
+        doc["restored_from"] = snapshot["id"]
         try:
             self.snapshots.restore(snapshot["id"], doc)
         except SnapshotError as exc:
             raise AWSError(exc.code, exc.message) from None
         return {"DBCluster": self.render_cluster(self.control.cluster(ident) or doc)}
+
+    async def restore_to_time(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _identifier(p, "DBClusterIdentifier")
+        kind = p.get("RestoreType") or "full-copy"
+        if kind not in ("full-copy", "copy-on-write"):
+            raise AWSError("InvalidParameterValue", f"Invalid RestoreType: {kind}. Valid values are full-copy "
+                           "and copy-on-write.")  # fmt: skip
+        when, latest = p.get("RestoreToTime"), bool(p.get("UseLatestRestorableTime"))
+        if when is not None and latest:
+            raise AWSError("InvalidParameterCombination", "Cannot specify both RestoreToTime and "
+                           "UseLatestRestorableTime.")  # fmt: skip
+        if when is not None and kind == "copy-on-write":
+            raise AWSError("InvalidParameterCombination", "RestoreToTime cannot be used with RestoreType "
+                           "copy-on-write: a clone is made at the latest restorable time.")  # fmt: skip
+        if when is None and not latest and kind != "copy-on-write":
+            raise AWSError("InvalidParameterCombination", "Either RestoreToTime or UseLatestRestorableTime "
+                           "must be specified.")  # fmt: skip
+        source = self._source_cluster(p)
+        if source["status"] in ("creating", "deleting", "failed"):
+            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {source['id']} is {source['status']}.")
+        window = self.snapshots.backups.window(source["id"])
+        if window is None:
+            raise AWSError("InvalidRestoreFault", f"DB cluster {source['id']} has no automated backup to restore "
+                           "from yet.")  # fmt: skip
+        earliest, newest = window
+        target: dt.datetime | None = None
+        if when is not None:
+            when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+            if not earliest <= when <= newest:
+                raise AWSError("InvalidRestoreFault", f"The restore time {when:%Y-%m-%dT%H:%M:%SZ} is outside the "
+                               f"restorable window {earliest:%Y-%m-%dT%H:%M:%SZ} to "
+                               f"{newest:%Y-%m-%dT%H:%M:%SZ}.")  # fmt: skip
+            # Past the newest archived time of a resting cluster, "every archived commit" is the same state.
+            target = when if self.control.running_writer(source["id"]) is not None or when < newest else None
+        password = self.control.master_password(source)
+        described = {**source, "master_password": self.control.sealer.seal(password) if password else None}
+        doc = self._new_cluster(ident, described, p)
+        doc["restored_from_cluster"] = source["id"]
+        try:
+            self.snapshots.backups.restore(source["id"], target, doc, clone=kind == "copy-on-write")
+        except SnapshotError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        return {"DBCluster": self.render_cluster(self.control.cluster(ident) or doc)}
+
+    def _source_cluster(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("SourceDBClusterIdentifier"):
+            wanted = _key(p["SourceDBClusterIdentifier"])
+            found = self.control.cluster(wanted)
+        elif p.get("SourceDbClusterResourceId"):
+            wanted = p["SourceDbClusterResourceId"]
+            found = next((c for c in self.control.clusters.values() if c["resource_id"] == wanted), None)
+        else:
+            raise AWSError("InvalidParameterCombination", "SourceDBClusterIdentifier or SourceDbClusterResourceId "
+                           "must be specified.")  # fmt: skip
+        if found is None:
+            raise AWSError("DBClusterNotFoundFault", f"DBCluster {wanted} not found.")
+        return found
+
+    async def modify_attribute(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _key(p["DBClusterSnapshotIdentifier"])
+        if p["AttributeName"] != "restore":
+            raise AWSError("InvalidParameterValue", f"Invalid attribute name: {p['AttributeName']}. The only "
+                           "attribute is restore.")  # fmt: skip
+        add, remove = list(p.get("ValuesToAdd") or []), list(p.get("ValuesToRemove") or [])
+        for value in add:
+            if value != "all" and not (len(value) == 12 and value.isdigit()):
+                raise AWSError("InvalidParameterValue", f"Invalid AWS account id: {value}.")
+        try:
+            doc = self.snapshots.set_attribute(ident, "restore", add, remove)
+        except SnapshotError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        return {"DBClusterSnapshotAttributesResult": self._attributes(doc)}
+
+    async def describe_attributes(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ident = _key(p["DBClusterSnapshotIdentifier"])
+        doc = self.snapshots.get(ident)
+        if doc is None:
+            raise AWSError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {ident} not found.")
+        return {"DBClusterSnapshotAttributesResult": self._attributes(doc)}
+
+    @staticmethod
+    def _attributes(doc: dict[str, Any]) -> dict[str, Any]:
+        values = (doc.get("attributes") or {}).get("restore", [])
+        return {
+            "DBClusterSnapshotIdentifier": doc["id"],
+            "DBClusterSnapshotAttributes": [{"AttributeName": "restore", "AttributeValues": list(values)}],
+        }
 
 
 def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Handler]:
@@ -205,4 +300,7 @@ def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], d
         "DeleteDBClusterSnapshot": ops.delete,
         "CopyDBClusterSnapshot": ops.copy,
         "RestoreDBClusterFromSnapshot": ops.restore,
+        "RestoreDBClusterToPointInTime": ops.restore_to_time,
+        "ModifyDBClusterSnapshotAttribute": ops.modify_attribute,
+        "DescribeDBClusterSnapshotAttributes": ops.describe_attributes,
     }

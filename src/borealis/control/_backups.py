@@ -1,0 +1,359 @@
+"""Continuous backup: automated base backups, their retention, the restorable window, point-in-time restore.
+
+Rules:
+- Every cluster's writer archives its WAL into the cluster's archive (``engine._archive``). A base backup of
+  the running writer (``pg_basebackup``, as a snapshot is taken) is an ``automated`` snapshot named as AWS
+  names them (``rds:<cluster>-YYYY-MM-DD-HH-MM``): the first once a cluster's writer is up, then one every
+  ``backup_interval_minutes``. A paused or stopped cluster gets none (nothing changes while it rests).
+- Retention (:func:`plan_retention`, pure): automated backups completed before the BackupRetentionPeriod
+  window go, except the newest of them, which is what restores to the window's first moments; archived WAL
+  older than the first segment the oldest kept backup needs goes too. A deleted cluster's automated backups
+  go with it (AWS keeps them only when asked to).
+- The restorable window runs from the oldest automated backup's completion to now while the writer runs (a
+  restore closes the writer's current WAL segment itself, so every commit up to the request is in the
+  archive), or to the time of the newest archived file while the cluster rests (its last segment was
+  archived when it stopped).
+- A point-in-time restore stores the new cluster first (``creating``, its plan under ``restore_pitr``); the
+  work then copies the chosen base backup into the new cluster's volume, replays the source's archive up to
+  the target in a postgres of its own (which archives its new timeline into the new cluster's archive), and
+  stops it; the first instance of the new cluster adopts the volume. After a restart the work starts over.
+- A clone (RestoreType ``copy-on-write``) restores to the latest time with a reflink copy where the file
+  system has them (each side then writes its own blocks), else a full copy; an event says which. Hard links
+  are never used: postgres rewrites data files in place, so a linked file would change the backup too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from borealis.control._ports import free_port
+from borealis.control._roles import ADMIN_USER
+from borealis.engine import (
+    EngineError,
+    PostgresServer,
+    archive_path,
+    archive_settings,
+    archived_files,
+    recovery_settings,
+)
+from borealis.engine._process import run
+
+if TYPE_CHECKING:
+    from borealis.control._plane import ControlPlane
+    from borealis.control._snapshots import Snapshots
+
+__all__ = [
+    "BACKUP_TICK",
+    "Backup",
+    "Backups",
+    "Retention",
+    "backup_due",
+    "choose_base",
+    "plan_retention",
+    "restorable_window",
+]
+
+log = logging.getLogger(__name__)
+
+BACKUP_TICK = 10.0
+"""Seconds between two looks at which cluster needs a base backup or a retention pass."""
+_RECOVERY_TIMEOUT = 6 * 3600.0
+_SEAL_TIMEOUT = 600.0
+_NOT_REACHED = "recovery ended before configured recovery target was reached"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ---------------------------------------------------------------------------------------------- pure rules
+
+
+@dataclass(frozen=True)
+class Backup:
+    """An automated base backup: when it became usable and the first archived WAL segment it needs."""
+
+    ident: str
+    completed: dt.datetime
+    wal_start: str | None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What a retention pass removes: automated backups (by id) and archived WAL files (by name)."""
+
+    backups: tuple[str, ...]
+    wal: tuple[str, ...]
+
+
+def _segment(name: str) -> str | None:
+    """The log and segment part of a WAL file name (timeline left out, as pg_archivecleanup compares)."""
+    head = name[:24]
+    if len(head) == 24 and all(c in "0123456789ABCDEF" for c in head):
+        return head[8:]
+    return None  # a timeline history file, kept: they are tiny and every later timeline needs them
+
+
+def plan_retention(backups: Sequence[Backup], wal: Sequence[str], days: int, now: dt.datetime) -> Retention:
+    """What goes when ``days`` of restorable time are kept at ``now`` (see the module's rules)."""
+    cutoff = now - dt.timedelta(days=days)
+    ordered = sorted(backups, key=lambda b: b.completed)
+    before = [b for b in ordered if b.completed < cutoff]
+    drop = before[:-1]  # the newest backup before the window restores to its start
+    kept = ordered[len(drop) :]
+    first = _segment(kept[0].wal_start) if kept and kept[0].wal_start else None
+    if first is None:
+        return Retention(tuple(b.ident for b in drop), ())
+    old = [n for n in wal if (seg := _segment(n)) is not None and seg < first]
+    return Retention(tuple(b.ident for b in drop), tuple(old))
+
+
+def backup_due(last: dt.datetime | None, now: dt.datetime, interval: dt.timedelta) -> bool:
+    """Whether a cluster whose newest automated backup completed at ``last`` needs another one."""
+    return last is None or now - last >= interval
+
+
+def restorable_window(backups: Sequence[Backup], latest: dt.datetime | None) -> tuple[dt.datetime, dt.datetime] | None:
+    """Earliest and latest restorable times, or None while there is no base backup to restore from."""
+    if not backups or latest is None:
+        return None
+    earliest = min(b.completed for b in backups)
+    return earliest, max(earliest, latest)
+
+
+def choose_base(backups: Sequence[Backup], target: dt.datetime | None) -> Backup | None:
+    """The newest backup completed by ``target`` (the newest of all for the latest time)."""
+    usable = [b for b in backups if target is None or b.completed <= target]
+    return max(usable, key=lambda b: b.completed, default=None)
+
+
+# ---------------------------------------------------------------------------------------------- the work
+
+
+def _reflinks(directory: Path) -> bool:
+    """Whether the file system under ``directory`` makes reflink (copy-on-write) copies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / ".reflink-probe"
+    copy = directory / ".reflink-probe.copy"
+    try:
+        probe.write_bytes(b"borealis")
+        result = subprocess.run(["cp", "--reflink=always", probe, copy], capture_output=True, timeout=30)
+        return result.returncode == 0
+    finally:
+        probe.unlink(missing_ok=True)
+        copy.unlink(missing_ok=True)
+
+
+class Backups:
+    """The automated backups and point-in-time restores of one control plane."""
+
+    def __init__(self, plane: ControlPlane, snapshots: Snapshots, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.plane = plane
+        self.snapshots = snapshots
+        self.clock = clock
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def automated(self, cluster_id: str) -> list[Backup]:
+        """The available automated backups of a cluster."""
+        out = []
+        for doc in self.snapshots.all():
+            if doc["cluster"] == cluster_id and doc["type"] == "automated" and doc["status"] == "available":
+                completed = dt.datetime.fromisoformat(doc.get("completed") or doc["created"])
+                out.append(Backup(doc["id"], completed, doc.get("wal_start")))
+        return out
+
+    def latest(self, cluster_id: str) -> dt.datetime | None:
+        """The latest restorable time: now while the writer runs, else when the archive last grew."""
+        if self.plane.running_writer(cluster_id) is not None:
+            return self.clock()
+        archive = self.plane.archive_of(cluster_id)
+        names = archived_files(archive)
+        if not names:
+            return None
+        newest = max(archive_path(archive, n).stat().st_mtime for n in names)
+        return dt.datetime.fromtimestamp(newest, dt.UTC)
+
+    def window(self, cluster_id: str) -> tuple[dt.datetime, dt.datetime] | None:
+        """Earliest and latest restorable times of a cluster (None before its first automated backup)."""
+        with contextlib.suppress(OSError):
+            return restorable_window(self.automated(cluster_id), self.latest(cluster_id))
+        return None
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        """Take the base backups that are due and apply retention, every :data:`BACKUP_TICK` seconds."""
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("automated backups: a pass failed")
+            await asyncio.sleep(BACKUP_TICK)
+
+    def tick(self) -> None:
+        """One pass: start the due base backups, drop what retention and deleted clusters leave behind."""
+        now = self.clock()
+        interval = dt.timedelta(minutes=self.plane.settings.backup_interval_minutes)
+        for doc in self.snapshots.all():
+            if doc["type"] == "automated" and doc["status"] != "creating":
+                cluster = self.plane.cluster(doc["cluster"])
+                if cluster is None or doc["status"] == "failed":
+                    self.snapshots.forget(doc["id"])
+        for cluster in self.plane.clusters.values():
+            cid = cluster["id"]
+            backups = self.automated(cid)
+            retention = plan_retention(
+                backups, archived_files(self.plane.archive_of(cid)), int(cluster.get("backup_retention") or 1), now
+            )
+            for ident in retention.backups:
+                self.snapshots.forget(ident)
+            for name in retention.wal:
+                archive_path(self.plane.archive_of(cid), name).unlink(missing_ok=True)
+            if cluster["status"] != "available" or self.snapshots.taking(cid):
+                continue
+            if self.plane.running_writer(cid) is None:
+                continue
+            last = max((b.completed for b in backups), default=None)
+            if backup_due(last, now, interval):
+                ident = f"rds:{cid}-{now:%Y-%m-%d-%H-%M}"
+                if self.snapshots.get(ident) is None:
+                    self.snapshots.create(cid, ident, kind="automated")
+
+    # ------------------------------------------------------------------------------------------ restore
+
+    def restore(self, source_id: str, target: dt.datetime | None, cluster_doc: dict[str, Any], *, clone: bool) -> None:
+        """Store ``cluster_doc`` (a new, ``creating`` cluster) and restore ``source_id`` at ``target`` into it.
+
+        ``target`` None is the latest restorable time. Raises ``SnapshotError`` when no backup covers it.
+        """
+        from borealis.control._snapshots import SnapshotError
+
+        base = choose_base(self.automated(source_id), target)
+        if base is None:
+            raise SnapshotError("InvalidRestoreFault", f"DBCluster {source_id} has no backup to restore from yet.")
+        plan = {
+            "source": source_id,
+            "backup": base.ident,
+            "target": None if target is None else target.isoformat(),
+            "clone": clone,
+        }
+        self.plane.put_cluster({**cluster_doc, "restore_pitr": plan})
+        self.snapshots.spawn(self._restore(cluster_doc["id"]))
+
+    def resume(self) -> None:
+        """After a start: restores a stopped or killed Borealis left half-done start over."""
+        for cluster in self.plane.clusters.values():
+            if cluster.get("restore_pitr"):
+                self.snapshots.spawn(self._restore(cluster["id"]))
+
+    async def _seal(self, source_id: str) -> None:
+        """Have every commit of the source's running writer archived: one more commit (so that any time up to
+        now lies before a commit, as recovery wants), then a segment switch, then wait for the archiver."""
+        server = self.plane.running_writer(source_id)
+        if server is None:
+            return
+        conn = await psycopg.AsyncConnection.connect(server.internal_conninfo(user=ADMIN_USER), autocommit=True)
+        async with conn:
+            await conn.execute("SELECT pg_current_xact_id()")
+            row = await (await conn.execute("SELECT pg_walfile_name(pg_switch_wal())")).fetchone()
+        assert row is not None
+        wanted = archive_path(self.plane.archive_of(source_id), str(row[0]))
+        if not await self.plane.wait_for(wanted.exists, _SEAL_TIMEOUT):
+            raise RuntimeError(f"the WAL segment {row[0]} of {source_id} was not archived in time")
+
+    async def _restore(self, cid: str) -> None:
+        cluster = self.plane.cluster(cid)
+        if cluster is None or not cluster.get("restore_pitr"):
+            return
+        plan = cluster["restore_pitr"]
+        source = plan["source"]
+        target = dt.datetime.fromisoformat(plan["target"]) if plan.get("target") else None
+        volume = self.plane.volume_of(cid)
+        staging = volume.with_name("volume.restoring")
+        try:
+            await self._seal(source)
+            base = self.snapshots.data(plan["backup"])
+            await self._lay_down(cid, base, staging, clone=bool(plan.get("clone")))
+            if not await self._recover(cid, cluster, staging, source, target):
+                # Every archived commit is before the target: replaying all of them is the state at the target.
+                await self._lay_down(cid, base, staging, clone=bool(plan.get("clone")), quiet=True)
+                await self._recover(cid, cluster, staging, source, None)
+            shutil.rmtree(volume, ignore_errors=True)
+            staging.rename(volume)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("point-in-time restore of %s into %s failed", source, cid)
+            self.plane.emit(cid, None, f"restore failed: {exc}")
+            self.plane.restore_done(cid, failed=True)
+            return
+        self.plane.emit(cid, None, f"restored {source} to {plan.get('target') or 'its latest restorable time'}")
+        self.plane.restore_done(cid, failed=False)
+
+    async def _lay_down(self, cid: str, base: Path, staging: Path, *, clone: bool, quiet: bool = False) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        reflink = clone and _reflinks(staging.parent)
+        if not quiet:
+            how = (
+                "a reflink (copy-on-write) copy"
+                if reflink
+                else "a full copy (the file system has no reflinks)"
+                if clone
+                else "a full copy"
+            )
+            self.plane.emit(cid, None, f"restoring the base backup as {how}")
+        mode = "--reflink=always" if reflink else "--reflink=never"
+        await run(["cp", "-a", "-T", mode, base, staging], None, timeout=_RECOVERY_TIMEOUT, what="cp")
+
+    async def _recover(
+        self, cid: str, cluster: dict[str, Any], datadir: Path, source: str, target: dt.datetime | None
+    ) -> bool:
+        """Replay the source's archive on ``datadir`` up to ``target``; False if the archive ends before it."""
+        log_dir = datadir.with_name("restore-log")
+        server = PostgresServer(
+            datadir, self.plane.binaries_for(cluster), port=free_port("127.0.0.1"), host="127.0.0.1", log_dir=log_dir
+        )
+        server.enable_wal_archiving(self.plane.archive_of(cid))
+        settings = archive_settings(self.plane.archive_of(cid), self.plane.settings.archive_timeout)
+        server.configure({**settings, **recovery_settings(self.plane.archive_of(source), target)})
+        server.set_standby(False)
+        server.set_recovery()
+        self.plane.emit(cid, None, "replaying the archived WAL")
+        try:
+            await server.start(timeout=_RECOVERY_TIMEOUT)
+            while not await self._promoted(server):
+                if not server.status().running:
+                    raise EngineError(f"postgres stopped during recovery\n{server.log_file.read_text()[-2000:]}")
+                await asyncio.sleep(0.2)
+        except EngineError as exc:
+            if _NOT_REACHED in str(exc) and target is not None:
+                return False
+            raise
+        finally:
+            await server.stop()
+        return True
+
+    @staticmethod
+    async def _promoted(server: PostgresServer) -> bool:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                server.internal_conninfo(user=ADMIN_USER), autocommit=True, connect_timeout=10
+            )
+        except psycopg.OperationalError:
+            return False
+        async with conn:
+            row = await (await conn.execute("SELECT pg_is_in_recovery()")).fetchone()
+        return row is not None and not row[0]

@@ -1,0 +1,88 @@
+"""The pure rules of continuous backup: retention, when a backup is due, the restorable window, the base chosen."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from borealis.control._backups import Backup, backup_due, choose_base, plan_retention, restorable_window
+from borealis.engine._archive import archive_settings, backup_start_wal, recovery_settings
+
+NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+
+
+def _backup(ident: str, days_ago: float, segment: int) -> Backup:
+    return Backup(ident, NOW - dt.timedelta(days=days_ago), f"00000001000000000000{segment:04X}")
+
+
+def _wal(timeline: int, segment: int) -> str:
+    return f"{timeline:08X}00000000{segment:08X}"
+
+
+def test_retention_keeps_the_window_and_the_newest_backup_before_it() -> None:
+    backups = [_backup("b10", 10, 0x10), _backup("b8", 8, 0x20), _backup("b6", 6, 0x30), _backup("b1", 1, 0x40)]
+    wal = [_wal(1, n) for n in (0x0F, 0x10, 0x1F, 0x20, 0x21, 0x30, 0x41)] + ["00000002.history", _wal(2, 0x1F)]
+    plan = plan_retention(backups, wal, 5, NOW)
+    # b6 is before the 5-day window but restores to its start: it stays, and the WAL it needs with it.
+    assert plan.backups == ("b10", "b8")
+    assert plan.wal == (_wal(1, 0x0F), _wal(1, 0x10), _wal(1, 0x1F), _wal(1, 0x20), _wal(1, 0x21), _wal(2, 0x1F))
+
+
+def test_retention_with_everything_in_the_window_removes_nothing() -> None:
+    backups = [_backup("b2", 2, 0x10), _backup("b1", 1, 0x20)]
+    plan = plan_retention(backups, [_wal(1, 0x10), _wal(1, 0x11)], 35, NOW)
+    assert plan.backups == () and plan.wal == ()
+
+
+def test_retention_keeps_partial_and_backup_files_the_oldest_backup_needs() -> None:
+    backups = [_backup("b40", 40, 0x10), _backup("b3", 3, 0x30)]
+    wal = [_wal(1, 0x2F) + ".partial", _wal(1, 0x30) + ".00000028.backup", _wal(1, 0x30)]
+    plan = plan_retention(backups, wal, 1, NOW)
+    assert plan.backups == ("b40",)
+    assert plan.wal == (_wal(1, 0x2F) + ".partial",)
+
+
+def test_retention_without_a_known_first_segment_keeps_the_wal() -> None:
+    plan = plan_retention([Backup("b", NOW - dt.timedelta(days=3), None)], [_wal(1, 1)], 1, NOW)
+    assert plan == plan_retention([Backup("b", NOW - dt.timedelta(days=3), None)], [], 1, NOW)
+    assert plan.wal == ()
+
+
+def test_a_backup_is_due_after_the_interval() -> None:
+    day = dt.timedelta(days=1)
+    assert backup_due(None, NOW, day)
+    assert not backup_due(NOW - dt.timedelta(hours=23), NOW, day)
+    assert backup_due(NOW - day, NOW, day)
+
+
+def test_window_and_base() -> None:
+    backups = [_backup("old", 3, 1), _backup("new", 1, 2)]
+    assert restorable_window([], NOW) is None
+    assert restorable_window(backups, None) is None
+    assert restorable_window(backups, NOW) == (NOW - dt.timedelta(days=3), NOW)
+    assert choose_base(backups, NOW - dt.timedelta(days=2)) == backups[0]
+    assert choose_base(backups, None) == backups[1]
+    assert choose_base(backups, NOW - dt.timedelta(days=4)) is None
+
+
+def test_archive_and_recovery_settings_quote_the_directory(tmp_path: object) -> None:
+    from pathlib import Path
+
+    archive = Path("/data/it's here/archive")
+    settings = archive_settings(archive, 60)
+    assert settings["archive_mode"] == "on" and settings["archive_timeout"] == "60"
+    assert "'/data/it'\"'\"'s here/archive'/%f.gz" in settings["archive_command"]
+    recovery = recovery_settings(archive, NOW)
+    assert recovery["recovery_target_time"] == "2026-12-07 12:00:00+00:00"
+    assert recovery["recovery_target_action"] == "promote"
+    assert "recovery_target_time" not in recovery_settings(archive, None)
+
+
+def test_backup_start_wal_reads_the_label(tmp_path: object) -> None:
+    from pathlib import Path
+
+    datadir = Path(str(tmp_path))
+    assert backup_start_wal(datadir) is None
+    (datadir / "backup_label").write_text(
+        "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000080\n"
+    )
+    assert backup_start_wal(datadir) == "000000010000000000000002"
