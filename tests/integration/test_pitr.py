@@ -25,7 +25,7 @@ FAST = {"Delay": 1, "MaxAttempts": 300}
 
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
-    proc = BorealisProcess(tmp_path_factory.mktemp("pitr") / "data")
+    proc = BorealisProcess(tmp_path_factory.mktemp("pitr") / "data", extra_env={"BOREALIS_SNAPSHOT_QUOTA": "2"})
     proc.start()
     yield proc
     if proc.proc is not None and proc.proc.poll() is None:
@@ -199,3 +199,59 @@ def test_a_clone_after_a_failover_across_a_restart(own: BorealisProcess) -> None
     assert ("pitr-clone: restoring the base backup as a reflink (copy-on-write) copy" in log) or (
         "pitr-clone: restoring the base backup as a full copy (the file system has no reflinks)" in log
     )
+
+
+def test_snapshot_attributes_progress_and_quota(own: BorealisProcess) -> None:
+    rds = own.client("rds")
+    seen: list[int] = []
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="default", DBClusterSnapshotIdentifier="manual-1")
+
+    def available() -> bool:
+        [snap] = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="manual-1")["DBClusterSnapshots"]
+        seen.append(snap["PercentProgress"])
+        return bool(snap["Status"] == "available")
+
+    _poll("the snapshot", available)
+    assert seen == sorted(seen) and seen[-1] == 100 and all(0 <= p <= 100 for p in seen)
+    out = rds.modify_db_cluster_snapshot_attribute(
+        DBClusterSnapshotIdentifier="manual-1", AttributeName="restore", ValuesToAdd=["123456789012", "all"]
+    )["DBClusterSnapshotAttributesResult"]
+    assert out["DBClusterSnapshotAttributes"] == [
+        {"AttributeName": "restore", "AttributeValues": ["123456789012", "all"]}
+    ]
+    rds.modify_db_cluster_snapshot_attribute(
+        DBClusterSnapshotIdentifier="manual-1", AttributeName="restore", ValuesToRemove=["all"]
+    )
+    described = rds.describe_db_cluster_snapshot_attributes(DBClusterSnapshotIdentifier="manual-1")
+    assert described["DBClusterSnapshotAttributesResult"]["DBClusterSnapshotAttributes"][0]["AttributeValues"] == [
+        "123456789012"
+    ]
+    [automated] = rds.describe_db_cluster_snapshots(DBClusterIdentifier="default", SnapshotType="automated")[
+        "DBClusterSnapshots"
+    ]
+    refusals = [
+        ({"DBClusterSnapshotIdentifier": "manual-1", "AttributeName": "copy"}, "InvalidParameterValue"),
+        ({"DBClusterSnapshotIdentifier": "manual-1", "ValuesToAdd": ["12"]}, "InvalidParameterValue"),
+        ({"DBClusterSnapshotIdentifier": "nope"}, "DBClusterSnapshotNotFoundFault"),
+        (
+            {"DBClusterSnapshotIdentifier": automated["DBClusterSnapshotIdentifier"], "ValuesToAdd": ["all"]},
+            "InvalidDBClusterSnapshotStateFault",
+        ),
+    ]
+    for params, code in refusals:
+        with pytest.raises(ClientError) as exc:
+            rds.modify_db_cluster_snapshot_attribute(**{"AttributeName": "restore", **params})
+        assert _code(exc) == code, params
+    # The quota (2 here) counts manual snapshots only: the automated backups are not in it.
+    rds.copy_db_cluster_snapshot(
+        SourceDBClusterSnapshotIdentifier="manual-1", TargetDBClusterSnapshotIdentifier="manual-2"
+    )
+    for call in (
+        lambda: rds.create_db_cluster_snapshot(DBClusterIdentifier="default", DBClusterSnapshotIdentifier="manual-3"),
+        lambda: rds.copy_db_cluster_snapshot(
+            SourceDBClusterSnapshotIdentifier="manual-1", TargetDBClusterSnapshotIdentifier="manual-3"
+        ),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert _code(exc) == "SnapshotQuotaExceededFault"

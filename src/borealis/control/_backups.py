@@ -221,7 +221,7 @@ class Backups:
                 self.snapshots.forget(ident)
             for name in retention.wal:
                 archive_path(self.plane.archive_of(cid), name).unlink(missing_ok=True)
-            if cluster["status"] != "available" or self.snapshots.taking(cid):
+            if cluster["status"] != "available" or self.snapshots.taking(cid, automated=True):
                 continue
             if self.plane.running_writer(cid) is None:
                 continue
@@ -327,7 +327,8 @@ class Backups:
             datadir, self.plane.binaries_for(cluster), port=free_port("127.0.0.1"), host="127.0.0.1", log_dir=log_dir
         )
         server.enable_wal_archiving(self.plane.archive_of(cid))
-        settings = archive_settings(self.plane.archive_of(cid), self.plane.settings.archive_timeout)
+        # "on", not "always": the segments it replays are the source's, already in the source's archive.
+        settings = archive_settings(self.plane.archive_of(cid), self.plane.settings.archive_timeout, "on")
         server.configure({**settings, **recovery_settings(self.plane.archive_of(source), target)})
         server.set_standby(False)
         server.set_recovery()

@@ -104,10 +104,15 @@ class Snapshots:
         """Every snapshot, oldest first."""
         return sorted(self.table.values(), key=lambda d: (d["created"], d["id"]))
 
-    def taking(self, cluster_id: str) -> bool:
-        """Whether a snapshot of the cluster is being made now."""
+    def taking(self, cluster_id: str, *, automated: bool = False) -> bool:
+        """Whether a snapshot of the cluster is being made now (an automated backup only if ``automated``:
+        it is a base backup of the running writer, never a copy of a resting data directory, so starting the
+        cluster need not wait for it)."""
         return any(
-            d["cluster"] == cluster_id and d["status"] == "creating" and not d.get("source_snapshot")
+            d["cluster"] == cluster_id
+            and d["status"] == "creating"
+            and not d.get("source_snapshot")
+            and (automated or d["type"] != "automated")
             for d in self.table.values()
         )
 
@@ -340,6 +345,8 @@ class Snapshots:
             server.set_standby(False)
             passfile.unlink(missing_ok=True)
             return
+        if doc["type"] == "automated":
+            raise RuntimeError("the writer stopped before its automated backup was taken")  # taken again later
         src = self.plane.resting_data(cid)
         if src is not None:
             self.plane.emit(cid, None, f"snapshot {doc['id']}: copying the stopped writer's data directory")

@@ -3,9 +3,10 @@
 Rules:
 - The writer archives every finished WAL segment (and timeline history file) into one directory per cluster,
   gzip-compressed (a segment closed early by ``archive_timeout`` or a switch is mostly zeros, so it shrinks
-  to a few kilobytes). Every instance runs with ``archive_mode = on``: a reader archives nothing while it
-  replays, and starts archiving the moment it is promoted, so the archive goes on across a failover (the new
-  timeline's files carry its number in their names, so the two writers never write the same name).
+  to a few kilobytes). Every instance runs with ``archive_mode = always``: a reader archives the segments it
+  received too (the same names with the same bytes, which the command accepts), so a writer that dies before
+  its archiver caught up leaves no hole, and a promoted reader goes on archiving its new timeline (whose
+  number is in its files' names, so two writers never write the same name).
 - A file is written under a temporary name, flushed, then renamed: a crash never leaves a torn file under
   the real name. A file already archived with the same content is success (PostgreSQL may ask again after a
   crash); one with different content is refused, so nothing in the archive is ever overwritten.
@@ -48,15 +49,16 @@ def prepare_archive(archive_dir: Path, user: RunAs | None) -> None:
     give_to(archive_dir, user, 0o700)
 
 
-def archive_settings(archive_dir: Path, timeout: int) -> dict[str, str]:
+def archive_settings(archive_dir: Path, timeout: int, mode: str = "always") -> dict[str, str]:
     """The settings that archive a server's WAL into ``archive_dir`` (a segment at least every ``timeout`` s)."""
     d = shlex.quote(str(archive_dir.absolute()))
     dest = f"{d}/%f{_SUFFIX}"
+    # The temporary name carries the shell's pid: a reader and the writer may archive the same segment at once.
     command = (
         f"if [ -f {dest} ]; then gzip -dc {dest} | cmp -s - %p; "
-        f"else gzip -1c %p > {dest}.tmp && sync {dest}.tmp && mv -f {dest}.tmp {dest}; fi"
+        f"else gzip -1c %p > {dest}.$$ && sync {dest}.$$ && mv -f {dest}.$$ {dest}; fi"
     )
-    return {"archive_mode": "on", "archive_command": command, "archive_timeout": str(timeout)}
+    return {"archive_mode": mode, "archive_command": command, "archive_timeout": str(timeout)}
 
 
 def recovery_settings(archive_dir: Path, target: dt.datetime | None) -> dict[str, str]:

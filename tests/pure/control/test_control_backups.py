@@ -69,7 +69,7 @@ def test_archive_and_recovery_settings_quote_the_directory(tmp_path: object) -> 
 
     archive = Path("/data/it's here/archive")
     settings = archive_settings(archive, 60)
-    assert settings["archive_mode"] == "on" and settings["archive_timeout"] == "60"
+    assert settings["archive_mode"] == "always" and settings["archive_timeout"] == "60"
     assert "'/data/it'\"'\"'s here/archive'/%f.gz" in settings["archive_command"]
     recovery = recovery_settings(archive, NOW)
     assert recovery["recovery_target_time"] == "2026-12-07 12:00:00+00:00"
