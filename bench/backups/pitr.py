@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.backups.bench import _connect, _until  # noqa: E402
+from bench import _connect, _until  # noqa: E402  (bench.py beside this file: the script directory comes first)
 from tests.integration.conftest import BorealisProcess  # noqa: E402
 
 

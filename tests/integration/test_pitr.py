@@ -254,4 +254,4 @@ def test_snapshot_attributes_progress_and_quota(own: BorealisProcess) -> None:
     ):
         with pytest.raises(ClientError) as exc:
             call()
-        assert _code(exc) == "SnapshotQuotaExceededFault"
+        assert _code(exc) == "SnapshotQuotaExceeded"  # the code of botocore's SnapshotQuotaExceededFault

@@ -182,7 +182,8 @@ class Backups:
         names = archived_files(archive)
         if not names:
             return None
-        newest = max(archive_path(archive, n).stat().st_mtime for n in names)
+        # Names sort by timeline, then position: the greatest is the file archived last.
+        newest = archive_path(archive, max(names)).stat().st_mtime
         return dt.datetime.fromtimestamp(newest, dt.UTC)
 
     def window(self, cluster_id: str) -> tuple[dt.datetime, dt.datetime] | None:
