@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 from pathlib import Path
 
@@ -16,10 +17,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_base(span: int = 40) -> int:
-    """A port with `span` free ports above it (Borealis allocates endpoint ports upwards from the base)."""
+    """A port with `span` free ports above it (Borealis allocates endpoint ports upwards from the base).
+
+    Below the kernel's ephemeral range: there, any outgoing connection (a base backup's, a reader's) may take
+    an endpoint's port while Borealis restarts, and the endpoint then cannot listen again.
+    """
+    low = _ephemeral_low()
     for _ in range(200):
-        base = free_port()
+        base = random.randrange(10000, low - span) if low - span > 10000 else free_port()
         if base + span > 65535:
             continue
         ok = True
