@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from borealis.engine import Binaries
-from borealis.engine._osuser import service_user
-from borealis.engine._process import child_env, is_alive
+from borealis.engine._process import is_alive
+from tests.fixtures.fix_pgctl import start_daemonized
 
 from .conftest import BorealisProcess, free_port, postgres_pids, processes_for
 
@@ -125,18 +125,8 @@ def test_adopts_a_postmaster_left_running(own: BorealisProcess) -> None:
     assert _wait_no_postgres(own.data_dir) == []
     # A daemonized postmaster on the writer's data, as pg_ctl (or a lost parent-death signal) leaves one behind.
     volume = own.data_dir / "clusters" / "default" / "instances" / "default-instance-1" / "data"
-    user = service_user()
-    pg_ctl = Binaries.find().tool("pg_ctl")
-    subprocess.run(
-        [str(pg_ctl), "start", "-D", str(volume), "-w", "-l", "/dev/null", "-o", f"-p {free_port()} -k /tmp"],
-        check=True,
-        capture_output=True,
-        env=child_env(user),
-        cwd="/",
-        user=user.uid if user else None,
-        group=user.gid if user else None,
-        extra_groups=[] if user else None,
-    )
+    # No TCP (nothing connects to it): no port to race other tests for.
+    start_daemonized(Binaries.find().tool("pg_ctl"), volume, f"-c listen_addresses='' -p {free_port()} -k /tmp")
     leftover = int((volume / "postmaster.pid").read_text().split()[0])
     assert is_alive(leftover)
 

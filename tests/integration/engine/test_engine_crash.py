@@ -13,11 +13,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from engine_support import PASSWORD, SUPERUSER, MakeServer
+from tests.fixtures.fix_pgctl import start_daemonized
 
 import borealis
 from borealis.engine import PostgresServer
-from borealis.engine._osuser import service_user
-from borealis.engine._process import child_env, is_alive
+from borealis.engine._process import is_alive
 
 pytestmark = pytest.mark.pg
 
@@ -103,28 +103,8 @@ def test_stale_pidfile_with_reused_pid(make_server: MakeServer) -> None:
 
 def test_postmaster_from_an_earlier_run_is_stopped(make_server: MakeServer) -> None:
     server = make_server()
-    user = service_user()
     # A daemonized postmaster, as pg_ctl (or an earlier Borealis on a system without PDEATHSIG) leaves it.
-    subprocess.run(
-        [
-            str(server.binaries.tool("pg_ctl")),
-            "start",
-            "-D",
-            str(server.datadir),
-            "-w",
-            "-l",
-            "/dev/null",
-            "-o",
-            f"-p {server.port} -k /tmp",
-        ],
-        check=True,
-        capture_output=True,
-        env=child_env(user),
-        cwd="/",
-        user=user.uid if user else None,
-        group=user.gid if user else None,
-        extra_groups=[] if user else None,
-    )
+    start_daemonized(server.binaries.tool("pg_ctl"), server.datadir, f"-p {server.port} -k /tmp")
     earlier = server.status()
     assert earlier.running and earlier.pid is not None
     insert(server, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
