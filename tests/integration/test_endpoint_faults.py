@@ -44,7 +44,7 @@ def test_a_cut_connection_ends_its_session(borealis: BorealisProcess, fault_prox
         conn.execute("SELECT pg_sleep(30)")
     assert time.monotonic() - started < 10  # an error, not a hang
     conn.close()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while _sessions(borealis, "cut-me") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _sessions(borealis, "cut-me") == 0  # the listener closed the server side too

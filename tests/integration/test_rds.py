@@ -353,7 +353,7 @@ def test_filters_and_pagination(rds: Any) -> None:
 def _wait_status(rds: Any, cid: str, status: str) -> None:
     import time
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if rds.describe_db_clusters(DBClusterIdentifier=cid)["DBClusters"][0]["Status"] == status:
             return
@@ -364,7 +364,7 @@ def _wait_status(rds: Any, cid: str, status: str) -> None:
 def _wait_gone(rds: Any, cid: str) -> None:
     import time
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             rds.describe_db_clusters(DBClusterIdentifier=cid)

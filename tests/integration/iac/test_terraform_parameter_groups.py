@@ -41,7 +41,7 @@ def _show(conn: psycopg.Connection[Any], name: str) -> str:
 
 def _until_shown(borealis: BorealisProcess, cid: str, name: str, value: str) -> None:
     """Poll new sessions until the setting shows ``value`` (a reload reaches backends asynchronously)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     seen = None
     while time.monotonic() < deadline:
         with borealis.master_connect(cid) as conn:
@@ -278,7 +278,7 @@ def test_parameter_groups_applied_to_a_cluster(borealis: BorealisProcess, rds: A
         DBInstanceIdentifier=iid, DBParameterGroupName=f"default.{family}", ApplyImmediately=True
     )["DBInstance"]
     assert moved["DBParameterGroups"][0]["DBParameterGroupName"] == f"default.{family}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while True:
         with borealis.master_connect(cid) as conn:
             if _show(conn, "work_mem") != "16384":

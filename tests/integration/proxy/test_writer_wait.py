@@ -35,7 +35,7 @@ def test_borrow_waits_for_rebooted_writer(borealis: BorealisProcess, proxy: Prox
         # The postgres port behind the proxy (not an endpoint): closed once the old server has stopped.
         pg_port = int(_one(conn, "select inet_server_port()"))
         rds.reboot_db_instance(DBInstanceIdentifier=writer)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not _refused(pg_port):
             assert time.monotonic() < deadline, "the writer did not stop"
             time.sleep(0.02)
@@ -49,7 +49,7 @@ def test_borrow_waits_for_rebooted_writer(borealis: BorealisProcess, proxy: Prox
         with conn.transaction():
             assert _one(conn, "select 41 + 1") == 42
         assert conn.execute("select %s::int", [7], prepare=True).fetchone() == (7,)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while rds.describe_db_instances(DBInstanceIdentifier=writer)["DBInstances"][0]["DBInstanceStatus"] != "available":
         assert time.monotonic() < deadline
         time.sleep(0.1)
