@@ -1,13 +1,19 @@
 """CloudWatch metric alarms: PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState, Enable/DisableAlarmActions,
 DescribeAlarmHistory, and their evaluation over the metric store.
 
-:func:`evaluate` is the pure rule (CloudWatch user guide, "Evaluating an alarm" and "Configuring how CloudWatch
-alarms treat missing data"): the last ``EvaluationPeriods`` complete periods of ``Period`` seconds are read
-with the alarm's statistic; a period breaches when ``value <op> Threshold``; the alarm is ALARM when at least
-``DatapointsToAlarm`` (default ``EvaluationPeriods``) periods breach. Missing periods count as breaching
-(``breaching``), as not breaching (``notBreaching``), or are left out (``missing``, ``ignore``): then with no
-datapoint at all the alarm goes to INSUFFICIENT_DATA (``missing``) or keeps its state (``ignore``), and with
-fewer datapoints than ``DatapointsToAlarm`` it is ALARM only when every datapoint present breaches.
+:func:`evaluate` is the pure rule, from the CloudWatch user guide ("Evaluating an alarm", "How alarm state is
+evaluated when data is missing", whose two tables tests/pure/metrics/test_alarm_evaluation.py checks cell by
+cell). A period breaches when its value (the alarm's statistic over ``Period`` seconds) ``<op> Threshold``.
+CloudWatch reads an *evaluation range* longer than ``EvaluationPeriods`` (N): Borealis reads N + 2 complete
+periods, as the guide's example (5 for 3). Then:
+
+- with at least N real datapoints in the range, the most recent N of them decide (missing periods skipped,
+  TreatMissingData unused): ALARM when at least ``DatapointsToAlarm`` (M, default N) breach, else OK;
+- with fewer, ``breaching`` / ``notBreaching`` fill the missing ones (as few as make N) and the same count
+  decides; ``missing`` and ``ignore`` use the real ones only: none at all is INSUFFICIENT_DATA (``missing``) or
+  the current state (``ignore``); M breaching is ALARM; any not breaching is OK; all breaching but fewer than
+  M keeps the state (``ignore``), or (``missing``) is INSUFFICIENT_DATA when one of them lies in the last N
+  periods and ALARM when all come from before them, as the guide's tables have it.
 
 :class:`AlarmBook` keeps the alarms and their history (two weeks of it, as CloudWatch)
 in ``DATA_DIR/alarms.json``, rewritten atomically on each change; :meth:`AlarmBook.evaluate_all` runs
@@ -48,6 +54,7 @@ _TREAT = ("breaching", "notBreaching", "ignore", "missing")
 _STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 _STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _HISTORY_KEEP = 14 * 86400
+_EXTRA_PERIODS = 2  # the evaluation range: EvaluationPeriods + 2 periods (the user guide's example: 5 for 3)
 _MAX_ALARM_METRICS = 10  # CloudWatch: an alarm on metric math uses up to 10 metrics
 
 
@@ -59,26 +66,34 @@ def evaluate(
     datapoints_to_alarm: int,
     treat_missing: str,
     current: str,
+    periods: int | None = None,
 ) -> str:
-    """The state for the last periods' ``values`` (oldest first; None: no datapoint in that period)."""
+    """The state for the evaluation range's ``values`` (oldest first; None: no datapoint in that period), of
+    which the last ``periods`` (default: all) are the alarm's EvaluationPeriods. See the module's docstring."""
+    n = len(values) if periods is None else periods
     breaches = OPERATORS[operator]
-    flags: list[bool] = []
-    for v in values:
-        if v is None:
-            if treat_missing == "breaching":
-                flags.append(True)
-            elif treat_missing == "notBreaching":
-                flags.append(False)
-            continue
-        flags.append(breaches(v, threshold))
+    present = [(i, breaches(v, threshold)) for i, v in enumerate(values) if v is not None]
+    if len(present) >= n:  # enough real datapoints: the most recent n of them, missing ones skipped
+        flags = [f for _, f in present[-n:]]
+        return "ALARM" if sum(flags) >= datapoints_to_alarm else "OK"
+    flags = [f for _, f in present]
+    if treat_missing in ("breaching", "notBreaching"):
+        # Filled in as few times as possible: the real datapoints, then n of them in all.
+        flags += [treat_missing == "breaching"] * (n - len(flags))
+        return "ALARM" if sum(flags) >= datapoints_to_alarm else "OK"
     if not flags:
         return current if treat_missing == "ignore" else "INSUFFICIENT_DATA"
-    breaching = sum(flags)
-    if breaching >= datapoints_to_alarm:
+    if sum(flags) >= datapoints_to_alarm:
         return "ALARM"
-    if len(flags) < datapoints_to_alarm and breaching == len(flags):
-        return "ALARM"
-    return "OK"
+    if not all(flags):
+        return "OK"
+    # Every datapoint present breaches, but fewer than DatapointsToAlarm of them: AWS's tables keep the state
+    # (ignore), or say INSUFFICIENT_DATA when one lies in the evaluation periods and ALARM when they all
+    # come from before them (missing).
+    if treat_missing == "ignore":
+        return current
+    first_period = len(values) - n
+    return "ALARM" if all(i < first_period for i, _ in present) else "INSUFFICIENT_DATA"
 
 
 def _iso(at: float) -> str:
@@ -355,9 +370,10 @@ class AlarmBook:
         changed = 0
         for a in alarms:
             n = a["EvaluationPeriods"]
+            span = n + _EXTRA_PERIODS  # the evaluation range
             period = _math_alarm_period(a["Metrics"]) if "Metrics" in a else a["Period"]
             end = now - now % period
-            start = end - n * period
+            start = end - span * period
             try:
                 by_start = (
                     _math_values(store, a["Metrics"], start, end, now)
@@ -367,9 +383,10 @@ class AlarmBook:
             except MetricsError as exc:  # the data do not fit the expression (an array of series, say)
                 log.debug("alarm %s: %s", a["AlarmName"], exc.message)
                 by_start = {}
-            values = [by_start.get(start + k * period) for k in range(n)]
+            values = [by_start.get(start + k * period) for k in range(span)]
             state = evaluate(
                 values,
+                periods=n,
                 threshold=a["Threshold"],
                 operator=a["ComparisonOperator"],
                 datapoints_to_alarm=a["DatapointsToAlarm"],
@@ -379,7 +396,7 @@ class AlarmBook:
             shown = [v for v in values if v is not None]
             kind = "Insufficient Data" if state == "INSUFFICIENT_DATA" else "Threshold Crossed"
             reason = (
-                f"{kind}: {len(shown)} datapoint(s) of the last {n} periods of {period} s "
+                f"{kind}: {len(shown)} datapoint(s) in the last {span} periods of {period} s "
                 f"[{', '.join(f'{v:g}' for v in shown)}] evaluated against the threshold "
                 f"({a['ComparisonOperator']} {a['Threshold']:g})."
             )

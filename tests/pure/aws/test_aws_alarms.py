@@ -76,9 +76,11 @@ def test_alarm_follows_the_data(cloudwatch: Any, parts: tuple[MetricStore, Alarm
     assert _state(cloudwatch) == "ALARM"
     assert book.evaluate_all(store, now) == 0  # no change, no new history
 
-    # Two minutes later the breaching points left the window; only the 200 one stays, with 2 periods missing.
-    assert book.evaluate_all(store, now + 120) == 0
-    assert book.evaluate_all(store, now + 180) == 1
+    # The evaluation range is 5 periods: the real datapoints in it count however old, so the alarm holds while
+    # two breaching ones (or only breaching ones from before the last 3 periods) are in it; then no data at all.
+    assert book.evaluate_all(store, now + 180) == 0  # 150, 200 and three missing: 2 breaching
+    assert book.evaluate_all(store, now + 240) == 0  # 200 and four missing, as the guide's "X - - - -": ALARM
+    assert book.evaluate_all(store, now + 300) == 1
     assert _state(cloudwatch) == "INSUFFICIENT_DATA"
 
     cloudwatch.set_alarm_state(AlarmName="deep-queue", StateValue="OK", StateReason="testing")
@@ -179,10 +181,10 @@ def test_math_alarm(cloudwatch: Any, parts: tuple[MetricStore, AlarmBook]) -> No
     put(0, "Errors", 20)
     assert book.evaluate_all(store, now) == 1
     assert _state(cloudwatch, "error-rate") == "ALARM"
-    # A minute later only the 30 % period is left, with the minute after it missing ("missing": ALARM, since
-    # every datapoint present breaches).
-    assert book.evaluate_all(store, now + 60) == 0
-    assert book.evaluate_all(store, now + 180) == 1
+    # Later only the 30 % period is left in the evaluation range (4 periods), before the last 2: still ALARM;
+    # then nothing is left.
+    assert book.evaluate_all(store, now + 180) == 0
+    assert book.evaluate_all(store, now + 240) == 1
     assert _state(cloudwatch, "error-rate") == "INSUFFICIENT_DATA"
 
 
