@@ -7,6 +7,7 @@ from another origin, and markup from query results and error messages shown as t
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -244,3 +245,43 @@ def test_temporary_keys_sign_in_with_their_session_token(borealis: BorealisProce
     assert reply.status == 303
     client.cookie = reply.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
     assert client.get("/console/api/clusters").status == 200
+
+
+def test_add_reader_creates_the_instance_the_form_names(borealis: BorealisProcess) -> None:
+    """The "Add reader" action is CreateDBInstance in the cluster (the first instance of a cluster is its writer,
+    as on AWS); the cluster is the test's own and goes afterwards."""
+    rds = borealis.client("rds")
+    cid = f"console-r-{uuid.uuid4().hex[:8]}"
+    rds.create_db_cluster(
+        DBClusterIdentifier=cid,
+        Engine="aurora-postgresql",
+        MasterUsername="postgres",
+        ManageMasterUserPassword=True,
+        ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 1},
+    )
+    iid = f"{cid}-one"
+    try:
+        client = _signed_in(borealis)
+        form = {"action": "add-reader", "name": iid, "csrf": client.csrf()}
+        reply = client.post(f"/console/clusters/{cid}/actions", form)
+        assert reply.status == 303 and reply.headers["Location"] == f"/console/clusters/{cid}?done=add-reader"
+        found = rds.describe_db_instances(DBInstanceIdentifier=iid)["DBInstances"]
+        assert [(i["DBClusterIdentifier"], i["DBInstanceClass"]) for i in found] == [(cid, "db.serverless")]
+        # The same name again: the API's refusal, shown.
+        again = client.post(f"/console/clusters/{cid}/actions", form)
+        assert again.status == 400 and "DBInstanceAlreadyExists" in again.text
+    finally:
+        waiter = {"Delay": 1, "MaxAttempts": 240}
+        with contextlib.suppress(rds.exceptions.DBInstanceNotFoundFault):
+            rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=iid, WaiterConfig=waiter)
+            rds.delete_db_instance(DBInstanceIdentifier=iid, SkipFinalSnapshot=True)
+            rds.get_waiter("db_instance_deleted").wait(DBInstanceIdentifier=iid, WaiterConfig=waiter)
+        deadline = time.monotonic() + 120
+        while True:  # the cluster may still be settling after its last instance went
+            try:
+                rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)
+                break
+            except rds.exceptions.InvalidDBClusterStateFault:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
