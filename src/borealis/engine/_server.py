@@ -414,8 +414,13 @@ class PostgresServer:
         The socket authenticates by ``peer`` through an ident map that admits only the OS user running
         Borealis, as any role (``user``); for any other process the login fails. The socket directory is
         mode 0700 and owned by the service user, so this works from Borealis's processes only.
+
+        The session's ``search_path`` is ``pg_catalog`` alone: these sessions are superusers, and a tenant
+        with CREATE on a schema (public, or one named like the role, ``"$user"``) must not get an object of
+        theirs (a view, a function, an operator that fits the arguments better) picked up by name.
         """
-        return conninfo(host=str(self.socket_dir), port=self.port, user=user, dbname=dbname)
+        text = conninfo(host=str(self.socket_dir), port=self.port, user=user, dbname=dbname)
+        return f"{text} options='-c search_path=pg_catalog'"
 
     # -- replication ---------------------------------------------------------------------------------------
 

@@ -11,7 +11,10 @@ One tick (rules):
    own sessions) and the sample is recorded in the :class:`InsightsStore` at that second.
 3. Every ``statements_every`` ticks, the same connection reads pg_stat_statements (created in the
    ``postgres`` database by that superuser the first time, on a writer whose engine preloads it) and records
-   the counts added since the previous reading, by query id.
+   the counts added since the previous reading, by query id. The connection resolves names in pg_catalog
+   only, and the view is read by its schema-qualified name, locked and checked to be the extension's own
+   (owned by a superuser): the tenant may create the extension, move it, and make look-alikes, and a
+   look-alike's functions would run as the superuser.
 4. A failed query or connection closes that connection; the next attempt waits a little (``_RETRY``), so a
    stopping server is not hammered. Every ``flush_every`` seconds the store writes its minutes (in a thread).
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ._model import Session
 from ._store import InsightsStore
@@ -45,8 +49,24 @@ ACTIVITY_QUERY = (
 
 _STATEMENTS_QUERY = (
     "SELECT queryid::text, SUM(calls)::float8, SUM(total_exec_time)::float8, SUM(rows)::float8 "
-    "FROM pg_stat_statements WHERE queryid IS NOT NULL AND userid <> (SELECT oid FROM pg_roles "
+    "FROM {}.pg_stat_statements WHERE queryid IS NOT NULL AND userid <> (SELECT oid FROM pg_roles "
     "WHERE rolname = current_user) GROUP BY queryid"
+)
+# The extension's schema: any, since its owner (the master, who may create it) may move it (ALTER EXTENSION ...
+# SET SCHEMA) into a schema of theirs.
+_STATEMENTS_SCHEMA = (
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'pg_stat_statements'"
+)
+# Asked with the view locked (so it cannot be dropped, moved or replaced until the read is done): whether the
+# relation of that name in that schema is the extension's own view, owned by a superuser. A tenant's look-alike
+# (a view calling a function of theirs) would run that function as the superuser the sampler is.
+_STATEMENTS_GENUINE = (
+    "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_extension e ON e.extname = 'pg_stat_statements' JOIN pg_depend d ON d.classid = 'pg_class'::regclass "
+    "AND d.objid = c.oid AND d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid AND d.deptype = 'e' "
+    "JOIN pg_roles r ON r.oid = c.relowner WHERE n.nspname = %s AND c.relname = 'pg_stat_statements' "
+    "AND c.relkind = 'v' AND r.rolsuper)"
 )
 _ENSURE_STATEMENTS = (
     "SELECT NOT pg_is_in_recovery() AND 'pg_stat_statements' = ANY(string_to_array(replace("
@@ -234,18 +254,40 @@ class Sampler:
                 state=state or "active",
             )
 
+    @staticmethod
+    async def _read_statements(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]] | None:
+        """pg_stat_statements' rows by query id, or None when the relation is not the extension's own view."""
+        row = await (await conn.execute(_STATEMENTS_SCHEMA)).fetchone()
+        if row is None:
+            return None
+        schema = sql.Identifier(str(row[0]))
+        async with conn.transaction():
+            await conn.execute("SET LOCAL lock_timeout = '2s'")
+            await conn.execute(sql.SQL("LOCK TABLE {}.pg_stat_statements IN ACCESS SHARE MODE").format(schema))
+            genuine = await (await conn.execute(_STATEMENTS_GENUINE, (str(row[0]),))).fetchone()
+            if not (genuine and genuine[0]):
+                return None
+            cur = await conn.execute(sql.SQL(_STATEMENTS_QUERY).format(schema))
+            return list(await cur.fetchall())
+
     async def _statements(self, iid: str, link: _Link, conn: psycopg.AsyncConnection[Any], at: int) -> None:
         if link.statements is None:
             row = await (await asyncio.wait_for(conn.execute(_ENSURE_STATEMENTS), _QUERY_TIMEOUT)).fetchone()
             can_create, exists = bool(row and row[0]), bool(row and row[1])
             if can_create and not exists:
-                await asyncio.wait_for(conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"), 30)
+                await asyncio.wait_for(
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public"), 30
+                )
                 exists = True
             link.statements = exists
         if not link.statements:
             return
-        cur = await asyncio.wait_for(conn.execute(_STATEMENTS_QUERY), _QUERY_TIMEOUT)
-        now = {str(q): (float(c or 0), float(t or 0), float(r or 0)) for q, c, t, r in await cur.fetchall()}
+        found = await asyncio.wait_for(self._read_statements(conn), _QUERY_TIMEOUT)
+        if found is None:
+            link.statements = False  # not the extension's own view: never read it (on this connection)
+            log.warning("performance insights: %s's pg_stat_statements is not the extension's; not read", iid)
+            return
+        now = {str(q): (float(c or 0), float(t or 0), float(r or 0)) for q, c, t, r in found}
         previous, link.previous = link.previous, now
         if previous is None:
             return  # the first reading is the baseline

@@ -7,6 +7,7 @@ guess, so it holds on a loaded machine.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -244,3 +245,50 @@ def test_disabled_and_bad_requests_are_refused(borealis: BorealisProcess) -> Non
     assert {"db.sql", "db.sql_tokenized", "db.wait_event", "db.wait_event_type", "db.user", "db.host"} <= groups
     metrics = pi.list_available_resource_metrics(ServiceType="RDS", Identifier=rid, MetricTypes=["db"])["Metrics"]
     assert "db.load.avg" in {m["Metric"] for m in metrics}
+
+
+def test_the_sampler_never_runs_a_tenants_look_alike_pg_stat_statements(borealis: BorealisProcess) -> None:
+    """The master makes a schema named like the sampler's role (first in its search_path: ``"$user"``) with a
+    ``pg_stat_statements`` view calling a function of theirs; the sampler (a superuser) must read the real
+    view, never that one, or the function would run as the superuser."""
+    rds: Any = borealis.client("rds")
+    tag = uuid.uuid4().hex[:8]
+    with borealis.master_connect(dbname="postgres") as conn:
+        conn.autocommit = True
+        # As Aurora's users do (the sampler may be making it at this moment: then theirs is the one).
+        with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+            conn.execute("create extension if not exists pg_stat_statements schema public")
+    _enable(rds)
+    reads = (
+        "select coalesce(sum(calls), 0) from public.pg_stat_statements where query like '%SUM(total_exec_time)%' "
+        "and userid = (select oid from pg_roles where rolname = 'rdsadmin')"
+    )
+    with borealis.master_connect(dbname="postgres") as conn:
+        conn.autocommit = True
+        conn.execute(f"create table public.pwned_{tag} (who text)")
+        conn.execute(
+            f"create function public.pwn_{tag}() returns bigint language plpgsql as $$ begin "
+            f"insert into public.pwned_{tag} values (current_user); return 1; end $$"
+        )
+        conn.execute("create schema rdsadmin")
+        try:
+            conn.execute(
+                f"create view rdsadmin.pg_stat_statements as select '1'::text as queryid, public.pwn_{tag}() as calls,"
+                " 0::float8 as total_exec_time, 0::float8 as rows, 0::oid as userid"
+            )
+
+            def pwned() -> list[Any]:
+                return conn.execute(f"select who from public.pwned_{tag}").fetchall()
+
+            def sampler_reads() -> float:
+                found = conn.execute(reads).fetchone()
+                return float(found[0]) if found else 0.0
+
+            # Two readings of the sampler after the look-alike exists (or the look-alike run, which fails too).
+            before = sampler_reads()
+            _poll("two pg_stat_statements readings by the sampler", lambda: pwned() or sampler_reads() >= before + 2)
+            assert pwned() == []
+        finally:
+            conn.execute("drop schema rdsadmin cascade")
+            conn.execute(f"drop function public.pwn_{tag}()")
+            conn.execute(f"drop table public.pwned_{tag}")
