@@ -220,9 +220,12 @@ def _limit(p: dict[str, Any], most: int) -> int:
 
 
 def _offset(token: str, prefix: str) -> int:
-    if not token.startswith(prefix) or not token[len(prefix) :].isdigit():
+    """The offset a token of ours carries after ``prefix``. ASCII digits only, and few of them: ``str.isdigit``
+    also takes "²" (which ``int`` refuses) and ``int`` refuses over 4300 digits, each a 500 otherwise."""
+    digits = token[len(prefix) :]
+    if not token.startswith(prefix) or not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise AWSError("InvalidParameterException", "The specified nextToken is invalid.")
-    return int(token[len(prefix) :])
+    return int(digits)
 
 
 class _Logs:
@@ -403,9 +406,7 @@ class _Logs:
         index, offset = 0, 0
         if p.get("nextToken"):
             head, _, tail = str(p["nextToken"]).partition("/")
-            if not head.isdigit() or not tail.isdigit():
-                raise AWSError("InvalidParameterException", "The specified nextToken is invalid.")
-            index, offset = int(head), int(tail)
+            index, offset = _offset(head, ""), _offset(tail, "")
         out: list[dict[str, Any]] = []
         budget = _SCAN_BYTES
         next_token: str | None = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from borealis.aws import AWSError
-from borealis.services.logs import Pattern, read_backward, read_forward
+from borealis.services.logs import Pattern, _offset, read_backward, read_forward
 
 LINES = [
     b"waiting for server to start....\n",  # before any timestamped line: an event of its own
@@ -101,3 +101,12 @@ def test_long_lines_are_bounded(tmp_path: Path) -> None:
     )
     events, _ = read_forward(path, 0, limit=10)
     assert len(events) == 2 and len(events[0].message) == 256 * 1024 and events[1].message.endswith("next")
+
+
+@pytest.mark.parametrize("token", ["f/²", "f/" + "9" * 5000, "f/-1", "f/", "b/1", "f/١٢"])
+def test_bad_tokens_are_refused_not_failed(token: str) -> None:
+    # "²" passes str.isdigit() but not int(), and int() refuses over 4300 digits: a 500 before.
+    with pytest.raises(AWSError) as err:
+        _offset(token, "f/")
+    assert err.value.code == "InvalidParameterException"
+    assert _offset("f/1234", "f/") == 1234
