@@ -14,6 +14,11 @@ Rules:
   with Aurora's shared cluster volume. The writer instance runs postgres on that volume.
 - On start-up (after a clean stop or a crash) every cluster is simply reconciled again: the steps are
   idempotent, so a half-done creation or deletion is finished, and servers left running are restarted.
+- Records are written by compare-and-set: the reconciler's own moves through ``_update_cluster`` /
+  ``_update_instance``, and API requests through :meth:`ControlPlane.save_cluster` / ``save_instance``, which
+  write only the fields the request changed (:class:`StaleRecord` if the status it checked has moved).
+- The plane acts only while it holds the store's lease (renewed every tick): if another holder has it (a
+  plane on another host sharing the store) it stands down, cancelling its steps, until it gets it back.
 """
 
 from __future__ import annotations
