@@ -247,6 +247,7 @@ def run_queries(
     default_period = min((q.period for q in order if q.stat is not None), default=60)
     grid_start = _aligned_start(start, min((q.period for q in order if q.period), default=60))
     grid = _math.Grid(grid_start, end)
+    budget = _math.Budget()  # one for all the request's expressions
     for q in order:
         if q.stat is not None:
             series = _read_metric(store, q, start, end, now)
@@ -262,6 +263,7 @@ def run_queries(
                 metrics=lambda needle: [s for i, s in metrics if needle is None or needle in i],
                 grid=grid,
                 period=period,
+                budget=budget,
             )
             if isinstance(value, float):  # a number drawn over the time range, as the console draws it
                 value = _math.evaluate(

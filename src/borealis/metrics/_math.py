@@ -20,7 +20,10 @@ Pure: text in, a tree out (:func:`parse`); a tree and the other queries' results
 - an expression names other queries (metrics or expressions) by Id.
 
 Bounds: an expression is at most 2,048 characters (MetricExpression in the service model) and nests at most
-:data:`MAX_DEPTH` levels; a generated series (FILL, TIME_SERIES) has at most :data:`MAX_POINTS` points.
+:data:`MAX_DEPTH` levels; a generated series (FILL, TIME_SERIES) has at most :data:`MAX_POINTS` points; and
+the values the parts of a request's expressions make hold at most :data:`MAX_WORK` points in all (a
+:class:`Budget`), so that neither ``m1+m1+...+m1`` over long series nor many such queries keep the process
+busy for minutes (the work is linear in that count).
 Errors are :class:`MathError` with a message saying what is wrong where; the caller adds the query's Id.
 """
 
@@ -37,7 +40,9 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_EXPRESSION",
     "MAX_POINTS",
+    "MAX_WORK",
     "Array",
+    "Budget",
     "Grid",
     "MathError",
     "Node",
@@ -55,6 +60,9 @@ MAX_DEPTH = 64
 """Nesting levels (parentheses, calls, operators) a parsed expression may have."""
 MAX_POINTS = 100_800
 """Points one generated series may have (GetMetricData's limit on datapoints per call)."""
+MAX_WORK = 1_000_000
+"""Points the values of a request's expressions (every part of every expression) may hold in all: ten times
+what one GetMetricData call may return."""
 
 
 class MathError(Exception):
@@ -78,6 +86,29 @@ class Array:
 
 
 Value = Union[float, TimeSeries, Array]  # noqa: UP007 (a runtime alias: isinstance checks read it)
+
+
+class Budget:
+    """What is left of :data:`MAX_WORK` for one request's expressions; share one between its evaluations."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, points: int = MAX_WORK) -> None:
+        self.left = points
+
+    def charge(self, value: Value) -> Value:
+        """Count ``value``'s points; MathError once the budget is spent. Returns ``value``."""
+        if isinstance(value, TimeSeries):
+            self.left -= len(value.points)
+        elif isinstance(value, Array):
+            self.left -= len(value.items) + sum(len(s.points) for s in value.items)
+        else:
+            self.left -= 1
+        if self.left < 0:
+            raise MathError(
+                f"the expressions work through more than {MAX_WORK} datapoints in all: use fewer or shorter series"
+            )
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,20 +420,27 @@ _REDUCE: dict[str, Callable[[list[float]], float]] = {
 }
 
 
+def _total(f: Callable[[list[float]], float], values: list[float]) -> float:
+    try:
+        return f(values)
+    except (OverflowError, ValueError):  # fsum and pstdev past the largest float: not a finite number
+        return math.nan
+
+
 def _reduce(name: str, value: Value) -> Value:
     f = _REDUCE[name]
     if isinstance(value, float):
         return value
     if isinstance(value, TimeSeries):
         values = [v for _, v in value.points]
-        return f(values) if values else math.nan
+        return _total(f, values) if values else math.nan
     if not value.items:
         raise MathError(f"{name} of an empty array")
     by_time: dict[float, list[float]] = {}
     for s in value.items:
         for t, v in s.points:
             by_time.setdefault(t, []).append(v)
-    points = tuple((t, r) for t, vs in sorted(by_time.items()) if _finite(r := f(vs)))
+    points = tuple((t, r) for t, vs in sorted(by_time.items()) if _finite(r := _total(f, vs)))
     return TimeSeries(name, min(s.period for s in value.items), points)
 
 
@@ -452,8 +490,9 @@ def _fill(series: TimeSeries, how: float | str, grid: Grid) -> TimeSeries:
 
 _ROUNDING: dict[str, Callable[[float], float]] = {
     "ABS": abs,
-    "CEIL": lambda v: float(math.ceil(v)),
-    "FLOOR": lambda v: float(math.floor(v)),
+    # An infinite or NaN number (a scalar such as 1e308*10) has no integer: it stays what it is.
+    "CEIL": lambda v: float(math.ceil(v)) if _finite(v) else v,
+    "FLOOR": lambda v: float(math.floor(v)) if _finite(v) else v,
 }
 
 
@@ -463,6 +502,7 @@ class _Context:
     metrics: Callable[[str | None], Sequence[TimeSeries]]
     grid: Grid
     period: int
+    budget: Budget
 
 
 def _arity(call: Call, *counts: int) -> None:
@@ -506,7 +546,8 @@ def _call(call: Call, ctx: _Context) -> Value:
             how = arg.name.upper()
         else:
             how = _scalar(_eval(arg, ctx), "FILL's second argument")
-        return _per_series(target, name, lambda s: _fill(s, how, ctx.grid))
+        # Charged series by series: FILL makes points (up to MAX_POINTS for each series of an array).
+        return _per_series(target, name, lambda s: _series(ctx.budget.charge(_fill(s, how, ctx.grid)), name))
     if name in ("ABS", "CEIL", "FLOOR"):
         _arity(call, 1)
         f: Callable[[float], float] = _ROUNDING[name]
@@ -529,6 +570,11 @@ def _call(call: Call, ctx: _Context) -> Value:
 
 
 def _eval(node: Node, ctx: _Context) -> Value:
+    # Every part's value counts: an operation's work is linear in its operands' and its result's points.
+    return ctx.budget.charge(_value(node, ctx))
+
+
+def _value(node: Node, ctx: _Context) -> Value:
     if isinstance(node, Num):
         return node.value
     if isinstance(node, Ref):
@@ -559,8 +605,10 @@ def evaluate(
     metrics: Callable[[str | None], Sequence[TimeSeries]],
     grid: Grid,
     period: int,
+    budget: Budget | None = None,
 ) -> Value:
     """The value of ``node``: ``lookup`` gives another query's value by Id (MathError if unknown), ``metrics``
     the metric queries' series (whose Id contains the string, if given), ``grid`` the time range, ``period``
-    the expression's period (for TIME_SERIES)."""
-    return _eval(node, _Context(lookup, metrics, grid, period))
+    the expression's period (for TIME_SERIES); ``budget`` what the request's expressions may still work through
+    (a fresh :data:`MAX_WORK` if None)."""
+    return _eval(node, _Context(lookup, metrics, grid, period, Budget() if budget is None else budget))

@@ -10,7 +10,9 @@ import pytest
 from borealis.metrics._math import (
     MAX_DEPTH,
     MAX_EXPRESSION,
+    MAX_POINTS,
     Array,
+    Budget,
     Grid,
     MathError,
     TimeSeries,
@@ -158,3 +160,38 @@ def test_bounds() -> None:
 def test_references() -> None:
     assert references(parse("FILL(m1, REPEAT) + SUM([m2, e_1]) / METRICS('x')")) == {"m1", "m2", "e_1"}
     assert references(parse("1 + 2")) == set()
+
+
+def test_overflow_is_not_a_number_not_a_failure() -> None:
+    # fsum past the largest float raised OverflowError, and CEIL/FLOOR of inf too: a 500 before.
+    big = TimeSeries("big", 60, ((0.0, 1e308), (60.0, 1e308)))
+    value = evaluate(parse("SUM(big)"), lookup={"big": big}.__getitem__, metrics=lambda n: [], grid=GRID, period=60)
+    assert isinstance(value, float) and math.isnan(value)
+    assert run("CEIL(1e308*10)") == math.inf
+    assert run("FLOOR(0-1e308*10)") == -math.inf
+    nan = run("CEIL(10^400*0)")
+    assert isinstance(nan, float) and math.isnan(nan)
+
+
+def test_work_is_bounded_per_request() -> None:
+    # m1+m1+...+m1 over a 100,800-point series took about 40 s of CPU for one 2,048-character expression.
+    n = MAX_POINTS
+    long = TimeSeries("m1", 1, tuple((float(t), 1.0) for t in range(n)))
+    grid = Grid(0.0, float(n))
+    text = "+".join(["m1"] * 20)
+
+    def go(expr: str, budget: Budget | None = None) -> Value:
+        return evaluate(
+            parse(expr), lookup={"m1": long}.__getitem__, metrics=lambda x: [long], grid=grid, period=1, budget=budget
+        )
+
+    with pytest.raises(MathError, match="more than 1000000 datapoints"):
+        go(text)
+    with pytest.raises(MathError, match="datapoints"):
+        go("FILL([" + ",".join(["m1"] * 20) + "], 0)")
+    shared = Budget()
+    for _ in range(3):  # three queries of one request share it
+        go("m1+m1", shared)
+    with pytest.raises(MathError, match="datapoints"):
+        go("m1+m1", shared)
+    assert len(points(go("m1*2+1"))) == n  # an ordinary expression over the longest series is fine
