@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKUP_TICK",
+    "RETRY_AFTER",
     "Backup",
     "Backups",
     "Retention",
@@ -68,6 +69,8 @@ log = logging.getLogger(__name__)
 
 BACKUP_TICK = 10.0
 """Seconds between two looks at which cluster needs a base backup or a retention pass."""
+RETRY_AFTER = dt.timedelta(minutes=1)
+"""How long after a failed automated backup the next attempt waits."""
 _RECOVERY_TIMEOUT = 6 * 3600.0
 _SEAL_TIMEOUT = 600.0
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
@@ -119,8 +122,13 @@ def plan_retention(backups: Sequence[Backup], wal: Sequence[str], days: int, now
     return Retention(tuple(b.ident for b in drop), tuple(old))
 
 
-def backup_due(last: dt.datetime | None, now: dt.datetime, interval: dt.timedelta) -> bool:
-    """Whether a cluster whose newest automated backup completed at ``last`` needs another one."""
+def backup_due(
+    last: dt.datetime | None, now: dt.datetime, interval: dt.timedelta, failed: dt.datetime | None = None
+) -> bool:
+    """Whether a cluster whose newest automated backup completed at ``last`` needs another one (not within
+    :data:`RETRY_AFTER` of a failed attempt at ``failed``: a writer that cannot be backed up is not hammered)."""
+    if failed is not None and now - failed < RETRY_AFTER:
+        return False
     return last is None or now - last >= interval
 
 
@@ -162,6 +170,7 @@ class Backups:
         self.plane = plane
         self.snapshots = snapshots
         self.clock = clock
+        self._failed: dict[str, dt.datetime] = {}
 
     # ------------------------------------------------------------------------------------------ queries
 
@@ -210,6 +219,8 @@ class Backups:
         for doc in self.snapshots.all():
             if doc["type"] == "automated" and doc["status"] != "creating":
                 cluster = self.plane.cluster(doc["cluster"])
+                if doc["status"] == "failed":
+                    self._failed[doc["cluster"]] = now
                 if cluster is None or doc["status"] == "failed":
                     self.snapshots.forget(doc["id"])
         for cluster in self.plane.clusters.values():
@@ -227,7 +238,7 @@ class Backups:
             if self.plane.running_writer(cid) is None:
                 continue
             last = max((b.completed for b in backups), default=None)
-            if backup_due(last, now, interval):
+            if backup_due(last, now, interval, self._failed.get(cid)):
                 ident = f"rds:{cid}-{now:%Y-%m-%d-%H-%M}"
                 if self.snapshots.get(ident) is None:
                     self.snapshots.create(cid, ident, kind="automated")

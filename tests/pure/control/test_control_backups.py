@@ -52,6 +52,9 @@ def test_a_backup_is_due_after_the_interval() -> None:
     assert backup_due(None, NOW, day)
     assert not backup_due(NOW - dt.timedelta(hours=23), NOW, day)
     assert backup_due(NOW - day, NOW, day)
+    # A failed attempt holds the next one back for a while, then it is due again.
+    assert not backup_due(None, NOW, day, failed=NOW - dt.timedelta(seconds=30))
+    assert backup_due(None, NOW, day, failed=NOW - dt.timedelta(minutes=10))
 
 
 def test_window_and_base() -> None:
