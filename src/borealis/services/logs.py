@@ -13,7 +13,8 @@ dated by the file's change time. Only complete lines are served.
 
 Reads are bounded: an event is read with a 64 KB buffer, a GetLogEvents page is at most ``limit`` events
 (10,000) and 1 MB, and a FilterLogEvents call scans at most 8 MB of log before it returns what it found with
-a ``nextToken`` to go on (CloudWatch Logs too may return a page with fewer events, or none, and a token).
+a ``nextToken`` to go on (less with a pattern of many terms: :func:`scan_budget`; CloudWatch Logs too may
+return a page with fewer events, or none, and a token).
 Tokens are opaque to clients: ``f/<offset>`` and ``b/<offset>`` (GetLogEvents), ``<stream>/<offset>``
 (FilterLogEvents); at either end of a stream GetLogEvents returns the token it was given, as AWS does.
 
@@ -39,13 +40,14 @@ from borealis.control import ControlPlane
 from borealis.groups import Memberships
 from borealis.services.rds_logs import instance_log
 
-__all__ = ["LogEvent", "Pattern", "handlers", "read_backward", "read_forward"]
+__all__ = ["LogEvent", "Pattern", "handlers", "read_backward", "read_forward", "scan_budget"]
 
 _CHUNK = 64 * 1024
 _MAX_EVENT = 256 * 1024  # CloudWatch Logs: an event is at most 256 KB
 _PAGE_BYTES = 1024 * 1024  # GetLogEvents / FilterLogEvents: "as many log events as can fit in 1 MB"
 _MAX_EVENTS = 10_000
 _SCAN_BYTES = 8 * 1024 * 1024  # FilterLogEvents: bytes of log one call reads before it hands back a token
+_FULL_SCAN_TERMS = 8  # a pattern of more terms scans proportionally fewer bytes per call (see scan_budget)
 _DESCRIBE_LIMIT = 50
 _STAMP = re.compile(rb"^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? ")
 
@@ -193,6 +195,7 @@ class Pattern:
         self.required = [w for w in words if not w.startswith(("-", "?")) or len(w) == 1]
         self.excluded = [w[1:] for w in words if w.startswith("-") and len(w) > 1]
         self.any = [w[1:] for w in words if w.startswith("?") and len(w) > 1]
+        self.terms = len(self.required) + len(self.excluded) + len(self.any)
 
     def __call__(self, message: str) -> bool:
         """Whether ``message`` matches."""
@@ -201,6 +204,13 @@ class Pattern:
             and not any(w in message for w in self.excluded)
             and (not self.any or any(w in message for w in self.any))
         )
+
+
+def scan_budget(pattern: Pattern) -> int:
+    """Bytes of log one FilterLogEvents call scans with ``pattern``: each term is a search through every
+    event, so a pattern of 250 terms (1,024 characters allow that) over 8 MB held the event loop for seconds.
+    The work (bytes times terms) is what is bounded; the caller goes on with the nextToken."""
+    return _SCAN_BYTES * _FULL_SCAN_TERMS // max(_FULL_SCAN_TERMS, pattern.terms)
 
 
 def _group_name(cluster_id: str) -> str:
@@ -408,7 +418,7 @@ class _Logs:
             head, _, tail = str(p["nextToken"]).partition("/")
             index, offset = _offset(head, ""), _offset(tail, "")
         out: list[dict[str, Any]] = []
-        budget = _SCAN_BYTES
+        budget = scan_budget(match)
         next_token: str | None = None
         while index < len(streams):
             name, path = streams[index]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from borealis.aws import AWSError
-from borealis.services.logs import Pattern, _offset, read_backward, read_forward
+from borealis.services.logs import Pattern, _offset, read_backward, read_forward, scan_budget
 
 LINES = [
     b"waiting for server to start....\n",  # before any timestamped line: an event of its own
@@ -110,3 +110,13 @@ def test_bad_tokens_are_refused_not_failed(token: str) -> None:
         _offset(token, "f/")
     assert err.value.code == "InvalidParameterException"
     assert _offset("f/1234", "f/") == 1234
+
+
+def test_a_pattern_of_many_terms_scans_less_per_call() -> None:
+    # 250 "?term"s that never match, after one that always does: every event searched 251 times, over 8 MB.
+    many = Pattern("LOG " + " ".join(f"?zq{i}" for i in range(250)))
+    few = Pattern("LOG ERROR")
+    assert many.terms == 251 and few.terms == 2
+    assert scan_budget(few) == 8 * 1024 * 1024
+    assert scan_budget(many) * many.terms <= 8 * 8 * 1024 * 1024
+    assert scan_budget(many) > 0
