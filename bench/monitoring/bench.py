@@ -124,7 +124,9 @@ class Server:
     def __init__(self, mode: str, args: argparse.Namespace, pgbench_bin: str) -> None:
         self.mode = mode
         self.work = Path(tempfile.mkdtemp(prefix=f"borealis-monbench-{mode}-"))
-        self.proc, self.url = dataapi.start_borealis(self.work / "data", dict(os.environ, BOREALIS_MONITORING=mode))
+        # --aa runs both servers in one mode: what the two servers differ by alone (an A/A check).
+        run_mode = args.aa or mode
+        self.proc, self.url = dataapi.start_borealis(self.work / "data", dict(os.environ, BOREALIS_MONITORING=run_mode))
         c = _clients(self.url, self.work / "data")
         rds = c["rds"]
         rds.modify_db_cluster(
@@ -133,7 +135,7 @@ class Server:
             ApplyImmediately=True,
         )
         self.quota = dataapi._wait_quota(self.work / "data", args.capacity)
-        self.insights = _insights(rds, mode == "on")
+        self.insights = _insights(rds, run_mode == "on")
         cluster = rds.describe_db_clusters(DBClusterIdentifier="default")["DBClusters"][0]
         arn, secret_arn = cluster["DBClusterArn"], cluster["MasterUserSecret"]["SecretArn"]
         value = json.loads(c["secretsmanager"].get_secret_value(SecretId=secret_arn)["SecretString"])
@@ -284,6 +286,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--capacity", type=float, default=8.0, help="MinCapacity (ACUs) held during the runs")
+    ap.add_argument(
+        "--aa", choices=("on", "off"), help="run both servers in this mode (an A/A check of the two servers alone)"
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not on PATH (Debian: apt-get install wrk)")
