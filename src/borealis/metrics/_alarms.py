@@ -448,12 +448,18 @@ def _values(
     """A single-metric alarm's values by period start."""
     dims = {d["Name"]: d["Value"] for d in a["Dimensions"]}
     stat = a.get("Statistic") or a["ExtendedStatistic"]
-    series = store.find(a["Namespace"], a["MetricName"], dims)
-    by_start: dict[float, float | None] = {}
-    if series is not None and (a.get("Unit") is None or a["Unit"] == series.unit):
-        for point in store.query(a["Namespace"], a["MetricName"], dims, start, end, a["Period"], now=now):
-            by_start[point.at] = point.statistic(stat)
-    return by_start
+    points = store.query(
+        a["Namespace"],
+        a["MetricName"],
+        dims,
+        start,
+        end,
+        a["Period"],
+        unit=a.get("Unit"),
+        percentiles=stat.startswith("p"),
+        now=now,
+    )
+    return {point.at: point.statistic(stat) for point in points}
 
 
 def _page(key: str, items: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:

@@ -125,19 +125,21 @@ def get_metric_statistics(store: MetricStore, p: Mapping[str, Any], *, now: floa
         )
     namespace, name = p["Namespace"], p["MetricName"]
     dims = _dimensions(p.get("Dimensions"))
-    series = store.find(namespace, name, dims)
-    unit = p.get("Unit")
-    if series is None or (unit is not None and unit != series.unit):
-        return {"Label": name, "Datapoints": []}
+    wanted_unit = p.get("Unit")
     datapoints = []
-    for point in store.query(namespace, name, dims, start, end, period, now=now):
-        out: dict[str, Any] = {"Timestamp": _timestamp(point.at), "Unit": series.unit}
-        for stat in statistics:
-            out[stat] = point.statistic(stat)
-        if extended:
-            values = {e: point.statistic(e) for e in extended}
-            out["ExtendedStatistics"] = {k: v for k, v in values.items() if v is not None}
-        datapoints.append(out)
+    # CloudWatch aggregates by unit: without a Unit, one datapoint per unit a period has data in.
+    for unit in store.units(namespace, name, dims):
+        if wanted_unit is not None and unit != wanted_unit:
+            continue
+        points = store.query(namespace, name, dims, start, end, period, unit=unit, percentiles=bool(extended), now=now)
+        for point in points:
+            out: dict[str, Any] = {"Timestamp": _timestamp(point.at), "Unit": unit}
+            for stat in statistics:
+                out[stat] = point.statistic(stat)
+            if extended:
+                values = {e: point.statistic(e) for e in extended}
+                out["ExtendedStatistics"] = {k: v for k, v in values.items() if v is not None}
+            datapoints.append(out)
     return {"Label": name, "Datapoints": datapoints}
 
 
@@ -285,14 +287,22 @@ def _read_metric(store: MetricStore, q: _Query, start: float, end: float, now: f
     namespace, name = str(metric.get("Namespace", "")), str(metric.get("MetricName", ""))
     dims = _dimensions(metric.get("Dimensions"))
     stat = str(q.stat.get("Stat"))
-    series = store.find(namespace, name, dims)
     unit = q.stat.get("Unit")
     points: list[tuple[float, float]] = []
-    if series is not None and (unit is None or unit == series.unit):
-        for point in store.query(namespace, name, dims, _aligned_start(start, q.period), end, q.period, now=now):
-            value = _stat_value(point, stat)
-            if value is not None:
-                points.append((point.at, value))
+    for point in store.query(
+        namespace,
+        name,
+        dims,
+        _aligned_start(start, q.period),
+        end,
+        q.period,
+        unit=None if unit is None else str(unit),
+        percentiles=stat.startswith("p"),
+        now=now,
+    ):
+        value = _stat_value(point, stat)
+        if value is not None:
+            points.append((point.at, value))
     return _math.TimeSeries(q.label or name, q.period, tuple(points))
 
 

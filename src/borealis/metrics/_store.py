@@ -1,16 +1,26 @@
-"""Time series as CloudWatch keeps them: one-second points for three hours, one-minute aggregates for 15 days.
+"""Time series as CloudWatch keeps them: one-second statistic sets for three hours, one-minute sets for 15 days.
 
-A series is (namespace, metric name, dimensions) with a unit, as CloudWatch names a metric. Points arrive
-through :meth:`MetricStore.put` (from the sampler, once a second) and :meth:`MetricStore.put_statistics`
-(PutMetricData), which only append to a list in memory; a
-background flush (:meth:`MetricStore.flush`, from a thread) writes them to ``metrics.db`` in the data
-directory (SQLite, WAL, its own file so the control plane's store never waits on it), and folds each minute
-into a (count, sum, min, max) row as it goes. So a restart keeps the history, and nothing on a request path
-writes to the disk. Reads (:meth:`MetricStore.query`) merge the stored rows with the points not yet flushed.
+A series is (namespace, metric name, dimensions, unit): CloudWatch aggregates by unit too, so values put with
+another unit are kept apart (a read without a unit adds them up, one with a unit reads only that unit's). Points
+arrive through :meth:`MetricStore.put` (from the sampler, once a second) and :meth:`MetricStore.put_statistics`
+(PutMetricData), which only append to a list in memory; a background flush (:meth:`MetricStore.flush`, from a
+thread) writes them to ``metrics.db`` in the data directory (SQLite, WAL, its own file so the control plane's
+store never waits on it). So a restart keeps the history, and nothing on a request path writes to the disk.
+Reads (:meth:`MetricStore.query`) merge the stored rows with the points not yet flushed.
 
-Retention follows CloudWatch: periods under 60 s are served from the one-second points of the last 3 hours;
-periods of 60 s and more from the one-minute aggregates of the last 15 days (and from the seconds where the
-minutes do not reach yet). Older rows are deleted by the flush.
+Each second and each minute is a statistic set (count, sum, min, max), as CloudWatch aggregates: every value
+put in the same second counts (PutMetricData several times a second, Values with Counts, StatisticValues).
+Percentiles need the values themselves (CloudWatch: raw values, or statistic sets with SampleCount 1 or Minimum
+equal to Maximum): a set whose minimum equals its maximum is its own distribution; a second that holds several
+different values keeps them as ``value:count`` pairs in ``dist``; a second or minute with neither (a statistic
+set of different values, or more pairs than :data:`_MAX_DIST_TEXT` allows) has no percentiles. Periods of a
+minute and more take their percentiles from the seconds while those are kept (3 hours), after that only from
+minutes of one value. Negative values have no percentiles, as on CloudWatch.
+
+Retention follows CloudWatch: periods under 60 s are served from the one-second sets of the last 3 hours;
+periods of 60 s and more from the one-minute sets of the last 15 days (and from the seconds where the minutes
+do not reach yet). Older rows are deleted by the flush. ``metrics.db`` files of schema 0 (one mean per second,
+one unit per metric) are migrated when opened.
 """
 
 from __future__ import annotations
@@ -32,18 +42,35 @@ SECOND_RETENTION = 3 * 3600
 MINUTE_RETENTION = 15 * 86400
 """Seconds one-minute aggregates are kept (CloudWatch: 60-second data for 15 days)."""
 
+_SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL, dims TEXT NOT NULL, unit TEXT NOT NULL,
-    last REAL NOT NULL DEFAULT 0, UNIQUE (namespace, name, dims));
-CREATE TABLE IF NOT EXISTS second (series INTEGER NOT NULL, t INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (series, t)) WITHOUT ROWID;
+    last REAL NOT NULL DEFAULT 0, UNIQUE (namespace, name, dims, unit));
+CREATE TABLE IF NOT EXISTS second (series INTEGER NOT NULL, t INTEGER NOT NULL, n REAL NOT NULL, sum REAL NOT NULL,
+    min REAL NOT NULL, max REAL NOT NULL, dist TEXT, PRIMARY KEY (series, t)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS minute (series INTEGER NOT NULL, t INTEGER NOT NULL, n REAL NOT NULL, sum REAL NOT NULL,
     min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, t)) WITHOUT ROWID;
 """
+# Schema 0 kept one mean per second and one unit per metric; its rows become statistic sets of one value.
+_MIGRATE_0 = """
+ALTER TABLE series RENAME TO series_0;
+ALTER TABLE second RENAME TO second_0;
+{schema}
+INSERT INTO series SELECT id, namespace, name, dims, unit, last FROM series_0;
+INSERT INTO second SELECT series, t, 1, value, value, value, NULL FROM second_0;
+DROP TABLE series_0;
+DROP TABLE second_0;
+"""
+_MAX_DIST_TEXT = 65536
+"""Longest ``dist`` of one second (about 3,000 different values); a longer one is dropped (no percentiles)."""
 
 Dimensions = tuple[tuple[str, str], ...]
-_K = TypeVar("_K", bound=tuple[int, ...])
+_K = TypeVar("_K")
+_Cell = list[float]
+"""A statistic set being added up: [count, sum, min, max]."""
+_Dist = dict[float, float]
+"""Values and how many times each was seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +93,8 @@ class Datapoint:
     sum: float
     minimum: float
     maximum: float
-    values: tuple[float, ...] = ()
-    """The raw points, for percentiles (one-second data only)."""
+    values: tuple[tuple[float, float], ...] | None = None
+    """The values and their counts, ascending, for percentiles; None when they are not known."""
 
     def statistic(self, name: str) -> float | None:
         """``Average``, ``Sum``, ``Minimum``, ``Maximum``, ``SampleCount`` or ``pNN`` (None if not computable)."""
@@ -81,17 +108,22 @@ class Datapoint:
             return self.maximum
         if name == "SampleCount":
             return self.count
-        if name.startswith("p") and self.values:
+        if name.startswith("p") and self.values and self.minimum >= 0:
             try:
                 p = float(name[1:])
             except ValueError:
                 return None
             if not 0 <= p <= 100:
                 return None
-            ordered = sorted(self.values)
-            # Nearest rank, as CloudWatch's percentiles over raw values.
-            rank = max(1, math.ceil(p / 100 * len(ordered)))
-            return ordered[rank - 1]
+            # Nearest rank over the weighted values.
+            total = sum(c for _, c in self.values)
+            rank = max(p / 100 * total, min(1.0, total))
+            seen = 0.0
+            for value, c in self.values:
+                seen += c
+                if seen >= rank - 1e-9 * total:
+                    return value
+            return self.values[-1][0]
         return None
 
 
@@ -101,14 +133,11 @@ def _dims(dimensions: Mapping[str, str]) -> Dimensions:
 
 def aggregate(points: Iterable[tuple[float, float]], start: float, end: float, period: int) -> list[Datapoint]:
     """Group (time, value) points in [start, end) into periods starting at ``start``; empty periods left out."""
-    buckets: dict[int, list[float]] = {}
+    buckets: dict[int, list[tuple[float, float, float, float, str | None]]] = {}
     for t, v in points:
         if start <= t < end:
-            buckets.setdefault(int((t - start) // period), []).append(v)
-    return [
-        Datapoint(start + k * period, len(vs), sum(vs), min(vs), max(vs), tuple(vs))
-        for k, vs in sorted(buckets.items())
-    ]
+            buckets.setdefault(int((t - start) // period), []).append((1.0, v, v, v, None))
+    return [_datapoint(start + k * period, rows) for k, rows in sorted(buckets.items())]
 
 
 class MetricStore:
@@ -120,14 +149,16 @@ class MetricStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._ids: dict[tuple[str, str, Dimensions], int] = {}
+        _migrate(self._db)
+        self._ids: dict[tuple[str, str, Dimensions, str], int] = {}
+        self._units: dict[tuple[str, str, Dimensions], list[int]] = {}
         self._series: dict[int, Series] = {}
         for sid, namespace, name, dims, unit, last in self._db.execute(
-            "SELECT id, namespace, name, dims, unit, last FROM series"
+            "SELECT id, namespace, name, dims, unit, last FROM series ORDER BY id"
         ):
             dimensions: Dimensions = tuple((str(k), str(v)) for k, v in json.loads(dims))
-            self._ids[(namespace, name, dimensions)] = sid
+            self._ids[(namespace, name, dimensions, unit)] = sid
+            self._units.setdefault((namespace, name, dimensions), []).append(sid)
             self._series[sid] = Series(namespace, name, dimensions, unit, last)
         self._pending: list[tuple[int, int, float, float, float, float]] = []
         self._pruned = 0.0
@@ -156,23 +187,25 @@ class MetricStore:
     ) -> None:
         """Record a statistic set (PutMetricData's StatisticValues; ``count`` values summing to ``total``) at ``at``.
 
-        Values within one second add up in the minute aggregates; the one-second point keeps their average.
+        Sets within one second add up (count, sum, min, max), in the one-second and the one-minute data alike.
         """
         if not all(math.isfinite(v) for v in (count, total, minimum, maximum)) or count <= 0:
             return
-        key = (namespace, name, _dims(dimensions))
+        dims = _dims(dimensions)
+        key = (namespace, name, dims, unit)
         with self._lock:
             sid = self._ids.get(key)
             if sid is None:
                 cursor = self._db.execute(
                     "INSERT INTO series (namespace, name, dims, unit, last) VALUES (?, ?, ?, ?, ?)",
-                    (namespace, name, json.dumps(key[2]), unit, at),
+                    (namespace, name, json.dumps(dims), unit, at),
                 )
                 sid = int(cursor.lastrowid or 0)
                 self._ids[key] = sid
+                self._units.setdefault((namespace, name, dims), []).append(sid)
             previous = self._series.get(sid)
             last = at if previous is None else max(previous.last, at)
-            self._series[sid] = Series(namespace, name, key[2], unit, last)
+            self._series[sid] = Series(namespace, name, dims, unit, last)
             self._pending.append((sid, int(at), float(count), float(total), float(minimum), float(maximum)))
 
     def flush(self, now: float | None = None) -> int:
@@ -186,15 +219,23 @@ class MetricStore:
             last = {sid: s.last for sid, s in self._series.items()}
         if not pending:
             return 0
-        seconds = _merge(((sid, t), stats) for sid, t, *stats in pending)
-        minutes = _merge(((sid, t - t % 60), stats) for (sid, t), stats in seconds.items())
+        seconds, dists = _merge(((sid, t), stats) for sid, t, *stats in pending)
+        minutes, _ = _merge([((sid, t - t % 60), stats) for (sid, t), stats in seconds.items()], values=False)
         with self._lock:
             db = self._db
             db.execute("BEGIN")
             try:
+                # A second flushed twice adds up; its values join while both sides know theirs (a set of one
+                # value knows it: min = max) and the text stays under _MAX_DIST_TEXT.
                 db.executemany(
-                    "INSERT OR REPLACE INTO second (series, t, value) VALUES (?, ?, ?)",
-                    [(sid, t, v[1] / v[0]) for (sid, t), v in seconds.items()],
+                    "INSERT INTO second (series, t, n, sum, min, max, dist) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (series, t) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
+                    "min = MIN(min, excluded.min), max = MAX(max, excluded.max), dist = CASE "
+                    "WHEN (dist IS NULL AND min < max) OR (excluded.dist IS NULL AND excluded.min < excluded.max) "
+                    f"OR length(dist) + length(excluded.dist) > {_MAX_DIST_TEXT} THEN NULL "
+                    "ELSE coalesce(dist, printf('%!.17g:%!.17g', min, n)) || ',' || "
+                    "coalesce(excluded.dist, printf('%!.17g:%!.17g', excluded.min, excluded.n)) END",
+                    [(sid, t, *v, _dist_text(dists.get((sid, t)))) for (sid, t), v in seconds.items()],
                 )
                 db.executemany(
                     "INSERT INTO minute (series, t, n, sum, min, max) VALUES (?, ?, ?, ?, ?, ?) "
@@ -224,20 +265,32 @@ class MetricStore:
     # ------------------------------------------------------------------------------------------- reads
 
     def series(self, namespace: str | None = None, name: str | None = None) -> list[Series]:
-        """Every series (optionally of one namespace and metric name), in a stable order."""
+        """Every metric (optionally of one namespace and metric name), once whatever its units, in a stable order.
+
+        A metric put with several units shows the unit of its newest point.
+        """
         with self._lock:
             found = [
-                s
-                for s in self._series.values()
-                if (namespace is None or s.namespace == namespace) and (name is None or s.name == name)
+                self._metric(sids)
+                for (ns, n, _), sids in self._units.items()
+                if (namespace is None or ns == namespace) and (name is None or n == name)
             ]
         return sorted(found, key=lambda s: (s.namespace, s.name, s.dimensions))
 
+    def _metric(self, sids: Sequence[int]) -> Series:
+        newest = max((self._series[sid] for sid in sids), key=lambda s: s.last)
+        return newest
+
     def find(self, namespace: str, name: str, dimensions: Mapping[str, str]) -> Series | None:
-        """The series with exactly these dimensions, if it exists."""
+        """The metric with exactly these dimensions, if it exists (its newest unit, as :meth:`series`)."""
         with self._lock:
-            sid = self._ids.get((namespace, name, _dims(dimensions)))
-            return None if sid is None else self._series[sid]
+            sids = self._units.get((namespace, name, _dims(dimensions)))
+            return None if not sids else self._metric(sids)
+
+    def units(self, namespace: str, name: str, dimensions: Mapping[str, str]) -> list[str]:
+        """The units this metric has points in, in the order they first came."""
+        with self._lock:
+            return [self._series[sid].unit for sid in self._units.get((namespace, name, _dims(dimensions)), ())]
 
     def query(
         self,
@@ -248,64 +301,150 @@ class MetricStore:
         end: float,
         period: int,
         *,
+        unit: str | None = None,
+        percentiles: bool = False,
         now: float | None = None,
     ) -> list[Datapoint]:
-        """The series' datapoints of ``period`` seconds in [start, end), oldest first.
+        """The metric's datapoints of ``period`` seconds in [start, end), oldest first: of one ``unit``, or of
+        all its units added up.
 
-        Periods under 60 s read the one-second points (the last 3 hours only); longer ones read the one-minute
-        aggregates, completed by one-second points for the minutes not flushed yet.
+        Periods under 60 s read the one-second sets (the last 3 hours only); longer ones read the one-minute
+        sets, completed by one-second sets for the minutes not flushed yet. With ``percentiles``, datapoints
+        carry their values where known (see the module's docstring).
         """
         now = time.time() if now is None else now
+        floor = max(start, now - SECOND_RETENTION)
         with self._lock:
-            sid = self._ids.get((namespace, name, _dims(dimensions)))
-            if sid is None:
+            sids = [
+                sid
+                for sid in self._units.get((namespace, name, _dims(dimensions)), ())
+                if unit is None or self._series[sid].unit == unit
+            ]
+            if not sids:
                 return []
-            pending = _merge(((t,), stats) for s, t, *stats in self._pending if s == sid and start <= t < end)
-            if period < 60 or period % 60:
-                floor = max(start, now - SECOND_RETENTION)
+            wanted = set(sids)
+            pending = [(t, (n, s, lo, hi, None)) for sid, t, n, s, lo, hi in self._pending if sid in wanted]
+            marks = ",".join("?" * len(sids))
+            fine = period < 60 or period % 60
+            seconds: list[tuple[int, tuple[float, float, float, float, str | None]]] = []
+            if fine or percentiles:
                 rows = self._db.execute(
-                    "SELECT t, value FROM second WHERE series = ? AND t >= ? AND t < ?", (sid, floor, end)
+                    f"SELECT t, n, sum, min, max, dist FROM second WHERE series IN ({marks}) AND t >= ? AND t < ?",
+                    (*sids, math.ceil(floor), end),
                 ).fetchall()
-                points = {int(t): float(v) for t, v in rows}
-                points.update({t: v[1] / v[0] for (t,), v in pending.items() if t >= floor})
-                return aggregate(sorted(points.items()), start, end, period)
+                seconds = [(int(t), (n, s, lo, hi, d)) for t, n, s, lo, hi, d in rows]
+                seconds += [(t, c) for t, c in pending if floor <= t < end]
+            if fine:
+                return _fold(seconds, start, end, period)
             rows = self._db.execute(
-                "SELECT t, n, sum, min, max FROM minute WHERE series = ? AND t >= ? AND t < ?",
-                (sid, start - start % 60, end),
+                f"SELECT t, n, sum, min, max FROM minute WHERE series IN ({marks}) AND t >= ? AND t < ?",
+                (*sids, start - start % 60, end),
             ).fetchall()
-        minutes: dict[int, list[float]] = {int(t): [n, s, lo, hi] for t, n, s, lo, hi in rows}
-        for (t,), (n, total, lo, hi) in pending.items():
-            m = minutes.setdefault(t - t % 60, [0.0, 0.0, math.inf, -math.inf])
-            m[0] += n
-            m[1] += total
-            m[2] = min(m[2], lo)
-            m[3] = max(m[3], hi)
-        return _fold(minutes, start, end, period)
+        minutes = [(int(t), (n, s, lo, hi, None)) for t, n, s, lo, hi in rows]
+        minutes += [(t - t % 60, c) for t, c in pending if start <= t < end]
+        points = _fold(minutes, start, end, period)
+        if not percentiles:
+            return points
+        # Periods the one-second data covers whole take their values from it.
+        covered = {p.at: p for p in _fold(seconds, start, end, period) if p.at >= floor}
+        return [
+            p if p.at not in covered else Datapoint(p.at, p.count, p.sum, p.minimum, p.maximum, covered[p.at].values)
+            for p in points
+        ]
 
 
-def _merge(items: Iterable[tuple[_K, Sequence[float]]]) -> dict[_K, list[float]]:
-    """Add up (count, sum, min, max) statistic sets by key."""
-    merged: dict[_K, list[float]] = {}
+def _migrate(db: sqlite3.Connection) -> None:
+    """Create the tables, or bring a ``metrics.db`` of an older schema to this one (in one transaction)."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version >= _SCHEMA_VERSION:
+        return
+    columns = {row[1] for row in db.execute("PRAGMA table_info(second)")}
+    db.execute("BEGIN")
+    try:
+        if "value" in columns:
+            for statement in _MIGRATE_0.format(schema=_SCHEMA).split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        else:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _merge(
+    items: Iterable[tuple[_K, Sequence[float]]], *, values: bool = True
+) -> tuple[dict[_K, _Cell], dict[_K, _Dist | None]]:
+    """Add up (count, sum, min, max) statistic sets by key; and, with ``values``, for the keys that got sets of
+    different values, those values (None where one set had different values of its own: they are not known)."""
+    merged: dict[_K, _Cell] = {}
+    dists: dict[_K, _Dist | None] = {}
     for key, (n, total, lo, hi) in items:
         m = merged.get(key)
         if m is None:
             merged[key] = [n, total, lo, hi]
-        else:
-            m[0] += n
-            m[1] += total
-            m[2] = min(m[2], lo)
-            m[3] = max(m[3], hi)
-    return merged
-
-
-def _fold(minutes: Mapping[int, Sequence[float]], start: float, end: float, period: int) -> list[Datapoint]:
-    buckets: dict[int, list[float]] = {}
-    for t, (n, s, lo, hi) in minutes.items():
-        if not start <= t < end:
             continue
-        b = buckets.setdefault(int((t - start) // period), [0.0, 0.0, math.inf, -math.inf])
-        b[0] += n
-        b[1] += s
-        b[2] = min(b[2], lo)
-        b[3] = max(b[3], hi)
-    return [Datapoint(start + k * period, n, s, lo, hi) for k, (n, s, lo, hi) in sorted(buckets.items())]
+        if values:
+            if key not in dists:
+                dists[key] = {m[2]: m[0]} if m[2] == m[3] else None
+            dist = dists[key]
+            if dist is not None and lo == hi:
+                dist[lo] = dist.get(lo, 0.0) + n
+            elif dist is not None:
+                dists[key] = None
+        m[0] += n
+        m[1] += total
+        m[2] = min(m[2], lo)
+        m[3] = max(m[3], hi)
+    return merged, {k: v for k, v in dists.items() if v is None or len(v) > 1}
+
+
+def _dist_text(dist: _Dist | None) -> str | None:
+    """``value:count`` pairs, or None (not known, or too long to keep)."""
+    if not dist:
+        return None
+    text = ",".join(f"{v!r}:{c!r}" for v, c in dist.items())
+    return text if len(text) <= _MAX_DIST_TEXT else None
+
+
+def _add_dist(into: _Dist, text: str | None, n: float, lo: float, hi: float) -> bool:
+    """Add a set's values to ``into``; False if they are not known."""
+    if text is None:
+        if lo != hi:
+            return False
+        into[lo] = into.get(lo, 0.0) + n
+        return True
+    for pair in text.split(","):
+        value, _, count = pair.partition(":")
+        v = float(value)
+        into[v] = into.get(v, 0.0) + float(count)
+    return True
+
+
+def _datapoint(at: float, cells: Sequence[tuple[float, float, float, float, str | None]]) -> Datapoint:
+    n = total = 0.0
+    lo, hi = math.inf, -math.inf
+    dist: _Dist | None = {}
+    for cn, cs, clo, chi, text in cells:
+        n += cn
+        total += cs
+        lo, hi = min(lo, clo), max(hi, chi)
+        if dist is not None and not _add_dist(dist, text, cn, clo, chi):
+            dist = None
+    values = None if dist is None else tuple(sorted(dist.items()))
+    return Datapoint(at, n, total, lo, hi, values)
+
+
+def _fold(
+    cells: Iterable[tuple[int, tuple[float, float, float, float, str | None]]], start: float, end: float, period: int
+) -> list[Datapoint]:
+    """Statistic sets by time folded into periods starting at ``start``; empty periods left out."""
+    buckets: dict[int, list[tuple[float, float, float, float, str | None]]] = {}
+    for t, cell in cells:
+        if start <= t < end:
+            buckets.setdefault(int((t - start) // period), []).append(cell)
+    return [_datapoint(start + k * period, rows) for k, rows in sorted(buckets.items())]
