@@ -2,15 +2,18 @@
 
 GetResourceMetrics, DescribeDimensionKeys, GetDimensionKeyDetails, ListAvailableResourceMetrics and
 ListAvailableResourceDimensions, for ServiceType ``RDS``, keyed by an instance's DbiResourceId. Refusals as
-the API reference gives them: InvalidArgumentException for a bad argument (a metric, group, dimension, period,
-time range or token), NotAuthorizedException for a resource that has no Performance Insights here (no such
-instance, or an instance that has it turned off).
+AWS answers them: InvalidArgumentException for a bad argument (a metric, group, dimension, period, time range
+or token), ValidationException for a ServiceType or Identifier outside the model's constraints, and
+NotAuthorizedException ("The resource db-... for service type RDS is not authorized for this account", as AWS
+answers for an instance with Performance Insights off) for an identifier with no Performance Insights here: no
+such instance, or one with it turned off, alike, so the answer does not tell which.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +35,8 @@ _STATEMENT_STATS = {
     "db.sql_tokenized.stats.rows_per_call.avg": ("Rows per call", "Rows per call"),
     "db.sql_tokenized.stats.avg_latency_per_call.avg": ("Average latency of execution", "Milliseconds per call"),
 }
+_SERVICE_TYPES = ("RDS", "DOCDB")
+_IDENTIFIER = re.compile(r"^[a-zA-Z0-9-]{1,256}$")
 _DETAIL_GROUPS = {"db.sql": "db.sql.statement"}  # group -> the dimension its GroupIdentifier has details of
 _ALL_DIMENSIONS = frozenset(d for dims in GROUPS.values() for d in dims)
 
@@ -134,15 +139,35 @@ class _Pi:
         self.insights = insights
 
     def _instance(self, p: Params) -> str:
-        if p.get("ServiceType") != "RDS":
-            raise _invalid(f"The service type {p.get('ServiceType')} is not served here: use RDS.")
+        """The instance id of the request's Identifier (a DbiResourceId), refused as AWS refuses it.
+
+        AWS checks the members' constraints first (ValidationException), then answers NotAuthorizedException,
+        with one message, for an identifier it has no Performance Insights data of: no such resource, an
+        instance's name instead of its resource id, PI turned off, or a service type the resource is not of.
+        """
+        service = str(p.get("ServiceType", ""))
+        if service not in _SERVICE_TYPES:
+            raise AWSError(
+                "ValidationException",
+                f"1 validation error detected: Value '{service}' at 'serviceType' failed to satisfy constraint: "
+                f"Member must satisfy enum value set: [{', '.join(_SERVICE_TYPES)}]",
+            )
         ident = str(p.get("Identifier", ""))
-        if not ident.startswith("db-"):
-            raise _invalid(f"The identifier {ident} is not a DbiResourceId (db-...).")
+        if not _IDENTIFIER.match(ident):
+            raise AWSError(
+                "ValidationException",
+                f"1 validation error detected: Value '{ident}' at 'identifier' failed to satisfy constraint: "
+                "Member must satisfy regular expression pattern: ^[a-zA-Z0-9-]+$",
+            )
         try:
-            return str(self.insights.instance_for(ident)["id"])
-        except InsightsError as exc:
-            raise AWSError("NotAuthorizedException", exc.message) from None
+            if service == "RDS":
+                return str(self.insights.instance_for(ident)["id"])
+        except InsightsError:
+            pass
+        raise AWSError(
+            "NotAuthorizedException",
+            f"The resource {ident} for service type {service} is not authorized for this account",
+        )
 
     async def get_resource_metrics(self, ctx: RequestContext, p: Params) -> dict[str, Any]:
         instance = self._instance(p)

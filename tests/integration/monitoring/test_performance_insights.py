@@ -219,9 +219,22 @@ def test_disabled_and_bad_requests_are_refused(borealis: BorealisProcess) -> Non
         with pytest.raises(ClientError) as err:
             pi.get_resource_metrics(**{**base, "MetricQueries": query, **bad})
         assert err.value.response["Error"]["Code"] == "InvalidArgumentException", field
+    # AWS answers an identifier it has no PI data for (no such resource, an instance's name instead of its
+    # DbiResourceId, PI off) with one NotAuthorizedException; constraint violations with ValidationException.
+    for ident in ("db-NOSUCHINSTANCE0000000000", INSTANCE):
+        with pytest.raises(ClientError) as err:
+            pi.get_resource_metrics(**{**base, "Identifier": ident}, MetricQueries=query)
+        assert err.value.response["Error"] == {
+            "Code": "NotAuthorizedException",
+            "Message": f"The resource {ident} for service type RDS is not authorized for this account",
+        }
     with pytest.raises(ClientError) as err:
-        pi.get_resource_metrics(**{**base, "Identifier": "db-NOSUCHINSTANCE0000000000"}, MetricQueries=query)
+        pi.get_resource_metrics(**{**base, "ServiceType": "DOCDB"}, MetricQueries=query)
     assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+    for bad in ({"Identifier": "db/x"}, {"ServiceType": "EC2"}):
+        with pytest.raises(ClientError) as err:
+            pi.get_resource_metrics(**{**base, **bad}, MetricQueries=query)
+        assert err.value.response["Error"]["Code"] == "ValidationException", bad
 
     with pytest.raises(ClientError) as err:
         rds.modify_db_instance(
@@ -235,7 +248,10 @@ def test_disabled_and_bad_requests_are_refused(borealis: BorealisProcess) -> Non
         assert inst["PerformanceInsightsEnabled"] is False
         with pytest.raises(ClientError) as err:
             pi.get_resource_metrics(**base, MetricQueries=query)
-        assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+        assert err.value.response["Error"] == {
+            "Code": "NotAuthorizedException",
+            "Message": f"The resource {rid} for service type RDS is not authorized for this account",
+        }
     finally:
         _enable(rds)
     answer = pi.get_resource_metrics(**base, MetricQueries=query)
