@@ -72,6 +72,9 @@ class Settings:
     a new cluster's writer is up."""
     snapshot_quota: int = 100
     """Manual DB cluster snapshots allowed at once (AWS's default quota per Region: 100)."""
+    wal_keep_mb: int = 512
+    """Megabytes of WAL a writer keeps for readers that fall behind (PostgreSQL's wal_keep_size); a reader
+    further behind catches up from the cluster's WAL archive instead. Lowered by tests to make that happen."""
 
     @property
     def account_id(self) -> str:
@@ -141,6 +144,7 @@ _ENV = {
     "archive_timeout": "BOREALIS_ARCHIVE_TIMEOUT",
     "backup_interval_minutes": "BOREALIS_BACKUP_INTERVAL_MINUTES",
     "snapshot_quota": "BOREALIS_SNAPSHOT_QUOTA",
+    "wal_keep_mb": "BOREALIS_WAL_KEEP_MB",
 }
 
 

@@ -14,33 +14,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
 from borealis.store import Store
-from tests.integration.conftest import BorealisProcess, processes_for
+from tests.integration.conftest import BorealisProcess
+from tests.integration.hatools import children as _children
+from tests.integration.hatools import poll as _poll
+from tests.integration.hatools import serving
 
 CLUSTER = "default"
 WRITER = "default-instance-1"
-
-
-def _poll(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (psycopg.Error, OSError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not reached in {timeout}s (last: {last!r})")
 
 
 def _cluster(ha: BorealisProcess) -> dict[str, Any]:
@@ -77,16 +64,8 @@ def _postmaster_pid(ha: BorealisProcess, iid: str) -> int:
 
 @pytest.fixture(scope="module")
 def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
-    proc = BorealisProcess(tmp_path_factory.mktemp("ha") / "data", workers=1)
-    proc.start()
-    try:
+    with serving(BorealisProcess(tmp_path_factory.mktemp("ha") / "data", workers=1)) as proc:
         yield proc
-    finally:
-        proc.stop()
-        leftover = processes_for(proc.data_dir)
-        for pid in leftover:
-            os.kill(pid, signal.SIGKILL)
-        assert not leftover, f"processes left behind: {leftover}"
 
 
 def test_a_reader_serves_the_writers_rows_read_only(ha: BorealisProcess) -> None:
@@ -286,19 +265,6 @@ def test_crash_failover_loses_no_acknowledged_commit(ha: BorealisProcess) -> Non
     assert not lost, f"{len(lost)} acknowledged commits lost"
     _poll("the crashed writer rejoins as a reader", lambda: _all_available(ha, 2))
     assert _in_recovery(ha, old)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 def test_a_hung_writer_is_failed_over(ha: BorealisProcess) -> None:

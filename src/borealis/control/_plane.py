@@ -68,6 +68,7 @@ from borealis.engine import (
     aurora_defaults,
     full_version,
     replication_conninfo,
+    restore_command,
 )
 from borealis.store import Conflict, Sealer, Store, Table
 
@@ -231,7 +232,6 @@ _REPLICATION_SETTINGS = {
     # pg_rewind needs hint-bit changes in the WAL to rejoin a former writer as a reader.
     "wal_log_hints": "on",
     "max_wal_senders": "40",
-    "wal_keep_size": "512MB",
     "hot_standby": "on",
     "hot_standby_feedback": "on",
     "recovery_target_timeline": "latest",
@@ -818,8 +818,13 @@ class ControlPlane:
         # Aurora's default parameter group's values first, so that the instance's own groups win over them.
         defaults = aurora_defaults(self.binaries_for(cluster))
         settings = {**defaults, **_own_settings(cluster), **_REPLICATION_SETTINGS, **self.extra_settings(cluster, inst)}
-        # Every instance archives: the writer its WAL, a reader what it received (see engine._archive).
-        settings.update(archive_settings(self.archive_of(cluster["id"]), self.settings.archive_timeout))
+        settings["wal_keep_size"] = f"{self.settings.wal_keep_mb}MB"
+        # Every instance archives: the writer its WAL, a reader what it received (see engine._archive). A
+        # reader further behind than the writer keeps WAL reads the rest from the archive, then streams again;
+        # a writer only reads it in archive recovery, which it never starts in, so every instance has it.
+        archive = self.archive_of(cluster["id"])
+        settings.update(archive_settings(archive, self.settings.archive_timeout))
+        settings["restore_command"] = restore_command(archive)
         iid = inst["id"]
         if inst["role"] == "writer":
             sync = sorted(self._sync.get(iid, frozenset()))

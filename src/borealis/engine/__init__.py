@@ -1,6 +1,13 @@
 """PostgreSQL processes: binaries, initdb, start/stop, reload, status, cgroup limits and accounting."""
 
-from ._archive import archive_path, archive_settings, archived_files, backup_start_wal, recovery_settings
+from ._archive import (
+    archive_path,
+    archive_settings,
+    archived_files,
+    backup_start_wal,
+    recovery_settings,
+    restore_command,
+)
 from ._binaries import Binaries
 from ._cgroup import Cgroup, Cgroups, Limits, cpu_seconds, process_tree, proportional_memory
 from ._config import socket_dir_for
@@ -42,5 +49,6 @@ __all__ = [
     "proportional_memory",
     "recovery_settings",
     "replication_conninfo",
+    "restore_command",
     "socket_dir_for",
 ]

@@ -14,6 +14,9 @@ Rules:
   cluster's archive holds all its commits.
 - Recovery reads the archive with ``restore_command`` and stops at ``recovery_target_time`` (the first commit
   after it is not applied), then promotes; without a target it replays everything archived.
+- Readers have the same ``restore_command``: a reader that fell further behind than the writer keeps WAL
+  (``wal_keep_size``; there are no replication slots) gets what the writer removed from the archive, then
+  streams again, as PostgreSQL standbys do when streaming cannot serve them.
 - pgBackRest or WAL-G would add parallel, incremental and remote-storage backups; a local archive per
   cluster needs none of that, and the PostgreSQL tools plus gzip keep Borealis free of another daemon,
   another configuration file and another package to install.
@@ -36,6 +39,7 @@ __all__ = [
     "backup_start_wal",
     "prepare_archive",
     "recovery_settings",
+    "restore_command",
 ]
 
 RECOVERY_SIGNAL = "recovery.signal"
@@ -61,11 +65,16 @@ def archive_settings(archive_dir: Path, timeout: int, mode: str = "always") -> d
     return {"archive_mode": mode, "archive_command": command, "archive_timeout": str(timeout)}
 
 
+def restore_command(archive_dir: Path) -> str:
+    """The ``restore_command`` that reads a WAL file back from ``archive_dir`` (failing if it is not there)."""
+    d = shlex.quote(str(archive_dir.absolute()))
+    return f"test -f {d}/%f{_SUFFIX} && gzip -dc {d}/%f{_SUFFIX} > %p"
+
+
 def recovery_settings(archive_dir: Path, target: dt.datetime | None) -> dict[str, str]:
     """Settings that replay ``archive_dir`` up to ``target`` (every archived commit if None), then promote."""
-    d = shlex.quote(str(archive_dir.absolute()))
     settings = {
-        "restore_command": f"test -f {d}/%f{_SUFFIX} && gzip -dc {d}/%f{_SUFFIX} > %p",
+        "restore_command": restore_command(archive_dir),
         "recovery_target_timeline": "latest",
         # Nobody reads the server before it is promoted; without hot standby, recovery does not require the
         # source's max_connections and the like (a restored cluster may have a smaller capacity).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from borealis.control._backups import Backup, backup_due, choose_base, plan_retention, restorable_window
-from borealis.engine._archive import archive_settings, backup_start_wal, recovery_settings
+from borealis.engine._archive import archive_settings, backup_start_wal, recovery_settings, restore_command
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 
@@ -78,6 +78,30 @@ def test_archive_and_recovery_settings_quote_the_directory(tmp_path: object) -> 
     assert recovery["recovery_target_time"] == "2026-12-07 12:00:00+00:00"
     assert recovery["recovery_target_action"] == "promote"
     assert "recovery_target_time" not in recovery_settings(archive, None)
+
+
+def test_a_segment_archived_is_restored_byte_for_byte_and_a_missing_one_fails(tmp_path: object) -> None:
+    # The commands as postgres runs them (sh -c, %f and %p replaced), in a directory whose name needs quoting.
+    import subprocess
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    archive = root / "it's archived"
+    archive.mkdir()
+    segment = root / "pg_wal" / "000000010000000000000003"
+    segment.parent.mkdir()
+    segment.write_bytes(bytes(range(256)) * 64 + b"\0" * 8192)
+
+    def run(command: str, name: str, path: Path) -> int:
+        return subprocess.run(["sh", "-c", command.replace("%f", name).replace("%p", str(path))]).returncode
+
+    assert run(archive_settings(archive, 60)["archive_command"], segment.name, segment) == 0
+    restored = root / "RECOVERYXLOG"
+    assert restore_command(archive) == recovery_settings(archive, None)["restore_command"]
+    assert run(restore_command(archive), segment.name, restored) == 0
+    assert restored.read_bytes() == segment.read_bytes()
+    # Not archived (yet): the command fails, so a standby streams it from the writer instead.
+    assert run(restore_command(archive), "000000010000000000000004", root / "other") != 0
 
 
 def test_backup_start_wal_reads_the_label(tmp_path: object) -> None:
