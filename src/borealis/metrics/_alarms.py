@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +56,7 @@ _STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 _STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _HISTORY_KEEP = 14 * 86400
 _EXTRA_PERIODS = 2  # the evaluation range: EvaluationPeriods + 2 periods (the user guide's example: 5 for 3)
+_ARN = re.compile(r"^arn:[a-z0-9-]+:[a-z0-9-]+:[^:]*:[^:]*:.+$")
 _MAX_ALARM_METRICS = 10  # CloudWatch: an alarm on metric math uses up to 10 metrics
 
 
@@ -184,6 +186,11 @@ class AlarmBook:
         if treat not in _TREAT:
             raise MetricsError("InvalidParameterValue", f"The value {treat} for parameter TreatMissingData is invalid.")
         dims = _dimensions(p.get("Dimensions"))
+        for key in ("OKActions", "AlarmActions", "InsufficientDataActions"):
+            for action in p.get(key) or ():
+                if not _ARN.match(str(action)):
+                    # CloudWatch's answer to an action that is not an ARN (an SNS topic's name, a policy's name).
+                    raise MetricsError("ValidationError", f"Invalid arn syntax: {action}")
         with self._lock:
             old = self.alarms.get(name)
             alarm = {
@@ -251,12 +258,16 @@ class AlarmBook:
                     )
                 )
             ]
-        if "MetricAlarm" not in (p.get("AlarmTypes") or ["MetricAlarm"]):
+        types = _alarm_types(p)
+        if "MetricAlarm" not in types:
             found = []
         for a in found:
             for key in ("AlarmConfigurationUpdatedTimestamp", "StateUpdatedTimestamp", "StateTransitionedTimestamp"):
                 a[key] = _ts(a[key])
-        return _page("MetricAlarms", found, p)
+        out = _page("MetricAlarms", found, p)
+        # Composite alarms are not kept here: asked for, their list is empty (CloudWatch answers both lists).
+        out["CompositeAlarms"] = []
+        return out
 
     def describe_alarms_for_metric(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """DescribeAlarmsForMetric: the alarms on one metric (Namespace, MetricName, and Dimensions exactly),
@@ -336,6 +347,8 @@ class AlarmBook:
                 and (not p.get("HistoryItemType") or h["HistoryItemType"] == p["HistoryItemType"])
                 and start <= h["at"] <= end
             ]
+        if "MetricAlarm" not in _alarm_types(p):
+            items = []
         if p.get("ScanBy", "TimestampDescending") != "TimestampAscending":
             items.reverse()
         return _page("AlarmHistoryItems", items, p)
@@ -460,6 +473,15 @@ def _values(
         now=now,
     )
     return {point.at: point.statistic(stat) for point in points}
+
+
+def _alarm_types(p: Mapping[str, Any]) -> list[str]:
+    """The request's AlarmTypes (metric alarms only when omitted, as CloudWatch), checked."""
+    types = list(p.get("AlarmTypes") or ["MetricAlarm"])
+    for kind in types:
+        if kind not in ("MetricAlarm", "CompositeAlarm"):
+            raise MetricsError("InvalidParameterValue", f"The value {kind} for parameter AlarmTypes is invalid.")
+    return types
 
 
 def _page(key: str, items: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:

@@ -307,49 +307,162 @@ def _read_metric(store: MetricStore, q: _Query, start: float, end: float, now: f
 
 
 def get_metric_data(store: MetricStore, p: Mapping[str, Any], *, now: float) -> dict[str, Any]:
-    """GetMetricData: MetricStat queries and metric math expressions (metrics/_math.py)."""
-    if p.get("NextToken"):
-        raise MetricsError("InvalidNextToken", "The NextToken is not valid.")
+    """GetMetricData: MetricStat queries and metric math expressions (metrics/_math.py), paged by MaxDatapoints.
+
+    A page holds at most MaxDatapoints points; the result it cuts is PartialData and the NextToken goes on from
+    there (results whole on an earlier page are not repeated). Labels may hold dynamic values (``${MAX}``,
+    ``${PROP('Dim.X')}``, ...), computed over each result's whole time range, times in LabelOptions' Timezone.
+    """
     start, end = _epoch(p["StartTime"]), _epoch(p["EndTime"])
     if start >= end:
         raise MetricsError("ValidationError", "The parameter StartTime must be less than the parameter EndTime.")
+    resume = _resume_at(p.get("NextToken"))
+    zone = _timezone(p.get("LabelOptions"))
     queries = list(p.get("MetricDataQueries") or [])
     order = check_queries(queries)
     values = run_queries(store, order, start, end, now=now)
     descending = p.get("ScanBy", "TimestampDescending") != "TimestampAscending"
     budget = int(p.get("MaxDatapoints") or _MAX_RESULT_POINTS)
-    results = []
+    if budget < 1:
+        raise MetricsError("ValidationError", "The parameter MaxDatapoints must be at least 1.")
+    every: list[tuple[str, str, list[tuple[float, float]]]] = []
     position = {str(x.get("Id")): n for n, x in enumerate(queries)}
     for q in sorted(order, key=lambda q: position[q.id]):
         if not q.returned:
             continue
         value = values[q.id]
         if isinstance(value, _math.TimeSeries):
-            labelled = [(q.label or (value.label if q.stat is not None else q.id), value)]
+            default = str(q.stat.get("Metric", {}).get("MetricName", "")) if q.stat is not None else q.id
+            labelled = [(_label(q.label or default, default, value, q, zone, now), value)]
         else:
             assert isinstance(value, _math.Array)
-            labelled = [(f"{q.label} {s.label}" if q.label else s.label, s) for s in value.items]
+            labelled = [
+                (_label(f"{q.label} {s.label}" if q.label else s.label, s.label, s, q, zone, now), s)
+                for s in value.items
+            ]
         for label, series in labelled:
             points = list(series.points)
             if descending:
                 points.reverse()
-            status = "Complete"
-            if len(points) > budget:
-                points, status = points[: max(budget, 0)], "PartialData"
-            budget -= len(points)
-            results.append(
-                {
-                    "Id": q.id,
-                    "Label": label,
-                    "Timestamps": [_timestamp(t) for t, _ in points],
-                    "Values": [v for _, v in points],
-                    "StatusCode": status,
-                }
-            )
+            every.append((q.id, label, points))
+    if resume[0] > len(every) or (resume[0] < len(every) and resume[1] > len(every[resume[0]][2])):
+        raise MetricsError("InvalidNextToken", "The NextToken is not valid.")
+    results, token = [], None
+    for index in range(resume[0], len(every)):
+        ident, label, points = every[index]
+        first = resume[1] if index == resume[0] else 0
+        rest = points[first:]
+        if budget <= 0 and rest:
+            token = f"{index}:{first}"
+            break
+        page = rest[:budget]
+        budget -= len(page)
+        partial = len(page) < len(rest)
+        results.append(
+            {
+                "Id": ident,
+                "Label": label,
+                "Timestamps": [_timestamp(t) for t, _ in page],
+                "Values": [v for _, v in page],
+                "StatusCode": "PartialData" if partial else "Complete",
+            }
+        )
+        if partial:
+            token = f"{index}:{first + len(page)}"
+            break
     messages = []
     if start < now - SECOND_RETENTION and any(q.stat is not None and q.period < 60 for q in order):
         messages.append({"Code": "PartialData", "Value": "Data with periods under 60 s is kept for 3 hours."})
-    return {"MetricDataResults": results, "Messages": messages}
+    out: dict[str, Any] = {"MetricDataResults": results, "Messages": messages}
+    if token is not None:
+        out["NextToken"] = token
+    return out
+
+
+def _resume_at(token: Any) -> tuple[int, int]:
+    """(result, point) a NextToken of :func:`get_metric_data` goes on from; (0, 0) without one."""
+    if not token:
+        return 0, 0
+    result, _, point = str(token).partition(":")
+    if not (result.isdigit() and point.isdigit()):
+        raise MetricsError("InvalidNextToken", "The NextToken is not valid.")
+    return int(result), int(point)
+
+
+_ZONE = re.compile(r"^([+-])(\d{2})(\d{2})$")
+_DYNAMIC = re.compile(r"\$\{([A-Z_]+|PROP\('([^']*)'\))\}")
+
+
+def _timezone(options: Mapping[str, Any] | None) -> dt.tzinfo:
+    """LabelOptions' Timezone (``+0130``; UTC when absent)."""
+    text = (options or {}).get("Timezone")
+    if text is None:
+        return _UTC
+    found = _ZONE.match(str(text))
+    if found is None or int(found[2]) > 23 or int(found[3]) > 59:
+        raise MetricsError("ValidationError", f"The value {text} for parameter LabelOptions.Timezone is not valid.")
+    minutes = int(found[2]) * 60 + int(found[3])
+    return dt.timezone(dt.timedelta(minutes=-minutes if found[1] == "-" else minutes))
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") if math.isfinite(value) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = abs(int(seconds))
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    return " ".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
+def _label(text: str, default: str, series: _math.TimeSeries, q: _Query, zone: dt.tzinfo, now: float) -> str:
+    """A label with its dynamic values (CloudWatch's "dynamic labels") filled in; unknown ones kept as written."""
+    if "${" not in text:
+        return text
+    points = series.points
+    metric = (q.stat or {}).get("Metric", {})
+    props = {
+        "MetricName": metric.get("MetricName"),
+        "Namespace": metric.get("Namespace"),
+        "Period": str(q.period or series.period),
+        "Stat": (q.stat or {}).get("Stat"),
+        **{f"Dim.{d.get('Name')}": d.get("Value") for d in metric.get("Dimensions") or ()},
+    }
+
+    def when(at: float) -> str:
+        return dt.datetime.fromtimestamp(at, zone).isoformat()
+
+    def value(match: re.Match[str]) -> str:
+        name, prop = match[1], match[2]
+        if prop is not None:
+            found = props.get(prop)
+            return match[0] if found is None else str(found)
+        if name == "LABEL":
+            return default
+        if name == "DATAPOINT_COUNT":
+            return str(len(points))
+        if not points:
+            return ""
+        first, last = points[0], points[-1]
+        low, high = min(points, key=lambda x: x[1]), max(points, key=lambda x: x[1])
+        computed = {
+            "AVG": _number(sum(v for _, v in points) / len(points)),
+            "SUM": _number(sum(v for _, v in points)),
+            "FIRST": _number(first[1]),
+            "LAST": _number(last[1]),
+            "MIN": _number(low[1]),
+            "MAX": _number(high[1]),
+            "FIRST_LAST_RANGE": _number(last[1] - first[1]),
+            "MIN_MAX_RANGE": _number(high[1] - low[1]),
+            "FIRST_LAST_TIME_RANGE": _duration(last[0] - first[0]),
+            "MIN_MAX_TIME_RANGE": _duration(high[0] - low[0]),
+        }
+        for key, (at, _) in (("FIRST", first), ("LAST", last), ("MIN", low), ("MAX", high)):
+            computed[f"{key}_TIME"] = when(at)
+            computed[f"{key}_TIME_RELATIVE"] = _duration(now - at)
+        return computed.get(name, match[0])
+
+    return _DYNAMIC.sub(value, text)
 
 
 def list_metrics(store: MetricStore, p: Mapping[str, Any], *, now: float) -> dict[str, Any]:

@@ -1,0 +1,116 @@
+"""CloudWatch answers as AWS does where a boto3 user would notice: GetMetricData paged by MaxDatapoints with a
+NextToken (and boto3's paginator), dynamic labels with LabelOptions' Timezone, DescribeAlarms and
+DescribeAlarmHistory by AlarmTypes, and alarm actions that must be ARNs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_harness import Harness
+from botocore.exceptions import ClientError
+
+from borealis.metrics import MetricStore
+from borealis.metrics._alarms import AlarmBook
+from borealis.services import monitoring
+
+NS = "MyApp"
+NOW = int(time.time()) // 60 * 60
+START = NOW - 600
+UTC = dt.UTC
+
+
+@pytest.fixture
+def cloudwatch(harness_factory: Callable[..., Harness], tmp_path: Path) -> Iterator[Any]:
+    store = MetricStore(tmp_path / "metrics.db")
+    for i in range(10):  # one value a minute, 0..9, on two queues
+        for queue, scale in (("a", 1.0), ("b", 10.0)):
+            store.put(NS, "Depth", {"Queue": queue}, i * scale, "Count", START + 60 * i)
+    store.flush(NOW)
+    book = AlarmBook(tmp_path / "alarms.json", region="us-east-1", account="123456789012")
+    yield harness_factory({"cloudwatch": monitoring.handlers(store, book)}).client("cloudwatch")
+    store.close()
+
+
+def _query(ident: str, queue: str, **extra: Any) -> dict[str, Any]:
+    metric = {"Namespace": NS, "MetricName": "Depth", "Dimensions": [{"Name": "Queue", "Value": queue}]}
+    return {"Id": ident, "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Maximum"}, **extra}
+
+
+WINDOW = {
+    "StartTime": dt.datetime.fromtimestamp(START, UTC),
+    "EndTime": dt.datetime.fromtimestamp(NOW, UTC),
+}
+
+
+def test_get_metric_data_pages_by_max_datapoints(cloudwatch: Any) -> None:
+    queries = [_query("qa", "a"), _query("qb", "b")]
+    first = cloudwatch.get_metric_data(
+        MetricDataQueries=queries, MaxDatapoints=4, ScanBy="TimestampAscending", **WINDOW
+    )
+    [qa] = first["MetricDataResults"]
+    assert (qa["Id"], qa["Values"], qa["StatusCode"]) == ("qa", [0.0, 1.0, 2.0, 3.0], "PartialData")
+    second = cloudwatch.get_metric_data(
+        MetricDataQueries=queries, MaxDatapoints=8, NextToken=first["NextToken"], ScanBy="TimestampAscending", **WINDOW
+    )
+    rows = [(r["Id"], r["Values"], r["StatusCode"]) for r in second["MetricDataResults"]]
+    assert rows == [("qa", [4.0, 5.0, 6.0, 7.0, 8.0, 9.0], "Complete"), ("qb", [0.0, 10.0], "PartialData")]
+    # boto3's paginator follows NextToken to the end: every point once, in order.
+    pages = cloudwatch.get_paginator("get_metric_data").paginate(
+        MetricDataQueries=queries, ScanBy="TimestampDescending", PaginationConfig={"PageSize": 3}, **WINDOW
+    )
+    values: dict[str, list[float]] = {}
+    for page in pages:
+        for r in page["MetricDataResults"]:
+            values.setdefault(r["Id"], []).extend(r["Values"])
+    assert values == {"qa": [float(i) for i in range(9, -1, -1)], "qb": [i * 10.0 for i in range(9, -1, -1)]}
+    with pytest.raises(ClientError) as err:
+        cloudwatch.get_metric_data(MetricDataQueries=queries, NextToken="garbage", **WINDOW)
+    assert err.value.response["Error"]["Code"] == "InvalidNextToken"
+
+
+def test_dynamic_labels_and_their_timezone(cloudwatch: Any) -> None:
+    label = "${PROP('Dim.Queue')} max ${MAX} at ${MAX_TIME}, ${DATAPOINT_COUNT} points, ${LABEL} ${NOPE}"
+    out = cloudwatch.get_metric_data(
+        MetricDataQueries=[_query("qb", "b", Label=label)], LabelOptions={"Timezone": "+0130"}, **WINDOW
+    )
+    peak = dt.datetime.fromtimestamp(START + 540, dt.timezone(dt.timedelta(hours=1, minutes=30))).isoformat()
+    assert out["MetricDataResults"][0]["Label"] == f"b max 90 at {peak}, 10 points, Depth ${{NOPE}}"
+    with pytest.raises(ClientError) as err:
+        cloudwatch.get_metric_data(MetricDataQueries=[_query("qb", "b")], LabelOptions={"Timezone": "CET"}, **WINDOW)
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_alarm_types_and_action_arns(cloudwatch: Any) -> None:
+    alarm = {
+        "AlarmName": "deep",
+        "Namespace": NS,
+        "MetricName": "Depth",
+        "Dimensions": [{"Name": "Queue", "Value": "a"}],
+        "Statistic": "Maximum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 100.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    # SNS topics, EC2 actions and Auto Scaling policies are ARNs and accepted; a topic's bare name is not.
+    actions = ["arn:aws:sns:us-east-1:123456789012:ops", "arn:aws:automate:us-east-1:ec2:stop"]
+    cloudwatch.put_metric_alarm(**alarm, AlarmActions=actions, OKActions=actions[:1])
+    with pytest.raises(ClientError) as err:
+        cloudwatch.put_metric_alarm(**{**alarm, "AlarmName": "bad"}, AlarmActions=["ops"])
+    error = err.value.response["Error"]
+    assert (error["Code"], error["Message"]) == ("ValidationError", "Invalid arn syntax: ops")
+    metric = cloudwatch.describe_alarms()
+    assert [a["AlarmName"] for a in metric["MetricAlarms"]] == ["deep"] and metric["CompositeAlarms"] == []
+    composite = cloudwatch.describe_alarms(AlarmTypes=["CompositeAlarm"])
+    assert composite["CompositeAlarms"] == [] and composite["MetricAlarms"] == []
+    assert cloudwatch.describe_alarm_history(AlarmTypes=["CompositeAlarm"])["AlarmHistoryItems"] == []
+    history = cloudwatch.describe_alarm_history(AlarmTypes=["MetricAlarm", "CompositeAlarm"])["AlarmHistoryItems"]
+    assert [h["AlarmName"] for h in history] == ["deep"]
+    assert [a["AlarmName"] for a in cloudwatch.describe_alarms(ActionPrefix="arn:aws:automate")["MetricAlarms"]] == [
+        "deep"
+    ]
