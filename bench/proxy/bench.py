@@ -158,14 +158,16 @@ class Result:
 
 def pgbench(
     tool: Path, host: str, port: int, user: str, password: str, args: list[str], duration: int, clients: int,
-    threads: int, dbname: str, pooler_pid: int | None = None,
+    threads: int, dbname: str, pooler_pid: int | None = None, limit: float = 0,
 ) -> Result:  # fmt: skip
+    """One pgbench run (``duration`` 0: ``args`` bound it, e.g. ``-t``, within ``limit`` seconds)."""
+    timed = ["-T", str(duration)] if duration else []
     cmd = [str(tool), "-n", "-h", host, "-p", str(port), "-U", user, "-c", str(clients), "-j", str(threads),
-           "-T", str(duration), *args, dbname]  # fmt: skip
+           *timed, *args, dbname]  # fmt: skip
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
     cpu0, t0 = cpu_seconds(pooler_pid), time.monotonic()
     try:
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=limit or duration + 60)
     except subprocess.TimeoutExpired:
         return Result(aborted="pgbench timed out")
     cpu1, t1 = cpu_seconds(pooler_pid), time.monotonic()
@@ -342,6 +344,23 @@ class Bench:
             time.sleep(0.05)
         raise SystemExit(f"proxy not listening on {host}:{port}")
 
+    def wait_for_snapshots(self, rds: Any, limit: float = 600) -> None:
+        """Wait until no snapshot of the cluster is being taken.
+
+        A new cluster takes its first automated backup (a base backup copied file by file, with an fsync each)
+        right after ``borealis up``, in a thread of the same process: its I/O takes CPU from everything, and its
+        GIL hand-offs from the proxy's event loop in particular. Measuring during it measures the backup.
+        """
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            snaps = rds.describe_db_cluster_snapshots(DBClusterIdentifier="default")["DBClusterSnapshots"]
+            busy = [s["DBClusterSnapshotIdentifier"] for s in snaps if s["Status"] != "available"]
+            if not busy:
+                print(f"snapshots of the cluster: {len(snaps)}, none in progress", flush=True)
+                return
+            time.sleep(1)
+        raise SystemExit(f"snapshots still in progress after {limit:.0f}s: {busy}")
+
     # -- PgBouncer ---------------------------------------------------------------------------------------
 
     def start_pgbouncer(self, exe: str, pool_size: int) -> int:
@@ -395,7 +414,8 @@ class Bench:
 
     # -- the run -----------------------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def setup(self) -> None:
+        """Start Borealis, a proxy and a PgBouncer per pool size; set ``tool``, ``pools``, ``targets``, ``pids``."""
         args = self.args
         from borealis.engine import Binaries
 
@@ -465,6 +485,7 @@ class Bench:
         if init.returncode != 0:
             raise SystemExit(f"pgbench -i failed:\n{init.stderr[-2000:]}")
         print(f"pgbench -i -s {args.scale} done ({time.monotonic() - t0:.0f}s)", flush=True)
+        self.wait_for_snapshots(rds)
 
         # Per pool size: a proxy and a PgBouncer. Direct postgres is the same for every pool size.
         targets: dict[tuple[str, int], tuple[str, int]] = {}
@@ -485,6 +506,16 @@ class Bench:
             print(f"pool {pool}: {pgb_version} on {pgb_addr[0]}:{pgb_addr[1]} (pid {self.pgbouncers[pool].pid}, as "
                   f"an unprivileged user), proxy {proxy_addr[0]}:{proxy_addr[1]} (in pid {bpid})")  # fmt: skip
         print(f"direct {self.pg_host}:{self.pg_port}")
+        self.tool, self.pools, self.targets, self.pids, self.t0 = tool, pools, targets, pids, t0
+        self.versions = (pg_version, pgb_version)
+
+    def run(self) -> None:
+        args = self.args
+        self.setup()
+        tool, pools, targets, pids, t0 = self.tool, self.pools, self.targets, self.pids, self.t0
+        pg_version, pgb_version = self.versions
+        assert self.borealis is not None
+        bpid = self.borealis.pid
 
         def bench(target: str, pool: int, clients: int, mode: str, duration: int) -> Result:
             host, port = targets[(target, pool)]

@@ -39,11 +39,12 @@ import ssl
 import struct
 import time
 from collections.abc import Iterable
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
 from borealis import pgwire
 from borealis.iam import TokenError, looks_like_token, verify_token
-from borealis.pgwire import STARTUP, FrameReader, ProtocolViolation
+from borealis.pgwire import STARTUP, FrameReader, ProtocolViolation, may_pin
 
 from ._auth import MD5Challenge, ScramError, ScramServer
 from ._pool import BorrowTimeout, Pool
@@ -57,6 +58,7 @@ __all__ = ["TLS_RECORD_DATA", "ClientConn", "tls_write"]
 log = logging.getLogger(__name__)
 
 _int = struct.Struct("!i")
+_unpack_i = _int.unpack_from
 _Q, _P, _B, _D, _C, _X, _S, _F = b"QPBDCXSF"
 _INSPECT = frozenset(b"QPBDCXSF")
 _SYNC_POINTS = frozenset(b"QSF")
@@ -143,6 +145,7 @@ class ClientConn(asyncio.Protocol):
         "_auth",
         "_auth_kind",
         "_last_sql",
+        "_partial",
         "_password",
         "_paused",
         "_pending_raw",
@@ -215,6 +218,9 @@ class ClientConn(asyncio.Protocol):
         self._auth: Any = None
         self._auth_kind = ""
         self._paused = False
+        #: The reader holds part of a message (or failed): the next chunk takes the general path. Kept here
+        #: because the fast path asks for every chunk, and ``reader.buffered`` is a computed property.
+        self._partial = False
         #: The login, TLS upgrade or slow borrow in progress (None when nothing runs for this client).
         self._task: asyncio.Task[None] | None = None
 
@@ -268,32 +274,40 @@ class ClientConn(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        reader = self.reader
-        if (
-            6 <= len(data) <= MAX_MESSAGE
-            and data[0] == _Q
-            and self.state == "ready"
-            and not self.busy
-            and not self.skip_until_sync
-            and not reader.buffered
-            and _int.unpack_from(data, 1)[0] == len(data) - 1
-        ):
-            # The simple protocol's usual chunk: exactly one Query. No framing, no frame list.
-            try:
-                self._query(data)
-            except ProtocolViolation as exc:
-                self.fail(exc.error_response())
-            except ServerError as exc:
-                self.fail(pgwire.error_response("FATAL", exc.sqlstate, str(exc)))
-            return
+        self.last_active = _monotonic()
         try:
-            clean = reader.buffered == 0
+            if (
+                data[0] == _Q
+                and self.state == "ready"
+                and not self.busy
+                and not self.skip_until_sync
+                and not self._partial
+                and 6 <= len(data) <= MAX_MESSAGE
+                and _unpack_i(data, 1)[0] == len(data) - 1
+            ):
+                # The simple protocol's usual chunk: exactly one Query. No framing, no frame list.
+                server = self.server
+                if server is None:
+                    server = self._borrow_now()
+                    if server is None:
+                        # Queued in the pool, or a Task borrows: the Query waits (pool_grant/_continue send it).
+                        self.busy = True
+                        self.pending = [(_Q, memoryview(data))]
+                        self._pending_raw = data
+                        return
+                # A Query names no protocol-level statement: nothing to prepare first.
+                self._send_query(data, server)
+                return
+            reader = self.reader
+            clean = not self._partial
+            self._partial = True  # until the reader has taken the chunk without an error
             reader.feed(data)
             frames = reader.read_frames()
-            self._frames(frames, data if clean and reader.buffered == 0 else None)
+            self._partial = reader.buffered != 0
+            self._frames(frames, data if clean and not self._partial else None)
             reader.check()  # a malformed message behind the good ones
         except ProtocolViolation as exc:
+            self._partial = True
             self.fail(exc.error_response())
         except ServerError as exc:
             self.fail(pgwire.error_response("FATAL", exc.sqlstate, str(exc)))
@@ -597,25 +611,16 @@ class ClientConn(asyncio.Protocol):
                     return
         self._forward(frames, raw, server)
 
-    def _query(self, data: bytes) -> None:
-        """One whole Query message, in a chunk of its own, with no frames held: borrow if needed, send."""
-        server = self.server
-        if server is None:
-            server = self._borrow_now()
-            if server is None:
-                self.busy = True
-                self.pending = [(_Q, memoryview(data))]
-                self._pending_raw = data
-                return
-        # A Query names no protocol-level statement: nothing to prepare first.
-        self._send_query(data, server)
-
     def _send_query(self, data: bytes, server: ServerConn) -> None:
+        """Send one whole Query message (``data``, as the client sent it) to ``server``."""
         self.stats.query_requests += 1
         if not self.pinned:
-            self._check_pin(data[5:-1])
-        server.session.frontend(_Q, data)
-        server.sent_at = time.monotonic()
+            sql = data[5:-1]
+            # A repeat of the last text checked is not checked again; most texts fail the pre-filter.
+            if sql != self._last_sql and may_pin(sql):
+                self._classify(sql)
+        server.session.query()
+        server.sent_at = _monotonic()
         server.write(data)
 
     def _forward(self, frames: list[pgwire.Frame], raw: bytes | None, server: ServerConn) -> None:
@@ -733,8 +738,11 @@ class ClientConn(asyncio.Protocol):
 
     def _check_pin(self, sql: bytes) -> None:
         """Pin the client if ``sql`` needs a session of its own (a repeat of the last text is not checked)."""
-        if sql == self._last_sql or not pgwire.may_pin(sql):
-            return
+        if sql != self._last_sql and may_pin(sql):
+            self._classify(sql)
+
+    def _classify(self, sql: bytes) -> None:
+        """Pin the client if ``sql``, which the pre-filter let through, needs a session of its own."""
         exclude = "EXCLUDE_VARIABLE_SETS" in self.runtime.filters
         reason = pgwire.pinning_reason(sql.decode(errors="replace"), exclude_variable_sets=exclude)
         if reason is None:
@@ -804,7 +812,9 @@ class ClientConn(asyncio.Protocol):
         if pool is not None:
             server = pool.take()
             if server is not None:
-                self._attach(pool, server)
+                server.owner = self
+                self.server = server
+                self.pool = pool
                 if server.applied == self.params:
                     return server
                 self._task = _spawn(self._apply_and_continue(pool, server))
@@ -833,6 +843,19 @@ class ClientConn(asyncio.Protocol):
             return
         self._attach(pool, conn)
         if conn.applied == self.params:
+            raw = self._pending_raw
+            if raw is not None and raw[0] == _Q and len(self.pending) == 1 and not self.skip_until_sync:
+                # The usual wait: one Query held as it came (see data_received). Send it now, in this callback.
+                self.busy = False
+                self.pending = []
+                self._pending_raw = None
+                if self._paused:
+                    self.resume_reading()
+                try:
+                    self._send_query(raw, conn)
+                except ProtocolViolation as exc:
+                    self.fail(exc.error_response())
+                return
             self._continue()
         else:
             self._task = _spawn(self._apply_and_continue(pool, conn))
@@ -939,7 +962,10 @@ class ClientConn(asyncio.Protocol):
         next frames read from its socket only after this callback.
         """
         if not self.wait_boundary and not self.pinned and not self.busy and server.session.transaction_status == "I":
-            self._release()
+            self.server = None
+            pool = self.pool
+            if pool is not None:
+                pool.release(server)
             self.write(data)
             return
         self.write(data)

@@ -20,6 +20,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
+from time import monotonic as _monotonic
 from typing import Any, Protocol
 
 from ._server import ServerConn, ServerError, connect_server, query_frame
@@ -113,15 +114,20 @@ class Pool:
 
     def cap(self) -> int:
         """The most connections this pool may hold."""
-        mc = self._max_connections.get(self._key)
-        if mc is None:
-            return 1  # until the first connection has told us max_connections
-        return max(1, mc * int(self._config()["MaxConnectionsPercent"]) // 100)
+        return self._caps()[0]
 
     def idle_cap(self) -> int:
         """The most idle connections kept (MaxIdleConnectionsPercent of max_connections)."""
-        mc = self._max_connections.get(self._key) or 1
-        return mc * int(self._config()["MaxIdleConnectionsPercent"]) // 100
+        return self._caps()[1]
+
+    def _caps(self) -> tuple[int, int]:
+        # Both caps from one read of the config: release() needs both for every connection given back.
+        config = self._config()
+        mc = self._max_connections.get(self._key)
+        idle = (mc or 1) * int(config["MaxIdleConnectionsPercent"]) // 100
+        if mc is None:
+            return 1, idle  # until the first connection has told us max_connections
+        return max(1, mc * int(config["MaxConnectionsPercent"]) // 100), idle
 
     @property
     def size(self) -> int:
@@ -233,11 +239,13 @@ class Pool:
                 waiter.pool_grant(self, conn)
                 return
         stats.borrowed -= 1
-        if len(self.idle) >= self.idle_cap() or self.size > self.cap():
+        cap, idle_cap = self._caps()
+        idle = self.idle
+        if len(idle) >= idle_cap or len(self.members) + self.opening > cap:
             conn.close()
             return
-        conn.idle_since = time.monotonic()
-        self.idle.append(conn)
+        conn.idle_since = _monotonic()
+        idle.append(conn)
 
     def discard(self, conn: ServerConn) -> None:
         """A lent connection is unusable: close it and let a waiter open another."""

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
 from collections.abc import Callable
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
 from borealis import pgwire
@@ -56,8 +56,9 @@ for _t in b"123ns":
 for _t in b"TCI":
     _FAST[_t] = 3
 _FAST_TABLE = bytes(_FAST)
-_RFQ_HEADER = b"Z\0\0\0\x05"
-_STATUS = {ord("I"): "I", ord("T"): "T", ord("E"): "E"}
+#: The last 6 bytes of a chunk that ends with ReadyForQuery -> the transaction status it reports.
+_ENDINGS = {b"Z\0\0\0\x05" + s.encode(): s for s in "ITE"}
+_READY = Phase.READY
 
 
 #: SQLSTATEs of a server that is going away or not yet up (admin/crash shutdown, "starting up").
@@ -98,18 +99,37 @@ class _Session(Session):
 
     __slots__ = ()
 
-    def answered(self, strict: int, completions: int, status: str) -> bool:
-        """A whole response to the only sync point outstanding arrived: True if it fits the rules.
+    def answered(self, data: bytes, end: int, status: str) -> bool:
+        """``data`` may be a whole response to the only sync point outstanding, with its ReadyForQuery (of
+        ``status``) at ``end``: skim the frames before it (type and length only); True if they fit the rules.
 
-        ``strict`` counts completions that only extended messages have (ParseComplete, ...), ``completions``
-        those plus RowDescription, CommandComplete and EmptyQueryResponse. False leaves the state as it was,
-        for the general path to look at frame by frame (and to raise if the server broke the rules).
+        Completions that only extended messages have (ParseComplete, ...) may not outnumber the extended
+        messages sent; with RowDescription, CommandComplete and EmptyQueryResponse they must cover them.
+        False leaves the state as it was, for the general path to look at frame by frame (and to raise if the
+        server broke the rules). One call does it all: this runs for nearly every answer the proxy forwards.
         """
         segs = self._segments
-        if len(segs) != 1 or self.phase is not Phase.READY or self.skipping or self.copy_in or self.copy_out:
+        if len(segs) != 1 or self.phase is not _READY or self.skipping or self.copy_in or self.copy_out:
             return False
         seg = segs[0]
-        if not seg.kind or strict > seg.remaining or completions < seg.remaining:
+        if not seg.kind:
+            return False
+        table = _FAST_TABLE
+        unpack = _unpack_i
+        pos = strict = completions = 0
+        while pos < end:
+            kind = table[data[pos]]
+            if not kind:
+                return False
+            length = unpack(data, pos + 1)[0]
+            if length < 4:
+                return False
+            pos += 1 + length
+            if kind > 1:
+                completions += 1
+                if kind == 2:
+                    strict += 1
+        if pos != end or strict > seg.remaining or completions < seg.remaining:
             return False
         segs.popleft()
         self.transaction_status = status
@@ -140,6 +160,9 @@ class ServerConn(asyncio.Protocol):
         self._private: _Private | None = None
         self._login: asyncio.Queue[tuple[int, bytes]] | None = asyncio.Queue()
         self._connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: The reader holds part of a message (or failed): the next chunk takes the general path. Kept here
+        #: because the fast path asks for every chunk, and ``reader.buffered`` is a computed property.
+        self._partial = False
 
     # -------------------------------------------------------------------------------- asyncio protocol
 
@@ -171,26 +194,22 @@ class ServerConn(asyncio.Protocol):
         try:
             owner = self.owner
             # Not while a Parse awaits its answer: the general path sees which statements were made.
-            if (
-                owner is not None
-                and self._private is None
-                and self._login is None
-                and not reader.buffered
-                and not self.parsing
-            ):
-                n = len(data)
-                status = _STATUS.get(data[-1]) if n >= 6 and data[n - 6 : n - 1] == _RFQ_HEADER else None
-                if status is not None and self._fast(data, n - 6, status):
+            if owner is not None and not self._partial and self._private is None and self._login is None:
+                status = _ENDINGS.get(data[-6:])
+                if status is not None and not self.parsing and self.session.answered(data, len(data) - 6, status):
                     if self.sent_at:
                         self._note_response()
                     owner.answered(self, data)
                     return
-            clean = reader.buffered == 0
+            clean = not self._partial
+            self._partial = True  # until the reader has taken the chunk without an error
             reader.feed(data)
             frames = reader.read_frames()
+            self._partial = reader.buffered != 0
             self._frames(frames, data, clean)
             reader.check()  # a malformed message behind the good ones: answered now, not with the next bytes
         except ProtocolViolation as exc:
+            self._partial = True
             log.warning("server sent bad protocol data: %s", exc)
             if self.owner is not None:
                 self.owner.fail(exc.error_response())
@@ -199,7 +218,7 @@ class ServerConn(asyncio.Protocol):
     def _note_response(self) -> None:
         # QueryDatabaseResponseLatency: from forwarding a request to the first bytes of its answer.
         stats = self.pool.stats
-        stats.response_latency_us_sum += int((time.monotonic() - self.sent_at) * 1e6)
+        stats.response_latency_us_sum += int((_monotonic() - self.sent_at) * 1e6)
         stats.response_count += 1
         self.sent_at = 0.0
 
@@ -252,27 +271,6 @@ class ServerConn(asyncio.Protocol):
                 entry[0] -= 1
                 keep.append(entry)
         self.parsing = keep
-
-    def _fast(self, data: bytes, end: int, status: str) -> bool:
-        """Skim the frames before the final ReadyForQuery at ``end``; True if the session took the chunk."""
-        table = _FAST_TABLE
-        unpack = _unpack_i
-        pos = strict = completions = 0
-        while pos < end:
-            kind = table[data[pos]]
-            if not kind:
-                return False
-            length = unpack(data, pos + 1)[0]
-            if length < 4:
-                return False
-            pos += 1 + length
-            if kind > 1:
-                completions += 1
-                if kind == 2:
-                    strict += 1
-        if pos != end:
-            return False
-        return self.session.answered(strict, completions, status)
 
     # -------------------------------------------------------------------------------- private talk
 
