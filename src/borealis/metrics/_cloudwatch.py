@@ -534,6 +534,7 @@ _UNITS = frozenset(  # StandardUnit in the service model
     ]
 )
 _MAX_METRICS = 1000
+_MAX_ENTITIES = 2
 _MAX_DIMENSIONS = 30
 _MAX_VALUES = 150
 _VALUE_LIMIT = 2.0**360
@@ -625,6 +626,10 @@ def _datum(
                 "(counts not negative).",
             )
         sets.extend((c, v * c, v, v) for v, c in zip(values, counts, strict=True) if c > 0)
+    if resolution == 60:
+        # Standard resolution: CloudWatch keeps the metric by the minute, so every value of a minute is one
+        # datapoint at the minute's start, even for a query with a period under a minute.
+        at -= at % 60
     return str(name), dims, unit, at, sets
 
 
@@ -635,14 +640,31 @@ def put_metric_data(store: MetricStore, p: Mapping[str, Any], *, now: float) -> 
         raise MetricsError("MissingParameter", "The parameter Namespace is required.")
     if str(namespace).startswith("AWS/") or str(namespace).startswith(":") or not str(namespace).strip():
         raise MetricsError("InvalidParameterValue", f"The value {namespace} for parameter Namespace is invalid.")
-    data = list(p.get("MetricData") or ())
-    if not data:
+    fields = [(f"MetricData.member.{i}", d) for i, d in enumerate(p.get("MetricData") or (), 1)]
+    # Metrics with an entity (EntityMetricData, at most 2 entities) count towards the same 1,000; the entity
+    # itself has no use here (no Explore related view) and is not kept.
+    entities = list(p.get("EntityMetricData") or ())
+    if entities and p.get("StrictEntityValidation") is None:
+        raise MetricsError(
+            "MissingParameter", "The parameter StrictEntityValidation is required with EntityMetricData."
+        )
+    if len(entities) > _MAX_ENTITIES:
+        raise MetricsError(
+            "InvalidParameterValue",
+            f"The collection EntityMetricData must not have a size greater than {_MAX_ENTITIES}.",
+        )
+    for e, entity in enumerate(entities, 1):
+        fields += [
+            (f"EntityMetricData.member.{e}.MetricData.member.{i}", d)
+            for i, d in enumerate(entity.get("MetricData") or (), 1)
+        ]
+    if not fields:
         raise MetricsError("MissingParameter", "The parameter MetricData is required.")
-    if len(data) > _MAX_METRICS:
+    if len(fields) > _MAX_METRICS:
         raise MetricsError(
             "InvalidParameterValue", f"The collection MetricData must not have a size greater than {_MAX_METRICS}."
         )
-    checked = [_datum(f"MetricData.member.{i}", d, now) for i, d in enumerate(data, 1)]
+    checked = [_datum(field, d, now) for field, d in fields]
     for name, dims, unit, at, sets in checked:
         for count, total, lo, hi in sets:
             store.put_statistics(str(namespace), name, dims, unit, at, count, total, lo, hi)

@@ -209,3 +209,39 @@ def test_a_thousand_metrics_in_one_gzipped_call(cloudwatch: Any, store: MetricSt
     cloudwatch.put_metric_data(Namespace=NS, MetricData=data)
     assert len(store.series(NS)) == 1000
     assert _stats(cloudwatch, "m999", Dimensions=[])[0]["Maximum"] == 999
+
+
+def test_standard_resolution_is_kept_by_the_minute(cloudwatch: Any) -> None:
+    """Without StorageResolution 1, every value of a minute is one datapoint at the minute's start, even for
+    a one-second period (CloudWatch keeps standard-resolution metrics at one minute)."""
+    at = NOW - 120
+    cloudwatch.put_metric_data(
+        Namespace=NS,
+        MetricData=[
+            {"MetricName": "Std", "Dimensions": DIMS, "Timestamp": _ts(at + s), "Value": float(s)} for s in (5, 17, 42)
+        ],
+    )
+    points = _stats(cloudwatch, "Std", period=1)
+    assert [(p["Timestamp"], p["SampleCount"], p["Sum"]) for p in points] == [(_ts(at), 3.0, 64.0)]
+
+
+def test_entity_metric_data_is_written_with_the_metric_data(cloudwatch: Any) -> None:
+    entity = {"KeyAttributes": {"Type": "Service", "Name": "orders", "Environment": "prod"}}
+    at = _ts(NOW - 60)
+    cloudwatch.put_metric_data(
+        Namespace=NS,
+        MetricData=[{"MetricName": "Ent", "Dimensions": DIMS, "Timestamp": at, "Value": 1.0}],
+        EntityMetricData=[
+            {"Entity": entity, "MetricData": [{"MetricName": "Ent", "Dimensions": DIMS, "Timestamp": at, "Value": 2.0}]}
+        ],
+        StrictEntityValidation=True,
+    )
+    assert [(p["SampleCount"], p["Sum"]) for p in _stats(cloudwatch, "Ent")] == [(2.0, 3.0)]
+    with pytest.raises(ClientError) as err:
+        cloudwatch.put_metric_data(
+            Namespace=NS,
+            EntityMetricData=[{"Entity": entity, "MetricData": [{"MetricName": "Ent", "Value": 1.0}]}] * 3,
+            StrictEntityValidation=False,
+        )
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert [(p["SampleCount"], p["Sum"]) for p in _stats(cloudwatch, "Ent")] == [(2.0, 3.0)]
