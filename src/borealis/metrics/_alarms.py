@@ -36,6 +36,7 @@ from operator import ge, gt, le, lt
 from pathlib import Path
 from typing import Any
 
+from . import _stats
 from ._cloudwatch import MetricsError, _check_period, _dimensions, _epoch, check_queries, run_queries
 from ._math import TimeSeries
 from ._store import MetricStore
@@ -160,6 +161,10 @@ class AlarmBook:
             if statistic is not None and statistic not in _STATISTICS:
                 raise MetricsError(
                     "InvalidParameterValue", f"The value {statistic} for parameter Statistic is invalid."
+                )
+            if extended is not None and _stats.parse(str(extended)) is None:
+                raise MetricsError(
+                    "InvalidParameterValue", f"The value {extended} for parameter ExtendedStatistic is invalid."
                 )
             period = _check_period(p["Period"])
         for required in ("EvaluationPeriods", "ComparisonOperator"):
@@ -469,7 +474,7 @@ def _values(
         end,
         a["Period"],
         unit=a.get("Unit"),
-        percentiles=stat.startswith("p"),
+        percentiles=stat not in _STATISTICS,
         now=now,
     )
     return {point.at: point.statistic(stat) for point in points}

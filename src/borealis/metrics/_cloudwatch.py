@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _math
+from . import _math, _stats
 from ._store import SECOND_RETENTION, Datapoint, MetricStore
 
 __all__ = [
@@ -109,9 +109,14 @@ def get_metric_statistics(store: MetricStore, p: Mapping[str, Any], *, now: floa
         raise MetricsError("MissingParameter", "Must specify either the Statistics or ExtendedStatistics parameter.")
     if len(statistics) + len(extended) > 10:
         raise MetricsError("InvalidParameterCombination", "At most 10 statistics can be requested at once.")
-    for name in statistics:
+    for n, name in enumerate(statistics, 1):
         if name not in _STATISTICS:
-            raise MetricsError("InvalidParameterValue", f"The statistic {name} is not valid.")
+            # AWS's words (a percentile belongs in ExtendedStatistics).
+            raise MetricsError(
+                "InvalidParameterValue",
+                f"The parameter Statistics.member.{n}.<list element> must be a value in the set "
+                f"[{', '.join(_STATISTICS)}].",
+            )
     for name in extended:
         if not _PERCENTILE.match(str(name)):
             raise MetricsError("InvalidParameterValue", f"The extended statistic {name} is not valid.")
@@ -144,7 +149,7 @@ def get_metric_statistics(store: MetricStore, p: Mapping[str, Any], *, now: floa
 
 
 def _stat_value(point: Datapoint, stat: str) -> float | None:
-    if stat == "SampleCount" or stat in _STATISTICS or _PERCENTILE.match(stat):
+    if stat in _STATISTICS or _stats.parse(stat) is not None:
         return point.statistic(stat)
     return None
 
@@ -188,7 +193,7 @@ def _check_query(q: Mapping[str, Any], n: int, field: str) -> _Query:
         return _Query(ident, label, returned, 0 if period is None else _check_period(period), node=node)
     period = _check_period(stat_query.get("Period"))
     stat = str(stat_query.get("Stat", ""))
-    if stat not in _STATISTICS and not _PERCENTILE.match(stat):
+    if stat not in _STATISTICS and _stats.parse(stat) is None:
         raise MetricsError(
             "ValidationError",
             f"The value {stat} for parameter {field}.member.{n}.MetricStat.Stat is not a valid statistic.",
@@ -297,7 +302,7 @@ def _read_metric(store: MetricStore, q: _Query, start: float, end: float, now: f
         end,
         q.period,
         unit=None if unit is None else str(unit),
-        percentiles=stat.startswith("p"),
+        percentiles=stat not in _STATISTICS,
         now=now,
     ):
         value = _stat_value(point, stat)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ._stats import compute, parse
+
 __all__ = ["MINUTE_RETENTION", "SECOND_RETENTION", "Datapoint", "MetricStore", "Series", "aggregate"]
 
 SECOND_RETENTION = 3 * 3600
@@ -97,7 +99,8 @@ class Datapoint:
     """The values and their counts, ascending, for percentiles; None when they are not known."""
 
     def statistic(self, name: str) -> float | None:
-        """``Average``, ``Sum``, ``Minimum``, ``Maximum``, ``SampleCount`` or ``pNN`` (None if not computable)."""
+        """``Average``, ``Sum``, ``Minimum``, ``Maximum``, ``SampleCount`` or an extended statistic (``p99``,
+        ``tm90``, ``IQM``, ``PR(:300)``, ... metrics/_stats.py); None if it cannot be computed."""
         if name == "Average":
             return self.sum / self.count if self.count else None
         if name == "Sum":
@@ -108,23 +111,10 @@ class Datapoint:
             return self.maximum
         if name == "SampleCount":
             return self.count
-        if name.startswith("p") and self.values and self.minimum >= 0:
-            try:
-                p = float(name[1:])
-            except ValueError:
-                return None
-            if not 0 <= p <= 100:
-                return None
-            # Nearest rank over the weighted values.
-            total = sum(c for _, c in self.values)
-            rank = max(p / 100 * total, min(1.0, total))
-            seen = 0.0
-            for value, c in self.values:
-                seen += c
-                if seen >= rank - 1e-9 * total:
-                    return value
-            return self.values[-1][0]
-        return None
+        extended = parse(name)
+        if extended is None or not self.values or self.minimum < 0:
+            return None  # CloudWatch: no percentiles where a value is negative or the values are not known
+        return compute(extended, self.values)
 
 
 def _dims(dimensions: Mapping[str, str]) -> Dimensions:

@@ -114,3 +114,33 @@ def test_alarm_types_and_action_arns(cloudwatch: Any) -> None:
     assert [a["AlarmName"] for a in cloudwatch.describe_alarms(ActionPrefix="arn:aws:automate")["MetricAlarms"]] == [
         "deep"
     ]
+
+
+def test_extended_statistics_in_get_metric_data_and_aws_refusals(cloudwatch: Any) -> None:
+    def query(ident: str, stat: str) -> dict[str, Any]:
+        q = _query(ident, "a")
+        q["MetricStat"] = {**q["MetricStat"], "Period": 600, "Stat": stat}
+        return q
+
+    out = cloudwatch.get_metric_data(
+        MetricDataQueries=[query("tm", "tm90"), query("iqm", "IQM"), query("pr", "PR(:4)"), query("p", "p50")],
+        **WINDOW,
+    )
+    # The ten values 0..9 of queue a in one period.
+    assert {r["Id"]: r["Values"] for r in out["MetricDataResults"]} == {
+        "tm": [4.0],
+        "iqm": [4.5],
+        "pr": [50.0],
+        "p": [4.0],
+    }
+    with pytest.raises(ClientError) as err:
+        cloudwatch.get_metric_data(MetricDataQueries=[query("bad", "tm200")], **WINDOW)
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    with pytest.raises(ClientError) as err:
+        cloudwatch.get_metric_statistics(
+            Namespace=NS, MetricName="Depth", Period=60, Statistics=["Average", "p99"], **WINDOW
+        )
+    assert err.value.response["Error"]["Message"] == (
+        "The parameter Statistics.member.2.<list element> must be a value in the set "
+        "[SampleCount, Average, Sum, Minimum, Maximum]."
+    )
