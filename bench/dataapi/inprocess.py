@@ -8,7 +8,9 @@ pools) and drives its HTTP protocol object over a fake transport: ``--concurrenc
 the next signed ``POST /Execute`` as soon as the reply to the last one is written. It prints CPU time
 (``time.process_time``) per request for each round: postgres runs in its own processes, so the figure is
 Borealis alone, and it is stable on a noisy machine, unlike requests per second. ``--profile`` writes a
-cProfile of one more round (``.prof``, for ``python -m pstats`` or snakeviz).
+cProfile of one more round (``.prof``, for ``python -m pstats`` or snakeviz). ``--compare-prometheus``
+alternates rounds of the plain handlers and of the same handlers counted for GET /metrics (as the main process
+serves them with monitoring on), in this one process: the wrapper's cost without two processes' differences.
 """
 
 from __future__ import annotations
@@ -168,6 +170,11 @@ async def measure(args: argparse.Namespace, data_dir: Path, url: str) -> None:
         handlers = ApiMetrics().instrument("rds-data", handlers)
     gateway = Gateway({"rds-data": handlers}, keys.secret_for)
     server = HttpServer(gateway)
+    counted = None
+    if args.compare_prometheus:  # the same stack with its handlers counted, in alternate rounds
+        from borealis.prometheus import ApiMetrics
+
+        counted = HttpServer(Gateway({"rds-data": ApiMetrics().instrument("rds-data", handlers)}, keys.secret_for))
 
     creds = dict(line.split(" = ", 1) for line in (data_dir / "credentials").read_text().splitlines() if " = " in line)
     cluster = clusters.cluster("default")
@@ -202,16 +209,30 @@ async def measure(args: argparse.Namespace, data_dir: Path, url: str) -> None:
 
         timing = importlib.import_module(os.environ["BOREALIS_TIMING"])
         timing.install()
+    compared: dict[str, list[float]] = {"plain": [], "counted": []}
     for i in range(args.rounds):
-        switches = _switches()
-        per = await run(args.requests)
-        switched = (_switches() - switches) / args.requests
-        if timing is not None:
-            timing.report(args.requests)
-        print(
-            f"round {i + 1}: {per * 1e6:6.1f} µs CPU per request ({args.requests} requests, {args.concurrency} in "
-            f"flight), {switched:.2f} voluntary context switches per request"
-        )
+        kinds = [("", run)]
+        if counted is not None:  # order alternates, so a drift does not land on one of them
+            both = [("plain", run), ("counted", lambda n: run_round(counted, requests, n, args.concurrency))]
+            kinds = both if i % 2 == 0 else both[::-1]
+        for kind, go in kinds:
+            switches = _switches()
+            per = await go(args.requests)
+            switched = (_switches() - switches) / args.requests
+            if timing is not None:
+                timing.report(args.requests)
+            if kind:
+                compared[kind].append(per * 1e6)
+            print(
+                f"round {i + 1}{' ' + kind if kind else ''}: {per * 1e6:6.1f} µs CPU per request ({args.requests} "
+                f"requests, {args.concurrency} in flight), {switched:.2f} voluntary context switches per request"
+            )
+    if counted is not None:
+        import statistics
+
+        plain, count = statistics.median(compared["plain"]), statistics.median(compared["counted"])
+        print(f"median µs per request: plain {plain:.2f}, counted for GET /metrics {count:.2f} (+{count - plain:.2f}, "
+              f"{100 * (count / plain - 1):+.1f} %)")  # fmt: skip
     if args.profile is not None:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -232,6 +253,11 @@ def main() -> None:
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--gc", choices=("on", "off", "freeze"), default="on")
     ap.add_argument("--prometheus", action="store_true", help="wrap the handlers as GET /metrics needs")
+    ap.add_argument(
+        "--compare-prometheus",
+        action="store_true",
+        help="alternate rounds of plain and counted handlers (for GET /metrics) in this one process",
+    )
     ap.add_argument(
         "--layer",
         choices=("http", "api", "gateway"),

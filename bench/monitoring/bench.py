@@ -1,6 +1,6 @@
 """What monitoring costs: the proxy and the Data API with Borealis's monitoring on and off, side by side.
 
-    python bench/monitoring/bench.py [--duration 10] [--rounds 3] [--connections 16] [--capacity 8]
+    python bench/monitoring/bench.py [--pairs 3] [--rounds 3] [--duration 4] [--idle 10] [--aa off]
 
 Run by hand (needs wrk on PATH; pgbench from PATH or the embedded PostgreSQL). It measures, per mode:
 
@@ -12,21 +12,30 @@ Two Borealis run at once, one per mode, each with its default cluster, table, pr
 up first; then each round measures both, one after the other, in alternating order (on then off, then off
 then on, ...), ``--duration`` seconds per measurement. Interleaving short measurements of two long-lived
 servers keeps a drift in the machine's load (shared machines) from landing on one mode; the server not being
-measured is idle meanwhile. Signed requests stay valid 15 minutes: rounds x 4 x duration must fit.
+measured is idle meanwhile.
+
+Two processes of the same program differ by a few percent by themselves (where their memory landed, their
+hash seeds, which one started first): one pair of servers cannot tell a 3 % cost from that. So the bench
+starts ``--pairs`` fresh pairs one after the other, the start order swapped from one pair to the next, and
+the result is the median over every round of every pair of the round's ratio on / off (the two measurements
+of a round are next to each other in time, so their ratio is the least disturbed by other load). ``--aa off``
+runs both servers of each pair with monitoring off (an A/A check: what the servers differ by alone, with the
+same bench; its spread is the noise the A/B result has to be read against).
 
 Modes: **on** is Borealis as it ships (``BOREALIS_MONITORING`` unset: the scaler's samples recorded in the
 metric store every second, alarms evaluated every 10 s, every API call counted for GET /metrics), plus
-Performance Insights enabled on the writer where this build has it (ModifyDBInstance
-EnablePerformanceInsights; the output says whether it took). **off** is ``BOREALIS_MONITORING=off``: nothing
-recorded, no alarm evaluation, no counters, no Performance Insights. The scaler still measures each instance
-every second either way: it needs the load to decide the capacity, which ``--capacity`` holds still (MinCapacity
-so high that each postgres runs without a tight CPU quota).
+Performance Insights enabled on the writer (ModifyDBInstance EnablePerformanceInsights: one pg_stat_activity
+query a second, pg_stat_statements every 10 s). **off** is ``BOREALIS_MONITORING=off``: nothing recorded, no
+alarm evaluation, no counters, no Performance Insights. PostgreSQL runs with the same settings either way
+(pg_stat_statements is preloaded as Aurora's default parameter group does, whether or not anything reads it).
+The scaler still measures each instance every second either way: it needs the load to decide the capacity,
+which ``--capacity`` holds still (MinCapacity so high that each postgres runs without a tight CPU quota).
 
-Prints each run, then the medians per mode and the ratio on / off, with the machine and the load average;
-then monitoring's own work timed in this process (CPU time): the counting wrapper per Data API call, recording
-one instance's samples each second, evaluating ten alarms every 10 s. On a shared machine the throughput of
-two short runs moves by far more than 3 % from one round to the next; these CPU figures are the steadier
-measure of what monitoring adds.
+Prints each round, then per mode the medians, the median of per-round ratios on / off (with the spread
+of those ratios and the per-pair medians), the CPU of Borealis's API process per call (the steadier figure:
+throughput on a shared machine moves by far more than 3 % from one round to the next), and its CPU per
+second while idle; then monitoring's own work timed in this process (CPU time): the counting wrapper per
+Data API call, recording one instance's samples each second, evaluating ten alarms every 10 s.
 Everything it starts is stopped by pid; every step has a timeout.
 """
 
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import importlib.util
 import json
 import os
@@ -112,7 +122,7 @@ def _insights(rds: Any, on: bool) -> str:
         rds.modify_db_instance(
             DBInstanceIdentifier="default-instance-1", EnablePerformanceInsights=True, ApplyImmediately=True
         )
-    except Exception as exc:  # noqa: BLE001 (a build without it refuses or ignores the parameter)
+    except Exception as exc:  # a build without it refuses or ignores the parameter
         return f"refused ({type(exc).__name__})"
     inst = rds.describe_db_instances(DBInstanceIdentifier="default-instance-1")["DBInstances"][0]
     return "on" if inst.get("PerformanceInsightsEnabled") else "not in this build"
@@ -166,16 +176,20 @@ class Server:
         subprocess.run([*self.wrk, "-d2s", self.url], capture_output=True, timeout=120)
 
     def cpu(self) -> float:
-        """CPU seconds (user + system) Borealis's API processes used so far: the main one (which runs the proxy)
-        and its workers; not postgres."""
-        tick = os.sysconf("SC_CLK_TCK")
+        """CPU seconds Borealis's API processes used so far: the main one (which runs the proxy) and its workers;
+        not postgres. From each thread's schedstat (nanoseconds; /proc/PID/stat counts 10 ms ticks, too coarse
+        for a second of idle work); the thread pool's threads live as long as the process."""
         total = 0.0
         for pid in (self.proc.pid, *dataapi._api_workers(self.proc.pid)):
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
             except OSError:
                 continue
-            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in tasks:
+                try:
+                    total += int((task / "schedstat").read_text().split()[0]) / 1e9
+                except (OSError, ValueError, IndexError):
+                    continue
         return total
 
     def proxy_tps(self, duration: int) -> float:
@@ -221,15 +235,26 @@ def components(seconds: int = 3600) -> dict[str, float]:
     out: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="borealis-moncost-"))
     try:
-        # 1. The counting wrapper around a Direct handler that answers at once (the Data API's hot path).
-        raw = Direct(lambda args, settle: {"records": []}, lambda exc: None)
-        wrapped = ApiMetrics().instrument("rds-data", {"ExecuteStatement": raw})["ExecuteStatement"]
-        assert isinstance(wrapped, Direct)
+        # 1. Counting a call of a Direct handler that settles later (the Data API's hot path), served as
+        # Gateway.serve_direct serves it: the handler's ``observe`` told of the outcome before the reply.
+        pending: list[Any] = []
+        raw = Direct(lambda args, settle: pending.append(settle), lambda exc: None)
+        counted = ApiMetrics().instrument("rds-data", {"ExecuteStatement": raw})["ExecuteStatement"]
+        assert isinstance(counted, Direct)
         calls = 200_000
-        for handler, key in ((raw.start, "raw"), (wrapped.start, "wrapped")):
+        perf = time.perf_counter
+        for handler, key in ((raw, "raw"), (counted, "wrapped")):
+            start, observe = handler.start, handler.observe
             t0 = time.process_time()
             for _ in range(calls):
-                handler({}, lambda result: None)
+                started = perf() if observe is not None else 0.0
+
+                def settle(outcome: Any, started: float = started, observe: Any = observe) -> None:
+                    if observe is not None:
+                        observe(None, started)
+
+                start({}, settle)
+                pending.pop()({"records": []})
             out[key] = (time.process_time() - t0) / calls * 1e6
         out["wrapper_us_per_call"] = out.pop("wrapped") - out.pop("raw")
 
@@ -279,16 +304,98 @@ def components(seconds: int = 3600) -> dict[str, float]:
     return out
 
 
+KEYS = ("proxy_tps", "proxy_us", "dataapi_rps", "dataapi_us")
+HEADS = ("proxy tps", "proxy µs/tx", "Data API req/s", "Data API µs/req")
+
+
+def _lag(url: str, seconds: float) -> list[float]:
+    """Response times (ms) of GET /health every 5 ms for ``seconds``: a stall of the API's event loop (blocking
+    disk I/O, a burst of work each second) shows as the tail."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    out = []
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            conn.request("GET", "/health")
+            conn.getresponse().read()
+            out.append((time.perf_counter() - t0) * 1e3)
+            time.sleep(0.005)
+    finally:
+        conn.close()
+    return sorted(out)
+
+
+def _pair(p: int, args: argparse.Namespace, pgbench_bin: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Start a fresh pair of servers (on first in even pairs, off first in odd ones), measure them idle, then
+    ``--rounds`` interleaved rounds; append each measurement to ``runs``. Returns the pair's idle figures."""
+    servers: dict[str, Server] = {}
+    idle: dict[str, Any] = {}
+    try:
+        for mode in ("on", "off") if p % 2 == 0 else ("off", "on"):
+            servers[mode] = Server(mode, args, pgbench_bin)
+            print(f"pair {p + 1} {mode}: Performance Insights {servers[mode].insights}; CPU quota "
+                  f"{servers[mode].quota}", flush=True)  # fmt: skip
+        time.sleep(3)  # the last setup's requests settle
+        # Both idle at once, over the same seconds: the CPU monitoring's background work takes.
+        cpu0 = {m: s.cpu() for m, s in servers.items()}
+        t0 = time.monotonic()
+        time.sleep(args.idle)
+        took = time.monotonic() - t0
+        for mode, server in servers.items():
+            idle[mode] = {"cpu_ms_per_s": (server.cpu() - cpu0[mode]) * 1e3 / took}
+            if args.lag:
+                lat = _lag(server.url, args.lag)
+                idle[mode].update(p50=lat[len(lat) // 2], p99=lat[int(len(lat) * 0.99)], max=lat[-1])
+        for r in range(args.rounds):
+            for mode in ("on", "off") if (p + r) % 2 == 0 else ("off", "on"):
+                server = servers[mode]
+                cpu0_ = server.cpu()
+                res: dict[str, Any] = {"pair": p, "round": r, "mode": mode}
+                res["proxy_tps"] = server.proxy_tps(args.duration)
+                cpu1 = server.cpu()
+                res["dataapi_rps"] = server.dataapi_rps(args.duration)
+                cpu2 = server.cpu()
+                # CPU per call: less at the mercy of the machine's other load than throughput is.
+                res["proxy_us"] = (cpu1 - cpu0_) * 1e6 / (res["proxy_tps"] * args.duration)
+                res["dataapi_us"] = (cpu2 - cpu1) * 1e6 / (res["dataapi_rps"] * args.duration)
+                runs.append(res)
+                print(
+                    f"pair {p + 1} round {r + 1} {mode:>3}: proxy {res['proxy_tps']:8.0f} tps "
+                    f"{res['proxy_us']:6.1f} µs/tx   Data API {res['dataapi_rps']:7.0f} req/s "
+                    f"{res['dataapi_us']:6.1f} µs/req",
+                    flush=True,
+                )
+    finally:
+        for server in servers.values():
+            server.close()
+    return idle
+
+
+def _ratios(runs: list[dict[str, Any]], key: str, pair: int | None = None) -> list[float]:
+    """Each round's on / off for ``key`` (of one pair, or of all)."""
+    by_round: dict[tuple[int, int], dict[str, float]] = {}
+    for x in runs:
+        if pair is None or x["pair"] == pair:
+            by_round.setdefault((x["pair"], x["round"]), {})[x["mode"]] = x[key]
+    return [v["on"] / v["off"] for _, v in sorted(by_round.items()) if len(v) == 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=3, help="fresh pairs of servers, one after the other")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per pair")
+    ap.add_argument("--duration", type=int, default=4, help="seconds per measurement")
+    ap.add_argument("--idle", type=int, default=10, help="seconds both servers of a pair are measured idle")
+    ap.add_argument("--lag", type=float, default=0, help="then seconds of GET /health every 5 ms on each (0: none)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--capacity", type=float, default=8.0, help="MinCapacity (ACUs) held during the runs")
     ap.add_argument(
         "--aa", choices=("on", "off"), help="run both servers in this mode (an A/A check of the two servers alone)"
     )
+    ap.add_argument("--no-components", action="store_true", help="skip timing monitoring's parts in this process")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not on PATH (Debian: apt-get install wrk)")
@@ -297,32 +404,8 @@ def main() -> None:
     pgbench_bin = shutil.which("pgbench") or str(Binaries.find().tool("pgbench"))
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()
-    servers: dict[str, Server] = {}
-    runs = []
-    try:
-        for mode in ("on", "off"):
-            servers[mode] = Server(mode, args, pgbench_bin)
-            print(f"{mode}: Performance Insights {servers[mode].insights}; CPU quota {servers[mode].quota}", flush=True)
-        for r in range(args.rounds):
-            for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
-                server = servers[mode]
-                cpu0 = server.cpu()
-                res = {"mode": mode, "proxy_tps": server.proxy_tps(args.duration)}
-                cpu1 = server.cpu()
-                res["dataapi_rps"] = server.dataapi_rps(args.duration)
-                cpu2 = server.cpu()
-                # CPU per call: less at the mercy of the machine's other load than throughput is.
-                res["proxy_us"] = (cpu1 - cpu0) * 1e6 / (res["proxy_tps"] * args.duration)
-                res["dataapi_us"] = (cpu2 - cpu1) * 1e6 / (res["dataapi_rps"] * args.duration)
-                runs.append(res)
-                print(
-                    f"round {r + 1} {mode:>3}: proxy {res['proxy_tps']:8.0f} tps {res['proxy_us']:6.1f} µs/tx   "
-                    f"Data API {res['dataapi_rps']:7.0f} req/s {res['dataapi_us']:6.1f} µs/req",
-                    flush=True,
-                )
-    finally:
-        for server in servers.values():
-            server.close()
+    runs: list[dict[str, Any]] = []
+    idles = [_pair(p, args, pgbench_bin, runs) for p in range(args.pairs)]
     load_after = os.getloadavg()
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
@@ -331,24 +414,49 @@ def main() -> None:
     print(f"\nmachine: {os.cpu_count()} CPUs ({cpu}), {platform.platform()}")
     print(f"date: {started:%Y-%m-%d %H:%M} UTC; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print(f"command: python bench/monitoring/bench.py {' '.join(sys.argv[1:])}")
-    keys = ("proxy_tps", "proxy_us", "dataapi_rps", "dataapi_us")
-    heads = ("proxy tps", "proxy µs/tx", "Data API req/s", "Data API µs/req")
-    print("".join(f"{h:>17}" for h in ("", *heads)))
+    if args.aa:
+        print(f"A/A: both servers of every pair ran with monitoring {args.aa}; 'on' and 'off' name the two slots")
+    print("".join(f"{h:>17}" for h in ("", *HEADS)))
     medians = {}
     for mode in ("on", "off"):
         mine = [x for x in runs if x["mode"] == mode]
-        medians[mode] = [statistics.median(x[k] for x in mine) for k in keys]
+        medians[mode] = [statistics.median(x[k] for x in mine) for k in KEYS]
         print(f"{mode + ' (median)':>17}" + "".join(f"{v:17.1f}" for v in medians[mode]))
     print(f"{'on / off':>17}" + "".join(f"{a / b:17.3f}" for a, b in zip(medians["on"], medians["off"], strict=True)))
+    print(f"{'round ratios':>17}" + "".join(f"{statistics.median(_ratios(runs, k)):17.3f}" for k in KEYS))
+    for k, head in zip(KEYS, HEADS, strict=True):
+        every = _ratios(runs, k)
+        slower = sum(x < 1 for x in every) if k.endswith(("tps", "rps")) else sum(x > 1 for x in every)
+        per_pair = [statistics.median(_ratios(runs, k, p)) for p in range(args.pairs)]
+        print(f"  {head} on/off: median of {len(every)} rounds {statistics.median(every):.3f} "
+              f"(range {min(every):.3f}-{max(every):.3f}; on worse in {slower}); "
+              f"per pair {' '.join(f'{x:.3f}' for x in per_pair)}")  # fmt: skip
+    for mode in ("on", "off"):
+        cpu_s = [i[mode]["cpu_ms_per_s"] for i in idles]
+        line = f"idle {mode:>3}: API process {statistics.median(cpu_s):.2f} ms CPU a second (pairs: "
+        line += " ".join(f"{x:.2f}" for x in cpu_s) + ")"
+        if args.lag:
+            line += "; GET /health ms p50/p99/max: " + ", ".join(
+                f"{i[mode]['p50']:.2f}/{i[mode]['p99']:.2f}/{i[mode]['max']:.1f}" for i in idles
+            )
+        print(line)
+    if args.no_components:
+        return
     parts = components()
     per_call = medians["off"][3]
     print("\nmonitoring's own CPU, timed in this process:")
-    print(f"  counting a Data API call: {parts['wrapper_us_per_call']:.2f} µs "
-          f"({100 * parts['wrapper_us_per_call'] / per_call:.1f} % of a call's {per_call:.1f} µs with monitoring off)")
-    print(f"  recording one instance's and its cluster's samples: {parts['sampling_us_per_second']:.0f} µs a second "
-          f"({parts['sampling_us_per_second'] / 1e4:.3f} % of a CPU)")
-    print(f"  evaluating ten alarms (two on metric math) every 10 s: {parts['alarms_us_per_second']:.0f} µs a second "
-          f"({parts['alarms_us_per_second'] / 1e4:.3f} % of a CPU)")
+    print(
+        f"  counting a Data API call: {parts['wrapper_us_per_call']:.2f} µs "
+        f"({100 * parts['wrapper_us_per_call'] / per_call:.1f} % of a call's {per_call:.1f} µs with monitoring off)"
+    )
+    print(
+        f"  recording one instance's and its cluster's samples: {parts['sampling_us_per_second']:.0f} µs a second "
+        f"({parts['sampling_us_per_second'] / 1e4:.3f} % of a CPU)"
+    )
+    print(
+        f"  evaluating ten alarms (two on metric math) every 10 s: {parts['alarms_us_per_second']:.0f} µs a second "
+        f"({parts['alarms_us_per_second'] / 1e4:.3f} % of a CPU)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -212,33 +212,31 @@ def _wrap(stats: _Op, handler: Handler) -> Handler:
 
 
 def _wrap_direct(stats: _Op, handler: Direct) -> Direct:
-    """A :class:`Direct` handler stays one (the gateway's task-free path): its ``settle`` is wrapped."""
-    start, error = handler.start, handler.error
+    """A :class:`Direct` handler stays one (the gateway's task-free path), with the same ``start``: the gateway
+    tells ``observe`` of each outcome, which costs less per request than wrapping ``start`` and its ``settle``
+    in closures (one closure and two calls fewer; a success is counted inline)."""
+    error, inner, counts = handler.error, handler.observe, stats.counts
 
-    def failed(exc: BaseException, started: float) -> None:
-        aws = exc if isinstance(exc, AWSError) else error(exc)
+    def failed(failure: BaseException, started: float) -> None:
+        aws = failure if isinstance(failure, AWSError) else error(failure)
         stats.done(aws.code if aws is not None else "InternalFailure", started)
 
-    def counted(args: dict[str, Any], settle: Callable[[dict[str, Any] | BaseException], None]) -> Any:
-        started = _perf()
+    def observe(failure: BaseException | None, started: float) -> None:
+        if failure is not None:
+            failed(failure, started)
+        elif counts is None:
+            stats.ok += 1
+        else:
+            stats.ok += 1
+            took = _perf() - started
+            counts[_bisect(BUCKETS, took)] += 1
+            stats.sum += took
 
-        def settled(result: dict[str, Any] | BaseException) -> None:
-            if isinstance(result, BaseException):
-                failed(result, started)
-            else:
-                stats.done(None, started)
-            settle(result)
+    def chained(failure: BaseException | None, started: float) -> None:
+        observe(failure, started)
+        inner(failure, started)  # type: ignore[misc]
 
-        try:
-            out = start(args, settled)
-        except Exception as exc:
-            failed(exc, started)
-            raise
-        if out is not None:
-            stats.done(None, started)
-        return out
-
-    return Direct(counted, error, handler.encode)
+    return Direct(handler.start, error, handler.encode, observe=observe if inner is None else chained)
 
 
 # ------------------------------------------------------------------------------------------- exposition

@@ -18,6 +18,7 @@ import datetime as dt
 import itertools
 import logging
 import random
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -181,19 +182,29 @@ class Gateway:
             answer(endpoint.input_error("rest-json", exc, request_id))
             return True
         handler = target.handler
+        observe = handler.observe
+        started = _perf() if observe is not None else 0.0
 
         def settle(outcome: dict[str, Any] | BaseException) -> None:
             if isinstance(outcome, BaseException):
+                if observe is not None:
+                    observe(outcome, started)
                 answer(endpoint.direct_error(operation, outcome, request_id))
             else:
+                if observe is not None:
+                    observe(None, started)
                 answer(endpoint.rest_reply(operation, outcome, request_id))
 
         try:
             out = handler.start(args, settle)
         except Exception as exc:
+            if observe is not None:
+                observe(exc, started)
             answer(endpoint.direct_error(operation, exc, request_id))
             return True
         if out is not None:
+            if observe is not None:
+                observe(None, started)
             answer(endpoint.rest_reply(operation, out, request_id))
         return True
 
@@ -395,6 +406,7 @@ class _DirectRoute:
 
 
 _NO_QUERY: dict[str, str] = {}
+_perf = time.perf_counter
 # Header names as sent -> lowercase text: clients send the same few names on every request.
 _header_names: dict[bytes, str] = {}
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,10 +183,12 @@ class _DirectError(Exception):
     pass
 
 
-@pytest.fixture
-def direct_server() -> Iterator[_Running]:
-    """rds-data's ExecuteStatement as a Direct handler whose answer depends on the SQL it is given."""
+@pytest.fixture(params=[False, True], ids=["plain", "observed"])
+def direct_server(request: pytest.FixtureRequest) -> Iterator[_Running]:
+    """rds-data's ExecuteStatement as a Direct handler whose answer depends on the SQL it is given; "observed":
+    with an ``observe`` (as GET /metrics counts calls), which must not change any answer."""
     started: list[str] = []
+    observed: list[tuple[str, float]] = []
 
     def start(args: dict[str, Any], settle: Any) -> Any:
         sql = args["sql"]
@@ -205,9 +208,14 @@ def direct_server() -> Iterator[_Running]:
     def error(exc: BaseException) -> AWSError | None:
         return AWSError("BadRequestException", str(exc)) if isinstance(exc, _DirectError) else None
 
-    gateway = Gateway({"rds-data": {"ExecuteStatement": Direct(start, error)}}, {ACCESS_KEY: SECRET_KEY}.get)
+    def observe(failure: BaseException | None, at: float) -> None:
+        observed.append((type(failure).__name__ if failure is not None else "ok", at))
+
+    handler = Direct(start, error, observe=observe if request.param else None)
+    gateway = Gateway({"rds-data": {"ExecuteStatement": handler}}, {ACCESS_KEY: SECRET_KEY}.get)
     running = _Running(gateway)
     running.started = started  # type: ignore[attr-defined]
+    running.observed = observed if request.param else None  # type: ignore[attr-defined]
     yield running
     running.close()
 
@@ -241,6 +249,10 @@ def test_direct_handlers_answer_pipelined_requests_in_order(direct_server: _Runn
     assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(b'{"numberOfRecordsUpdated":1}')
     assert third.startswith(b"HTTP/1.1 404 ")
     assert direct_server.started == ["later", "now"]  # type: ignore[attr-defined]
+    observed = direct_server.observed  # type: ignore[attr-defined]
+    if observed is not None:  # settled later and answered at once: both observed, in the order they settled
+        assert [outcome for outcome, _ in observed] == ["ok", "ok"]
+        assert observed[0][1] < observed[1][1]  # "later" started first
 
 
 def test_direct_handlers_errors_signatures_and_bad_input(direct_server: _Running) -> None:
@@ -267,6 +279,10 @@ def test_direct_handlers_errors_signatures_and_bad_input(direct_server: _Running
             assert text in resp.partition(b"\r\n\r\n")[2], resp
     # Neither the unsigned-in-time nor the malformed requests reached the handler.
     assert direct_server.started == ["known error", "failing later", "bug"]  # type: ignore[attr-defined]
+    observed = direct_server.observed  # type: ignore[attr-defined]
+    if observed is not None:  # each call the handler started is observed once, with its outcome and start
+        assert [outcome for outcome, _ in observed] == ["_DirectError", "_DirectError", "KeyError"]
+        assert all(0 < at <= time.perf_counter() for _, at in observed)
 
 
 def test_a_long_pipeline_answered_at_once_is_served_in_order(direct_server: _Running) -> None:
