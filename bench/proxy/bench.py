@@ -293,7 +293,10 @@ class Bench:
         cmd = [sys.executable, "-m", "borealis", "up", "--data-dir", str(self.work / "data"),
                "--api-port", str(self.api_port), "--port-base", str(free_port_base())]  # fmt: skip
         log = (self.work / "borealis.out").open("wb")
-        self.borealis = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile)
+        src = getattr(self.args, "src", None)
+        # --src: the proxy from another tree (a `git archive` of an older commit), to compare in the same setup.
+        env = dict(os.environ, PYTHONPATH=str(Path(src).resolve())) if src else None
+        self.borealis = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile, env=env)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.borealis.poll() is not None:

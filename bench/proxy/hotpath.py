@@ -68,6 +68,9 @@ TPCB = [
 ]  # fmt: skip
 
 
+CONFIG = {"MaxConnectionsPercent": 100, "MaxIdleConnectionsPercent": 100}
+
+
 class Sink:
     """A transport whose ``write`` is a C call that keeps nothing (a deque of length 0)."""
 
@@ -140,6 +143,7 @@ def _runtime(pool: Pool) -> Any:
     rt._targets = {}
     rt._pools = {("READ_WRITE", "u", "d"): (1, pool)}
     rt.filters = ()
+    rt._topology = rt.manager.control.topology
     return rt
 
 
@@ -147,7 +151,7 @@ def setup(clients: int, servers: int) -> tuple[list[ClientConn], list[ServerConn
     """``clients`` logged-in clients and a pool of ``servers`` idle connections, all on sink transports."""
     stats = ProxyStats("bench")
     pool = Pool(host="h", port=1, user="u", database="d", password=lambda: None,
-                config=lambda: {"MaxConnectionsPercent": 100, "MaxIdleConnectionsPercent": 100},
+                config=lambda: CONFIG,
                 stats=stats, max_connections={"k": servers}, key="k")  # fmt: skip
     rt = _runtime(pool)
     conns = []

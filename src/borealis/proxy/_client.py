@@ -841,7 +841,9 @@ class ClientConn(asyncio.Protocol):
         if self.closed:
             pool.release(conn)
             return
-        self._attach(pool, conn)
+        conn.owner = self
+        self.server = conn
+        self.pool = pool
         if conn.applied == self.params:
             raw = self._pending_raw
             if raw is not None and raw[0] == _Q and len(self.pending) == 1 and not self.skip_until_sync:

@@ -61,6 +61,8 @@ class ProxyRuntime:
         #: (role, user, database) -> (generation, pool): the hot path's borrow skips _target() entirely.
         self._pools: dict[tuple[str, str, str], tuple[int, Pool]] = {}
         self.filters: tuple[str, ...] = ()
+        topology = getattr(manager.control, "topology", None)
+        self._topology: Any = topology if hasattr(topology, "generation") else None
         self.set_doc(self.doc)
 
     def set_doc(self, doc: dict[str, Any]) -> None:
@@ -69,6 +71,8 @@ class ProxyRuntime:
         self.filters = tuple(self.config().get("SessionPinningFilters") or ())
         self._targets.clear()
         self._pools.clear()
+        for pool in self.pools.values():
+            pool.limits_changed()  # MaxConnectionsPercent, MaxIdleConnectionsPercent may have moved
 
     def config(self) -> dict[str, Any]:
         """The target group's ConnectionPoolConfig."""
@@ -139,7 +143,9 @@ class ProxyRuntime:
         """:meth:`pool_for`, kept while the control plane reports no change (the borrow hot path)."""
         key = (role, user, database)
         cached = self._pools.get(key)
-        generation = getattr(self.manager.control, "generation", None)
+        # The topology's own property, one call fewer than the control plane's (this runs per borrow).
+        topology = self._topology
+        generation = topology.generation if topology is not None else getattr(self.manager.control, "generation", None)
         if cached is not None and cached[0] == generation and not cached[1].closed:
             return cached[1]
         pool = self.pool_for(role, user, database)

@@ -109,6 +109,9 @@ class Pool:
         self.closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        #: (cap, idle cap) as worked out for max_connections ``_caps_for`` (-1: work them out again).
+        self._caps_for: int | None = -1
+        self._caps_value = (1, 0)
 
     # ------------------------------------------------------------------------------------------ limits
 
@@ -120,14 +123,23 @@ class Pool:
         """The most idle connections kept (MaxIdleConnectionsPercent of max_connections)."""
         return self._caps()[1]
 
+    def limits_changed(self) -> None:
+        """The ConnectionPoolConfig may have changed: work the caps out again on next use."""
+        self._caps_for = -1
+
     def _caps(self) -> tuple[int, int]:
-        # Both caps from one read of the config: release() needs both for every connection given back.
-        config = self._config()
+        # release() needs both caps for every connection given back: kept until the config changes (the
+        # runtime calls limits_changed()) or max_connections becomes known.
         mc = self._max_connections.get(self._key)
+        if mc == self._caps_for:
+            return self._caps_value
+        config = self._config()
         idle = (mc or 1) * int(config["MaxIdleConnectionsPercent"]) // 100
-        if mc is None:
-            return 1, idle  # until the first connection has told us max_connections
-        return max(1, mc * int(config["MaxConnectionsPercent"]) // 100), idle
+        # Until the first connection has told us max_connections, one connection.
+        cap = 1 if mc is None else max(1, mc * int(config["MaxConnectionsPercent"]) // 100)
+        self._caps_for = mc
+        self._caps_value = (cap, idle)
+        return cap, idle
 
     @property
     def size(self) -> int:
@@ -150,7 +162,7 @@ class Pool:
 
     def can_open(self) -> bool:
         """Whether the pool may open another connection now."""
-        return self.size < self.cap()
+        return len(self.members) + self.opening < self._caps()[0]
 
     def wait(self, waiter: Waiter) -> None:
         """Queue ``waiter`` (its ``since`` and ``deadline`` set) for the next connection given back."""
