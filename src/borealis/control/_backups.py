@@ -292,9 +292,8 @@ class Backups:
         plan = cluster["restore_pitr"]
         source = plan["source"]
         target = dt.datetime.fromisoformat(plan["target"]) if plan.get("target") else None
-        volume = self.plane.volume_of(cid)
-        staging = volume.with_name("volume.restoring")
-        try:
+
+        async def lay_down(staging: Path) -> bool:
             await self._seal(source)
             base = self.snapshots.data(plan["backup"])
             await self._lay_down(cid, base, staging, clone=bool(plan.get("clone")))
@@ -302,17 +301,10 @@ class Backups:
                 # Every archived commit is before the target: replaying all of them is the state at the target.
                 await self._lay_down(cid, base, staging, clone=bool(plan.get("clone")), quiet=True)
                 await self._recover(cid, cluster, staging, source, None)
-            shutil.rmtree(volume, ignore_errors=True)
-            staging.rename(volume)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("point-in-time restore of %s into %s failed", source, cid)
-            self.plane.emit(cid, None, f"restore failed: {exc}")
-            self.plane.restore_done(cid, failed=True)
-            return
-        self.plane.emit(cid, None, f"restored {source} to {plan.get('target') or 'its latest restorable time'}")
-        self.plane.restore_done(cid, failed=False)
+            return True
+
+        done = f"restored {source} to {plan.get('target') or 'its latest restorable time'}"
+        await self.snapshots.lay_down_volume(cid, f"point-in-time restore of {source}", lay_down, done)
 
     async def _lay_down(self, cid: str, base: Path, staging: Path, *, clone: bool, quiet: bool = False) -> None:
         shutil.rmtree(staging, ignore_errors=True)

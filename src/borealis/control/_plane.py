@@ -238,6 +238,14 @@ _REPLICATION_SETTINGS = {
 }
 
 
+def _put_checked(table: Table, transitions: Mapping[str, frozenset[str]], kind: str, doc: dict[str, Any]) -> None:
+    """Store ``doc`` by compare-and-set on the revision read, its status move checked against ``transitions``."""
+    before = table.read(doc["id"])
+    if before is not None:
+        check_transition(transitions, f"{kind} {doc['id']}", before.doc["status"], doc["status"])
+    table.put(doc["id"], doc, expect=0 if before is None else before.revision)
+
+
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -430,18 +438,12 @@ class ControlPlane:
 
     def put_cluster(self, doc: dict[str, Any]) -> None:
         """Store a cluster record (its status move checked against the table) and reconcile it."""
-        before = self.clusters.read(doc["id"])
-        if before is not None:
-            check_transition(CLUSTER_TRANSITIONS, f"cluster {doc['id']}", before.doc["status"], doc["status"])
-        self.clusters.put(doc["id"], doc, expect=0 if before is None else before.revision)
+        _put_checked(self.clusters, CLUSTER_TRANSITIONS, "cluster", doc)
         self.kick(doc["id"])
 
     def put_instance(self, doc: dict[str, Any]) -> None:
         """Store an instance record (its status move checked against the table) and reconcile its cluster."""
-        before = self.instances.read(doc["id"])
-        if before is not None:
-            check_transition(INSTANCE_TRANSITIONS, f"instance {doc['id']}", before.doc["status"], doc["status"])
-        self.instances.put(doc["id"], doc, expect=0 if before is None else before.revision)
+        _put_checked(self.instances, INSTANCE_TRANSITIONS, "instance", doc)
         self.kick(doc["cluster"])
 
     def save_cluster(self, before: Mapping[str, Any], after: dict[str, Any], *, same_status: bool = True) -> None:

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -367,25 +368,44 @@ class Snapshots:
                 return
             await asyncio.sleep(0.2)
 
+    async def lay_down_volume(
+        self, cid: str, what: str, lay_down: Callable[[Path], Awaitable[bool]], done: str | None = None
+    ) -> None:
+        """End a restore into cluster ``cid``: ``lay_down`` fills a staging directory (False: nothing to lay
+        down, the cluster starts empty), which then becomes the cluster's volume, and the restore is done.
+
+        A failure is logged (as ``what`` into ``cid``), told as an event, and ends the restore as failed; a
+        cancellation (Borealis stopping) leaves the restore to be done again at the next start.
+        """
+        volume = self.plane.volume_of(cid)
+        staging = volume.with_name("volume.restoring")
+        try:
+            if await lay_down(staging):
+                shutil.rmtree(volume, ignore_errors=True)
+                staging.rename(volume)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s into %s failed", what, cid)
+            self.plane.emit(cid, None, f"restore failed: {exc}")
+            self.plane.restore_done(cid, failed=True)
+            return
+        if done is not None:
+            self.plane.emit(cid, None, done)
+        self.plane.restore_done(cid, failed=False)
+
     async def _restore(self, cid: str) -> None:
         cluster = self.plane.cluster(cid)
         if cluster is None or not cluster.get("restore_from"):
             return
         ident = cluster["restore_from"]
         src = self.data(ident)
-        volume = self.plane.volume_of(cid)
-        staging = volume.with_name("volume.restoring")
-        try:
-            if _initialized(src):
-                self.plane.emit(cid, None, f"restoring snapshot {ident}")
-                await _copy(src, staging)
-                shutil.rmtree(volume, ignore_errors=True)
-                staging.rename(volume)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("restoring %s into %s failed", ident, cid)
-            self.plane.emit(cid, None, f"restore failed: {exc}")
-            self.plane.restore_done(cid, failed=True)
-            return
-        self.plane.restore_done(cid, failed=False)
+
+        async def lay_down(staging: Path) -> bool:
+            if not _initialized(src):
+                return False  # a snapshot of a cluster that never had data: its first instance runs initdb
+            self.plane.emit(cid, None, f"restoring snapshot {ident}")
+            await _copy(src, staging)
+            return True
+
+        await self.lay_down_volume(cid, f"restoring {ident}", lay_down)

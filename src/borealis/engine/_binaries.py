@@ -45,15 +45,18 @@ def _embedded_root(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _output(program: Path, flag: str) -> str:
+    """What ``program flag`` prints (EngineError if it cannot be run or fails)."""
+    try:
+        return subprocess.run([str(program), flag], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EngineError(f"cannot run {program} {flag}: {exc}") from exc
+
+
 def _probe_version(bindir: Path) -> int:
     postgres = bindir / "postgres"
-    try:
-        # `postgres --version` is answered before the refuse-to-run-as-root check, so this works as root.
-        out = subprocess.run(
-            [str(postgres), "--version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise EngineError(f"cannot run {postgres} --version: {exc}") from exc
+    # `postgres --version` is answered before the refuse-to-run-as-root check, so this works as root.
+    out = _output(postgres, "--version")
     match = _VERSION_RE.search(out)
     if match is None:
         raise EngineError(f"cannot tell the PostgreSQL version from {postgres} --version: {out.strip()!r}")
@@ -61,13 +64,7 @@ def _probe_version(bindir: Path) -> int:
 
 
 def _bindir_from_pg_config(pg_config: Path) -> Path:
-    try:
-        out = subprocess.run(
-            [str(pg_config), "--bindir"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise EngineError(f"cannot run {pg_config} --bindir: {exc}") from exc
-    return Path(out.strip())
+    return Path(_output(pg_config, "--bindir").strip())
 
 
 @dataclass(frozen=True)
