@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import decimal
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -117,13 +119,16 @@ class AlarmBook:
         self._lock = threading.Lock()
         self.alarms: dict[str, dict[str, Any]] = {}
         self.history: list[dict[str, Any]] = []
+        self.tags: dict[str, dict[str, str]] = {}
+        """Each alarm's tags, by alarm name (kept apart so DescribeAlarms never shows them, as on AWS)."""
         if path.exists():
             saved = json.loads(path.read_text())
             self.alarms, self.history = saved["alarms"], saved["history"]
+            self.tags = saved.get("tags", {})
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"alarms": self.alarms, "history": self.history}))
+        tmp.write_text(json.dumps({"alarms": self.alarms, "history": self.history, "tags": self.tags}))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
 
@@ -191,6 +196,7 @@ class AlarmBook:
         if treat not in _TREAT:
             raise MetricsError("InvalidParameterValue", f"The value {treat} for parameter TreatMissingData is invalid.")
         dims = _dimensions(p.get("Dimensions"))
+        tags = _tags(p.get("Tags"))
         for key in ("OKActions", "AlarmActions", "InsufficientDataActions"):
             for action in p.get(key) or ():
                 if not _ARN.match(str(action)):
@@ -231,6 +237,10 @@ class AlarmBook:
             if p.get("Unit"):
                 alarm["Unit"] = p["Unit"]
             self.alarms[name] = alarm
+            if not old:
+                self.tags[name] = {}
+            # As AWS: tags given to PutMetricAlarm apply to a new alarm; an update adds or changes them.
+            self.tags.setdefault(name, {}).update(tags)
             self._record(
                 name,
                 "ConfigurationUpdate",
@@ -274,6 +284,37 @@ class AlarmBook:
         out["CompositeAlarms"] = []
         return out
 
+    def _alarm_of(self, arn: Any) -> str:
+        """The name of the alarm ``arn`` names; ResourceNotFoundException if there is none."""
+        prefix = f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:"
+        name = str(arn)[len(prefix) :] if str(arn).startswith(prefix) else None
+        if name is None or name not in self.alarms:
+            raise MetricsError("ResourceNotFoundException", f"Resource {arn} does not exist.")
+        return name
+
+    def tag_resource(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """TagResource on an alarm (by its ARN): adds or changes its tags."""
+        tags = _tags(p.get("Tags"))
+        with self._lock:
+            self.tags.setdefault(self._alarm_of(p.get("ResourceARN")), {}).update(tags)
+            self._save()
+        return {}
+
+    def untag_resource(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """UntagResource on an alarm (by its ARN): removes the tags with these keys (absent ones ignored)."""
+        with self._lock:
+            kept = self.tags.setdefault(self._alarm_of(p.get("ResourceARN")), {})
+            for key in p.get("TagKeys") or ():
+                kept.pop(str(key), None)
+            self._save()
+        return {}
+
+    def list_tags_for_resource(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """ListTagsForResource on an alarm (by its ARN)."""
+        with self._lock:
+            tags = self.tags.get(self._alarm_of(p.get("ResourceARN")), {})
+            return {"Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]}
+
     def describe_alarms_for_metric(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """DescribeAlarmsForMetric: the alarms on one metric (Namespace, MetricName, and Dimensions exactly),
         narrowed by Statistic, ExtendedStatistic, Period and Unit when given."""
@@ -301,6 +342,7 @@ class AlarmBook:
                 raise MetricsError("ResourceNotFound", f"The alarm(s) {', '.join(missing)} do not exist.")
             for n in names:
                 del self.alarms[n]
+                self.tags.pop(n, None)
                 self._record(n, "ConfigurationUpdate", f'Alarm "{n}" deleted', {"type": "Delete"}, now)
             self._save()
         return {}
@@ -329,7 +371,7 @@ class AlarmBook:
         with self._lock:
             if name not in self.alarms:
                 raise MetricsError("ResourceNotFound", f"The alarm {name} does not exist.")
-            self._transition(name, state, str(p["StateReason"]), now)
+            self._transition(name, state, str(p["StateReason"]), now, None if data is None else str(data))
             self._save()
         return {}
 
@@ -360,10 +402,13 @@ class AlarmBook:
 
     # ------------------------------------------------------------------------------------- evaluation
 
-    def _transition(self, name: str, state: str, reason: str, now: float) -> None:
+    def _transition(self, name: str, state: str, reason: str, now: float, data: str | None = None) -> None:
         alarm = self.alarms[name]
-        old = alarm["StateValue"]
+        old, old_reason = alarm["StateValue"], alarm["StateReason"]
         alarm["StateReason"] = reason
+        alarm.pop("StateReasonData", None)
+        if data is not None:
+            alarm["StateReasonData"] = data
         alarm["StateUpdatedTimestamp"] = _iso(now)
         if old == state:
             return
@@ -375,8 +420,12 @@ class AlarmBook:
             f"Alarm updated from {old} to {state}",
             {
                 "version": "1.0",
-                "oldState": {"stateValue": old},
-                "newState": {"stateValue": state, "stateReason": reason},
+                "oldState": {"stateValue": old, "stateReason": old_reason},
+                "newState": {
+                    "stateValue": state,
+                    "stateReason": reason,
+                    **({} if data is None else {"stateReasonData": json.loads(data)}),
+                },
             },
             now,
         )
@@ -411,23 +460,82 @@ class AlarmBook:
                 treat_missing=a["TreatMissingData"],
                 current=a["StateValue"],
             )
-            shown = [v for v in values if v is not None]
-            kind = "Insufficient Data" if state == "INSUFFICIENT_DATA" else "Threshold Crossed"
-            reason = (
-                f"{kind}: {len(shown)} datapoint(s) in the last {span} periods of {period} s "
-                f"[{', '.join(f'{v:g}' for v in shown)}] evaluated against the threshold "
-                f"({a['ComparisonOperator']} {a['Threshold']:g})."
-            )
+            reason, data = _reason(a, state, values[-n:], end - n * period, period, now)
             with self._lock:
                 current = self.alarms.get(a["AlarmName"])
                 if current is None or current["StateValue"] == state:
                     continue
-                self._transition(a["AlarmName"], state, reason, now)
+                self._transition(a["AlarmName"], state, reason, now, data)
                 changed += 1
         if changed:
             with self._lock:
                 self._save()
         return changed
+
+
+_WORDS = {
+    "GreaterThanOrEqualToThreshold": "greater than or equal to",
+    "GreaterThanThreshold": "greater than",
+    "LessThanThreshold": "less than",
+    "LessThanOrEqualToThreshold": "less than or equal to",
+}
+
+
+def _java(value: float) -> str:
+    """A number as CloudWatch (Java's Double.toString) writes it in a state reason: 1.0, 0.25, 1.5E7."""
+    if value == 0 or 1e-3 <= abs(value) < 1e7 or not math.isfinite(value):
+        text = repr(float(value))
+        return text if "e" not in text else _java_exponent(value)
+    return _java_exponent(value)
+
+
+def _java_exponent(value: float) -> str:
+    sign, digits, exponent = decimal.Decimal(repr(float(value))).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits))
+    mantissa = text[0] + "." + (text[1:] or "0")
+    return f"{'-' if sign else ''}{mantissa}E{len(digits) - 1 + exponent}"
+
+
+def _reason(
+    a: Mapping[str, Any], state: str, last: Sequence[float | None], start: float, period: int, now: float
+) -> tuple[str, str]:
+    """The alarm's StateReason and StateReasonData after an evaluation, in CloudWatch's words and shape:
+    ``Threshold Crossed: 1 out of the last 1 datapoints [5.0 (07/12/26 03:40:00)] was greater than the threshold
+    (1.0) (minimum 1 datapoint for OK -> ALARM transition).``, or ``Insufficient Data: 3 datapoints were
+    unknown.``; the data the JSON CloudWatch puts in StateReasonData."""
+    threshold, operator = float(a["Threshold"]), str(a["ComparisonOperator"])
+    present = [(start + k * period, v) for k, v in enumerate(last) if v is not None]
+    data: dict[str, Any] = {
+        "version": "1.0",
+        "queryDate": _java_time(now),
+        "startDate": _java_time(start),
+    }
+    if a.get("Statistic") or a.get("ExtendedStatistic"):
+        data["statistic"] = a.get("Statistic") or a.get("ExtendedStatistic")
+    data.update({"period": period, "recentDatapoints": [v for _, v in present], "threshold": threshold})
+    if state == "INSUFFICIENT_DATA":
+        unknown = len(last) - len(present)
+        return f"Insufficient Data: {unknown} datapoint{'s were' if unknown != 1 else ' was'} unknown.", json.dumps(
+            data
+        )
+    compare = OPERATORS[operator]
+    alarm = state == "ALARM"
+    shown = [(t, v) for t, v in reversed(present) if compare(v, threshold) == alarm]
+    needed = int(a["DatapointsToAlarm"]) if alarm else len(last) - int(a["DatapointsToAlarm"]) + 1
+    listed = ", ".join(f"{_java(v)} ({dt.datetime.fromtimestamp(t, dt.UTC):%d/%m/%y %H:%M:%S})" for t, v in shown)
+    reason = (
+        f"Threshold Crossed: {len(shown)} out of the last {len(last)} datapoints [{listed}] "
+        f"{'was' if len(shown) == 1 else 'were'} {'' if alarm else 'not '}{_WORDS[operator]} the threshold "
+        f"({_java(threshold)}) (minimum {needed} datapoint{'' if needed == 1 else 's'} for "
+        f"{'OK -> ALARM' if alarm else 'ALARM -> OK'} transition)."
+    )
+    return reason, json.dumps(data)
+
+
+def _java_time(at: float) -> str:
+    """A time as CloudWatch writes it in StateReasonData: 2019-10-01T13:56:40.985+0000."""
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
 
 _SINGLE_METRIC = ("MetricName", "Namespace", "Dimensions", "Statistic", "ExtendedStatistic", "Period", "Unit")
@@ -478,6 +586,17 @@ def _values(
         now=now,
     )
     return {point.at: point.statistic(stat) for point in points}
+
+
+def _tags(items: Any) -> dict[str, str]:
+    """Tags as given to PutMetricAlarm or TagResource, checked (keys 1-128 characters, values up to 256)."""
+    tags: dict[str, str] = {}
+    for item in items or ():
+        key, value = str(item.get("Key") or ""), str(item.get("Value") or "")
+        if not 1 <= len(key) <= 128 or len(value) > 256 or key.startswith("aws:"):
+            raise MetricsError("InvalidParameterValue", f"The tag {key!r} is not valid.")
+        tags[key] = value
+    return tags
 
 
 def _alarm_types(p: Mapping[str, Any]) -> list[str]:

@@ -67,6 +67,9 @@ def _alarm_handlers(book: AlarmBook) -> dict[str, Handler]:
         "EnableAlarmActions": serve(lambda p, now: book.set_actions_enabled(p["AlarmNames"], True, now)),
         "DisableAlarmActions": serve(lambda p, now: book.set_actions_enabled(p["AlarmNames"], False, now)),
         "DescribeAlarmHistory": serve(lambda p, now: book.describe_alarm_history(p)),
+        "TagResource": serve(lambda p, now: book.tag_resource(p)),
+        "UntagResource": serve(lambda p, now: book.untag_resource(p)),
+        "ListTagsForResource": serve(lambda p, now: book.list_tags_for_resource(p)),
     }
 
 

@@ -5,6 +5,7 @@ DescribeAlarmHistory by AlarmTypes, and alarm actions that must be ARNs."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from aws_harness import Harness
 from botocore.exceptions import ClientError
 
 from borealis.metrics import MetricStore
-from borealis.metrics._alarms import AlarmBook
+from borealis.metrics._alarms import AlarmBook, _java
 from borealis.services import monitoring
 
 NS = "MyApp"
@@ -144,3 +145,87 @@ def test_extended_statistics_in_get_metric_data_and_aws_refusals(cloudwatch: Any
         "The parameter Statistics.member.2.<list element> must be a value in the set "
         "[SampleCount, Average, Sum, Minimum, Maximum]."
     )
+
+
+def test_alarm_tags(cloudwatch: Any) -> None:
+    alarm = {
+        "AlarmName": "tagged",
+        "Namespace": NS,
+        "MetricName": "Depth",
+        "Statistic": "Maximum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    cloudwatch.put_metric_alarm(**alarm, Tags=[{"Key": "team", "Value": "db"}])
+    arn = cloudwatch.describe_alarms(AlarmNames=["tagged"])["MetricAlarms"][0]["AlarmArn"]
+    cloudwatch.tag_resource(ResourceARN=arn, Tags=[{"Key": "env", "Value": "prod"}, {"Key": "team", "Value": "ops"}])
+    cloudwatch.untag_resource(ResourceARN=arn, TagKeys=["env", "absent"])
+    assert cloudwatch.list_tags_for_resource(ResourceARN=arn)["Tags"] == [{"Key": "team", "Value": "ops"}]
+    cloudwatch.delete_alarms(AlarmNames=["tagged"])
+    with pytest.raises(ClientError) as err:
+        cloudwatch.list_tags_for_resource(ResourceARN=arn)
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as err:
+        cloudwatch.put_metric_alarm(**alarm, Tags=[{"Key": "aws:reserved", "Value": "x"}])
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_state_reasons_in_cloudwatch_words(harness_factory: Callable[..., Harness], tmp_path: Path) -> None:
+    store = MetricStore(tmp_path / "reasons.db")
+    book = AlarmBook(tmp_path / "reasons.json", region="us-east-1", account="123456789012")
+    cloudwatch = harness_factory({"cloudwatch": monitoring.handlers(store, book)}).client("cloudwatch")
+    dims = [{"Name": "Queue", "Value": "r"}]
+    cloudwatch.put_metric_alarm(
+        AlarmName="r",
+        Namespace=NS,
+        MetricName="Depth",
+        Dimensions=dims,
+        Statistic="Maximum",
+        Period=60,
+        EvaluationPeriods=3,
+        DatapointsToAlarm=2,
+        Threshold=100,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    now = NOW + 30
+    base = NOW - 180
+    for minute, depth in enumerate((50.0, 150.0, 200.0)):
+        at = dt.datetime.fromtimestamp(base + 60 * minute, UTC)
+        cloudwatch.put_metric_data(
+            Namespace=NS, MetricData=[{"MetricName": "Depth", "Dimensions": dims, "Value": depth, "Timestamp": at}]
+        )
+    assert book.evaluate_all(store, now) == 1
+
+    def stamp(k: int) -> str:
+        return f"{dt.datetime.fromtimestamp(base + 60 * k, UTC):%d/%m/%y %H:%M:%S}"
+
+    alarm = cloudwatch.describe_alarms(AlarmNames=["r"])["MetricAlarms"][0]
+    assert alarm["StateReason"] == (
+        f"Threshold Crossed: 2 out of the last 3 datapoints [200.0 ({stamp(2)}), 150.0 ({stamp(1)})] were greater "
+        "than the threshold (100.0) (minimum 2 datapoints for OK -> ALARM transition)."
+    )
+    data = json.loads(alarm["StateReasonData"])
+    assert (data["statistic"], data["period"], data["recentDatapoints"], data["threshold"]) == (
+        "Maximum",
+        60,
+        [50.0, 150.0, 200.0],
+        100.0,
+    )
+    assert data["startDate"] == dt.datetime.fromtimestamp(base, UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    assert book.evaluate_all(store, now + 300) == 1
+    alarm = cloudwatch.describe_alarms(AlarmNames=["r"])["MetricAlarms"][0]
+    assert alarm["StateReason"] == "Insufficient Data: 3 datapoints were unknown."
+    history = cloudwatch.describe_alarm_history(AlarmName="r", HistoryItemType="StateUpdate")["AlarmHistoryItems"]
+    old = json.loads(history[0]["HistoryData"])["oldState"]
+    assert old["stateValue"] == "ALARM" and old["stateReason"].startswith("Threshold Crossed: 2 out of the last 3")
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(12.0, "12.0"), (0.25, "0.25"), (0.0, "0.0"), (1.5e7, "1.5E7"), (0.0001, "1.0E-4"), (-2.5e-5, "-2.5E-5")],
+)
+def test_numbers_in_state_reasons_as_java_writes_them(value: float, text: str) -> None:
+    assert _java(value) == text
