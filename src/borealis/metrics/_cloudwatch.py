@@ -242,7 +242,14 @@ def run_queries(
     store: MetricStore, order: Sequence[_Query], start: float, end: float, *, now: float
 ) -> dict[str, _math.Value]:
     """Every query's value (metrics read from the store, expressions evaluated), by Id; series oldest first."""
-    wanted = sum(math.ceil((end - start) / q.period) for q in order if q.stat is not None)
+    # Extended statistics over minutes read the one-second rows of the last 3 hours: count those too.
+    seconds = max(0.0, min(end, now) - max(start, now - SECOND_RETENTION))
+    wanted = sum(
+        math.ceil((end - start) / q.period)
+        + (math.ceil(seconds) if q.period >= 60 and str(q.stat.get("Stat")) not in _STATISTICS else 0)
+        for q in order
+        if q.stat is not None
+    )
     if wanted > _MAX_READ_POINTS:
         raise MetricsError(
             "ValidationError",

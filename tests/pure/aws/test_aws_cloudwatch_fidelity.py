@@ -229,3 +229,20 @@ def test_state_reasons_in_cloudwatch_words(harness_factory: Callable[..., Harnes
 )
 def test_numbers_in_state_reasons_as_java_writes_them(value: float, text: str) -> None:
     assert _java(value) == text
+
+
+def test_work_per_call_is_bounded_counting_the_seconds_extended_statistics_read(cloudwatch: Any) -> None:
+    """Percentiles over minute periods read the one-second rows of the last 3 hours; a call may not ask for
+    more than 500,000 rows and periods in all (it runs on the event loop), so 100 such queries are refused."""
+    now = dt.datetime.fromtimestamp(NOW, UTC)
+    window = {"StartTime": now - dt.timedelta(hours=3), "EndTime": now}
+    few = [_query(f"q{i}", "a") for i in range(40)]
+    for q in few:
+        q["MetricStat"] = {**q["MetricStat"], "Stat": "p99"}
+    assert len(cloudwatch.get_metric_data(MetricDataQueries=few, **window)["MetricDataResults"]) == 40
+    many = [{**q, "Id": f"m{i}"} for i, q in enumerate(few * 3)]
+    with pytest.raises(ClientError) as err:
+        cloudwatch.get_metric_data(MetricDataQueries=many, **window)
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    plain = [_query(f"s{i}", "a") for i in range(120)]  # the same queries without percentiles are light
+    assert len(cloudwatch.get_metric_data(MetricDataQueries=plain, **window)["MetricDataResults"]) == 120
