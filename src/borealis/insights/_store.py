@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._model import Bucket, Session, dimensions_of, key_id
+from ._model import Bucket, Session, session_key
 
 __all__ = ["MAX_KEYS", "MAX_SESSIONS", "SECONDS", "InsightsStore", "StatementStats"]
 
@@ -98,8 +98,7 @@ class InsightsStore:
         second = Bucket(at, 1)
         dims_of: dict[str, tuple[tuple[str, str], ...]] = {}
         for session in sessions[:MAX_SESSIONS]:
-            dims = dimensions_of(session)
-            kid = key_id(dims)
+            kid, dims = session_key(session)
             second.counts[kid] = second.counts.get(kid, 0) + 1
             dims_of[kid] = dims
         with self._lock:
