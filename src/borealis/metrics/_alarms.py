@@ -192,6 +192,12 @@ class AlarmBook:
             raise MetricsError(
                 "InvalidParameterCombination", "The evaluation range (Period x EvaluationPeriods) exceeds 7 days."
             )
+        low_count = p.get("EvaluateLowSampleCountPercentile")
+        if low_count and low_count not in ("evaluate", "ignore"):
+            raise MetricsError(
+                "InvalidParameterValue",
+                f"The value {low_count} for parameter EvaluateLowSampleCountPercentile is invalid.",
+            )
         treat = str(p.get("TreatMissingData") or "missing")
         if treat not in _TREAT:
             raise MetricsError("InvalidParameterValue", f"The value {treat} for parameter TreatMissingData is invalid.")
@@ -236,6 +242,8 @@ class AlarmBook:
                 alarm["ExtendedStatistic"] = extended
             if p.get("Unit"):
                 alarm["Unit"] = p["Unit"]
+            if low_count:
+                alarm["EvaluateLowSampleCountPercentile"] = low_count
             self.alarms[name] = alarm
             if not old:
                 self.tags[name] = {}
@@ -256,6 +264,17 @@ class AlarmBook:
         names, prefix, state = p.get("AlarmNames"), p.get("AlarmNamePrefix"), p.get("StateValue")
         if names and prefix:
             raise MetricsError("InvalidParameterCombination", "AlarmNames and AlarmNamePrefix cannot both be given.")
+        family = [k for k in ("ChildrenOfAlarmName", "ParentsOfAlarmName") if p.get(k)]
+        if family:
+            # Only composite alarms have children or parents, and none are kept here; as on AWS, these
+            # parameters go with MaxRecords and NextToken only.
+            others = [k for k in p if p.get(k) and k not in (*family, "MaxRecords", "NextToken")]
+            if others or len(family) > 1:
+                raise MetricsError(
+                    "InvalidParameterCombination",
+                    f"{family[0]} cannot be specified with {(family[1:] + others)[0]}.",
+                )
+            return {"MetricAlarms": [], "CompositeAlarms": []}
         action = p.get("ActionPrefix")
         with self._lock:
             found = [

@@ -115,6 +115,22 @@ def test_alarm_types_and_action_arns(cloudwatch: Any) -> None:
     assert [a["AlarmName"] for a in cloudwatch.describe_alarms(ActionPrefix="arn:aws:automate")["MetricAlarms"]] == [
         "deep"
     ]
+    # Only composite alarms have children and parents: none here, and those filters take no others.
+    parents = cloudwatch.describe_alarms(ParentsOfAlarmName="deep")
+    assert (parents["MetricAlarms"], parents["CompositeAlarms"]) == ([], [])
+    assert cloudwatch.describe_alarms(ChildrenOfAlarmName="deep")["MetricAlarms"] == []
+    with pytest.raises(ClientError) as err:
+        cloudwatch.describe_alarms(ChildrenOfAlarmName="deep", StateValue="OK")
+    assert err.value.response["Error"]["Code"] == "InvalidParameterCombination"
+    percentile = {k: v for k, v in alarm.items() if k != "Statistic"}
+    cloudwatch.put_metric_alarm(
+        **{**percentile, "AlarmName": "p"}, ExtendedStatistic="p99", EvaluateLowSampleCountPercentile="ignore"
+    )
+    described = cloudwatch.describe_alarms(AlarmNames=["p"])["MetricAlarms"][0]
+    assert (described["ExtendedStatistic"], described["EvaluateLowSampleCountPercentile"]) == ("p99", "ignore")
+    with pytest.raises(ClientError) as err:
+        cloudwatch.put_metric_alarm(**{**percentile, "AlarmName": "q"}, ExtendedStatistic="p999")
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
 
 
 def test_extended_statistics_in_get_metric_data_and_aws_refusals(cloudwatch: Any) -> None:
