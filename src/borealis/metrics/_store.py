@@ -325,14 +325,14 @@ class MetricStore:
                 seconds = [(int(t), (n, s, lo, hi, d)) for t, n, s, lo, hi, d in rows]
                 seconds += [(t, c) for t, c in pending if floor <= t < end]
             if fine:
-                return _fold(seconds, start, end, period)
+                return _fold(seconds, start, end, period, values=percentiles)
             rows = self._db.execute(
                 f"SELECT t, n, sum, min, max FROM minute WHERE series IN ({marks}) AND t >= ? AND t < ?",
                 (*sids, start - start % 60, end),
             ).fetchall()
         minutes = [(int(t), (n, s, lo, hi, None)) for t, n, s, lo, hi in rows]
         minutes += [(t - t % 60, c) for t, c in pending if start <= t < end]
-        points = _fold(minutes, start, end, period)
+        points = _fold(minutes, start, end, period, values=percentiles)
         if not percentiles:
             return points
         # Periods the one-second data covers whole take their values from it.
@@ -415,26 +415,36 @@ def _add_dist(into: _Dist, text: str | None, n: float, lo: float, hi: float) -> 
     return True
 
 
-def _datapoint(at: float, cells: Sequence[tuple[float, float, float, float, str | None]]) -> Datapoint:
+def _datapoint(
+    at: float, cells: Sequence[tuple[float, float, float, float, str | None]], values: bool = True
+) -> Datapoint:
+    if len(cells) == 1 and not values:  # one set in the period (a second of the sampler): as it is
+        n, total, lo, hi, _ = cells[0]
+        return Datapoint(at, n, total, lo, hi)
     n = total = 0.0
     lo, hi = math.inf, -math.inf
-    dist: _Dist | None = {}
+    dist: _Dist | None = {} if values else None
     for cn, cs, clo, chi, text in cells:
         n += cn
         total += cs
         lo, hi = min(lo, clo), max(hi, chi)
         if dist is not None and not _add_dist(dist, text, cn, clo, chi):
             dist = None
-    values = None if dist is None else tuple(sorted(dist.items()))
-    return Datapoint(at, n, total, lo, hi, values)
+    return Datapoint(at, n, total, lo, hi, None if dist is None else tuple(sorted(dist.items())))
 
 
 def _fold(
-    cells: Iterable[tuple[int, tuple[float, float, float, float, str | None]]], start: float, end: float, period: int
+    cells: Iterable[tuple[int, tuple[float, float, float, float, str | None]]],
+    start: float,
+    end: float,
+    period: int,
+    *,
+    values: bool = True,
 ) -> list[Datapoint]:
-    """Statistic sets by time folded into periods starting at ``start``; empty periods left out."""
+    """Statistic sets by time folded into periods starting at ``start``; empty periods left out; with
+    ``values``, each datapoint carries its values (for percentiles) where they are known."""
     buckets: dict[int, list[tuple[float, float, float, float, str | None]]] = {}
     for t, cell in cells:
         if start <= t < end:
             buckets.setdefault(int((t - start) // period), []).append(cell)
-    return [_datapoint(start + k * period, rows) for k, rows in sorted(buckets.items())]
+    return [_datapoint(start + k * period, rows, values) for k, rows in sorted(buckets.items())]
