@@ -255,3 +255,54 @@ def test_snapshot_attributes_progress_and_quota(own: BorealisProcess) -> None:
         with pytest.raises(ClientError) as exc:
             call()
         assert _code(exc) == "SnapshotQuotaExceeded"  # the code of botocore's SnapshotQuotaExceededFault
+
+
+def test_restore_from_a_deleted_clusters_retained_automated_backups(own: BorealisProcess) -> None:
+    rds = own.client("rds")
+    # pitr-between (restored above, ids [1, 3]) got an automated backup of its own once its writer was up.
+    _poll("pitr-between's automated backup", lambda: _cluster(own, "pitr-between").get("EarliestRestorableTime"))
+    with _connect(own, "pitr-between") as conn:
+        conn.execute("INSERT INTO marks VALUES (5)")  # after the backup: only the archive has it
+    resource_id = _cluster(own, "pitr-between")["DbClusterResourceId"]
+    rds.delete_db_instance(DBInstanceIdentifier="pitr-between-1")
+    rds.delete_db_cluster(DBClusterIdentifier="pitr-between", SkipFinalSnapshot=True, DeleteAutomatedBackups=False)
+
+    def gone() -> bool:
+        try:
+            _cluster(own, "pitr-between")
+        except ClientError as exc:
+            return bool(exc.response["Error"]["Code"] == "DBClusterNotFoundFault")
+        return False
+
+    _poll("pitr-between deleted", gone)
+    [kept] = rds.describe_db_cluster_automated_backups(DbClusterResourceId=resource_id)["DBClusterAutomatedBackups"]
+    assert (kept["Status"], kept["DBClusterIdentifier"], kept["BackupRetentionPeriod"]) == (
+        "retained",
+        "pitr-between",
+        1,
+    )
+    assert kept["RestoreWindow"]["EarliestTime"] <= kept["RestoreWindow"]["LatestTime"]
+    listed = rds.describe_db_cluster_automated_backups(Filters=[{"Name": "status", "Values": ["retained"]}])
+    assert [b["DbClusterResourceId"] for b in listed["DBClusterAutomatedBackups"]] == [resource_id]
+
+    rds.restore_db_cluster_to_point_in_time(
+        DBClusterIdentifier="pitr-revived", SourceDbClusterResourceId=resource_id, UseLatestRestorableTime=True
+    )
+    _start_instance(own, "pitr-revived")
+    with _connect(own, "pitr-revived") as conn:
+        assert _ids(conn) == [1, 3, 5]
+
+    out = rds.delete_db_cluster_automated_backup(DbClusterResourceId=resource_id)["DBClusterAutomatedBackup"]
+    assert out["DbClusterResourceId"] == resource_id
+    for call in (
+        lambda: rds.describe_db_cluster_automated_backups(DbClusterResourceId=resource_id),
+        lambda: rds.delete_db_cluster_automated_backup(DbClusterResourceId=resource_id),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert _code(exc) == "DBClusterAutomatedBackupNotFoundFault"
+    revived = _cluster(own, "pitr-revived")["DbClusterResourceId"]
+    with pytest.raises(ClientError) as exc:  # a cluster that exists has no retained backups to delete
+        rds.delete_db_cluster_automated_backup(DbClusterResourceId=revived)
+    assert _code(exc) == "InvalidDBClusterAutomatedBackupStateFault"
+    assert not (own.data_dir / "retained" / resource_id).exists()

@@ -8,7 +8,12 @@ Rules:
 - Retention (:func:`plan_retention`, pure): automated backups completed before the BackupRetentionPeriod
   window go, except the newest of them, which is what restores to the window's first moments; archived WAL
   older than the first segment the oldest kept backup needs goes too. A deleted cluster's automated backups
-  go with it (AWS keeps them only when asked to).
+  go with it, unless DeleteDBCluster was asked to keep them (``DeleteAutomatedBackups`` false).
+- Retained automated backups (a deleted cluster's, keyed by its resource id, as AWS keys them): its automated
+  snapshots and its archive (moved to ``DATA_DIR/retained/<resource id>``) with what a restore needs of the
+  cluster. Retention goes on as for the cluster, and when the retention period has passed since the
+  deletion, all of it goes (nothing new is archived, so AWS's retained backups expire completely too).
+  RestoreDBClusterToPointInTime restores from them by SourceDbClusterResourceId up to the deletion.
 - The restorable window runs from the oldest automated backup's completion to now while the writer runs (a
   restore closes the writer's current WAL segment itself, so every commit up to the request is in the
   archive), or to the time of the newest archived file while the cluster rests (its last segment was
@@ -149,6 +154,16 @@ def choose_base(backups: Sequence[Backup], target: dt.datetime | None) -> Backup
 # ---------------------------------------------------------------------------------------------- the work
 
 
+def _last_archived(archive: Path) -> dt.datetime | None:
+    """When ``archive`` last grew (None while it is empty)."""
+    names = archived_files(archive)
+    if not names:
+        return None
+    # Names sort by timeline, then position: the greatest is the file archived last.
+    newest = archive_path(archive, max(names)).stat().st_mtime
+    return dt.datetime.fromtimestamp(newest, dt.UTC)
+
+
 def _reflinks(directory: Path) -> bool:
     """Whether the file system under ``directory`` makes reflink (copy-on-write) copies."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -174,11 +189,13 @@ class Backups:
 
     # ------------------------------------------------------------------------------------------ queries
 
-    def automated(self, cluster_id: str) -> list[Backup]:
-        """The available automated backups of a cluster."""
+    def automated(self, cluster_id: str, *, retained: str | None = None) -> list[Backup]:
+        """The available automated backups of a cluster (of the deleted one whose resource id is ``retained``)."""
         out = []
         for doc in self.snapshots.all():
-            if doc["cluster"] == cluster_id and doc["type"] == "automated" and doc["status"] == "available":
+            if doc["type"] != "automated" or doc["status"] != "available" or doc.get("retained") != retained:
+                continue
+            if retained is not None or doc["cluster"] == cluster_id:
                 completed = dt.datetime.fromisoformat(doc.get("completed") or doc["created"])
                 out.append(Backup(doc["id"], completed, doc.get("wal_start")))
         return out
@@ -187,19 +204,96 @@ class Backups:
         """The latest restorable time: now while the writer runs, else when the archive last grew."""
         if self.plane.running_writer(cluster_id) is not None:
             return self.clock()
-        archive = self.plane.archive_of(cluster_id)
-        names = archived_files(archive)
-        if not names:
-            return None
-        # Names sort by timeline, then position: the greatest is the file archived last.
-        newest = archive_path(archive, max(names)).stat().st_mtime
-        return dt.datetime.fromtimestamp(newest, dt.UTC)
+        return _last_archived(self.plane.archive_of(cluster_id))
 
     def window(self, cluster_id: str) -> tuple[dt.datetime, dt.datetime] | None:
         """Earliest and latest restorable times of a cluster (None before its first automated backup)."""
         with contextlib.suppress(OSError):
             return restorable_window(self.automated(cluster_id), self.latest(cluster_id))
         return None
+
+    # ------------------------------------------------------------------------------------------ retained
+
+    def retained_dir(self, resource_id: str) -> Path:
+        """Where a deleted cluster's retained archive is kept."""
+        return self.plane.settings.data_dir / "retained" / resource_id
+
+    def retained(self) -> list[dict[str, Any]]:
+        """Every retained automated backup (of deleted clusters), oldest deletion first."""
+        return sorted(self.snapshots.retained.values(), key=lambda d: (d["deleted"], d["resource_id"]))
+
+    def retained_window(self, resource_id: str) -> tuple[dt.datetime, dt.datetime] | None:
+        """Earliest and latest restorable times of a retained automated backup (None: nothing to restore)."""
+        with contextlib.suppress(OSError):
+            latest = _last_archived(self.retained_dir(resource_id) / "archive")
+            return restorable_window(self.automated("", retained=resource_id), latest)
+        return None
+
+    def retain(self, cluster: dict[str, Any]) -> None:
+        """Keep a cluster's automated backups and archive past its deletion (it is being deleted now)."""
+        rid, cid = cluster["resource_id"], cluster["id"]
+        home = self.retained_dir(rid)
+        home.mkdir(parents=True, exist_ok=True)
+        archive = self.plane.archive_of(cid)
+        if archive.is_dir():
+            archive.rename(home / "archive")
+        for doc in self.snapshots.all():
+            if doc["type"] == "automated" and doc["cluster"] == cid and not doc.get("retained"):
+                self.snapshots.table.put(doc["id"], {**doc, "retained": rid})
+        record = {
+            "resource_id": rid,
+            "cluster": cid,
+            "deleted": self.clock().isoformat(),
+            "retention": int(cluster.get("backup_retention") or 1),
+            "source": self.snapshots.source_of(cluster),
+        }
+        self.snapshots.retained.put(rid, record)
+        self.plane.emit(cid, None, f"automated backups retained as {rid}")
+
+    def delete_retained(self, resource_id: str) -> dict[str, Any]:
+        """Remove a retained automated backup now (DeleteDBClusterAutomatedBackup); its record as it was."""
+        from borealis.control._snapshots import SnapshotError
+
+        record = self.snapshots.retained.get(resource_id)
+        if record is None:
+            if any(c.get("resource_id") == resource_id for c in self.plane.clusters.values()):
+                raise SnapshotError("InvalidDBClusterAutomatedBackupStateFault", "The automated backups of "
+                                    f"{resource_id} belong to a cluster that exists.")  # fmt: skip
+            raise SnapshotError("DBClusterAutomatedBackupNotFoundFault", f"No automated backup for {resource_id}.")
+        if self._restoring_from(resource_id):
+            raise SnapshotError("InvalidDBClusterAutomatedBackupStateFault", f"The automated backups of "
+                                f"{resource_id} are being restored from.")  # fmt: skip
+        self._drop_retained(resource_id)
+        return record
+
+    def _restoring_from(self, resource_id: str) -> bool:
+        return any((c.get("restore_pitr") or {}).get("retained") == resource_id for c in self.plane.clusters.values())
+
+    def _drop_retained(self, resource_id: str) -> None:
+        for doc in self.snapshots.all():
+            if doc.get("retained") == resource_id:
+                self.snapshots.forget(doc["id"])
+        shutil.rmtree(self.retained_dir(resource_id), ignore_errors=True)
+        self.snapshots.retained.delete(resource_id)
+
+    def _expire_retained(self, now: dt.datetime) -> None:
+        """Retention on retained backups; all of one goes once its retention period has passed since deletion."""
+        for record in self.retained():
+            rid = record["resource_id"]
+            if self._restoring_from(rid):
+                continue
+            days = int(record["retention"])
+            if now - dt.datetime.fromisoformat(record["deleted"]) > dt.timedelta(days=days):
+                self._drop_retained(rid)
+                continue
+            archive = self.retained_dir(rid) / "archive"
+            self._apply(plan_retention(self.automated("", retained=rid), archived_files(archive), days, now), archive)
+
+    def _apply(self, retention: Retention, archive: Path) -> None:
+        for ident in retention.backups:
+            self.snapshots.forget(ident)
+        for name in retention.wal:
+            archive_path(archive, name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------------------ the loop
 
@@ -217,7 +311,7 @@ class Backups:
         now = self.clock()
         interval = dt.timedelta(minutes=self.plane.settings.backup_interval_minutes)
         for doc in self.snapshots.all():
-            if doc["type"] == "automated" and doc["status"] != "creating":
+            if doc["type"] == "automated" and doc["status"] != "creating" and not doc.get("retained"):
                 cluster = self.plane.cluster(doc["cluster"])
                 if doc["status"] == "failed":
                     self._failed[doc["cluster"]] = now
@@ -226,13 +320,9 @@ class Backups:
         for cluster in self.plane.clusters.values():
             cid = cluster["id"]
             backups = self.automated(cid)
-            retention = plan_retention(
-                backups, archived_files(self.plane.archive_of(cid)), int(cluster.get("backup_retention") or 1), now
-            )
-            for ident in retention.backups:
-                self.snapshots.forget(ident)
-            for name in retention.wal:
-                archive_path(self.plane.archive_of(cid), name).unlink(missing_ok=True)
+            archive = self.plane.archive_of(cid)
+            days = int(cluster.get("backup_retention") or 1)
+            self._apply(plan_retention(backups, archived_files(archive), days, now), archive)
             if cluster["status"] != "available" or self.snapshots.taking(cid, automated=True):
                 continue
             if self.plane.running_writer(cid) is None:
@@ -242,17 +332,27 @@ class Backups:
                 ident = f"rds:{cid}-{now:%Y-%m-%d-%H-%M}"
                 if self.snapshots.get(ident) is None:
                     self.snapshots.create(cid, ident, kind="automated")
+        self._expire_retained(now)
 
     # ------------------------------------------------------------------------------------------ restore
 
-    def restore(self, source_id: str, target: dt.datetime | None, cluster_doc: dict[str, Any], *, clone: bool) -> None:
-        """Store ``cluster_doc`` (a new, ``creating`` cluster) and restore ``source_id`` at ``target`` into it.
+    def restore(
+        self,
+        source_id: str,
+        target: dt.datetime | None,
+        cluster_doc: dict[str, Any],
+        *,
+        clone: bool,
+        retained: str | None = None,
+    ) -> None:
+        """Store ``cluster_doc`` (a new, ``creating`` cluster) and restore ``source_id`` at ``target`` into it
+        (from the retained automated backup whose resource id is ``retained``, if given).
 
         ``target`` None is the latest restorable time. Raises ``SnapshotError`` when no backup covers it.
         """
         from borealis.control._snapshots import SnapshotError
 
-        base = choose_base(self.automated(source_id), target)
+        base = choose_base(self.automated(source_id, retained=retained), target)
         if base is None:
             raise SnapshotError("InvalidRestoreFault", f"DBCluster {source_id} has no backup to restore from yet.")
         plan = {
@@ -260,6 +360,7 @@ class Backups:
             "backup": base.ident,
             "target": None if target is None else target.isoformat(),
             "clone": clone,
+            "retained": retained,
         }
         self.plane.put_cluster({**cluster_doc, "restore_pitr": plan})
         self.snapshots.spawn(self._restore(cluster_doc["id"]))
@@ -292,15 +393,18 @@ class Backups:
         plan = cluster["restore_pitr"]
         source = plan["source"]
         target = dt.datetime.fromisoformat(plan["target"]) if plan.get("target") else None
+        retained = plan.get("retained")
+        archive = self.retained_dir(retained) / "archive" if retained else self.plane.archive_of(source)
 
         async def lay_down(staging: Path) -> bool:
-            await self._seal(source)
+            if not retained:  # a deleted cluster archived everything as it stopped
+                await self._seal(source)
             base = self.snapshots.data(plan["backup"])
             await self._lay_down(cid, base, staging, clone=bool(plan.get("clone")))
-            if not await self._recover(cid, cluster, staging, source, target):
+            if not await self._recover(cid, cluster, staging, archive, target):
                 # Every archived commit is before the target: replaying all of them is the state at the target.
                 await self._lay_down(cid, base, staging, clone=bool(plan.get("clone")), quiet=True)
-                await self._recover(cid, cluster, staging, source, None)
+                await self._recover(cid, cluster, staging, archive, None)
             return True
 
         done = f"restored {source} to {plan.get('target') or 'its latest restorable time'}"
@@ -323,9 +427,9 @@ class Backups:
         await run(["cp", "-a", "-T", mode, base, staging], None, timeout=_RECOVERY_TIMEOUT, what="cp")
 
     async def _recover(
-        self, cid: str, cluster: dict[str, Any], datadir: Path, source: str, target: dt.datetime | None
+        self, cid: str, cluster: dict[str, Any], datadir: Path, source: Path, target: dt.datetime | None
     ) -> bool:
-        """Replay the source's archive on ``datadir`` up to ``target``; False if the archive ends before it."""
+        """Replay the archive ``source`` on ``datadir`` up to ``target``; False if the archive ends before it."""
         log_dir = datadir.with_name("restore-log")
         server = PostgresServer(
             datadir, self.plane.binaries_for(cluster), port=free_port("127.0.0.1"), host="127.0.0.1", log_dir=log_dir
@@ -333,7 +437,7 @@ class Backups:
         server.enable_wal_archiving(self.plane.archive_of(cid))
         # "on", not "always": the segments it replays are the source's, already in the source's archive.
         settings = archive_settings(self.plane.archive_of(cid), self.plane.settings.archive_timeout, "on")
-        server.configure({**settings, **recovery_settings(self.plane.archive_of(source), target)})
+        server.configure({**settings, **recovery_settings(source, target)})
         server.set_standby(False)
         server.set_recovery()
         self.plane.emit(cid, None, "replaying the archived WAL")

@@ -1462,8 +1462,8 @@ class ControlPlane:
         self.instances.delete(inst["id"])
         self._emit(inst["cluster"], inst["id"], "instance deleted")
 
-    async def _delete_cluster(self, doc: dict[str, Any]) -> None:
-        cid = doc["id"]
+    async def _delete_cluster(self, cluster: dict[str, Any]) -> None:
+        cid = cluster["id"]
         for inst in self.cluster_instances(cid):
             await self._delete_instance(inst)
         custom = [f"endpoint/{d['id']}" for d in self.endpoints.of(cid)]
@@ -1473,10 +1473,12 @@ class ControlPlane:
                 await listener.close()
         for doc in self.endpoints.of(cid):
             self.endpoints.table.delete(doc["id"])
+        if cluster.get("retain_backups"):  # DeleteAutomatedBackups false: the archive moves out first
+            self.snapshots.backups.retain(cluster)
         shutil.rmtree(self.root / cid, ignore_errors=True)
-        if doc.get("master_secret_arn"):
+        if cluster.get("master_secret_arn"):
             try:
-                self.delete_secret(doc["master_secret_arn"])
+                self.delete_secret(cluster["master_secret_arn"])
             except Exception:
                 log.exception("deleting the master secret of %s failed", cid)
         self.clusters.delete(cid)

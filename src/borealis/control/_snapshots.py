@@ -92,6 +92,8 @@ class Snapshots:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self.table = plane.store.table("snapshots")
+        self.retained = plane.store.table("retained_backups")
+        """Deleted clusters' retained automated backups, by resource id (see ``_backups``)."""
         self.root = plane.settings.data_dir / "snapshots"
         self._tasks: set[asyncio.Task[None]] = set()
         self.backups = Backups(plane, self)
@@ -148,14 +150,19 @@ class Snapshots:
             "created": _now(),
             "tags": list(tags or []),
             "final": final,
-            "source": {k: cluster.get(k) for k in _SOURCE_FIELDS},
+            "source": self.source_of(cluster),
         }
-        password = self.plane.master_password(cluster)
-        if password is not None:
-            doc["source"]["master_password"] = self.plane.sealer.seal(password)
         self.table.put(ident, doc)
         self.spawn(self._make(ident))
         return doc
+
+    def source_of(self, cluster: dict[str, Any]) -> dict[str, Any]:
+        """What a restore needs of ``cluster``, as it is now (its master password sealed)."""
+        source = {k: cluster.get(k) for k in _SOURCE_FIELDS}
+        password = self.plane.master_password(cluster)
+        if password is not None:
+            source["master_password"] = self.plane.sealer.seal(password)
+        return source
 
     def copy(self, source_id: str, ident: str, tags: list[Any] | None = None) -> dict[str, Any]:
         """Record a copy of an available snapshot (``creating``) and start copying it."""

@@ -522,6 +522,8 @@ class _Rds:
             )
         before = copy.deepcopy(doc)
         doc["status"] = "deleting"
+        if p.get("DeleteAutomatedBackups") is False:  # AWS's default is to delete them with the cluster
+            doc["retain_backups"] = True
         with self.control.store.transaction():
             if final:
                 # The snapshot is taken first (the reconciler holds the deletion until it is made).

@@ -1,4 +1,5 @@
-"""RDS operations of DB cluster snapshots: Create/Describe/Delete/Copy, Restore (from a snapshot or to a point in time).
+"""RDS operations of DB cluster snapshots: Create/Describe/Delete/Copy, Restore (from a snapshot or to a point in time),
+and the retained automated backups of deleted clusters (Describe/DeleteDBClusterAutomatedBackup(s)).
 
 The control plane owns the snapshots (``control._snapshots``); this module validates requests as RDS does,
 maps the control plane's refusals to AWS error codes and renders botocore's DBClusterSnapshot shape.
@@ -16,7 +17,7 @@ from typing import Any
 
 from borealis.aws import AWSError, Handler, RequestContext
 from borealis.control import ControlPlane
-from borealis.control._names import resource_id
+from borealis.control._names import cluster_arn, resource_id
 from borealis.control._snapshots import SnapshotError
 from borealis.services._describe import filtered, paged
 from borealis.services._params import identifier as _identifier
@@ -219,10 +220,16 @@ class _Snapshots:
         if when is None and not latest and kind != "copy-on-write":
             raise AWSError("InvalidParameterCombination", "Either RestoreToTime or UseLatestRestorableTime "
                            "must be specified.")  # fmt: skip
-        source = self._source_cluster(p)
-        if source["status"] in ("creating", "deleting", "failed"):
-            raise AWSError("InvalidDBClusterStateFault", f"DB cluster {source['id']} is {source['status']}.")
-        window = self.snapshots.backups.window(source["id"])
+        retained = self._retained_source(p)
+        if retained is not None:
+            # A deleted cluster's retained automated backups: restored as the cluster was when deleted.
+            source = {**retained["source"], "id": retained["cluster"]}
+            window = self.snapshots.backups.retained_window(retained["resource_id"])
+        else:
+            source = self._source_cluster(p)
+            if source["status"] in ("creating", "deleting", "failed"):
+                raise AWSError("InvalidDBClusterStateFault", f"DB cluster {source['id']} is {source['status']}.")
+            window = self.snapshots.backups.window(source["id"])
         if window is None:
             raise AWSError("InvalidRestoreFault", f"DB cluster {source['id']} has no automated backup to restore "
                            "from yet.")  # fmt: skip
@@ -235,16 +242,28 @@ class _Snapshots:
                                f"restorable window {earliest:%Y-%m-%dT%H:%M:%SZ} to "
                                f"{newest:%Y-%m-%dT%H:%M:%SZ}.")  # fmt: skip
             # Past the newest archived time of a resting cluster, "every archived commit" is the same state.
-            target = when if self.control.running_writer(source["id"]) is not None or when < newest else None
-        password = self.control.master_password(source)
-        described = {**source, "master_password": self.control.sealer.seal(password) if password else None}
-        doc = self._new_cluster(ident, described, p)
+            running = retained is None and self.control.running_writer(source["id"]) is not None
+            target = when if running or when < newest else None
+        if retained is None:
+            password = self.control.master_password(source)
+            source = {**source, "master_password": self.control.sealer.seal(password) if password else None}
+        doc = self._new_cluster(ident, source, p)
         doc["restored_from_cluster"] = source["id"]
+        rid = None if retained is None else retained["resource_id"]
         try:
-            self.snapshots.backups.restore(source["id"], target, doc, clone=kind == "copy-on-write")
+            self.snapshots.backups.restore(source["id"], target, doc, clone=kind == "copy-on-write", retained=rid)
         except SnapshotError as exc:
             raise AWSError(exc.code, exc.message) from None
         return {"DBCluster": self.render_cluster(self.control.cluster(ident) or doc)}
+
+    def _retained_source(self, p: dict[str, Any]) -> dict[str, Any] | None:
+        """The retained automated backup SourceDbClusterResourceId names, unless a cluster has that id."""
+        wanted = p.get("SourceDbClusterResourceId")
+        if not wanted or p.get("SourceDBClusterIdentifier"):
+            return None
+        if any(c["resource_id"] == wanted for c in self.control.clusters.values()):
+            return None
+        return self.snapshots.retained.get(wanted)
 
     def _source_cluster(self, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("SourceDBClusterIdentifier"):
@@ -259,6 +278,69 @@ class _Snapshots:
         if found is None:
             raise AWSError("DBClusterNotFoundFault", f"DBCluster {wanted} not found.")
         return found
+
+    def automated_arn(self, resource_id: str) -> str:
+        return f"arn:aws:rds:{self.region}:{self.account}:cluster-auto-backup:{resource_id}"
+
+    def render_automated(self, record: dict[str, Any], status: str = "retained") -> dict[str, Any]:
+        source = record["source"]
+        out: dict[str, Any] = {
+            "Engine": source.get("engine") or "aurora-postgresql",
+            "VpcId": "vpc-borealis",
+            "DBClusterAutomatedBackupsArn": self.automated_arn(record["resource_id"]),
+            "DBClusterIdentifier": record["cluster"],
+            "MasterUsername": source.get("master_username"),
+            "DbClusterResourceId": record["resource_id"],
+            "Region": self.region,
+            "LicenseModel": "postgresql-license",
+            "Status": status,
+            "IAMDatabaseAuthenticationEnabled": bool(source.get("iam_auth")),
+            "StorageEncrypted": bool(source.get("storage_encrypted")),
+            "AllocatedStorage": 1,  # Aurora always says 1
+            "EngineVersion": source.get("engine_version"),
+            "DBClusterArn": cluster_arn(self.region, self.account, record["cluster"]),
+            "BackupRetentionPeriod": int(record["retention"]),
+            "EngineMode": "provisioned",
+            "AvailabilityZones": [f"{self.region}a", f"{self.region}b", f"{self.region}c"],
+            "Port": source.get("port") or 0,
+            "StorageType": "aurora",
+        }
+        if source.get("created"):
+            out["ClusterCreateTime"] = dt.datetime.fromisoformat(source["created"])
+        window = self.snapshots.backups.retained_window(record["resource_id"])
+        if window is not None:
+            out["RestoreWindow"] = {"EarliestTime": window[0], "LatestTime": window[1]}
+        return out
+
+    async def describe_automated(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        records = self.snapshots.backups.retained()
+        if p.get("DbClusterResourceId"):
+            records = [r for r in records if r["resource_id"] == p["DbClusterResourceId"]]
+        if p.get("DBClusterIdentifier"):
+            records = [r for r in records if r["cluster"] == _key(p["DBClusterIdentifier"])]
+        if not records and (p.get("DbClusterResourceId") or p.get("DBClusterIdentifier")):
+            wanted = p.get("DbClusterResourceId") or p.get("DBClusterIdentifier")
+            raise AWSError("DBClusterAutomatedBackupNotFoundFault", f"No automated backup for {wanted}.")
+        records = filtered(
+            records,
+            p,
+            {
+                "status": lambda r: "retained",
+                "db-cluster-id": lambda r: r["cluster"],
+                "db-cluster-resource-id": lambda r: r["resource_id"],
+            },
+        )
+        return paged("DBClusterAutomatedBackups", records, p, self.render_automated)
+
+    async def delete_automated(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        rid = p["DbClusterResourceId"]
+        record = self.snapshots.retained.get(rid)
+        shown = self.render_automated(record, "deleting") if record is not None else None
+        try:
+            self.snapshots.backups.delete_retained(rid)
+        except SnapshotError as exc:
+            raise AWSError(exc.code, exc.message) from None
+        return {"DBClusterAutomatedBackup": shown}
 
     async def modify_attribute(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         ident = _key(p["DBClusterSnapshotIdentifier"])
@@ -303,4 +385,6 @@ def handlers(control: ControlPlane, render_cluster: Callable[[dict[str, Any]], d
         "RestoreDBClusterToPointInTime": ops.restore_to_time,
         "ModifyDBClusterSnapshotAttribute": ops.modify_attribute,
         "DescribeDBClusterSnapshotAttributes": ops.describe_attributes,
+        "DescribeDBClusterAutomatedBackups": ops.describe_automated,
+        "DeleteDBClusterAutomatedBackup": ops.delete_automated,
     }
