@@ -17,7 +17,8 @@ measured is idle meanwhile.
 Two processes of the same program differ by a few percent by themselves (where their memory landed, their
 hash seeds, which one started first): one pair of servers cannot tell a 3 % cost from that. So the bench
 starts ``--pairs`` fresh pairs one after the other, the start order swapped from one pair to the next, and
-the result is the median over every round of every pair of the round's ratio on / off (the two measurements
+the two servers of a pair share a hash seed (``PYTHONHASHSEED``, 1 + the pair's index), so they differ by
+less; the result is the median over every round of every pair of the round's ratio on / off (the two measurements
 of a round are next to each other in time, so their ratio is the least disturbed by other load). ``--aa off``
 runs both servers of each pair with monitoring off (an A/A check: what the servers differ by alone, with the
 same bench; its spread is the noise the A/B result has to be read against).
@@ -131,12 +132,14 @@ def _insights(rds: Any, on: bool) -> str:
 class Server:
     """One ``borealis up`` in one mode, with its table, its proxy and its signed Data API requests."""
 
-    def __init__(self, mode: str, args: argparse.Namespace, pgbench_bin: str) -> None:
+    def __init__(self, mode: str, args: argparse.Namespace, pgbench_bin: str, hash_seed: int = 0) -> None:
         self.mode = mode
         self.work = Path(tempfile.mkdtemp(prefix=f"borealis-monbench-{mode}-"))
         # --aa runs both servers in one mode: what the two servers differ by alone (an A/A check).
         run_mode = args.aa or mode
-        self.proc, self.url = dataapi.start_borealis(self.work / "data", dict(os.environ, BOREALIS_MONITORING=run_mode))
+        # The two servers of a pair share a hash seed (dicts and sets laid out alike; pairs differ).
+        env = dict(os.environ, BOREALIS_MONITORING=run_mode, PYTHONHASHSEED=str(hash_seed))
+        self.proc, self.url = dataapi.start_borealis(self.work / "data", env)
         c = _clients(self.url, self.work / "data")
         rds = c["rds"]
         rds.modify_db_cluster(
@@ -334,7 +337,7 @@ def _pair(p: int, args: argparse.Namespace, pgbench_bin: str, runs: list[dict[st
     idle: dict[str, Any] = {}
     try:
         for mode in ("on", "off") if p % 2 == 0 else ("off", "on"):
-            servers[mode] = Server(mode, args, pgbench_bin)
+            servers[mode] = Server(mode, args, pgbench_bin, hash_seed=1 + p)
             print(f"pair {p + 1} {mode}: Performance Insights {servers[mode].insights}; CPU quota "
                   f"{servers[mode].quota}", flush=True)  # fmt: skip
         time.sleep(3)  # the last setup's requests settle
