@@ -1,0 +1,14 @@
+"""CloudWatch through the AWS SDK for JavaScript v3 (tests/clients/cloudwatch_sdk_v3.mjs) on a real Borealis:
+aggregation of values in one second, a percentile, GetMetricData's paginator, AWS's refusal of an action that is
+not an ARN, DescribeAlarms' two lists and alarm tags."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.integration.conftest import BorealisProcess
+from tests.integration.iac.tools import node
+
+
+def test_cloudwatch_with_the_js_sdk_v3(borealis: BorealisProcess) -> None:
+    node("cloudwatch_sdk_v3.mjs", borealis, NAMESPACE=f"JsSdk-{uuid.uuid4().hex[:8]}")
