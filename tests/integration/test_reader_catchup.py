@@ -111,6 +111,7 @@ def test_a_reader_frozen_past_the_writers_wal_catches_up_from_the_archive(own: B
             current = "SELECT pg_walfile_name(pg_current_wal_lsn())"
             reached = str(_one(conn, current))  # the reader has nothing past this segment
             begun: set[str] = set()  # segments the writer began after the freeze: the reader has none of them
+            removed: list[str] = []  # those of them the writer no longer has
             next_id = 101
 
             def moved_past() -> bool:
@@ -123,7 +124,8 @@ def test_a_reader_frozen_past_the_writers_wal_catches_up_from_the_archive(own: B
                 begun.add(str(_one(conn, current)))
                 names = [str(r[0]) for r in conn.execute("SELECT name FROM pg_ls_waldir()").fetchall()]
                 oldest = min(n for n in names if _SEGMENT.match(n))
-                return any(reached < name < oldest for name in begun)
+                removed[:] = sorted(name for name in begun if reached < name < oldest)
+                return bool(removed)
 
             poll("the writer removed the WAL the reader needs", moved_past)
             conn.execute("INSERT INTO rows VALUES (%s)", [next_id])
@@ -133,9 +135,10 @@ def test_a_reader_frozen_past_the_writers_wal_catches_up_from_the_archive(own: B
                 os.kill(pid, signal.SIGCONT)
     expected = next_id
 
-    # Streaming alone cannot give the reader what it needs; the archive does, then it streams again.
+    # Streaming alone cannot give the reader what it needs; the archive does, then it streams again. The
+    # segments the writer removed came from the archive: nothing else had them.
     poll("the reader has every row", lambda: _count(own, READER) == expected)
-    assert _logged(own, READER, "has already been removed")
+    assert all(_logged(own, READER, f'restored log file "{name}" from archive') for name in removed), removed
     with _connect(own, WRITER) as conn:
         poll(
             "the reader streams again",
