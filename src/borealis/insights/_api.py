@@ -92,9 +92,11 @@ class Insights:
         dimensions: Sequence[str] | None = None,
         where: Mapping[str, str] | None = None,
         limit: int = 10,
+        statistic: str = "avg",
     ) -> list[tuple[DimensionKey | None, list[tuple[int, float]]]]:
-        """DB load (average active sessions) of an instance per ``period`` seconds over ``[start, end)`` (start
-        aligned to the period): the total first (key None), then the ``limit`` largest keys of ``group``."""
+        """DB load of an instance per ``period`` seconds over ``[start, end)`` (start aligned to the period), its
+        ``statistic`` (``avg``: average active sessions, ``max``, ``min``, ``sum``; see :func:`load_series`): the
+        total first (key None), then the ``limit`` largest keys of ``group``."""
         buckets, keys = self._buckets(instance, start, end, period)
         return load_series(
             buckets,
@@ -106,6 +108,7 @@ class Insights:
             dimensions=dimensions,
             where=where,
             limit=limit,
+            statistic=statistic,
         )
 
     def top(

@@ -214,16 +214,23 @@ def load_series(
     dimensions: Sequence[str] | None = None,
     where: Mapping[str, str] | None = None,
     limit: int = 10,
+    statistic: str = "avg",
 ) -> list[tuple[DimensionKey | None, list[tuple[int, float]]]]:
     """DB load per period over ``[start, end)`` (``start`` aligned to ``period``): the total first (key None),
-    then, with a ``group``, the ``limit`` largest keys of that group. Each series is (period start, average
-    active sessions), for every period that has samples."""
+    then, with a ``group``, the ``limit`` largest keys of that group. Each series is (period start, value), for
+    every period that has samples; the value is the period's ``statistic`` of the load, as Performance Insights'
+    ``db.load.avg`` / ``.max`` / ``.min`` / ``.sum``: the average active sessions; the most or fewest active
+    sessions of a bucket of the period (a second, or a minute's average where only minutes are kept); the
+    session-samples (one a second) of the period."""
     periods: dict[int, int] = {}
     per_key: dict[DimensionKey, dict[int, int]] = {}
     totals: dict[DimensionKey, int] = {}
+    spread: dict[int, list[tuple[int, dict[DimensionKey, int]]]] = {}
     for bucket, folded in _spread(_within(buckets, start, end), keys, group, dimensions, where or {}):
         slot = start + (bucket.start - start) // period * period
         periods[slot] = periods.get(slot, 0) + bucket.samples
+        if statistic in ("max", "min") and bucket.samples > 0:
+            spread.setdefault(slot, []).append((bucket.samples, folded))
         for key, n in folded.items():
             counts = per_key.setdefault(key, {})
             counts[slot] = counts.get(slot, 0) + n
@@ -233,13 +240,22 @@ def load_series(
     for counts in per_key.values():
         for slot, n in counts.items():
             whole[slot] = whole.get(slot, 0) + n
+
+    def value(key: DimensionKey | None, counts: Mapping[int, int], slot: int) -> float:
+        if statistic == "sum":
+            return float(counts.get(slot, 0))
+        if statistic in ("max", "min"):
+            loads = [(sum(f.values()) if key is None else f.get(key, 0)) / n for n, f in spread[slot]]
+            return max(loads) if statistic == "max" else min(loads)
+        return counts.get(slot, 0) / periods[slot]
+
     out: list[tuple[DimensionKey | None, list[tuple[int, float]]]] = [
-        (None, [(s, whole.get(s, 0) / periods[s]) for s in slots])
+        (None, [(s, value(None, whole, s)) for s in slots])
     ]
     if group is not None:
         for key in sorted(totals, key=lambda k: (-totals[k], k))[:limit]:
             counts = per_key[key]
-            out.append((key, [(s, counts.get(s, 0) / periods[s]) for s in slots]))
+            out.append((key, [(s, value(key, counts, s)) for s in slots]))
     return out
 
 

@@ -26,7 +26,7 @@ Params = dict[str, Any]
 
 PERIODS = (1, 60, 300, 3600, 86400)
 """The PeriodInSeconds values AWS accepts."""
-_STATISTICS = ("avg",)
+_STATISTICS = ("avg", "min", "max", "sum")
 _TEXT_LIMIT = 500  # bytes of a dimension value in GetResourceMetrics and DescribeDimensionKeys, as on AWS
 _STATEMENT_STATS = {
     "db.sql_tokenized.stats.calls_per_sec.avg": ("Calls per second", "Calls per second"),
@@ -64,14 +64,16 @@ def _dimensions(key: Sequence[tuple[str, str]]) -> dict[str, str]:
     return {name: _truncate(value) for name, value in key}
 
 
-def _metric(name: Any) -> str:
-    """``db.load.avg`` -> ``db.load`` (the metrics served, with their one statistic)."""
+def _metric(name: Any, statistics: Sequence[str] = _STATISTICS) -> tuple[str, str]:
+    """``db.load.avg`` -> (``db.load``, ``avg``): a metric served, with one of its ``statistics``."""
     text = str(name or "")
     base, _, statistic = text.rpartition(".")
-    if base not in METRICS or statistic not in _STATISTICS:
+    if base not in METRICS:
         known = ", ".join(f"{m}.avg" for m in METRICS)
         raise _invalid(f"The metric {text} is not valid: use one of {known}.")
-    return base
+    if statistic not in statistics:
+        raise _invalid("The specified statistic is not a known statistic")  # AWS's words
+    return base, statistic
 
 
 def _group(spec: Mapping[str, Any] | None, what: str = "GroupBy") -> tuple[str, list[str] | None, int]:
@@ -179,7 +181,7 @@ class _Pi:
         metrics: list[dict[str, Any]] = []
         for query in queries:
             name = str(query.get("Metric"))
-            _metric(name)
+            _, statistic = _metric(name)
             group = dims = None
             limit = 10
             if query.get("GroupBy"):
@@ -193,6 +195,7 @@ class _Pi:
                 dimensions=dims,
                 where=_filter(query.get("Filter")),
                 limit=limit,
+                statistic=statistic,
             )
             for key, points in series:
                 out_key: dict[str, Any] = {"Metric": name}
@@ -220,7 +223,7 @@ class _Pi:
     async def describe_dimension_keys(self, ctx: RequestContext, p: Params) -> dict[str, Any]:
         instance = self._instance(p)
         start, end, _ = _window(p)
-        _metric(p.get("Metric"))
+        _metric(p.get("Metric"), ("avg",))  # DescribeDimensionKeys: db.load.avg or db.sampledload.avg
         group, dims, limit = _group(p.get("GroupBy"))
         partition = partition_dims = None
         if p.get("PartitionBy"):

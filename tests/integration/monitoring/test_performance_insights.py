@@ -213,6 +213,7 @@ def test_disabled_and_bad_requests_are_refused(borealis: BorealisProcess) -> Non
     for bad, field in (
         ({"PeriodInSeconds": 7}, "PeriodInSeconds"),
         ({"MetricQueries": [{"Metric": "db.load"}]}, "metric"),
+        ({"MetricQueries": [{"Metric": "db.load.p99"}]}, "statistic"),
         ({"MetricQueries": [{"Metric": "db.load.avg", "GroupBy": {"Group": "db.nope"}}]}, "group"),
         ({"StartTime": base["EndTime"]}, "StartTime"),
     ):
@@ -256,6 +257,16 @@ def test_disabled_and_bad_requests_are_refused(borealis: BorealisProcess) -> Non
         _enable(rds)
     answer = pi.get_resource_metrics(**base, MetricQueries=query)
     assert answer["Identifier"] == rid and answer["MetricList"][0]["Key"] == {"Metric": "db.load.avg"}
+    # The other statistics AWS serves for db.load (the most active sessions of a second of each period, ...).
+    stats = [{"Metric": f"db.load.{s}"} for s in ("max", "min", "sum")]
+    answer = pi.get_resource_metrics(**base, MetricQueries=stats, PeriodInSeconds=60)
+    assert [m["Key"]["Metric"] for m in answer["MetricList"]] == ["db.load.max", "db.load.min", "db.load.sum"]
+    with pytest.raises(ClientError) as err:
+        pi.describe_dimension_keys(**base, Metric="db.load.max", GroupBy={"Group": "db.sql"})
+    assert err.value.response["Error"] == {
+        "Code": "InvalidArgumentException",
+        "Message": "The specified statistic is not a known statistic",
+    }
     listed = pi.list_available_resource_dimensions(ServiceType="RDS", Identifier=rid, Metrics=["db.load"])
     groups = {g["Group"] for g in listed["MetricDimensions"][0]["Groups"]}
     assert {"db.sql", "db.sql_tokenized", "db.wait_event", "db.wait_event_type", "db.user", "db.host"} <= groups

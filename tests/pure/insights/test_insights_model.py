@@ -76,6 +76,45 @@ def test_load_is_session_samples_over_samples_per_period() -> None:
     assert filtered == [(None, [(100, 3 / 4)])]
 
 
+def test_load_statistics_max_min_sum_over_the_buckets_of_a_period() -> None:
+    """db.load.max / .min / .sum: the most and fewest active sessions of a second of the period (an idle
+    second counts as 0), and the session-samples of the period."""
+    (sleep, cpu), keys = _keys(_session("select pg_sleep(1)", ("Timeout", "PgSleep")), _session("select 1"))
+    buckets = [
+        Bucket(100, 1, {sleep: 3}),
+        Bucket(101, 1, {sleep: 3, cpu: 1}),
+        Bucket(102, 1, {}),
+        Bucket(103, 1, {cpu: 2}),
+    ]
+
+    def series(statistic: str) -> list[tuple[object, list[tuple[int, float]]]]:
+        return list(
+            load_series(buckets, keys, start=100, end=104, period=2, group="db.wait_event_type", statistic=statistic)
+        )
+
+    total, timeout, cpu_load = series("max")
+    assert (total[1], timeout[1], cpu_load[1]) == (
+        [(100, 4.0), (102, 2.0)],
+        [(100, 3.0), (102, 0.0)],
+        [(100, 1.0), (102, 2.0)],
+    )
+    total, timeout, cpu_load = series("min")
+    assert (total[1], timeout[1], cpu_load[1]) == (
+        [(100, 3.0), (102, 0.0)],
+        [(100, 3.0), (102, 0.0)],
+        [(100, 0.0), (102, 0.0)],
+    )
+    total, timeout, cpu_load = series("sum")
+    assert (total[1], timeout[1], cpu_load[1]) == (
+        [(100, 7.0), (102, 2.0)],
+        [(100, 6.0), (102, 0.0)],
+        [(100, 1.0), (102, 2.0)],
+    )
+    # A minute folded (60 samples) counts as its average.
+    minute = [Bucket(0, 60, {cpu: 30}), Bucket(60, 60, {cpu: 120})]
+    assert load_series(minute, keys, start=0, end=120, period=120, statistic="max") == [(None, [(0, 2.0)])]
+
+
 def test_grouping_by_chosen_dimensions_folds_the_others() -> None:
     (a, b), keys = _keys(_session("select 1", user="alice"), _session("select 2", user="alice", application="web"))
     series = load_series(
