@@ -354,12 +354,17 @@ class Bench:
         right after ``borealis up``, in a thread of the same process: its I/O takes CPU from everything, and its
         GIL hand-offs from the proxy's event loop in particular. Measuring during it measures the backup.
         """
-        deadline = time.monotonic() + limit
+        start = time.monotonic()
+        deadline = start + limit
         while time.monotonic() < deadline:
             snaps = rds.describe_db_cluster_snapshots(DBClusterIdentifier="default")["DBClusterSnapshots"]
             busy = [s["DBClusterSnapshotIdentifier"] for s in snaps if s["Status"] != "available"]
-            if not busy:
-                print(f"snapshots of the cluster: {len(snaps)}, none in progress", flush=True)
+            auto = [s for s in snaps if s.get("SnapshotType") == "automated"]
+            # The first backup starts a little after the cluster is up: wait for it to exist, then to finish
+            # (or, if none has started after a minute, for nothing).
+            if not busy and (auto or time.monotonic() - start > 60):
+                print(f"snapshots of the cluster: {len(snaps)} ({len(auto)} automated), none in progress "
+                      f"(waited {time.monotonic() - start:.0f}s)", flush=True)  # fmt: skip
                 return
             time.sleep(1)
         raise SystemExit(f"snapshots still in progress after {limit:.0f}s: {busy}")
