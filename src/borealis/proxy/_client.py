@@ -968,7 +968,12 @@ class ClientConn(asyncio.Protocol):
             pool = self.pool
             if pool is not None:
                 pool.release(server)
-            self.write(data)
+            transport = self.transport
+            # As write(), inline: this runs for nearly every answer.
+            if transport is not None and (not self.encrypted or len(data) <= TLS_RECORD_DATA):
+                transport.write(data)
+            else:
+                self.write(data)
             return
         self.write(data)
         self.server_at_boundary(server)

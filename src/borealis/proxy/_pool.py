@@ -251,7 +251,8 @@ class Pool:
                 waiter.pool_grant(self, conn)
                 return
         stats.borrowed -= 1
-        cap, idle_cap = self._caps()
+        # _caps(), its kept value inline: this runs for every connection given back.
+        cap, idle_cap = self._caps_value if self._max_connections.get(self._key) == self._caps_for else self._caps()
         idle = self.idle
         if len(idle) >= idle_cap or len(self.members) + self.opening > cap:
             conn.close()

@@ -222,6 +222,27 @@ def test_fast_path_forwards_whole_responses(sent: list[bytes], reply: bytes, sta
     asyncio.run(main())
 
 
+def test_a_query_reuses_the_finished_segment_only_when_nothing_is_pending() -> None:
+    async def main() -> None:
+        owner = _Owner()
+        conn = _lent(owner)
+        session = conn.session
+        reply = _SELECT + _frame(b"Z", b"I")
+        session.query()
+        conn.data_received(reply)
+        finished = session._spare
+        assert finished is not None and session.at_boundary
+        session.query()  # nothing pending: the finished segment serves again
+        assert session._spare is None and session.pending_syncs == 1
+        session.query()  # pipelined behind it: a segment of its own
+        assert session.pending_syncs == 2 and session._segments[0] is finished
+        conn.data_received(reply + reply)  # two answers in one chunk: the general path
+        assert b"".join(owner.written) == reply * 3 and owner.boundaries == 2
+        assert session.at_boundary and session.transaction_status == "I"
+
+    asyncio.run(main())
+
+
 def test_chunks_the_fast_path_leaves_to_the_general_one() -> None:
     async def main() -> None:
         # A ParameterStatus inside the response: the client is told (general path).
