@@ -174,6 +174,14 @@ class Server:
         lua.write_text(dataapi._lua(requests))
         self.wrk = ["wrk", "-t2", f"-c{args.connections}", "-s", str(lua)]
         self.signed_at = time.monotonic()
+        # The cluster's first automated backup (a base backup, taken soon after the writer starts) would land
+        # in one measurement of one server at random: wait for it (a minute at most).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            snaps = rds.describe_db_cluster_snapshots(DBClusterIdentifier="default", SnapshotType="automated")
+            if any(x.get("Status") == "available" for x in snaps["DBClusterSnapshots"]):
+                break
+            time.sleep(0.5)
         # Warm-ups: the proxy's pool and the Data API's pool fill.
         subprocess.run([*self.pgbench, "-T", "2", "postgres"], env=self.pg_env, capture_output=True, timeout=120)
         subprocess.run([*self.wrk, "-d2s", self.url], capture_output=True, timeout=120)
