@@ -963,20 +963,23 @@ class ClientConn(asyncio.Protocol):
         pool's scarce server connections sit idle for less time. Nothing of this client can be overtaken: its
         next frames read from its socket only after this callback.
         """
-        if not self.wait_boundary and not self.pinned and not self.busy and server.session.transaction_status == "I":
+        if self.wait_boundary:
+            self.write(data)
+            self.server_at_boundary(server)
+            return
+        # What server_at_boundary() does when nothing waits for the boundary, inline: this runs for nearly
+        # every answer. Inside a transaction (or pinned, or with frames held) the client keeps the connection.
+        if not self.pinned and not self.busy and server.session.transaction_status == "I":
             self.server = None
             pool = self.pool
             if pool is not None:
                 pool.release(server)
-            transport = self.transport
-            # As write(), inline: this runs for nearly every answer.
-            if transport is not None and (not self.encrypted or len(data) <= TLS_RECORD_DATA):
-                transport.write(data)
-            else:
-                self.write(data)
-            return
-        self.write(data)
-        self.server_at_boundary(server)
+        transport = self.transport
+        # As write(), inline.
+        if transport is not None and (not self.encrypted or len(data) <= TLS_RECORD_DATA):
+            transport.write(data)
+        else:
+            self.write(data)
 
     def server_at_boundary(self, server: ServerConn) -> None:
         """The server answered every sync point sent: release it, or run what waited for this moment."""
