@@ -268,8 +268,7 @@ class MetricStore:
         return sorted(found, key=lambda s: (s.namespace, s.name, s.dimensions))
 
     def _metric(self, sids: Sequence[int]) -> Series:
-        newest = max((self._series[sid] for sid in sids), key=lambda s: s.last)
-        return newest
+        return max((self._series[sid] for sid in sids), key=lambda s: s.last)
 
     def find(self, namespace: str, name: str, dimensions: Mapping[str, str]) -> Series | None:
         """The metric with exactly these dimensions, if it exists (its newest unit, as :meth:`series`)."""
@@ -351,14 +350,10 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(second)")}
     db.execute("BEGIN")
     try:
-        if "value" in columns:
-            for statement in _MIGRATE_0.format(schema=_SCHEMA).split(";"):
-                if statement.strip():
-                    db.execute(statement)
-        else:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        script = _MIGRATE_0.format(schema=_SCHEMA) if "value" in columns else _SCHEMA
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
         db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
