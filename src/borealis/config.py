@@ -75,6 +75,10 @@ class Settings:
     wal_keep_mb: int = 512
     """Megabytes of WAL a writer keeps for readers that fall behind (PostgreSQL's wal_keep_size); a reader
     further behind catches up from the cluster's WAL archive instead. Lowered by tests to make that happen."""
+    proxy_unix_socket: bool = True
+    """The RDS proxies reach their targets' postgres over its unix socket (once PostgreSQL has accepted the
+    secret's password over TCP, as for the Data API): a send there costs far less than one on loopback TCP.
+    Off: over TCP only (then ``inet_server_addr()`` through a proxy shows the instance's address)."""
 
     @property
     def account_id(self) -> str:
@@ -145,6 +149,7 @@ _ENV = {
     "backup_interval_minutes": "BOREALIS_BACKUP_INTERVAL_MINUTES",
     "snapshot_quota": "BOREALIS_SNAPSHOT_QUOTA",
     "wal_keep_mb": "BOREALIS_WAL_KEEP_MB",
+    "proxy_unix_socket": "BOREALIS_PROXY_UNIX_SOCKET",
 }
 
 

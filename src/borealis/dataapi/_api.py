@@ -66,6 +66,7 @@ from ._pool import (
     PoolKey,
     Result,
     Verifier,
+    scram_login,
 )
 from ._results import (
     RESPONSE_TOO_LARGE,
@@ -279,7 +280,7 @@ class DataApi:
         self._clusters: dict[str, _Cluster] = {}
         self._generation: int | None = None  # the control plane's topology generation the cache is from
         self._pools: dict[PoolKey, Pool] = {}
-        self.verifier = Verifier(self.settings.verify_ttl)
+        self.verifier = Verifier(self.settings.verify_ttl, login=scram_login)
         self._transactions: dict[str, _Transaction] = {}
         self._ended: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._owner_key = os.urandom(32)  # keys the digests naming who began a transaction

@@ -23,6 +23,7 @@ from ._extensions import (
 from ._preload import aurora_defaults, has_library
 from ._replica import replication_conninfo
 from ._server import PostgresServer, ServerStatus
+from ._verifier import Login, Verifier
 
 __all__ = [
     "ALLOWED_EXTENSIONS",
@@ -32,8 +33,10 @@ __all__ = [
     "EngineError",
     "EngineInfo",
     "Limits",
+    "Login",
     "PostgresServer",
     "ServerStatus",
+    "Verifier",
     "allowed_overlay",
     "archive_path",
     "archive_settings",

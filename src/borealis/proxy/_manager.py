@@ -23,12 +23,13 @@ from typing import Any
 
 from borealis import pgwire
 from borealis.control import ControlPlane
+from borealis.engine import Verifier
 
 from ._auth import ScramKeys
 from ._client import ClientConn
 from ._pool import Pool
 from ._registry import ProxyRegistry
-from ._server import ServerConn, ServerError
+from ._server import ServerConn, ServerError, tcp_login
 from ._stats import REGISTRY, MetricsRegistry, ProxyStats
 from ._tls import CertificateAuthority
 
@@ -41,6 +42,11 @@ SERVER_IDLE_SECONDS = 300.0
 _JANITOR_PERIOD = 1.0
 #: Client states in which the client owes the next step (a startup packet, a TLS handshake, a password).
 _LOGGING_IN = frozenset({"startup", "tls", "auth"})
+#: Seconds a password PostgreSQL accepted over TCP lets pools open connections over the unix socket.
+_VERIFY_TTL = 10.0
+
+#: (instance id, host, port, unix socket directory or None): where a pool connects.
+_Target = tuple[str, str, int, str | None]
 
 
 class ProxyRuntime:
@@ -57,7 +63,7 @@ class ProxyRuntime:
         self._rr = itertools.count()
         #: role -> (control plane generation, candidate targets): what _target() resolved, kept until the
         #: control plane reports a change (its generation moves) or the proxy's record changes.
-        self._targets: dict[str, tuple[int, list[tuple[str, str, int]]]] = {}
+        self._targets: dict[str, tuple[int, list[_Target]]] = {}
         #: (role, user, database) -> (generation, pool): the hot path's borrow skips _target() entirely.
         self._pools: dict[tuple[str, str, str], tuple[int, Pool]] = {}
         self.filters: tuple[str, ...] = ()
@@ -94,8 +100,8 @@ class ProxyRuntime:
                 return entry["ClientPasswordAuthType"], str(secret["password"]), entry.get("IAMAuth") or "DISABLED"
         return None
 
-    def _target(self, role: str) -> tuple[str, str, int]:
-        """(instance id, host, port) of the postgres that serves ``role`` now.
+    def _target(self, role: str) -> _Target:
+        """(instance id, host, port, unix socket directory or None) of the postgres that serves ``role`` now.
 
         Resolved from the control plane's records once, then kept until its ``generation`` moves (a writer
         or instance change, a server started or lost); readers are taken in turn.
@@ -112,7 +118,7 @@ class ProxyRuntime:
             return found[0]
         return found[next(self._rr) % len(found)]
 
-    def _resolve(self, role: str) -> list[tuple[str, str, int]]:
+    def _resolve(self, role: str) -> list[_Target]:
         cid = self.doc["target_group"].get("cluster")
         if not cid:
             raise ServerError("this RDS Proxy has no registered target", "08001")
@@ -136,7 +142,8 @@ class ProxyRuntime:
         for member in members:
             if not member.ready or member.host is None or member.port is None:
                 raise ServerError(f"the DB instance {member.id} is not running", "08001")
-            out.append((member.id, member.host, member.port))
+            socket_dir = None if member.socket_dir is None else str(member.socket_dir)
+            out.append((member.id, member.host, member.port, socket_dir))
         return out
 
     def current_pool(self, role: str, user: str, database: str) -> Pool:
@@ -177,10 +184,10 @@ class ProxyRuntime:
 
     def pool_for(self, role: str, user: str, database: str) -> Pool:
         """The pool for the current target of ``role``, created on first use."""
-        iid, host, port = self._target(role)
+        iid, host, port, socket_dir = self._target(role)
         key = (iid, user, database)
         pool = self.pools.get(key)
-        if pool is None or pool.host != host or pool.port != port:
+        if pool is None or pool.host != host or pool.port != port or pool.socket_dir != socket_dir:
             if pool is not None:
                 pool.close()
             pool = self.pools[key] = Pool(
@@ -193,6 +200,8 @@ class ProxyRuntime:
                 stats=self.stats,
                 max_connections=self.manager.max_connections,
                 key=iid,
+                socket_dir=socket_dir,
+                verifier=self.manager.verifier,
             )
         return pool
 
@@ -238,6 +247,8 @@ class ProxyManager:
         self.scram_keys = ScramKeys()
         #: max_connections per target instance, read once.
         self.max_connections: dict[str, int] = {}
+        #: Vouches for the secrets' passwords before pools connect over the targets' unix sockets (None: TCP).
+        self.verifier = Verifier(_VERIFY_TTL, login=tcp_login) if control.settings.proxy_unix_socket else None
         self._keys: dict[int, ClientConn] = {}
         self._stmt_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()

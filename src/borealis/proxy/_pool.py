@@ -23,12 +23,17 @@ from collections.abc import Callable
 from time import monotonic as _monotonic
 from typing import Any, Protocol
 
+from borealis.engine import Verifier
+
 from ._server import ServerConn, ServerError, connect_server, query_frame
 from ._stats import ProxyStats
 
 __all__ = ["BorrowTimeout", "Pool", "Waiter"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds to open and log in one server connection.
+_CONNECT_TIMEOUT = 10.0
 
 
 class BorrowTimeout(Exception):
@@ -89,9 +94,15 @@ class Pool:
         stats: ProxyStats,
         max_connections: dict[str, int],
         key: str,
+        socket_dir: str | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        #: The target's unix socket, used once ``verifier`` vouches for the password (None: TCP only).
+        self.socket_dir = socket_dir
+        self.unix_path = None if socket_dir is None or verifier is None else f"{socket_dir}/.s.PGSQL.{port}"
+        self._verifier = verifier
         self.user = user
         self.database = database
         self._password = password
@@ -212,7 +223,7 @@ class Pool:
         try:
             # The client's database, not the default one named after the user.
             startup = {"database": self.database}
-            conn = await connect_server(self.host, self.port, self.user, self._password(), startup, self._lost)
+            conn = await self._connect(startup)
             conn.pool = self
             if self._key not in self._max_connections:
                 value = await conn.private([query_frame("SHOW max_connections")])
@@ -228,6 +239,25 @@ class Pool:
         self.members.add(conn)
         self.stats.database_connections += 1
         return conn
+
+    async def _connect(self, startup: dict[str, str]) -> ServerConn:
+        password = self._password()
+        unix_path, verifier = self.unix_path, self._verifier
+        if unix_path is not None and verifier is not None and password is not None:
+            # The socket lets Borealis in as any role (peer): only a password PostgreSQL accepted over TCP,
+            # recently, opens connections there. A refusal is the login's error, as over TCP.
+            await verifier.verify(self.host, self.port, self.user, password, self.database, _CONNECT_TIMEOUT)
+            try:
+                return await connect_server(
+                    self.host, self.port, self.user, password, startup, self._lost, _CONNECT_TIMEOUT,
+                    unix_path=unix_path,
+                )  # fmt: skip
+            except ServerError as exc:
+                if exc.sqlstate != "08006":
+                    raise
+                # No socket there (a server starting, another host): this connection goes over TCP.
+                log.debug("proxy pool for %s: unix socket %s unusable (%s); using TCP", self._key, unix_path, exc)
+        return await connect_server(self.host, self.port, self.user, password, startup, self._lost, _CONNECT_TIMEOUT)
 
     def release(self, conn: ServerConn) -> None:
         """Give back a connection that is idle (at a boundary, outside a transaction).

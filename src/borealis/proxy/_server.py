@@ -32,7 +32,7 @@ from ._auth import md5_response, scram_client
 if TYPE_CHECKING:
     from ._client import ClientConn
 
-__all__ = ["ServerConn", "ServerError", "connect_server", "query_frame"]
+__all__ = ["ServerConn", "ServerError", "connect_server", "query_frame", "tcp_login"]
 
 log = logging.getLogger(__name__)
 
@@ -428,12 +428,17 @@ async def connect_server(
     params: dict[str, str],
     on_lost: Callable[[ServerConn], None],
     timeout: float = 10.0,
+    *,
+    unix_path: str | None = None,
 ) -> ServerConn:
-    """Open and log in one server connection."""
+    """Open and log in one server connection: over TCP, or over the unix socket at ``unix_path``."""
     loop = asyncio.get_running_loop()
 
     async def go() -> ServerConn:
-        _, conn = await loop.create_connection(lambda: ServerConn(on_lost), host, port)
+        if unix_path is not None:
+            _, conn = await loop.create_unix_connection(lambda: ServerConn(on_lost), unix_path)
+        else:
+            _, conn = await loop.create_connection(lambda: ServerConn(on_lost), host, port)
         try:
             await conn.login(user, password, params)
         except BaseException:
@@ -444,4 +449,11 @@ async def connect_server(
     try:
         return await asyncio.wait_for(go(), timeout)
     except (OSError, TimeoutError) as exc:
-        raise ServerError(f"cannot connect to the database at {host}:{port}: {exc}") from None
+        where = f"{host}:{port}" if unix_path is None else f"{host}:{port} (unix socket)"
+        raise ServerError(f"cannot connect to the database at {where}: {exc}") from None
+
+
+async def tcp_login(host: str, port: int, user: str, password: str, dbname: str, timeout: float) -> None:
+    """Log in over TCP and out (what a :class:`~borealis.engine.Verifier` asks); ServerError if refused."""
+    conn = await connect_server(host, port, user, password, {"database": dbname}, lambda _: None, timeout)
+    conn.close()

@@ -33,7 +33,7 @@ def test_borrow_waits_for_rebooted_writer(borealis: BorealisProcess, proxy: Prox
     with psycopg.connect(**proxy.conninfo(), autocommit=True) as conn:
         started = _one(conn, "select pg_postmaster_start_time()")
         # The postgres port behind the proxy (not an endpoint): closed once the old server has stopped.
-        pg_port = int(_one(conn, "select inet_server_port()"))
+        pg_port = int(_one(conn, "select current_setting('port')"))
         rds.reboot_db_instance(DBInstanceIdentifier=writer)
         deadline = time.monotonic() + 120
         while not _refused(pg_port):

@@ -8,7 +8,8 @@ import types
 
 import pytest
 
-from borealis.dataapi._pool import PgError, Pool, Verifier
+from borealis.dataapi._pool import PgError, Pool
+from borealis.engine import Verifier
 
 ADDR = ("127.0.0.1", 5432)
 

@@ -176,13 +176,13 @@ def test_target_is_kept_until_the_control_plane_generation_moves() -> None:
     resolved = []
     resolve = rt._resolve
 
-    def counting(role: str) -> list[tuple[str, str, int]]:
+    def counting(role: str) -> list[tuple[str, str, int, str | None]]:
         resolved.append(role)
         return resolve(role)
 
     rt._resolve = counting  # type: ignore[method-assign]
-    assert rt._target("READ_WRITE") == ("w1", "127.0.0.1", 5999)
-    assert rt._target("READ_WRITE") == ("w1", "127.0.0.1", 5999)
+    assert rt._target("READ_WRITE")[:3] == ("w1", "127.0.0.1", 5999)
+    assert rt._target("READ_WRITE")[:3] == ("w1", "127.0.0.1", 5999)
     assert len(resolved) == 1
     control._writer = {"id": "w2", "role": "writer", "status": "available"}  # a failover...
     assert rt._target("READ_WRITE")[0] == "w1"  # ...not reported yet
