@@ -65,7 +65,6 @@ def test_a_secret_with_the_wrong_password_is_refused(borealis: BorealisProcess, 
     # be one PostgreSQL accepts, as over TCP (RDS Proxy's own logins to the database use it).
     proxy = _proxy_for(borealis, "unix-wrong", role, "not-the-password")
     for _ in range(3):  # and again: a refusal is never remembered as a success
-        with pytest.raises(psycopg.OperationalError) as caught:
-            with psycopg.connect(**proxy.conninfo(), autocommit=True) as conn:
-                conn.execute("SELECT 1")
+        with pytest.raises(psycopg.OperationalError) as caught, psycopg.connect(**proxy.conninfo()) as conn:
+            conn.execute("SELECT 1")
         assert "password authentication failed" in str(caught.value)
