@@ -283,7 +283,9 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="borealis-proxy-bench-"))
         self.borealis: subprocess.Popen[bytes] | None = None
         #: One PgBouncer per pool size (default_pool_size is global to a PgBouncer).
-        self.pgbouncers: dict[int, subprocess.Popen[bytes]] = {}
+        self.pgbouncers: dict[str, subprocess.Popen[bytes]] = {}  # "pgbouncer[-unix]-<pool size>"
+        #: direct, pgbouncer, proxy, and with --pgbouncer-unix a PgBouncer over postgres's unix socket.
+        self.names: tuple[str, ...] = TARGETS + (("pgbouncer-unix",) if getattr(args, "pgbouncer_unix", False) else ())
         self.api_port = free_port()
         self.url = f"http://127.0.0.1:{self.api_port}"
 
@@ -371,12 +373,16 @@ class Bench:
 
     # -- PgBouncer ---------------------------------------------------------------------------------------
 
-    def start_pgbouncer(self, exe: str, pool_size: int) -> int:
+    def start_pgbouncer(self, exe: str, pool_size: int, socket_dir: Path | None = None) -> int:
+        """A PgBouncer for ``pool_size`` server connections, to postgres over TCP or over ``socket_dir``."""
         user = next((u for u in ("postgres", "nobody") if _has_user(u)), None)
         if user is None and os.geteuid() == 0:
             raise SystemExit("no unprivileged user (postgres or nobody) to run pgbouncer as")
         pw = pwd.getpwnam(user) if user else pwd.getpwuid(os.geteuid())
-        d = self.work / f"pgbouncer-{pool_size}"
+        if socket_dir is not None:  # only the socket directory's owner (postgres's OS user) may enter it
+            pw = pwd.getpwuid(socket_dir.stat().st_uid)
+        name = "pgbouncer" if socket_dir is None else "pgbouncer-unix"
+        d = self.work / f"{name}-{pool_size}"
         d.mkdir()
         port = free_port()
         # Clients authenticate against the role's SCRAM verifier: PgBouncer then checks two HMACs per login,
@@ -388,7 +394,7 @@ class Bench:
         db = self.args.database
         (d / "pgbouncer.ini").write_text(
             "[databases]\n"
-            f"{db} = host={self.pg_host} port={self.pg_port} dbname={db}\n"
+            f"{db} = host={socket_dir or self.pg_host} port={self.pg_port} dbname={db}\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
             f"auth_type = scram-sha-256\nauth_file = {d / 'userlist.txt'}\n"
@@ -404,9 +410,9 @@ class Bench:
             os.chmod(self.work, 0o711)  # the unprivileged user only traverses it
             as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         os.chmod(d / "userlist.txt", 0o600)
-        out = self.work / f"pgbouncer-{pool_size}.out"
+        out = self.work / f"{name}-{pool_size}.out"
         log = out.open("wb")
-        proc = self.pgbouncers[pool_size] = subprocess.Popen(
+        proc = self.pgbouncers[f"{name}-{pool_size}"] = subprocess.Popen(
             [exe, str(d / "pgbouncer.ini")], stdout=log, stderr=subprocess.STDOUT, cwd=d,
             preexec_fn=_raise_nofile, **as_user,
         )  # fmt: skip
@@ -419,6 +425,26 @@ class Bench:
                     return port
             time.sleep(0.05)
         raise SystemExit("pgbouncer not listening")
+
+    def allow_socket_scram(self) -> Path:
+        """Let the bench's user log in to its database over the writer's unix socket with SCRAM; its directory.
+
+        Borealis's pg_hba.conf lets only its own OS user in there (peer). A line before that one lets the
+        PgBouncer control (run as postgres's OS user, who owns the directory) in with the role's password; the
+        proxy, on the same socket, then logs in with SCRAM too. Postgres reloads on SIGHUP.
+        """
+        from borealis.engine import socket_dir_for
+
+        datadirs = sorted((self.work / "data" / "clusters" / "default" / "instances").glob("*/data"))
+        datadir = next(d for d in datadirs if (d / "postmaster.pid").exists())
+        hba = datadir / "pg_hba.conf"
+        line = f'local   "{self.args.database}"   "{self.user}"   scram-sha-256\n'
+        text = hba.read_text()
+        at = text.index("\nlocal") + 1
+        hba.write_text(text[:at] + line + text[at:])
+        os.kill(int((datadir / "postmaster.pid").read_text().split()[0]), signal.SIGHUP)
+        time.sleep(1)
+        return socket_dir_for(datadir.absolute())
 
     # -- the run -----------------------------------------------------------------------------------------
 
@@ -498,20 +524,25 @@ class Bench:
         # Per pool size: a proxy and a PgBouncer. Direct postgres is the same for every pool size.
         targets: dict[tuple[str, int], tuple[str, int]] = {}
         pids: dict[str, int | None] = {"direct": None, "proxy": bpid}
+        socket_dir = self.allow_socket_scram() if "pgbouncer-unix" in self.names else None
         for pool, pct in pools.items():
             proxy_addr = self.create_proxy(f"bench-proxy-{pool}", pct)
             pgb_addr = ("127.0.0.1", self.start_pgbouncer(exe, pool))
             targets[("direct", pool)] = (self.pg_host, self.pg_port)
             targets[("proxy", pool)] = proxy_addr
             targets[("pgbouncer", pool)] = pgb_addr
-            pids[f"pgbouncer-{pool}"] = self.pgbouncers[pool].pid
+            pids[f"pgbouncer-{pool}"] = self.pgbouncers[f"pgbouncer-{pool}"].pid
+            if socket_dir is not None:
+                targets[("pgbouncer-unix", pool)] = ("127.0.0.1", self.start_pgbouncer(exe, pool, socket_dir))
+                pids[f"pgbouncer-unix-{pool}"] = self.pgbouncers[f"pgbouncer-unix-{pool}"].pid
             # Every target must reach the same database, or the comparison means nothing.
-            for name, (host, port) in (("proxy", proxy_addr), ("pgbouncer", pgb_addr)):
+            for name in self.names[1:]:
+                host, port = targets[(name, pool)]
                 with psycopg.connect(dbname=args.database, **{**conninfo, "host": host, "port": port}) as conn:
                     got = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
                 if got != args.database:
                     raise SystemExit(f"{name}: asked for database {args.database!r}, reached {got!r}.")
-            print(f"pool {pool}: {pgb_version} on {pgb_addr[0]}:{pgb_addr[1]} (pid {self.pgbouncers[pool].pid}, as "
+            print(f"pool {pool}: {pgb_version} on {pgb_addr[0]}:{pgb_addr[1]} (pid {pids[f'pgbouncer-{pool}']}, as "
                   f"an unprivileged user), proxy {proxy_addr[0]}:{proxy_addr[1]} (in pid {bpid})")  # fmt: skip
         print(f"direct {self.pg_host}:{self.pg_port}")
         self.tool, self.pools, self.targets, self.pids, self.t0 = tool, pools, targets, pids, t0
@@ -527,13 +558,13 @@ class Bench:
 
         def bench(target: str, pool: int, clients: int, mode: str, duration: int) -> Result:
             host, port = targets[(target, pool)]
-            pid = pids[f"pgbouncer-{pool}" if target == "pgbouncer" else target]
+            pid = pids[f"{target}-{pool}" if target.startswith("pgbouncer") else target]
             return pgbench(tool, host, port, self.user, self.password, MODES[mode], duration, clients,
                            args.threads, args.database, pid)  # fmt: skip
 
         # Warm-up: every pool opens its server connections, every cache is filled.
         for pool in pools:
-            for target in TARGETS:
+            for target in self.names:
                 bench(target, pool, max(args.clients), "select-only simple", 2)
 
         # Direct runs once per (clients, mode, round), with the first pool size: it has no pool.
@@ -546,7 +577,7 @@ class Bench:
             print(f"round {rnd + 1}: load average {loads[-1]:.2f}", flush=True)
             for pool, clients in configs:
                 for mode in MODES:
-                    order = TARGETS if rnd % 2 == 0 else TARGETS[::-1]
+                    order = self.names if rnd % 2 == 0 else self.names[::-1]
                     for target in order:
                         if target == "direct" and pool != first_pool:
                             continue
@@ -573,7 +604,7 @@ class Bench:
 
         if args.idle:
             print()
-            for target, pid in (("proxy", bpid), ("pgbouncer", self.pgbouncers[first_pool].pid)):
+            for target, pid in (("proxy", bpid), ("pgbouncer", self.pgbouncers[f"pgbouncer-{first_pool}"].pid)):
                 self.idle(target, targets[(target, first_pool)], pid)
         print(f"\ntotal time {time.monotonic() - t0:.0f}s")
 
@@ -591,8 +622,8 @@ class Bench:
                 def runs_of(target: str, pool: int = pool, clients: int = clients, mode: str = mode) -> list[Result]:
                     return results[(first_pool if target == "direct" else pool, clients, mode, target)]
 
-                best = {t: _median([r.tps for r in runs_of(t) if r.tps and not r.aborted]) for t in TARGETS}
-                for target in TARGETS:
+                best = {t: _median([r.tps for r in runs_of(t) if r.tps and not r.aborted]) for t in self.names}
+                for target in self.names:
                     runs = runs_of(target)
                     tps = " / ".join("aborted" if r.aborted else f"{r.tps:,.0f}" if r.tps else "?" for r in runs)
                     lat = " / ".join(f"{r.latency_ms:.3f}" if r.latency_ms is not None else "?" for r in runs)
@@ -609,13 +640,19 @@ class Bench:
                         )
                         ratio_pgb = _ratio(best["proxy"], best["pgbouncer"])
                         ratio_direct = _ratio(best["proxy"], best["direct"])
-                        summary.append(f"| {pool} | {clients} | {mode} | {per_round} | **{ratio_pgb}** |")
+                        unix = ""
+                        if "pgbouncer-unix" in best:
+                            unix = f" {_ratio(best['proxy'], best['pgbouncer-unix'])} |"
+                        summary.append(f"| {pool} | {clients} | {mode} | {per_round} | **{ratio_pgb}** |{unix}")
                     row = [str(pool), str(clients), mode, target, tps, lat, failed, cpu, per_tx, per_round,
                            ratio_pgb, ratio_direct]  # fmt: skip
                     print("| " + " | ".join(row) + " |")
         print("\nproxy / PgBouncer, side by side:\n")
-        print("| pool | clients | mode | per round | median |")
-        print("|---:|---:|---|---:|---:|")
+        unix = "pgbouncer-unix" in self.names
+        print(
+            "| pool | clients | mode | per round | median |" + (" vs PgBouncer over the unix socket |" if unix else "")
+        )
+        print("|---:|---:|---|---:|---:|" + ("---:|" if unix else ""))
         print("\n".join(summary))
         for (pool, clients, mode, target), runs in results.items():
             for r in runs:
@@ -736,6 +773,9 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="the pgbench modes to run")
     ap.add_argument("--profile-mode", default="select-only simple", choices=list(MODES),
                     help="the pgbench mode the profile run uses")  # fmt: skip
+    ap.add_argument("--pgbouncer-unix", action="store_true",
+                    help="also a PgBouncer per pool size that reaches postgres over its unix socket, as the proxy "
+                         "does (a pg_hba line lets it log in there with SCRAM)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--summarise", type=Path, help="only summarise an existing py-spy raw profile, then exit")
     args = ap.parse_args()
@@ -748,7 +788,7 @@ def main() -> None:
         print("note: not root; PgBouncer is started as yourself", file=sys.stderr)
     b = Bench(args)
     # A hard bound on the whole run, whatever hangs: SIGALRM ends it, and `finally` stops what was started.
-    runs = args.rounds * len(MODES) * len(TARGETS) * len(args.pool_size) * len(args.clients)
+    runs = args.rounds * len(MODES) * len(b.names) * len(args.pool_size) * len(args.clients)
     budget = 600 + runs * (args.duration + 30) + (900 if args.idle else 0)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"run over {budget}s")))
     signal.alarm(budget)
