@@ -95,7 +95,8 @@ class Sink:
 
 
 class _Topology:
-    # The real chain on the borrow path: ControlPlane.generation -> Topology.generation -> _refresh().
+    # As the real one: ControlPlane.generation -> Topology.generation -> _refresh() (the borrow path asks it
+    # nothing since the runtime watches it; a pool's first borrow resolves its target through this chain).
     def __init__(self) -> None:
         self._generation = 1
         self._expires = time.monotonic() + 1e9
@@ -108,6 +109,12 @@ class _Topology:
     def _refresh(self) -> None:
         if time.monotonic() >= self._expires:
             self._generation += 1
+
+    def watch(self, fn: Any) -> None:
+        pass
+
+    def unwatch(self, fn: Any) -> None:
+        pass
 
 
 class _Control:
@@ -141,8 +148,10 @@ def _runtime(pool: Pool) -> Any:
     rt.pools = {}
     rt.doc = {"target_group": {"pool": {"ConnectionBorrowTimeout": 120, "SessionPinningFilters": []}}}
     rt._targets = {}
-    rt._pools = {("READ_WRITE", "u", "d"): (1, pool)}
+    rt._pools = {("READ_WRITE", "u", "d"): pool}  # as current_pool() leaves it after resolving the target
+    pool.routed = True
     rt.filters = ()
+    rt.borrow_seconds = 120.0
     rt._topology = rt.manager.control.topology
     return rt
 

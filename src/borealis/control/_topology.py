@@ -13,6 +13,7 @@ ask a :class:`Topology` instead of reading records themselves, so the rules of r
 Interface (what other parts build on)::
 
     topo.generation -> int           grows on every change that may move a route; cache until it does
+    topo.watch(fn) / unwatch(fn)     fn() is called each time the generation moves (drop what you cached)
     topo.cluster(cid) -> ClusterView | None    the cluster's status, writer and readers (frozen)
     topo.writer(cid) -> Member | None          its writer, ready or not
     topo.readers(cid) -> tuple[Member, ...]    its ready readers, in promotion-tier order
@@ -181,12 +182,24 @@ class Topology:
         self.waker: Callable[[str], Awaitable[None]] | None = None
         """Resumes a paused instance (installed by the serverless scaler); see :meth:`wake`."""
         self._waiters: set[asyncio.Future[None]] = set()
+        self._watchers: list[Callable[[], None]] = []
 
     @property
     def generation(self) -> int:
         """A number that grows whenever a route may have moved."""
         self._refresh()
         return self._generation
+
+    def watch(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` whenever the generation moves, so a hot path can keep routes without asking
+        :attr:`generation` each time. It runs inside :meth:`changed` (on the event loop's thread), or inside
+        the reload of a ``ttl`` view, which only happens when something reads this topology."""
+        self._watchers.append(fn)
+
+    def unwatch(self, fn: Callable[[], None]) -> None:
+        """Stop calling ``fn`` (see :meth:`watch`)."""
+        with contextlib.suppress(ValueError):
+            self._watchers.remove(fn)
 
     def changed(self) -> None:
         """Something that routes depend on changed (a record, a server started or lost): look again."""
@@ -196,6 +209,11 @@ class Topology:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
+        self._moved()
+
+    def _moved(self) -> None:
+        for fn in list(self._watchers):
+            fn()
 
     async def _next_change(self, timeout: float) -> None:
         """Return after the next :meth:`changed`, or after ``timeout`` seconds, whichever comes first."""
@@ -216,10 +234,15 @@ class Topology:
         self._stale = False
         if self._ttl is not None:
             self._expires = time.monotonic() + self._ttl
-            if views != self._views:
+            moved = views != self._views
+            if moved:
                 self._generation += 1
+        else:
+            moved = False
         self._views = views
         self._by_instance = {m.id: m for v in views.values() for m in v.members}
+        if moved:
+            self._moved()
 
     # -- queries ---------------------------------------------------------------------------------------
 

@@ -149,6 +149,7 @@ class ClientConn(asyncio.Protocol):
         "_password",
         "_paused",
         "_pending_raw",
+        "_route",
         "_task",
         "busy",
         "closed",
@@ -196,6 +197,8 @@ class ClientConn(asyncio.Protocol):
         self.params: dict[str, str] = {}
         self.server: ServerConn | None = None
         self.pool: Pool | None = None
+        #: The pool this client's borrows go to while it stays ``routed`` (see ProxyRuntime.current_pool).
+        self._route: Pool | None = None
         self.pinned = False
         self.busy = False
         self.wait_boundary = False
@@ -805,12 +808,19 @@ class ClientConn(asyncio.Protocol):
         Returns the connection (attached, parameters as the client wants them), or None when the frames
         must wait: the pool, or a Task, calls :meth:`_continue` (or answers them with an error) later.
         """
-        try:
-            pool = self.runtime.current_pool(self.role, self.user, self.database)
-        except ServerError:
-            pool = None  # no target now: the slow borrow waits for one
+        runtime = self.runtime
+        pool = self._route
+        if pool is None or not pool.routed:
+            try:
+                pool = runtime.current_pool(self.role, self.user, self.database)
+            except ServerError:
+                pool = None  # no target now: the slow borrow waits for one
+            else:
+                # Kept while the runtime keeps it (Pool.routed); a reader endpoint's clients ask every time,
+                # since its readers are taken in turn.
+                self._route = pool if self.role != "READ_ONLY" else None
         if pool is not None:
-            server = pool.take()
+            server = pool.borrow(self, runtime.borrow_seconds)
             if server is not None:
                 server.owner = self
                 self.server = server
@@ -819,12 +829,8 @@ class ClientConn(asyncio.Protocol):
                     return server
                 self._task = _spawn(self._apply_and_continue(pool, server))
                 return None
-            if not pool.can_open():
-                now = time.monotonic()
-                self.since = now
-                self.deadline = now + self.runtime.borrow_timeout()
-                pool.wait(self)
-                return None
+            if self.waiting:
+                return None  # queued: the pool calls pool_grant() or pool_fail()
         self._task = _spawn(self._borrow())
         return None
 

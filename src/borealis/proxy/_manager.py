@@ -64,21 +64,36 @@ class ProxyRuntime:
         #: role -> (control plane generation, candidate targets): what _target() resolved, kept until the
         #: control plane reports a change (its generation moves) or the proxy's record changes.
         self._targets: dict[str, tuple[int, list[_Target]]] = {}
-        #: (role, user, database) -> (generation, pool): the hot path's borrow skips _target() entirely.
-        self._pools: dict[tuple[str, str, str], tuple[int, Pool]] = {}
+        #: (role, user, database) -> pool: what current_pool() resolved, kept until routes_moved().
+        self._pools: dict[tuple[str, str, str], Pool] = {}
         self.filters: tuple[str, ...] = ()
+        #: ConnectionBorrowTimeout in seconds, as of the last set_doc() (read per queued borrow).
+        self.borrow_seconds = 0.0
+        # The topology tells us when routes may have moved (routes_moved()), so a borrow asks it nothing.
+        # Without one (test doubles of the control plane) nothing is kept.
         topology = getattr(manager.control, "topology", None)
-        self._topology: Any = topology if hasattr(topology, "generation") else None
+        self._topology: Any = topology if hasattr(topology, "watch") else None
+        if self._topology is not None:
+            self._topology.watch(self.routes_moved)
         self.set_doc(self.doc)
 
     def set_doc(self, doc: dict[str, Any]) -> None:
         """The proxy's stored record changed: use it, and resolve targets again."""
         self.doc = doc
-        self.filters = tuple(self.config().get("SessionPinningFilters") or ())
+        config = self.config()
+        self.filters = tuple(config.get("SessionPinningFilters") or ())
+        self.borrow_seconds = float(config["ConnectionBorrowTimeout"])
+        self.routes_moved()
+        for pool in self.pools.values():
+            pool.limits_changed()  # MaxConnectionsPercent, MaxIdleConnectionsPercent may have moved
+
+    def routes_moved(self) -> None:
+        """A target may have moved (the topology's generation moved, or the proxy's record changed): every
+        kept route is looked up again on its next borrow."""
         self._targets.clear()
         self._pools.clear()
         for pool in self.pools.values():
-            pool.limits_changed()  # MaxConnectionsPercent, MaxIdleConnectionsPercent may have moved
+            pool.routed = False
 
     def config(self) -> dict[str, Any]:
         """The target group's ConnectionPoolConfig."""
@@ -87,7 +102,7 @@ class ProxyRuntime:
 
     def borrow_timeout(self) -> float:
         """ConnectionBorrowTimeout, seconds."""
-        return float(self.config()["ConnectionBorrowTimeout"])
+        return self.borrow_seconds
 
     def auth_for(self, user: str) -> tuple[str, str, str] | None:
         """(ClientPasswordAuthType, password, IAMAuth) of the proxy's secret for ``user``, or None."""
@@ -147,17 +162,19 @@ class ProxyRuntime:
         return out
 
     def current_pool(self, role: str, user: str, database: str) -> Pool:
-        """:meth:`pool_for`, kept while the control plane reports no change (the borrow hot path)."""
+        """:meth:`pool_for`, kept until :meth:`routes_moved` (the borrow path).
+
+        A pool kept here is marked ``routed``: a client that borrowed from it borrows from it again without
+        asking (see ``ClientConn._borrow_now``) until the mark is taken away.
+        """
         key = (role, user, database)
         cached = self._pools.get(key)
-        # The topology's own property, one call fewer than the control plane's (this runs per borrow).
-        topology = self._topology
-        generation = topology.generation if topology is not None else getattr(self.manager.control, "generation", None)
-        if cached is not None and cached[0] == generation and not cached[1].closed:
-            return cached[1]
+        if cached is not None and not cached.closed:
+            return cached
         pool = self.pool_for(role, user, database)
-        if generation is not None and role != "READ_ONLY":  # readers are taken in turn, per borrow
-            self._pools[key] = (generation, pool)
+        if self._topology is not None and role != "READ_ONLY":  # readers are taken in turn, per borrow
+            self._pools[key] = pool
+            pool.routed = True
         return pool
 
     async def acquire(self, role: str, user: str, database: str) -> tuple[Pool, ServerConn]:
@@ -211,6 +228,8 @@ class ProxyRuntime:
 
     def close(self) -> None:
         """Disconnect every client and close every pool."""
+        if self._topology is not None:
+            self._topology.unwatch(self.routes_moved)
         for client in list(self.clients):
             client.close()
         for pool in self.pools.values():

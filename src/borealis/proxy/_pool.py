@@ -118,6 +118,9 @@ class Pool:
         #: Server-reported parameters per set of client startup parameters (what a login reports).
         self.reported: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
         self.closed = False
+        #: The runtime's current route for this pool's (role, user, database): clients that borrowed from it
+        #: borrow from it again without asking the runtime. Cleared when a route may have moved, and on close.
+        self.routed = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         #: (cap, idle cap) as worked out for max_connections ``_caps_for`` (-1: work them out again).
@@ -169,6 +172,39 @@ class Pool:
                 stats.borrowed += 1
                 stats.borrow_count += 1
                 return conn
+        return None
+
+    def borrow(self, waiter: Waiter, timeout: float) -> ServerConn | None:
+        """An idle connection, lent at once; else None, with ``waiter`` queued for ``timeout`` seconds
+        (``waiter.waiting``) when the pool is full, or not queued when a connection may be opened.
+
+        :meth:`take`, :meth:`can_open` and :meth:`wait` in one call: a client borrows this way per
+        transaction, and with more clients than connections nearly every borrow queues.
+        """
+        idle = self.idle
+        if idle:
+            conn = idle[-1]
+            if conn.closed:  # (closed while idle, its loss not yet heard: take() skips those)
+                taken = self.take()
+                if taken is not None:
+                    return taken
+            else:
+                idle.pop()
+                stats = self.stats
+                stats.borrowed += 1
+                stats.borrow_count += 1
+                return conn
+        # _caps(), its kept value inline.
+        cap = self._caps_value[0] if self._max_connections.get(self._key) == self._caps_for else self._caps()[0]
+        if len(self.members) + self.opening < cap:
+            return None
+        now = _monotonic()
+        waiter.since = now
+        deadline = waiter.deadline = now + timeout
+        waiter.waiting = True
+        self.waiters.append(waiter)
+        if self._timer is None or deadline < self._timer_at:
+            self._schedule(deadline)
         return None
 
     def can_open(self) -> bool:
@@ -362,6 +398,7 @@ class Pool:
     def close(self) -> None:
         """Close every connection; waiters are told (and look for the new target)."""
         self.closed = True
+        self.routed = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -49,10 +49,21 @@ def test_generation_moves_on_change_and_routes_follow() -> None:
     assert topo.generation == g0 and len(loads) == 1  # cached
     state["insts"] = _records(w="available", r1="available")
     state["addresses"]["r1"] = Address("127.0.0.1", 7001)
+    moved: list[int] = []
+
+    def watcher() -> None:
+        moved.append(topo._generation)
+
+    topo.watch(watcher)
     topo.changed()
+    assert moved == [g0 + 1]  # told at once, before anyone reads the generation
     assert topo.generation > g0
     assert [m.id for m in topo.readers("c")] == ["r1"]
     assert len(loads) == 2
+    topo.unwatch(watcher)
+    topo.unwatch(watcher)  # (twice: no error)
+    topo.changed()
+    assert moved == [g0 + 1]
 
 
 def test_route_errors_and_reader_fallback() -> None:
@@ -148,7 +159,10 @@ def test_stored_views_read_addresses_from_records() -> None:
     assert views["c"].ready_readers == ()  # no address stored: not running
     # A worker's topology moves its generation only when what it reads changed.
     topo = Topology(lambda: stored_views(clusters, instances), ttl=0.0)
+    moved: list[int] = []
+    topo.watch(lambda: moved.append(1))
     g = topo.generation
-    assert topo.generation == g
+    assert topo.generation == g and moved == [1]  # the first load is a change too
     instances[1]["pg_port"] = 7001
-    assert topo.generation == g + 1
+    assert topo.generation == g + 1 and moved == [1, 1]  # watchers hear of a reload that moved it
+    assert topo.generation == g + 1 and moved == [1, 1]

@@ -101,6 +101,32 @@ def test_take_is_lifo_and_release_hands_to_the_first_waiter() -> None:
     asyncio.run(main())
 
 
+def test_borrow_lends_an_idle_connection_or_queues_only_when_full() -> None:
+    # Pool.borrow: take(), can_open() and wait() in one call (a client's borrow).
+    stats = ProxyStats("p")
+
+    async def main() -> None:
+        pool = _pool(stats)  # cap 2
+        a, b = _fill(pool, 2)
+        b.closed = True  # closed while idle, its loss not heard yet: skipped
+        pool.idle = [a, b]
+        waiter = _Waiter()
+        assert pool.borrow(waiter, 5.0) is a  # type: ignore[arg-type]
+        assert pool.idle == [] and stats.borrowed == 1 and not waiter.waiting
+        pool.members.discard(b)  # type: ignore[arg-type]
+        assert pool.borrow(waiter, 5.0) is None and not waiter.waiting  # type: ignore[arg-type]  # may open
+        pool.opening = 1
+        before = time.monotonic()
+        assert pool.borrow(waiter, 5.0) is None and waiter.waiting  # type: ignore[arg-type]  # full: queued
+        assert list(pool.waiters) == [waiter] and before <= waiter.since
+        assert waiter.deadline == waiter.since + 5.0 and pool._timer is not None
+        pool.release(a)  # type: ignore[arg-type]
+        assert waiter.got == [a]
+        pool.close()
+
+    asyncio.run(main())
+
+
 def test_one_timer_times_waiters_out_in_order() -> None:
     stats = ProxyStats("p")
 
@@ -338,6 +364,7 @@ def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> Non
             filters=(),
             current_pool=lambda role, user, database: pool,
             borrow_timeout=lambda: 0.2,
+            borrow_seconds=0.2,
             clients=set(),
         )
 
@@ -392,7 +419,9 @@ def test_a_finished_answer_hands_the_connection_over_before_it_is_written() -> N
         server.write = lambda data: log.append(("server", bytes(data)))  # type: ignore[method-assign]
         pool.members.add(server)  # type: ignore[arg-type]
         pool.idle.append(server)  # type: ignore[arg-type]
-        rt = SimpleNamespace(stats=stats, filters=(), current_pool=lambda *a: pool, borrow_timeout=lambda: 5.0)
+        rt = SimpleNamespace(
+            stats=stats, filters=(), current_pool=lambda *a: pool, borrow_timeout=lambda: 5.0, borrow_seconds=5.0
+        )
         a, b = ClientConn(rt, "READ_WRITE"), ClientConn(rt, "READ_WRITE")  # type: ignore[arg-type]
         for conn, name in ((a, "a"), (b, "b")):
             conn.transport = _Logged(name)  # type: ignore[assignment]

@@ -7,6 +7,7 @@ pools are stand-ins too, so no socket is opened.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from borealis.control import Address, ClusterRecord, InstanceRecord, Topology
 from borealis.control._topology import build_view
 from borealis.proxy import MetricsRegistry
+from borealis.proxy._client import ClientConn
 from borealis.proxy._manager import ProxyRuntime
 from borealis.proxy._server import ServerError
 
@@ -199,3 +201,74 @@ def test_target_is_kept_until_the_control_plane_generation_moves() -> None:
     rt.set_doc(rt.doc)
     rt._target("READ_WRITE")
     assert len(resolved) == 5
+
+
+class _Lent:
+    """A server connection stand-in, as far as a borrow looks at one."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.owner: Any = None
+        self.applied: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_client_keeps_its_route_until_the_topology_or_the_proxy_record_changes() -> None:
+    # A client borrows again from the pool it used last without asking the runtime, until the topology reports
+    # a change (a failover here) or the proxy's record changes; then its next borrow resolves the target again.
+    control = _Control()
+    control.up = True
+    rt = _runtime(control, borrow_timeout=7)
+    del rt.pool_for  # the real one: real pools (none opens a connection while an idle one is there)
+    rt.manager.verifier = None  # (TCP only)
+    doc = rt.doc
+    doc["target_group"]["pool"].update(MaxConnectionsPercent=100, MaxIdleConnectionsPercent=100)
+    asked: list[str] = []
+    current = rt.current_pool
+
+    def counting(role: str, user: str, database: str) -> Any:
+        asked.append(role)
+        return current(role, user, database)
+
+    rt.current_pool = counting  # type: ignore[method-assign]
+
+    async def main() -> None:
+        client = ClientConn(rt, "READ_WRITE")
+        client.state, client.user, client.database = "ready", "u", "db"
+
+        def borrow() -> Any:
+            """Borrow with one idle connection in every pool (the new writer's made first); the pool used."""
+            rt.pool_for("READ_WRITE", "u", "db")  # made if new, not marked routed: only current_pool() does
+            for pool in rt.pools.values():
+                pool.idle[:] = [_Lent()]  # type: ignore[list-item]
+            client.server = None
+            assert client._borrow_now() is not None
+            return client.pool
+
+        first = borrow()
+        assert asked == ["READ_WRITE"] and first is rt.pools["w1", "u", "db"] and first.routed
+        assert borrow() is first and len(asked) == 1  # kept: the runtime was not asked
+        control.writer = {"id": "w2", "role": "writer", "status": "available"}  # a failover, reported
+        assert not first.routed
+        second = borrow()
+        assert second is rt.pools["w2", "u", "db"] and len(asked) == 2
+        assert borrow() is second and len(asked) == 2
+        # A change to the proxy's record (ModifyDBProxyTargetGroup): resolved again, the new timeout used.
+        changed = copy.deepcopy(doc)
+        changed["target_group"]["pool"]["ConnectionBorrowTimeout"] = 9
+        rt.set_doc(changed)
+        assert not second.routed and rt.borrow_seconds == 9
+        assert borrow() is second and len(asked) == 3
+        # The pool full (max_connections 1, a connection lent): the client queues with the new timeout.
+        rt.manager.max_connections["w2"] = 1
+        second.members.add(client.server)  # type: ignore[arg-type]
+        client.server = None
+        assert client._borrow_now() is None and client.waiting and len(asked) == 3
+        assert client.deadline - client.since == pytest.approx(9)
+        client.waiting = False  # (gone from the queue, so closing the pool starts no new borrow)
+        second.close()  # a closed pool is never a kept route
+        assert not second.routed
+
+    asyncio.run(main())
