@@ -29,7 +29,7 @@ from ._framing import (
 )
 from ._messages import *  # noqa: F403  (the message classes; their module's __all__ is the list)
 from ._messages import __all__ as _message_names
-from ._pinning import PinReason, may_pin, pinning_reason
+from ._pinning import SHAPE_DIGITS, UNPINNED_SHAPES, PinReason, may_pin, pinning_reason
 from ._state import Phase, Session
 
 __all__ = [
@@ -41,7 +41,9 @@ __all__ = [
     "MAX_STARTUP_PACKET",
     "PROGRAM_LIMIT_EXCEEDED",
     "PROTOCOL_VIOLATION",
+    "SHAPE_DIGITS",
     "STARTUP",
+    "UNPINNED_SHAPES",
     "Frame",
     "FrameReader",
     "Phase",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import re
 
-__all__ = ["PinReason", "may_pin", "pinning_reason"]
+__all__ = ["SHAPE_DIGITS", "UNPINNED_SHAPES", "PinReason", "may_pin", "pinning_reason"]
 
 
 class PinReason(enum.Enum):
@@ -89,10 +89,11 @@ _TRIGGER_BYTES_BUT_SET = re.compile(
 )
 
 
-_DIGITS = b"0123456789"
-#: Texts with their digits taken out (see may_pin) that cannot pin; cleared when full, so clients cannot
-#: make it grow without bound.
-_NO_PIN: dict[bytes, None] = {}
+#: What may_pin takes out of a text to get its shape: ``sql.translate(None, SHAPE_DIGITS)``.
+SHAPE_DIGITS = b"0123456789"
+#: Shapes of texts that cannot pin (see may_pin); cleared when full (never replaced), so clients cannot make
+#: it grow without bound. A hot path may test ``shape in UNPINNED_SHAPES`` itself before calling may_pin.
+UNPINNED_SHAPES: dict[bytes, None] = {}
 _NO_PIN_ENTRIES = 4096
 _NO_PIN_LENGTH = 1024
 
@@ -111,15 +112,15 @@ def may_pin(sql: bytes) -> bool:
     sound: no trigger word, comment marker, semicolon or leading "set" holds a digit, so taking digits out
     never hides one (it may make one, as "se1t" becomes "set": then the text itself is tested).
     """
-    shape = sql.translate(None, _DIGITS)
-    if shape in _NO_PIN:
+    shape = sql.translate(None, SHAPE_DIGITS)
+    if shape in UNPINNED_SHAPES:
         return False
     if _may_pin(shape):
         return shape == sql or _may_pin(sql)
     if len(shape) <= _NO_PIN_LENGTH:
-        if len(_NO_PIN) >= _NO_PIN_ENTRIES:
-            _NO_PIN.clear()
-        _NO_PIN[shape] = None
+        if len(UNPINNED_SHAPES) >= _NO_PIN_ENTRIES:
+            UNPINNED_SHAPES.clear()
+        UNPINNED_SHAPES[shape] = None
     return False
 
 

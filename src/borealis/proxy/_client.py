@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from borealis import pgwire
 from borealis.iam import TokenError, looks_like_token, verify_token
-from borealis.pgwire import STARTUP, FrameReader, ProtocolViolation, may_pin
+from borealis.pgwire import SHAPE_DIGITS, STARTUP, UNPINNED_SHAPES, FrameReader, ProtocolViolation, may_pin
 
 from ._auth import MD5Challenge, ScramError, ScramServer
 from ._pool import BorrowTimeout, Pool
@@ -619,12 +619,13 @@ class ClientConn(asyncio.Protocol):
         self.stats.query_requests += 1
         if not self.pinned:
             sql = data[5:-1]
-            # A repeat of the last text checked is not checked again; most texts fail the pre-filter.
-            if sql != self._last_sql and may_pin(sql):
+            # A repeat of the last text checked is not checked again; most texts fail the pre-filter, and
+            # may_pin's own first test (a shape known not to pin) needs no call.
+            if sql != self._last_sql and sql.translate(None, SHAPE_DIGITS) not in UNPINNED_SHAPES and may_pin(sql):
                 self._classify(sql)
         server.session.query()
         server.sent_at = _monotonic()
-        server.write(data)
+        server.transport.write(data)  # type: ignore[union-attr]  # (set from connection_made on)
 
     def _forward(self, frames: list[pgwire.Frame], raw: bytes | None, server: ServerConn) -> None:
         if raw is not None and len(frames) == 1 and frames[0][0] == _Q:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.pure.pgwire.test_pgwire_pinning import CASES
 
-from borealis.pgwire import may_pin, pinning_reason
+from borealis.pgwire import SHAPE_DIGITS, UNPINNED_SHAPES, may_pin, pinning_reason
 
 
 @pytest.mark.parametrize("sql", [sql for sql, reason in CASES if reason is not None])
@@ -95,3 +95,12 @@ def test_a_remembered_shape_never_hides_a_pinning_text() -> None:
     assert not may_pin(b"SELECT abalance FROM pgbench_accounts WHERE aid = 1;")
     assert not may_pin(b"SELECT abalance FROM pgbench_accounts WHERE aid = 2;")
     assert may_pin(b"SELECT nextval('s2')") and may_pin(b"SELECT nextval('s3')")
+
+
+def test_the_remembered_shapes_a_hot_path_may_test_itself() -> None:
+    # The proxy tests `sql.translate(None, SHAPE_DIGITS) in UNPINNED_SHAPES` before calling may_pin: only
+    # shapes may_pin found not to pin are there, never one of a text that may pin.
+    for sql in (b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;", b"se1t a = 1", b"set a = 1", b"LISTEN c2"):
+        may_pin(sql)
+        remembered = sql.translate(None, SHAPE_DIGITS) in UNPINNED_SHAPES
+        assert remembered == (sql == b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;"), sql
