@@ -57,6 +57,10 @@ for _t in b"123ns":
 for _t in b"TCI":
     _FAST[_t] = 3
 _FAST_TABLE = bytes(_FAST)
+#: The same for an answer with no extended message to complete: 1 passes, 0 sends it the general way.
+_QUERY_TABLE = bytes(1 if kind in (1, 3) else 0 for kind in _FAST)
+#: A frame's type and length, in one call.
+_unpack_head = struct.Struct("!Bi").unpack_from
 #: The last 6 bytes of a chunk that ends with ReadyForQuery -> the transaction status it reports.
 _ENDINGS = {b"Z\0\0\0\x05" + s.encode(): s for s in "ITE"}
 _READY = Phase.READY
@@ -132,23 +136,35 @@ class _Session(Session):
         seg = segs[0]
         if not seg.kind:
             return False
-        table = _FAST_TABLE
-        unpack = _unpack_i
-        pos = strict = completions = 0
-        while pos < end:
-            kind = table[data[pos]]
-            if not kind:
+        head = _unpack_head
+        remaining = seg.remaining
+        pos = 0
+        if not remaining:
+            # No extended message before the sync point (a simple Query, the usual case): nothing to count,
+            # every frame must pass or belong to a Query's statements. The leanest loop: one call per frame.
+            table = _QUERY_TABLE
+            while pos < end:
+                t, length = head(data, pos)
+                if not table[t] or length < 4:
+                    return False
+                pos += 1 + length
+            if pos != end:
                 return False
-            length = unpack(data, pos + 1)[0]
-            if length < 4:
+        else:
+            table = _FAST_TABLE
+            strict = completions = 0
+            while pos < end:
+                t, length = head(data, pos)
+                kind = table[t]
+                if not kind or length < 4:
+                    return False
+                pos += 1 + length
+                if kind > 1:
+                    completions += 1
+                    if kind == 2:
+                        strict += 1
+            if pos != end or strict > remaining or completions < remaining:
                 return False
-            pos += 1 + length
-            if kind > 1:
-                completions += 1
-                if kind == 2:
-                    strict += 1
-        if pos != end or strict > seg.remaining or completions < seg.remaining:
-            return False
         self._spare = segs.popleft()
         self.transaction_status = status
         return True

@@ -296,6 +296,14 @@ def test_chunks_the_fast_path_leaves_to_the_general_one() -> None:
         conn.data_received(_frame(b"1", b"") + _frame(b"Z", b"I"))
         assert conn.closed and owner.boundaries == 0 and owner.written == []
         assert b"08P01" in owner.failed[0]
+        # Nor a frame whose length cannot be (under 4, its own length field).
+        owner = _Owner()
+        conn = _lent(owner)
+        conn.session.frontend(q[0], q)
+        conn.transport = type("T", (), {"write": lambda self, d: None, "close": lambda self: None})()
+        conn.data_received(b"C\0\0\0\x02" + _frame(b"Z", b"I"))
+        assert conn.closed and owner.boundaries == 0 and owner.written == []
+        assert b"08P01" in owner.failed[0]
 
     asyncio.run(main())
 
