@@ -277,7 +277,7 @@ class ClientConn(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = _monotonic()
+        now = self.last_active = _monotonic()
         try:
             if (
                 data[0] == _Q
@@ -298,8 +298,9 @@ class ClientConn(asyncio.Protocol):
                         self.pending = [(_Q, memoryview(data))]
                         self._pending_raw = data
                         return
-                # A Query names no protocol-level statement: nothing to prepare first.
-                self._send_query(data, server)
+                # A Query names no protocol-level statement: nothing to prepare first. It goes out in this
+                # callback, so its arrival time is when it was forwarded too (one clock read fewer).
+                self._send_query(data, server, now)
                 return
             reader = self.reader
             clean = not self._partial
@@ -614,8 +615,8 @@ class ClientConn(asyncio.Protocol):
                     return
         self._forward(frames, raw, server)
 
-    def _send_query(self, data: bytes, server: ServerConn) -> None:
-        """Send one whole Query message (``data``, as the client sent it) to ``server``."""
+    def _send_query(self, data: bytes, server: ServerConn, now: float) -> None:
+        """Send one whole Query message (``data``, as the client sent it) to ``server``, at ``now``."""
         self.stats.query_requests += 1
         if not self.pinned:
             sql = data[5:-1]
@@ -624,13 +625,13 @@ class ClientConn(asyncio.Protocol):
             if sql != self._last_sql and sql.translate(None, SHAPE_DIGITS) not in UNPINNED_SHAPES and may_pin(sql):
                 self._classify(sql)
         server.session.query()
-        server.sent_at = _monotonic()
+        server.sent_at = now
         server.transport.write(data)  # type: ignore[union-attr]  # (set from connection_made on)
 
     def _forward(self, frames: list[pgwire.Frame], raw: bytes | None, server: ServerConn) -> None:
         if raw is not None and len(frames) == 1 and frames[0][0] == _Q:
             # The simple protocol's one Query: no loop, no rename, the chunk goes out as it came.
-            self._send_query(raw, server)
+            self._send_query(raw, server, _monotonic())
             return
         frontend = server.session.frontend
         out: list[Any] = []
@@ -861,7 +862,7 @@ class ClientConn(asyncio.Protocol):
                 if self._paused:
                     self.resume_reading()
                 try:
-                    self._send_query(raw, conn)
+                    self._send_query(raw, conn, _monotonic())
                 except ProtocolViolation as exc:
                     self.fail(exc.error_response())
                 return
