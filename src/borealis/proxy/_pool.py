@@ -123,9 +123,8 @@ class Pool:
         self.routed = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        #: (cap, idle cap) as worked out for max_connections ``_caps_for`` (-1: work them out again).
-        self._caps_for: int | None = -1
-        self._caps_value = (1, 0)
+        #: (cap, idle cap), kept once max_connections is known, until limits_changed() (None: work them out).
+        self._kept_caps: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------ limits
 
@@ -139,20 +138,23 @@ class Pool:
 
     def limits_changed(self) -> None:
         """The ConnectionPoolConfig may have changed: work the caps out again on next use."""
-        self._caps_for = -1
+        self._kept_caps = None
 
     def _caps(self) -> tuple[int, int]:
-        # release() needs both caps for every connection given back: kept until the config changes (the
-        # runtime calls limits_changed()) or max_connections becomes known.
+        # Every borrow that finds no idle connection and every release needs the caps: they are kept (in
+        # _kept_caps, read inline there) until the config changes (the runtime calls limits_changed()). Not
+        # before max_connections is known: it is read once per target, by whichever pool connects first, and
+        # never changes after.
+        kept = self._kept_caps
+        if kept is not None:
+            return kept
         mc = self._max_connections.get(self._key)
-        if mc == self._caps_for:
-            return self._caps_value
         config = self._config()
         idle = (mc or 1) * int(config["MaxIdleConnectionsPercent"]) // 100
         # Until the first connection has told us max_connections, one connection.
         cap = 1 if mc is None else max(1, mc * int(config["MaxConnectionsPercent"]) // 100)
-        self._caps_for = mc
-        self._caps_value = (cap, idle)
+        if mc is not None:
+            self._kept_caps = (cap, idle)
         return cap, idle
 
     @property
@@ -194,8 +196,7 @@ class Pool:
                 stats.borrowed += 1
                 stats.borrow_count += 1
                 return conn
-        # _caps(), its kept value inline.
-        cap = self._caps_value[0] if self._max_connections.get(self._key) == self._caps_for else self._caps()[0]
+        cap = (self._kept_caps or self._caps())[0]
         if len(self.members) + self.opening < cap:
             return None
         now = _monotonic()
@@ -251,7 +252,7 @@ class Pool:
         stats = self.stats
         stats.borrowed += 1
         stats.borrow_count += 1
-        stats.borrow_latency_us_sum += int(waited * 1e6)
+        stats.borrow_latency_us_sum += waited * 1e6
 
     async def _open(self) -> ServerConn:
         self.opening += 1
@@ -313,12 +314,11 @@ class Pool:
                 waiter.waiting = False
                 stats.borrow_count += 1
                 waited = time.monotonic() - waiter.since
-                stats.borrow_latency_us_sum += int(waited * 1e6)
+                stats.borrow_latency_us_sum += waited * 1e6
                 waiter.pool_grant(self, conn)
                 return
         stats.borrowed -= 1
-        # _caps(), its kept value inline: this runs for every connection given back.
-        cap, idle_cap = self._caps_value if self._max_connections.get(self._key) == self._caps_for else self._caps()
+        cap, idle_cap = self._kept_caps or self._caps()
         idle = self.idle
         if len(idle) >= idle_cap or len(self.members) + self.opening > cap:
             conn.close()

@@ -224,7 +224,6 @@ class ServerConn(asyncio.Protocol):
             self.owner.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        reader = self.reader
         try:
             owner = self.owner
             # Not while a Parse awaits its answer: the general path sees which statements were made.
@@ -235,11 +234,12 @@ class ServerConn(asyncio.Protocol):
                     if sent_at:
                         # As _note_response(), inline: this runs for nearly every answer.
                         stats = self.pool.stats
-                        stats.response_latency_us_sum += int((_monotonic() - sent_at) * 1e6)
+                        stats.response_latency_us_sum += (_monotonic() - sent_at) * 1e6
                         stats.response_count += 1
                         self.sent_at = 0.0
                     owner.answered(self, data)
                     return
+            reader = self.reader
             clean = not self._partial
             self._partial = True  # until the reader has taken the chunk without an error
             reader.feed(data)
@@ -257,7 +257,7 @@ class ServerConn(asyncio.Protocol):
     def _note_response(self) -> None:
         # QueryDatabaseResponseLatency: from forwarding a request to the first bytes of its answer.
         stats = self.pool.stats
-        stats.response_latency_us_sum += int((_monotonic() - self.sent_at) * 1e6)
+        stats.response_latency_us_sum += (_monotonic() - self.sent_at) * 1e6
         stats.response_count += 1
         self.sent_at = 0.0
 

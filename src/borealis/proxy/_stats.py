@@ -57,10 +57,11 @@ class ProxyStats:
     borrowed: int = 0
     pinned: int = 0
     pins_total: int = 0
-    borrow_latency_us_sum: int = 0
+    #: Sums of latencies in microseconds (floats: the hot path adds without rounding).
+    borrow_latency_us_sum: float = 0.0
     borrow_count: int = 0
     query_requests: int = 0
-    response_latency_us_sum: int = 0
+    response_latency_us_sum: float = 0.0
     response_count: int = 0
     borrow_timeouts: int = 0
     in_transaction: Any = field(default=None, repr=False)

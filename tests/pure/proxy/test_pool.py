@@ -127,6 +127,20 @@ def test_borrow_lends_an_idle_connection_or_queues_only_when_full() -> None:
     asyncio.run(main())
 
 
+def test_caps_are_kept_until_the_config_changes_and_wait_for_max_connections() -> None:
+    config = {"MaxConnectionsPercent": 10, "MaxIdleConnectionsPercent": 5}
+    known: dict[str, int] = {}
+    pool = Pool(host="h", port=1, user="u", database="d", password=lambda: None, config=lambda: config,
+                stats=ProxyStats("p"), max_connections=known, key="i")  # fmt: skip
+    assert (pool.cap(), pool.idle_cap()) == (1, 0)  # max_connections not known yet: one connection
+    known["i"] = 200  # another pool of the same target learnt it: used at once
+    assert (pool.cap(), pool.idle_cap()) == (20, 10)
+    config["MaxConnectionsPercent"] = 50
+    assert pool.cap() == 20  # kept...
+    pool.limits_changed()  # ...until the runtime reports a config change
+    assert pool.cap() == 100
+
+
 def test_one_timer_times_waiters_out_in_order() -> None:
     stats = ProxyStats("p")
 
