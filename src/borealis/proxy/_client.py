@@ -285,8 +285,8 @@ class ClientConn(asyncio.Protocol):
                 and not self.busy
                 and not self.skip_until_sync
                 and not self._partial
-                and 6 <= len(data) <= MAX_MESSAGE
-                and _unpack_i(data, 1)[0] == len(data) - 1
+                and 6 <= (size := len(data)) <= MAX_MESSAGE
+                and _unpack_i(data, 1)[0] == size - 1
             ):
                 # The simple protocol's usual chunk: exactly one Query. No framing, no frame list.
                 server = self.server
@@ -295,7 +295,7 @@ class ClientConn(asyncio.Protocol):
                     if server is None:
                         # Queued in the pool, or a Task borrows: the Query waits (pool_grant/_continue send it).
                         self.busy = True
-                        self.pending = [(_Q, memoryview(data))]
+                        self.pending = [(_Q, data)]  # (the frame as bytes: what a view would give, no view made)
                         self._pending_raw = data
                         return
                 # A Query names no protocol-level statement: nothing to prepare first. It goes out in this

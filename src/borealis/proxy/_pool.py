@@ -313,7 +313,7 @@ class Pool:
             if waiter.waiting:
                 waiter.waiting = False
                 stats.borrow_count += 1
-                waited = time.monotonic() - waiter.since
+                waited = _monotonic() - waiter.since
                 stats.borrow_latency_us_sum += waited * 1e6
                 waiter.pool_grant(self, conn)
                 return
