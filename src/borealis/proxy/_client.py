@@ -291,7 +291,7 @@ class ClientConn(asyncio.Protocol):
                 # The simple protocol's usual chunk: exactly one Query. No framing, no frame list.
                 server = self.server
                 if server is None:
-                    server = self._borrow_now()
+                    server = self._borrow_now(now)
                     if server is None:
                         # Queued in the pool, or a Task borrows: the Query waits (pool_grant/_continue send it).
                         self.busy = True
@@ -593,7 +593,7 @@ class ClientConn(asyncio.Protocol):
             if frames[0][0] == _X and all(t == _X for t, _ in frames):
                 self.close()
                 return
-            server = self._borrow_now()
+            server = self._borrow_now(_monotonic())
             if server is None:
                 # Queued in the pool, or a Task borrows: the frames wait (_continue sends them).
                 self.busy = True
@@ -804,7 +804,7 @@ class ClientConn(asyncio.Protocol):
                 victims.append(sname)
         return victims
 
-    def _borrow_now(self) -> ServerConn | None:
+    def _borrow_now(self, now: float) -> ServerConn | None:
         """Borrow without waiting if a connection is idle; else queue in the pool or start a slow borrow.
 
         Returns the connection (attached, parameters as the client wants them), or None when the frames
@@ -822,7 +822,7 @@ class ClientConn(asyncio.Protocol):
                 # since its readers are taken in turn.
                 self._route = pool if self.role != "READ_ONLY" else None
         if pool is not None:
-            server = pool.borrow(self, runtime.borrow_seconds)
+            server = pool.borrow(self, now, runtime.borrow_seconds)
             if server is not None:
                 server.owner = self
                 self.server = server

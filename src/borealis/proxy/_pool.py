@@ -176,9 +176,9 @@ class Pool:
                 return conn
         return None
 
-    def borrow(self, waiter: Waiter, timeout: float) -> ServerConn | None:
-        """An idle connection, lent at once; else None, with ``waiter`` queued for ``timeout`` seconds
-        (``waiter.waiting``) when the pool is full, or not queued when a connection may be opened.
+    def borrow(self, waiter: Waiter, now: float, timeout: float) -> ServerConn | None:
+        """An idle connection, lent at once; else None, with ``waiter`` queued from ``now`` (monotonic) for
+        ``timeout`` seconds (``waiter.waiting``) when the pool is full, or not queued when one may be opened.
 
         :meth:`take`, :meth:`can_open` and :meth:`wait` in one call: a client borrows this way per
         transaction, and with more clients than connections nearly every borrow queues.
@@ -199,7 +199,6 @@ class Pool:
         cap = (self._kept_caps or self._caps())[0]
         if len(self.members) + self.opening < cap:
             return None
-        now = _monotonic()
         waiter.since = now
         deadline = waiter.deadline = now + timeout
         waiter.waiting = True

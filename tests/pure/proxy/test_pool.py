@@ -111,13 +111,13 @@ def test_borrow_lends_an_idle_connection_or_queues_only_when_full() -> None:
         b.closed = True  # closed while idle, its loss not heard yet: skipped
         pool.idle = [a, b]
         waiter = _Waiter()
-        assert pool.borrow(waiter, 5.0) is a  # type: ignore[arg-type]
+        assert pool.borrow(waiter, time.monotonic(), 5.0) is a  # type: ignore[arg-type]
         assert pool.idle == [] and stats.borrowed == 1 and not waiter.waiting
         pool.members.discard(b)  # type: ignore[arg-type]
-        assert pool.borrow(waiter, 5.0) is None and not waiter.waiting  # type: ignore[arg-type]  # may open
+        assert pool.borrow(waiter, time.monotonic(), 5.0) is None and not waiter.waiting  # type: ignore[arg-type]  # may open
         pool.opening = 1
         before = time.monotonic()
-        assert pool.borrow(waiter, 5.0) is None and waiter.waiting  # type: ignore[arg-type]  # full: queued
+        assert pool.borrow(waiter, time.monotonic(), 5.0) is None and waiter.waiting  # type: ignore[arg-type]  # full: queued
         assert list(pool.waiters) == [waiter] and before <= waiter.since
         assert waiter.deadline == waiter.since + 5.0 and pool._timer is not None
         pool.release(a)  # type: ignore[arg-type]

@@ -244,7 +244,7 @@ def test_a_client_keeps_its_route_until_the_topology_or_the_proxy_record_changes
             for pool in rt.pools.values():
                 pool.idle[:] = [_Lent()]  # type: ignore[list-item]
             client.server = None
-            assert client._borrow_now() is not None
+            assert client._borrow_now(time.monotonic()) is not None
             return client.pool
 
         first = borrow()
@@ -265,7 +265,7 @@ def test_a_client_keeps_its_route_until_the_topology_or_the_proxy_record_changes
         rt.manager.max_connections["w2"] = 1
         second.members.add(client.server)  # type: ignore[arg-type]
         client.server = None
-        assert client._borrow_now() is None and client.waiting and len(asked) == 3
+        assert client._borrow_now(time.monotonic()) is None and client.waiting and len(asked) == 3
         assert client.deadline - client.since == pytest.approx(9)
         client.waiting = False  # (gone from the queue, so closing the pool starts no new borrow)
         second.close()  # a closed pool is never a kept route
