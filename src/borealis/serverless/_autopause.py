@@ -169,8 +169,10 @@ class AutoPause:
         self.control.emit(cid, iid, f"{kind.event_id}: {kind.message.format(*args)}")
 
     def _available(self, iid: str) -> bool:
+        # The record keeps its status through a pause; its address (pg_port), which API workers route by, is
+        # written only once the restarted postgres is set up. Before that a worker would answer "unavailable".
         inst = self.control.instance(iid)
-        return inst is not None and inst.get("status") == "available"
+        return inst is not None and inst.get("status") == "available" and bool(inst.get("pg_port"))
 
     def forget(self, instance_id: str) -> None:
         """An instance was deleted."""

@@ -79,3 +79,19 @@ def test_the_reconciler_keeps_a_paused_instance_down() -> None:
     awake = InstanceRecord.from_doc({"id": "w", "cluster": "c", "status": "available", "role": "writer", "port": 2})
     woken = plan(cluster, [awake], {"w": Observation(running=False)}, frozenset())
     assert [(a.kind, a.target) for a in woken] == [("start", "w")]
+
+
+def test_a_resume_ends_only_once_the_record_carries_the_address_workers_route_by() -> None:
+    # A paused instance keeps its status; its stored address (pg_port) is cleared on pause and written again
+    # only once the restarted postgres is set up. API workers route by it: until then, "resuming" must stay.
+    from types import SimpleNamespace
+
+    from borealis.serverless._autopause import AutoPause
+
+    records = {"w": {"id": "w", "cluster": "c", "status": "available", "role": "writer", "port": 2}}
+    pause = AutoPause(SimpleNamespace(instance=records.get))
+    assert not pause._available("w")
+    records["w"]["pg_port"] = 5432
+    assert pause._available("w")
+    records["w"]["status"] = "rebooting"
+    assert not pause._available("w")
