@@ -424,6 +424,44 @@ def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> Non
     asyncio.run(main())
 
 
+def test_a_client_keeps_its_pool_only_while_routed_and_never_on_a_reader_endpoint() -> None:
+    # A writer endpoint's client borrows from the pool it used last without asking the runtime while the pool
+    # stays routed; a reader endpoint's client asks every time (its readers are taken in turn).
+    stats = ProxyStats("p")
+
+    async def main() -> None:
+        pool = _pool(stats, cap_pct=100)
+        pool.routed = True  # as current_pool() leaves a pool it keeps
+        asked: list[str] = []
+
+        def current_pool(role: str, user: str, database: str) -> Pool:
+            asked.append(role)
+            return pool
+
+        rt = SimpleNamespace(stats=stats, filters=(), current_pool=current_pool, borrow_seconds=5.0)
+        clients = {role: ClientConn(rt, role) for role in ("READ_WRITE", "READ_ONLY")}  # type: ignore[arg-type]
+
+        def borrow(client: ClientConn) -> None:
+            server = _Server()
+            pool.idle.append(server)  # type: ignore[arg-type]
+            assert client._borrow_now(time.monotonic()) is server and client.pool is pool
+            client.server = None
+
+        for role, times in (("READ_WRITE", 1), ("READ_ONLY", 3)):
+            asked.clear()
+            for _ in range(3):
+                borrow(clients[role])
+            assert asked == [role] * times
+        pool.routed = False  # a route moved: the writer endpoint's client asks again, and keeps the new answer
+        asked.clear()
+        borrow(clients["READ_WRITE"])
+        pool.routed = True
+        borrow(clients["READ_WRITE"])
+        assert asked == ["READ_WRITE"]
+
+    asyncio.run(main())
+
+
 def test_a_finished_answer_hands_the_connection_over_before_it_is_written() -> None:
     # The waiter's query reaches postgres before the answer's send wakes its client; inside a transaction the
     # client keeps the connection and only gets the answer.
