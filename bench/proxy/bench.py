@@ -296,7 +296,8 @@ class Bench:
                "--api-port", str(self.api_port), "--port-base", str(free_port_base())]  # fmt: skip
         log = (self.work / "borealis.out").open("wb")
         src = getattr(self.args, "src", None)
-        # --src: the proxy from another tree (a `git archive` of an older commit), to compare in the same setup.
+        # --src: the proxy from another tree (a `git archive` of an older commit, or build/compiled: the compiled
+        # build from scripts/build-compiled), to compare in the same setup.
         env = dict(os.environ, PYTHONPATH=str(Path(src).resolve())) if src else None
         self.borealis = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile, env=env)
         deadline = time.monotonic() + 180
@@ -306,6 +307,9 @@ class Bench:
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
                     if r.status == 200:
+                        # Its first line says which build runs (pure Python, or compiled with mypyc).
+                        banner = (self.work / "borealis.out").read_text().splitlines()[0]
+                        print(f"borealis up: {banner}", flush=True)
                         return
             except OSError:
                 pass
@@ -777,6 +781,8 @@ def main() -> None:
                     help="also a PgBouncer per pool size that reaches postgres over its unix socket, as the proxy "
                          "does (a pg_hba line lets it log in there with SCRAM)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--src", help="run borealis from this tree (PYTHONPATH): build/compiled (scripts/build-compiled) "
+                    "for the compiled build")  # fmt: skip
     ap.add_argument("--summarise", type=Path, help="only summarise an existing py-spy raw profile, then exit")
     args = ap.parse_args()
     for mode in set(MODES) - set(args.modes):

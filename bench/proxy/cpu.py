@@ -104,7 +104,8 @@ def main() -> None:
     ap.add_argument("--strace", type=int, default=0, help="transactions per client of one strace -c run per target")
     ap.add_argument("--profile", type=Path, help="py-spy --native raw output of one more proxy select-only run")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--src", help="run borealis from this source tree (PYTHONPATH), e.g. a `git archive` of a commit")
+    ap.add_argument("--src", help="run borealis from this tree (PYTHONPATH): a `git archive` of a commit, or "
+                    "build/compiled (scripts/build-compiled) for the compiled build")  # fmt: skip
     args = ap.parse_args()
     args.idle = 0
     bench = Bench(args)

@@ -1,6 +1,6 @@
 """The proxy's own Python per round trip, with no sockets, no postgres and no other process: steady to a few %.
 
-    python bench/proxy/hotpath.py [--iterations 200000] [--profile] [--clients 4 --pool 2]
+    python bench/proxy/hotpath.py [--iterations 200000] [--profile] [--src build/compiled]
 
 Real :class:`~borealis.proxy._client.ClientConn`, :class:`~borealis.proxy._server.ServerConn` and
 :class:`~borealis.proxy._pool.Pool` objects, on a running loop, talk to transports whose ``write`` is a C
@@ -20,6 +20,8 @@ and C function calls per round trip (counted with ``sys.setprofile``: steady wha
 interpreter runs per round trip, by function (opcode trace events: as steady as the call counts, and closer to
 the time, since a Python call costs little since 3.11). This measures only the Python the proxy runs per
 message: the syscalls (``send``/``recv``) and uvloop's dispatch come on top (see ``cpu.py``).
+``--src DIR`` imports Borealis from DIR instead of this checkout's ``src``: ``build/compiled`` (made by
+``scripts/build-compiled``) runs the compiled build. The first line says which build ran.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+# Before the imports below: --src picks the tree they come from.
+sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv[:-1]
+                       else Path(__file__).resolve().parents[2] / "src"))  # fmt: skip
 
+from borealis._build import build_name
 from borealis.proxy import ProxyStats
 from borealis.proxy._client import ClientConn
 from borealis.proxy._pool import Pool
@@ -294,7 +299,9 @@ def main() -> None:
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--profile", action="store_true", help="also a cProfile of each scenario")
     ap.add_argument("--bytecodes", action="store_true", help="also the bytecodes run per round trip, by function")
+    ap.add_argument("--src", help="import borealis from this tree (build/compiled: the compiled build)")
     args = ap.parse_args()
+    print(f"borealis from {Path(sys.modules['borealis'].__file__ or '').parent.parent}: {build_name()}", flush=True)
 
     async def go() -> None:
         for name in args.scenarios:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from borealis import __version__
+from borealis._build import build_name
 from borealis.config import ConfigError, Settings, default_data_dir, load_settings
 
 __all__ = ["main"]
@@ -111,7 +112,7 @@ async def _up(settings: Settings) -> int:
         where = event.cluster + (f"/{event.instance}" if event.instance else "")
         print(f"  [{time.monotonic() - started:5.1f}s] {where}: {event.message}", flush=True)
 
-    print(f"Borealis {__version__}: starting in {settings.data_dir}", flush=True)
+    print(f"Borealis {__version__} ({build_name()}): starting in {settings.data_dir}", flush=True)
     app = App(settings, on_event=progress)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

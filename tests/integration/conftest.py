@@ -79,11 +79,20 @@ class BorealisProcess:
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
                     if resp.status == 200:
+                        self._check_build()
                         return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"borealis up not ready in {timeout}s:\n{self.output.read_text()}")
+
+    def _check_build(self) -> None:
+        # scripts/test-compiled: the server must run the compiled build too (its first line says which runs).
+        if os.environ.get("BOREALIS_EXPECT_COMPILED") == "1":
+            lines = self.output.read_text().splitlines()
+            banners = [line for line in lines if line.startswith("Borealis ") and ": starting in " in line]
+            if not banners or "(compiled (mypyc))" not in banners[-1]:
+                raise RuntimeError(f"borealis up does not run the compiled build: {banners[-1:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         assert self.proc is not None

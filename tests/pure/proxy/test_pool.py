@@ -1,7 +1,8 @@
 """Pure tests: the pool's synchronous borrow, its waiter queue and deadline timer, the hand-off from one
 client to the next, and the server side's fast path.
 
-Connections and transports are stand-ins (no socket); waiters are small recording objects or real clients.
+Connections and clients are real objects (the compiled build checks their types) on stand-in transports (no
+socket); waiters are small recording objects or real clients.
 """
 
 from __future__ import annotations
@@ -15,18 +16,25 @@ from typing import Any
 
 import pytest
 
-from borealis.pgwire import Phase
 from borealis.proxy import ProxyStats
 from borealis.proxy._client import ClientConn
 from borealis.proxy._pool import BorrowTimeout, Pool
-from borealis.proxy._server import ServerConn, ServerError, _Session, query_frame
+from borealis.proxy._server import ServerConn, ServerError, query_frame
 
 
-class _Conn:
+class _Transport:
+    """Records what is written to it."""
+
     def __init__(self) -> None:
+        self.out: list[bytes] = []
         self.closed = False
-        self.owner: Any = None
-        self.idle_since = 0.0
+
+    def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
     def close(self) -> None:
         self.closed = True
@@ -69,10 +77,18 @@ def _pool(stats: ProxyStats, cap_pct: int = 1, timeout: float = 5.0) -> Pool:
     )
 
 
-def _fill(pool: Pool, n: int) -> list[Any]:
-    conns = [_Conn() for _ in range(n)]
-    pool.members.update(conns)  # type: ignore[arg-type]
-    return conns
+def _server(pool: Pool, transport: _Transport | None = None) -> ServerConn:
+    """A logged-in server connection of ``pool`` on a stand-in transport (not yet in its idle list)."""
+    conn = ServerConn(pool._lost)
+    conn.connection_made(transport or _Transport())  # type: ignore[arg-type]
+    conn._login = None
+    conn.pool = pool
+    pool.members.add(conn)
+    return conn
+
+
+def _fill(pool: Pool, n: int) -> list[ServerConn]:
+    return [_server(pool) for _ in range(n)]
 
 
 def test_take_is_lifo_and_release_hands_to_the_first_waiter() -> None:
@@ -91,11 +107,11 @@ def test_take_is_lifo_and_release_hands_to_the_first_waiter() -> None:
         gone = _Waiter()
         pool.wait(gone)  # type: ignore[arg-type]
         gone.waiting = False  # a client that left while queued: skipped
-        pool.release(a)  # type: ignore[arg-type]
-        pool.release(b)  # type: ignore[arg-type]
+        pool.release(a)
+        pool.release(b)
         assert first.got == [a] and second.got == [b] and gone.got == []
         assert stats.borrowed == 2 and stats.borrow_count == 4
-        pool.release(a)  # type: ignore[arg-type]
+        pool.release(a)
         assert pool.idle == [a] and stats.borrowed == 1
 
     asyncio.run(main())
@@ -169,7 +185,7 @@ def test_close_fails_waiters_and_a_lost_connection_frees_a_slot() -> None:
         w1, w2 = _Waiter(), _Waiter()
         pool.wait(w1)  # type: ignore[arg-type]
         pool.wait(w2)  # type: ignore[arg-type]
-        pool._lost(a)  # type: ignore[arg-type]
+        pool._lost(a)
         assert w1.got == [None]  # a slot came free: the waiter opens a connection itself
         assert pool.can_open()
         pool.close()
@@ -193,30 +209,6 @@ def test_acquire_waits_for_a_release() -> None:
     asyncio.run(main())
 
 
-class _Owner:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.boundaries = 0
-        self.params: list[Any] = []
-        self.failed: list[bytes] = []
-
-    def fail(self, error: bytes) -> None:
-        self.failed.append(error)
-
-    def write(self, data: Any) -> None:
-        self.written.append(bytes(data))
-
-    def server_at_boundary(self, server: ServerConn) -> None:
-        self.boundaries += 1
-
-    def answered(self, server: ServerConn, data: bytes) -> None:
-        self.write(data)
-        self.server_at_boundary(server)
-
-    def parameter_changed(self, frame: Any) -> None:
-        self.params.append(bytes(frame))
-
-
 def _frame(t: bytes, body: bytes) -> bytes:
     return t + (len(body) + 4).to_bytes(4, "big") + body
 
@@ -228,12 +220,26 @@ _SELECT = (
 )
 
 
-def _lent(owner: _Owner) -> ServerConn:
-    conn = ServerConn(lambda c: None)
-    conn._login = None
-    conn.pool = type("P", (), {"stats": ProxyStats("p")})()
-    conn.owner = owner  # type: ignore[assignment]
-    return conn
+def _lent() -> tuple[ServerConn, ClientConn, _Transport]:
+    """A server connection lent to a logged-in client; what the client is sent goes to the transport returned.
+
+    At a boundary outside a transaction the client gives the connection back: it is then in its pool's idle list.
+    """
+    stats = ProxyStats("p")
+    pool = _pool(stats)
+    conn = pool.take() or _server(pool)
+    stats.borrowed += 1
+    client = ClientConn(SimpleNamespace(stats=stats, clients=set()), "READ_WRITE")  # type: ignore[arg-type]
+    out = _Transport()
+    client.connection_made(out)  # type: ignore[arg-type]
+    client.state = "ready"
+    client._attach(pool, conn)
+    return conn, client, out
+
+
+def _released(conn: ServerConn, client: ClientConn) -> bool:
+    """Whether ``client`` gave ``conn`` back to its pool (what it does at a boundary outside a transaction)."""
+    return client.server is None and conn.owner is None and client.pool is not None and client.pool.idle == [conn]
 
 
 @pytest.mark.parametrize(
@@ -250,12 +256,13 @@ def _lent(owner: _Owner) -> ServerConn:
 )
 def test_fast_path_forwards_whole_responses(sent: list[bytes], reply: bytes, status: str) -> None:
     async def main() -> None:
-        owner = _Owner()
-        conn = _lent(owner)
+        conn, client, out = _lent()
         for f in sent:
             conn.session.frontend(f[0], f)
         conn.data_received(reply)
-        assert owner.written == [reply] and owner.boundaries == 1
+        assert out.out == [reply]
+        # The boundary was seen: outside a transaction the connection went back, inside it the client keeps it.
+        assert _released(conn, client) if status == "I" else client.server is conn
         assert conn.session.at_boundary and conn.session.transaction_status == status
         assert conn.reader.buffered == 0
 
@@ -264,20 +271,21 @@ def test_fast_path_forwards_whole_responses(sent: list[bytes], reply: bytes, sta
 
 def test_a_query_reuses_the_finished_segment_only_when_nothing_is_pending() -> None:
     async def main() -> None:
-        owner = _Owner()
-        conn = _lent(owner)
+        conn, client, out = _lent()
         session = conn.session
         reply = _SELECT + _frame(b"Z", b"I")
         session.query()
         conn.data_received(reply)
         finished = session._spare
-        assert finished is not None and session.at_boundary
+        assert finished is not None and session.at_boundary and _released(conn, client)
+        assert client.pool is not None and client.pool.take() is conn
+        client._attach(client.pool, conn)  # borrowed again
         session.query()  # nothing pending: the finished segment serves again
         assert session._spare is None and session.pending_syncs == 1
         session.query()  # pipelined behind it: a segment of its own
         assert session.pending_syncs == 2 and session._segments[0] is finished
         conn.data_received(reply + reply)  # two answers in one chunk: the general path
-        assert b"".join(owner.written) == reply * 3 and owner.boundaries == 2
+        assert b"".join(out.out) == reply * 3 and _released(conn, client)
         assert session.at_boundary and session.transaction_status == "I"
 
     asyncio.run(main())
@@ -286,94 +294,36 @@ def test_a_query_reuses_the_finished_segment_only_when_nothing_is_pending() -> N
 def test_chunks_the_fast_path_leaves_to_the_general_one() -> None:
     async def main() -> None:
         # A ParameterStatus inside the response: the client is told (general path).
-        owner = _Owner()
-        conn = _lent(owner)
+        conn, client, out = _lent()
         q = query_frame("set timezone = 'UTC'")
         conn.session.frontend(q[0], q)
         reply = _frame(b"C", b"SET\0") + _frame(b"S", b"TimeZone\0UTC\0") + _frame(b"Z", b"I")
         conn.data_received(reply)
-        assert b"".join(owner.written) == reply and owner.params and owner.boundaries == 1
+        assert b"".join(out.out) == reply and client.params == {"timezone": "UTC"} and _released(conn, client)
         # A response split over two chunks: the first has no ReadyForQuery, the second completes it.
-        owner = _Owner()
-        conn = _lent(owner)
+        conn, client, out = _lent()
         conn.session.frontend(q[0], q)
         reply = _SELECT + _frame(b"Z", b"I")
         conn.data_received(reply[:7])
+        assert client.server is conn
         conn.data_received(reply[7:])
-        assert b"".join(owner.written) == reply and owner.boundaries == 1
+        assert b"".join(out.out) == reply and _released(conn, client)
         assert conn.session.idle
-        # A completion the request cannot have (ParseComplete after a Query) is not waved through.
-        owner = _Owner()
-        conn = _lent(owner)
+        # A completion the request cannot have (ParseComplete after a Query) is not waved through: the server
+        # connection is closed and the client gets a protocol error and is disconnected.
+        conn, client, out = _lent()
         conn.session.frontend(q[0], q)
-        conn.transport = type("T", (), {"write": lambda self, d: None, "close": lambda self: None})()
         conn.data_received(_frame(b"1", b"") + _frame(b"Z", b"I"))
-        assert conn.closed and owner.boundaries == 0 and owner.written == []
-        assert b"08P01" in owner.failed[0]
+        assert conn.closed and len(out.out) == 1 and out.closed
+        assert b"08P01" in out.out[0]
         # Nor a frame whose length cannot be (under 4, its own length field).
-        owner = _Owner()
-        conn = _lent(owner)
+        conn, client, out = _lent()
         conn.session.frontend(q[0], q)
-        conn.transport = type("T", (), {"write": lambda self, d: None, "close": lambda self: None})()
         conn.data_received(b"C\0\0\0\x02" + _frame(b"Z", b"I"))
-        assert conn.closed and owner.boundaries == 0 and owner.written == []
-        assert b"08P01" in owner.failed[0]
+        assert conn.closed and len(out.out) == 1 and out.closed
+        assert b"08P01" in out.out[0]
 
     asyncio.run(main())
-
-
-class _Server:
-    """A lent server connection stand-in: records what the client side writes to it."""
-
-    def __init__(self) -> None:
-        self.session = _Session(Phase.READY)
-        self.applied: dict[str, str] = {}
-        self.prepared: dict[str, None] = {}
-        self.owner: Any = None
-        self.closed = False
-        self.sent: list[bytes] = []
-        self.sent_at = 0.0
-
-    def write(self, data: Any) -> None:
-        self.sent.append(bytes(data))
-
-    @property
-    def transport(self) -> Any:
-        return self  # the client side's fast path writes to the server's transport: recorded by write()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def answer(self, reply: bytes) -> None:
-        """The server's whole reply to the query sent: the session sees it, the owner is told."""
-        for t, frame in _frames(reply):
-            self.session.backend(t, frame)
-        self.owner.server_at_boundary(self)
-
-
-def _frames(data: bytes) -> list[tuple[int, bytes]]:
-    out, pos = [], 0
-    while pos < len(data):
-        length = int.from_bytes(data[pos + 1 : pos + 5], "big")
-        out.append((data[pos], data[pos : pos + 1 + length]))
-        pos += 1 + length
-    return out
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        self.out.append(bytes(data))
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> None:
@@ -382,9 +332,9 @@ def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> Non
     async def main() -> None:
         pool = _pool(stats, cap_pct=1, timeout=0.2)
         pool._max_connections["i"] = 100  # cap 1
-        server = _Server()
-        pool.members.add(server)  # type: ignore[arg-type]
-        pool.idle.append(server)  # type: ignore[arg-type]
+        sent = _Transport()
+        server = _server(pool, sent)
+        pool.idle.append(server)
         rt = SimpleNamespace(
             stats=stats,
             filters=(),
@@ -404,22 +354,22 @@ def test_clients_borrow_in_the_callback_and_get_connections_handed_over() -> Non
         (a, a_out), (b, b_out), (c, c_out) = client(), client(), client()
         qa, qb, qc = query_frame("select 'a'"), query_frame("select 'b'"), query_frame("select 'c'")
         a.data_received(qa)
-        assert server.sent == [qa] and a.server is server  # taken and sent in the same callback
+        assert sent.out == [qa] and a.server is server  # taken and sent in the same callback
         b.data_received(qb)
-        assert b.busy and b.waiting and server.sent == [qa]  # the pool is full: b waits in its queue
+        assert b.busy and b.waiting and sent.out == [qa]  # the pool is full: b waits in its queue
         c.data_received(qc)
-        server.answer(_SELECT + _frame(b"Z", b"I"))
+        server.data_received(_SELECT + _frame(b"Z", b"I"))
         # a's transaction ended: the connection went straight to b, whose query went out at once.
         assert a.server is None and b.server is server and server.owner is b
-        assert server.sent == [qa, qb] and not b.busy and c.waiting
+        assert sent.out == [qa, qb] and not b.busy and c.waiting
         await asyncio.sleep(0.3)
         # c waited past ConnectionBorrowTimeout: an error and ReadyForQuery, and it may try again.
         assert b"53300" in c_out.out[-1] and c_out.out[-1].endswith(_frame(b"Z", b"I"))
         assert not c.busy and not c_out.closed and stats.borrow_timeouts == 1
-        server.answer(_SELECT + _frame(b"Z", b"I"))
+        server.data_received(_SELECT + _frame(b"Z", b"I"))
         c.data_received(qc)
-        assert server.sent[-1] == qc and c.server is server
-        assert a_out.out == b_out.out == []  # (replies are written by the real server side)
+        assert sent.out[-1] == qc and c.server is server
+        assert a_out.out == [_SELECT + _frame(b"Z", b"I")] and b_out.out == a_out.out
 
     asyncio.run(main())
 
@@ -479,10 +429,8 @@ def test_a_finished_answer_hands_the_connection_over_before_it_is_written() -> N
     async def main() -> None:
         pool = _pool(stats, cap_pct=1, timeout=5)
         pool._max_connections["i"] = 100  # cap 1
-        server = _Server()
-        server.write = lambda data: log.append(("server", bytes(data)))  # type: ignore[method-assign]
-        pool.members.add(server)  # type: ignore[arg-type]
-        pool.idle.append(server)  # type: ignore[arg-type]
+        server = _server(pool, _Logged("server"))
+        pool.idle.append(server)
         rt = SimpleNamespace(
             stats=stats, filters=(), current_pool=lambda *a: pool, borrow_timeout=lambda: 5.0, borrow_seconds=5.0
         )
@@ -495,16 +443,12 @@ def test_a_finished_answer_hands_the_connection_over_before_it_is_written() -> N
         b.data_received(qb)
         assert b.waiting
         in_tx = _frame(b"C", b"BEGIN\0") + _frame(b"Z", b"T")
-        for t, frame in _frames(in_tx):
-            server.session.backend(t, frame)
-        a.answered(server, in_tx)  # type: ignore[arg-type]
+        server.data_received(in_tx)
         assert a.server is server and b.waiting and log[-1] == ("a", in_tx)
         commit = query_frame("commit")
         a.data_received(commit)
         done = _frame(b"C", b"COMMIT\0") + _frame(b"Z", b"I")
-        for t, frame in _frames(done):
-            server.session.backend(t, frame)
-        a.answered(server, done)  # type: ignore[arg-type]
+        server.data_received(done)
         assert a.server is None and b.server is server
         assert log[-2:] == [("server", qb), ("a", done)]
 

@@ -141,6 +141,7 @@ def test_transient_states() -> None:
 def test_query_database_response_latency_is_measured() -> None:
     # The server side times from forwarding a request to the first bytes of its answer.
     from borealis.proxy import ProxyStats
+    from borealis.proxy._client import ClientConn
     from borealis.proxy._server import ServerConn, query_frame
 
     stats = ProxyStats("p")
@@ -150,12 +151,12 @@ def test_query_database_response_latency_is_measured() -> None:
         conn = ServerConn(lambda c: None)
         conn._login = None
         conn.pool = SimpleNamespace(stats=stats)
-        conn.owner = SimpleNamespace(  # type: ignore[assignment]
-            write=written.append,
-            server_at_boundary=lambda s: None,
-            answered=lambda s, data: written.append(data),
-            parameter_changed=lambda f: None,
-        )
+        owner = ClientConn(SimpleNamespace(stats=stats, clients=set()), "READ_WRITE")  # type: ignore[arg-type]
+        owner.connection_made(SimpleNamespace(write=written.append))  # type: ignore[arg-type]
+        owner.state = "ready"
+        owner.pinned = True  # keeps the connection (this one has no pool)
+        owner.server = conn
+        conn.owner = owner
         q = query_frame("select 1")
         conn.session.frontend(q[0], q)
         conn.sent_at = time.monotonic() - 0.002
