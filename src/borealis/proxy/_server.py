@@ -58,7 +58,7 @@ for _t in b"TCI":
     _FAST[_t] = 3
 _FAST_TABLE = bytes(_FAST)
 #: The same for an answer with no extended message to complete: 1 passes, 0 sends it the general way.
-_QUERY_TABLE = bytes(1 if kind in (1, 3) else 0 for kind in _FAST)
+_QUERY_TABLE = bytes(1 if kind in (1, 3) else 0 for kind in _FAST_TABLE)  # (mypyc cannot iterate a bytearray)
 #: A frame's type and length, in one call.
 _unpack_head = struct.Struct("!Bi").unpack_from
 #: The last 6 bytes of a chunk that ends with ReadyForQuery -> the transaction status it reports.

@@ -392,8 +392,8 @@ def test_a_client_keeps_its_pool_only_while_routed_and_never_on_a_reader_endpoin
         clients = {role: ClientConn(rt, role) for role in ("READ_WRITE", "READ_ONLY")}  # type: ignore[arg-type]
 
         def borrow(client: ClientConn) -> None:
-            server = _Server()
-            pool.idle.append(server)  # type: ignore[arg-type]
+            server = _server(pool)
+            pool.idle.append(server)
             assert client._borrow_now(time.monotonic()) is server and client.pool is pool
             client.server = None
 

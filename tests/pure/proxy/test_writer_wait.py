@@ -19,7 +19,7 @@ from borealis.control._topology import build_view
 from borealis.proxy import MetricsRegistry
 from borealis.proxy._client import ClientConn
 from borealis.proxy._manager import ProxyRuntime
-from borealis.proxy._server import ServerError
+from borealis.proxy._server import ServerConn, ServerError
 
 
 class _Control:
@@ -142,7 +142,7 @@ def test_query_database_response_latency_is_measured() -> None:
     # The server side times from forwarding a request to the first bytes of its answer.
     from borealis.proxy import ProxyStats
     from borealis.proxy._client import ClientConn
-    from borealis.proxy._server import ServerConn, query_frame
+    from borealis.proxy._server import query_frame
 
     stats = ProxyStats("p")
     written: list[bytes] = []
@@ -204,18 +204,6 @@ def test_target_is_kept_until_the_control_plane_generation_moves() -> None:
     assert len(resolved) == 5
 
 
-class _Lent:
-    """A server connection stand-in, as far as a borrow looks at one."""
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.owner: Any = None
-        self.applied: dict[str, str] = {}
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def test_a_client_keeps_its_route_until_the_topology_or_the_proxy_record_changes() -> None:
     # A client borrows again from the pool it used last without asking the runtime, until the topology reports
     # a change (a failover here) or the proxy's record changes; then its next borrow resolves the target again.
@@ -243,7 +231,7 @@ def test_a_client_keeps_its_route_until_the_topology_or_the_proxy_record_changes
             """Borrow with one idle connection in every pool (the new writer's made first); the pool used."""
             rt.pool_for("READ_WRITE", "u", "db")  # made if new, not marked routed: only current_pool() does
             for pool in rt.pools.values():
-                pool.idle[:] = [_Lent()]  # type: ignore[list-item]
+                pool.idle[:] = [ServerConn(pool._lost)]  # idle, logged in as far as a borrow looks
             client.server = None
             assert client._borrow_now(time.monotonic()) is not None
             return client.pool
