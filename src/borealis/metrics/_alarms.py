@@ -1,5 +1,5 @@
-"""CloudWatch metric alarms: PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState, Enable/DisableAlarmActions,
-DescribeAlarmHistory, and their evaluation over the metric store.
+"""CloudWatch alarms: PutMetricAlarm, PutCompositeAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState,
+Enable/DisableAlarmActions, DescribeAlarmHistory, and their evaluation over the metric store.
 
 :func:`evaluate` is the pure rule, from the CloudWatch user guide ("Evaluating an alarm", "How alarm state is
 evaluated when data is missing", whose two tables tests/pure/metrics/test_alarm_evaluation.py checks cell by
@@ -19,6 +19,12 @@ periods, as the guide's example (5 for 3). Then:
 in ``DATA_DIR/alarms.json``, rewritten atomically on each change; :meth:`AlarmBook.evaluate_all` runs
 every few seconds from the application. Actions (SNS, Auto Scaling) are stored and shown, never run: Borealis
 has no SNS.
+
+A composite alarm (PutCompositeAlarm) is in ALARM while its AlarmRule (``_rule.py``) holds on its children's
+states, else OK; INSUFFICIENT_DATA only from its creation until that first evaluation, which PutCompositeAlarm
+runs at once. It is evaluated again whenever one of its children changes state, within the same change, so its
+parents follow in turn; a composite alarm met again on that path (a cycle) is not evaluated again, as
+CloudWatch stops there too. Its children must exist, and cannot be deleted while it names them.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from typing import Any
 from . import _stats
 from ._cloudwatch import MetricsError, _check_period, _dimensions, _epoch, check_queries, run_queries
 from ._math import TimeSeries
+from ._rule import Rule, RuleError, parse_rule
 from ._store import MetricStore
 
 __all__ = ["OPERATORS", "AlarmBook", "evaluate", "run_alarms"]
@@ -121,20 +128,34 @@ class AlarmBook:
         self.history: list[dict[str, Any]] = []
         self.tags: dict[str, dict[str, str]] = {}
         """Each alarm's tags, by alarm name (kept apart so DescribeAlarms never shows them, as on AWS)."""
+        self.composites: dict[str, dict[str, Any]] = {}
+        """The composite alarms, by name (alarm names are unique across both kinds)."""
+        self._rules: dict[str, Rule] = {}
         if path.exists():
             saved = json.loads(path.read_text())
             self.alarms, self.history = saved["alarms"], saved["history"]
             self.tags = saved.get("tags", {})
+            self.composites = saved.get("composites", {})
+            for name, c in self.composites.items():
+                self._rules[name] = parse_rule(c["AlarmRule"], self._name_of)
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"alarms": self.alarms, "history": self.history, "tags": self.tags}))
+        doc = {"alarms": self.alarms, "history": self.history, "tags": self.tags, "composites": self.composites}
+        tmp.write_text(json.dumps(doc))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
 
     def _record(self, name: str, kind: str, summary: str, data: Mapping[str, Any], now: float) -> None:
         self.history.append(
-            {"AlarmName": name, "at": now, "HistoryItemType": kind, "HistorySummary": summary, "HistoryData": data}
+            {
+                "AlarmName": name,
+                "AlarmType": "CompositeAlarm" if name in self.composites else "MetricAlarm",
+                "at": now,
+                "HistoryItemType": kind,
+                "HistorySummary": summary,
+                "HistoryData": data,
+            }
         )
         self.history = [h for h in self.history if h["at"] >= now - _HISTORY_KEEP]
 
@@ -144,6 +165,8 @@ class AlarmBook:
         """PutMetricAlarm: on one metric, or on ``Metrics`` (metric math: one query returns the data the alarm
         watches); new alarms start INSUFFICIENT_DATA, an update keeps the state."""
         name = str(p["AlarmName"])
+        if name in self.composites:
+            raise MetricsError("ValidationError", f"The alarm {name} already exists as a composite alarm.")
         metrics = p.get("Metrics")
         if metrics:
             single = [k for k in _SINGLE_METRIC if p.get(k) is not None]
@@ -203,11 +226,7 @@ class AlarmBook:
             raise MetricsError("InvalidParameterValue", f"The value {treat} for parameter TreatMissingData is invalid.")
         dims = _dimensions(p.get("Dimensions"))
         tags = _tags(p.get("Tags"))
-        for key in ("OKActions", "AlarmActions", "InsufficientDataActions"):
-            for action in p.get(key) or ():
-                if not _ARN.match(str(action)):
-                    # CloudWatch's answer to an action that is not an ARN (an SNS topic's name, a policy's name).
-                    raise MetricsError("ValidationError", f"Invalid arn syntax: {action}")
+        _check_actions(p)
         with self._lock:
             old = self.alarms.get(name)
             alarm = {
@@ -260,54 +279,188 @@ class AlarmBook:
         return {}
 
     def describe_alarms(self, p: Mapping[str, Any]) -> dict[str, Any]:
-        """DescribeAlarms by AlarmNames, AlarmNamePrefix, StateValue, ActionPrefix; MaxRecords / NextToken."""
+        """DescribeAlarms by AlarmNames, AlarmNamePrefix, StateValue, ActionPrefix and AlarmTypes, or by
+        ChildrenOfAlarmName / ParentsOfAlarmName; MaxRecords / NextToken page over both lists together."""
         names, prefix, state = p.get("AlarmNames"), p.get("AlarmNamePrefix"), p.get("StateValue")
         if names and prefix:
             raise MetricsError("InvalidParameterCombination", "AlarmNames and AlarmNamePrefix cannot both be given.")
         family = [k for k in ("ChildrenOfAlarmName", "ParentsOfAlarmName") if p.get(k)]
-        if family:
-            # Only composite alarms have children or parents, and none are kept here; as on AWS, these
-            # parameters go with MaxRecords and NextToken only.
-            others = [k for k in p if p.get(k) and k not in (*family, "MaxRecords", "NextToken")]
-            if others or len(family) > 1:
-                raise MetricsError(
-                    "InvalidParameterCombination",
-                    f"{family[0]} cannot be specified with {(family[1:] + others)[0]}.",
-                )
-            return {"MetricAlarms": [], "CompositeAlarms": []}
         action = p.get("ActionPrefix")
         with self._lock:
-            found = [
-                dict(a)
-                for n, a in sorted(self.alarms.items())
-                if (not names or n in names)
-                and (not prefix or n.startswith(prefix))
-                and (not state or a["StateValue"] == state)
-                and (
-                    not action
-                    or any(
-                        x.startswith(action)
-                        for k in ("OKActions", "AlarmActions", "InsufficientDataActions")
-                        for x in a[k]
+            if family:
+                # As on AWS, these parameters go with MaxRecords and NextToken only.
+                others = [k for k in p if p.get(k) and k not in (*family, "MaxRecords", "NextToken")]
+                if others or len(family) > 1:
+                    raise MetricsError(
+                        "InvalidParameterCombination",
+                        f"{family[0]} cannot be specified with {(family[1:] + others)[0]}.",
                     )
-                )
-            ]
-        types = _alarm_types(p)
-        if "MetricAlarm" not in types:
-            found = []
-        for a in found:
+                of = str(p[family[0]])
+                if family[0] == "ChildrenOfAlarmName":
+                    rule = self._rules.get(of)
+                    related = set(rule.children) if rule is not None else set()
+                else:
+                    related = {n for n, r in self._rules.items() if of in r.children}
+                metric = [dict(a) for n, a in sorted(self.alarms.items()) if n in related]
+                composite = [dict(c) for n, c in sorted(self.composites.items()) if n in related]
+            else:
+                types = _alarm_types(p)
+
+                def wanted(n: str, a: Mapping[str, Any]) -> bool:
+                    return (
+                        (not names or n in names)
+                        and (not prefix or n.startswith(prefix))
+                        and (not state or a["StateValue"] == state)
+                        and (
+                            not action
+                            or any(
+                                x.startswith(action)
+                                for k in ("OKActions", "AlarmActions", "InsufficientDataActions")
+                                for x in a[k]
+                            )
+                        )
+                    )
+
+                metric = [dict(a) for n, a in sorted(self.alarms.items()) if "MetricAlarm" in types and wanted(n, a)]
+                composite = [
+                    dict(c) for n, c in sorted(self.composites.items()) if "CompositeAlarm" in types and wanted(n, c)
+                ]
+        for a in (*metric, *composite):
             for key in ("AlarmConfigurationUpdatedTimestamp", "StateUpdatedTimestamp", "StateTransitionedTimestamp"):
                 a[key] = _ts(a[key])
-        out = _page("MetricAlarms", found, p)
-        # Composite alarms are not kept here: asked for, their list is empty (CloudWatch answers both lists).
-        out["CompositeAlarms"] = []
+        paged = _page("Alarms", [("MetricAlarms", a) for a in metric] + [("CompositeAlarms", c) for c in composite], p)
+        out: dict[str, Any] = {
+            "MetricAlarms": [a for k, a in paged["Alarms"] if k == "MetricAlarms"],
+            "CompositeAlarms": [a for k, a in paged["Alarms"] if k == "CompositeAlarms"],
+        }
+        if "NextToken" in paged:
+            out["NextToken"] = paged["NextToken"]
         return out
+
+    def put_composite_alarm(self, p: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """PutCompositeAlarm: a new alarm starts INSUFFICIENT_DATA and is evaluated at once; an update replaces
+        the configuration, keeps the state, and is evaluated at once too."""
+        for required in ("AlarmName", "AlarmRule"):
+            if not p.get(required):
+                raise MetricsError("MissingParameter", f"The parameter {required} is required.")
+        name = str(p["AlarmName"])
+        _check_actions(p)
+        tags = _tags(p.get("Tags"))
+        try:
+            rule = parse_rule(str(p["AlarmRule"]), self._name_of)
+        except RuleError as exc:
+            raise MetricsError("ValidationError", str(exc)) from None
+        suppressor = p.get("ActionsSuppressor")
+        if suppressor:
+            for required in ("ActionsSuppressorWaitPeriod", "ActionsSuppressorExtensionPeriod"):
+                if p.get(required) is None:
+                    raise MetricsError(
+                        "ValidationError", f"{required} is required when ActionsSuppressor is specified."
+                    )
+        with self._lock:
+            if name in self.alarms:
+                raise MetricsError("ValidationError", f"The alarm {name} already exists as a metric alarm.")
+            missing = [c for c in rule.children if c not in self.alarms and c not in self.composites]
+            if suppressor and self._name_of(str(suppressor)) not in (*self.alarms, *self.composites):
+                missing.append(str(suppressor))
+            if missing:
+                raise MetricsError(
+                    "ValidationError",
+                    f"Could not save the composite alarm as alarms [{', '.join(missing)}] in the alarm rule do not "
+                    "exist",
+                )
+            old = self.composites.get(name)
+            alarm: dict[str, Any] = {
+                "AlarmName": name,
+                "AlarmArn": self._arn(name),
+                "AlarmDescription": p.get("AlarmDescription") or "",
+                "AlarmRule": rule.text,
+                "AlarmConfigurationUpdatedTimestamp": _iso(now),
+                "ActionsEnabled": bool(p.get("ActionsEnabled", True)),
+                "OKActions": list(p.get("OKActions") or []),
+                "AlarmActions": list(p.get("AlarmActions") or []),
+                "InsufficientDataActions": list(p.get("InsufficientDataActions") or []),
+                "StateValue": old["StateValue"] if old else "INSUFFICIENT_DATA",
+                "StateReason": old["StateReason"] if old else "Unchecked: Initial alarm creation",
+                "StateUpdatedTimestamp": old["StateUpdatedTimestamp"] if old else _iso(now),
+                "StateTransitionedTimestamp": old["StateTransitionedTimestamp"] if old else _iso(now),
+            }
+            if suppressor:
+                alarm["ActionsSuppressor"] = str(suppressor)
+                alarm["ActionsSuppressorWaitPeriod"] = int(p["ActionsSuppressorWaitPeriod"])
+                alarm["ActionsSuppressorExtensionPeriod"] = int(p["ActionsSuppressorExtensionPeriod"])
+                alarm["ActionsSuppressedBy"] = "None"
+                alarm["ActionsSuppressedReason"] = ""
+            self.composites[name] = alarm
+            self._rules[name] = rule
+            if not old:
+                self.tags[name] = dict(tags)  # as on AWS: Tags apply to a new alarm only
+            self._record(
+                name,
+                "ConfigurationUpdate",
+                f'Alarm "{name}" {"updated" if old else "created"}',
+                {"type": "Update" if old else "Create", "version": "1.0"},
+                now,
+            )
+            self._evaluate_composite(name, now, None, frozenset())
+            self._save()
+        return {}
+
+    def _arn(self, name: str) -> str:
+        return f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}"
+
+    def _name_of(self, ref: str) -> str:
+        """The alarm a rule names: an ARN of this region and account names the alarm after ``alarm:``."""
+        prefix = f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:"
+        return ref[len(prefix) :] if ref.startswith(prefix) else ref
+
+    def _state_of(self, name: str) -> str:
+        alarm = self.alarms.get(name) or self.composites.get(name)
+        return str(alarm["StateValue"]) if alarm is not None else "INSUFFICIENT_DATA"
+
+    def _evaluate_composite(self, name: str, now: float, trigger: str | None, path: frozenset[str]) -> None:
+        """Evaluate composite alarm ``name`` (its child ``trigger`` changed state, if given); ``path``: the
+        composite alarms this change has gone through (a cycle stops there)."""
+        if name in path:
+            return
+        state = "ALARM" if self._rules[name].holds(self._state_of) else "OK"
+        alarm = self.composites[name]
+        if alarm["StateValue"] == state:
+            return
+        if trigger is None:
+            # No child just changed (a new or updated rule): the child that changed last stands for the cause.
+            children = [c for c in self._rules[name].children if c in self.alarms or c in self.composites]
+            trigger = max(
+                children,
+                key=lambda c: (self.alarms.get(c) or self.composites[c])["StateTransitionedTimestamp"],
+                default=None,
+            )
+        if trigger is None:
+            reason, data = f"The alarm rule evaluated to {'TRUE' if state == 'ALARM' else 'FALSE'}", None
+        else:
+            child = self.alarms.get(trigger) or self.composites[trigger]
+            at = _ts(child["StateTransitionedTimestamp"]).timestamp()
+            reason = (
+                f"{self._arn(trigger)} transitioned to {child['StateValue']} at "
+                f"{dt.datetime.fromtimestamp(at, dt.UTC):%A %d %B, %Y %H:%M:%S} UTC"
+            )
+            data = json.dumps(
+                {
+                    "triggeringAlarms": [
+                        {
+                            "arn": self._arn(trigger),
+                            "state": {"value": child["StateValue"], "timestamp": _java_time(at)},
+                        }
+                    ]
+                }
+            )
+        self._transition(name, state, reason, now, data, path | {name})
 
     def _alarm_of(self, arn: Any) -> str:
         """The name of the alarm ``arn`` names; ResourceNotFoundException if there is none."""
         prefix = f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:"
         name = str(arn)[len(prefix) :] if str(arn).startswith(prefix) else None
-        if name is None or name not in self.alarms:
+        if name is None or (name not in self.alarms and name not in self.composites):
             raise MetricsError("ResourceNotFoundException", f"Resource {arn} does not exist.")
         return name
 
@@ -354,15 +507,30 @@ class AlarmBook:
         return {"MetricAlarms": self.describe_alarms({"AlarmNames": names, "MaxRecords": 100})["MetricAlarms"]}
 
     def delete_alarms(self, names: Sequence[str], now: float) -> dict[str, Any]:
-        """DeleteAlarms: all or nothing; an unknown name is ResourceNotFound."""
+        """DeleteAlarms: all or nothing; an unknown name is ResourceNotFound, and an alarm a composite alarm
+        (not deleted in the same call) names is refused, as CloudWatch does."""
         with self._lock:
-            missing = [n for n in names if n not in self.alarms]
+            missing = [n for n in names if n not in self.alarms and n not in self.composites]
             if missing:
                 raise MetricsError("ResourceNotFound", f"The alarm(s) {', '.join(missing)} do not exist.")
-            for n in names:
-                del self.alarms[n]
-                self.tags.pop(n, None)
+            going = set(names)
+            held = [
+                n
+                for n in dict.fromkeys(names)
+                if any(n in r.children for c, r in self._rules.items() if c not in going)
+            ]
+            if held:
+                raise MetricsError(
+                    "ValidationError",
+                    f"Cannot delete {','.join(held)} as there are composite alarm(s) depending on "
+                    f"{'it' if len(held) == 1 else 'them'}.",
+                )
+            for n in dict.fromkeys(names):
                 self._record(n, "ConfigurationUpdate", f'Alarm "{n}" deleted', {"type": "Delete"}, now)
+                self.alarms.pop(n, None)
+                self.composites.pop(n, None)
+                self._rules.pop(n, None)
+                self.tags.pop(n, None)
             self._save()
         return {}
 
@@ -370,9 +538,10 @@ class AlarmBook:
         """EnableAlarmActions / DisableAlarmActions (unknown names are skipped, as CloudWatch does)."""
         with self._lock:
             for n in names:
-                if n in self.alarms:
-                    self.alarms[n]["ActionsEnabled"] = enabled
-                    self.alarms[n]["AlarmConfigurationUpdatedTimestamp"] = _iso(now)
+                alarm = self.alarms.get(n) or self.composites.get(n)
+                if alarm is not None:
+                    alarm["ActionsEnabled"] = enabled
+                    alarm["AlarmConfigurationUpdatedTimestamp"] = _iso(now)
             self._save()
         return {}
 
@@ -388,7 +557,7 @@ class AlarmBook:
             except ValueError:
                 raise MetricsError("InvalidFormat", "StateReasonData is not valid JSON.") from None
         with self._lock:
-            if name not in self.alarms:
+            if name not in self.alarms and name not in self.composites:
                 raise MetricsError("ResourceNotFound", f"The alarm {name} does not exist.")
             self._transition(name, state, str(p["StateReason"]), now, None if data is None else str(data))
             self._save()
@@ -398,11 +567,12 @@ class AlarmBook:
         """DescribeAlarmHistory by AlarmName, HistoryItemType, StartDate / EndDate; newest first by default."""
         start = _epoch(p["StartDate"]) if p.get("StartDate") else 0.0
         end = _epoch(p["EndDate"]) if p.get("EndDate") else float("inf")
+        types = _alarm_types(p)
         with self._lock:
             items = [
                 {
                     "AlarmName": h["AlarmName"],
-                    "AlarmType": "MetricAlarm",
+                    "AlarmType": h.get("AlarmType", "MetricAlarm"),
                     "Timestamp": dt.datetime.fromtimestamp(h["at"], dt.UTC),
                     "HistoryItemType": h["HistoryItemType"],
                     "HistorySummary": h["HistorySummary"],
@@ -412,17 +582,26 @@ class AlarmBook:
                 if (not p.get("AlarmName") or h["AlarmName"] == p["AlarmName"])
                 and (not p.get("HistoryItemType") or h["HistoryItemType"] == p["HistoryItemType"])
                 and start <= h["at"] <= end
+                and h.get("AlarmType", "MetricAlarm") in types
             ]
-        if "MetricAlarm" not in _alarm_types(p):
-            items = []
         if p.get("ScanBy", "TimestampDescending") != "TimestampAscending":
             items.reverse()
         return _page("AlarmHistoryItems", items, p)
 
     # ------------------------------------------------------------------------------------- evaluation
 
-    def _transition(self, name: str, state: str, reason: str, now: float, data: str | None = None) -> None:
-        alarm = self.alarms[name]
+    def _transition(
+        self,
+        name: str,
+        state: str,
+        reason: str,
+        now: float,
+        data: str | None = None,
+        path: frozenset[str] = frozenset(),
+    ) -> None:
+        """Set ``name``'s state; on a change, the composite alarms that name it follow (``path``: see
+        :meth:`_evaluate_composite`)."""
+        alarm = self.alarms.get(name) or self.composites[name]
         old, old_reason = alarm["StateValue"], alarm["StateReason"]
         alarm["StateReason"] = reason
         alarm.pop("StateReasonData", None)
@@ -448,6 +627,9 @@ class AlarmBook:
             },
             now,
         )
+        for parent, rule in list(self._rules.items()):
+            if name in rule.children:
+                self._evaluate_composite(parent, now, name, path)
 
     def evaluate_all(self, store: MetricStore, now: float) -> int:
         """Evaluate every alarm on the store's data; returns how many changed state."""
@@ -607,6 +789,14 @@ def _values(
     return {point.at: point.statistic(stat) for point in points}
 
 
+def _check_actions(p: Mapping[str, Any]) -> None:
+    for key in ("OKActions", "AlarmActions", "InsufficientDataActions"):
+        for action in p.get(key) or ():
+            if not _ARN.match(str(action)):
+                # CloudWatch's answer to an action that is not an ARN (an SNS topic's name, a policy's name).
+                raise MetricsError("ValidationError", f"Invalid arn syntax: {action}")
+
+
 def _tags(items: Any) -> dict[str, str]:
     """Tags as given to PutMetricAlarm or TagResource, checked (keys 1-128 characters, values up to 256)."""
     tags: dict[str, str] = {}
@@ -627,7 +817,7 @@ def _alarm_types(p: Mapping[str, Any]) -> list[str]:
     return types
 
 
-def _page(key: str, items: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:
+def _page(key: str, items: Sequence[Any], p: Mapping[str, Any]) -> dict[str, Any]:
     size = int(p.get("MaxRecords") or 50)
     if not 1 <= size <= 100:
         raise MetricsError("InvalidParameterValue", "MaxRecords must be between 1 and 100.")

@@ -60,6 +60,7 @@ def _alarm_handlers(book: AlarmBook) -> dict[str, Handler]:
 
     return {
         "PutMetricAlarm": serve(book.put_metric_alarm),
+        "PutCompositeAlarm": serve(book.put_composite_alarm),
         "DescribeAlarms": serve(lambda p, now: book.describe_alarms(p)),
         "DescribeAlarmsForMetric": serve(lambda p, now: book.describe_alarms_for_metric(p)),
         "DeleteAlarms": serve(lambda p, now: book.delete_alarms(p["AlarmNames"], now)),
