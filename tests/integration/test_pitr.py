@@ -25,7 +25,10 @@ FAST = {"Delay": 1, "MaxAttempts": 300}
 
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BorealisProcess]:
-    proc = BorealisProcess(tmp_path_factory.mktemp("pitr") / "data", extra_env={"BOREALIS_SNAPSHOT_QUOTA": "2"})
+    # A data directory whose path holds a space and the archive commands' own placeholder character ("%f"):
+    # PostgreSQL reads %p, %f and %% in archive_command and restore_command, and refuses any other "%".
+    data_dir = tmp_path_factory.mktemp("pitr 100% %f") / "data"
+    proc = BorealisProcess(data_dir, extra_env={"BOREALIS_SNAPSHOT_QUOTA": "2"})
     proc.start()
     yield proc
     if proc.proc is not None and proc.proc.poll() is None:

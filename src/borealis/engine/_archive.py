@@ -53,9 +53,15 @@ def prepare_archive(archive_dir: Path, user: RunAs | None) -> None:
     give_to(archive_dir, user, 0o700)
 
 
+def _command_path(directory: Path) -> str:
+    """``directory`` as a word of an archive or restore command: quoted for the shell, and every ``%`` doubled,
+    since PostgreSQL reads ``%p``, ``%f`` and ``%%`` in these commands (and refuses any other ``%`` sequence)."""
+    return shlex.quote(str(directory.absolute())).replace("%", "%%")
+
+
 def archive_settings(archive_dir: Path, timeout: int, mode: str = "always") -> dict[str, str]:
     """The settings that archive a server's WAL into ``archive_dir`` (a segment at least every ``timeout`` s)."""
-    d = shlex.quote(str(archive_dir.absolute()))
+    d = _command_path(archive_dir)
     dest = f"{d}/%f{_SUFFIX}"
     # The temporary name carries the shell's pid: a reader and the writer may archive the same segment at once.
     command = (
@@ -67,7 +73,7 @@ def archive_settings(archive_dir: Path, timeout: int, mode: str = "always") -> d
 
 def restore_command(archive_dir: Path) -> str:
     """The ``restore_command`` that reads a WAL file back from ``archive_dir`` (failing if it is not there)."""
-    d = shlex.quote(str(archive_dir.absolute()))
+    d = _command_path(archive_dir)
     return f"test -f {d}/%f{_SUFFIX} && gzip -dc {d}/%f{_SUFFIX} > %p"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from borealis.control._backups import Backup, backup_due, choose_base, plan_retention, restorable_window
 from borealis.engine._archive import archive_settings, backup_start_wal, recovery_settings, restore_command
 
@@ -80,20 +82,42 @@ def test_archive_and_recovery_settings_quote_the_directory(tmp_path: object) -> 
     assert "recovery_target_time" not in recovery_settings(archive, None)
 
 
-def test_a_segment_archived_is_restored_byte_for_byte_and_a_missing_one_fails(tmp_path: object) -> None:
-    # The commands as postgres runs them (sh -c, %f and %p replaced), in a directory whose name needs quoting.
+def _placeholders(command: str, values: dict[str, str]) -> str:
+    """``command`` with its placeholders replaced as PostgreSQL 16+ does (common/percentrepl.c): ``%%`` is a
+    ``%``, and a ``%`` before any character it does not know (or at the end) is an error."""
+    out, i = [], 0
+    while i < len(command):
+        if command[i] != "%":
+            out.append(command[i])
+            i += 1
+            continue
+        key = command[i + 1 : i + 2]
+        if key == "%":
+            out.append("%")
+        elif key in values:
+            out.append(values[key])
+        else:
+            raise AssertionError(f"postgres refuses the command: unexpected placeholder %{key} in {command!r}")
+        i += 2
+    return "".join(out)
+
+
+@pytest.mark.parametrize("dirname", ["it's archived", "100% archived, 5%f %p %%"])
+def test_a_segment_archived_is_restored_byte_for_byte_and_a_missing_one_fails(tmp_path: object, dirname: str) -> None:
+    # The commands as postgres runs them (sh -c, %f and %p replaced), in a directory whose name needs quoting
+    # for the shell, or holds the placeholders' own character.
     import subprocess
     from pathlib import Path
 
     root = Path(str(tmp_path))
-    archive = root / "it's archived"
+    archive = root / dirname
     archive.mkdir()
     segment = root / "pg_wal" / "000000010000000000000003"
     segment.parent.mkdir()
     segment.write_bytes(bytes(range(256)) * 64 + b"\0" * 8192)
 
     def run(command: str, name: str, path: Path) -> int:
-        return subprocess.run(["sh", "-c", command.replace("%f", name).replace("%p", str(path))]).returncode
+        return subprocess.run(["sh", "-c", _placeholders(command, {"f": name, "p": str(path)})]).returncode
 
     assert run(archive_settings(archive, 60)["archive_command"], segment.name, segment) == 0
     restored = root / "RECOVERYXLOG"
@@ -102,6 +126,7 @@ def test_a_segment_archived_is_restored_byte_for_byte_and_a_missing_one_fails(tm
     assert restored.read_bytes() == segment.read_bytes()
     # Not archived (yet): the command fails, so a standby streams it from the writer instead.
     assert run(restore_command(archive), "000000010000000000000004", root / "other") != 0
+    assert sorted(p.name for p in archive.iterdir()) == [f"{segment.name}.gz"]  # in the directory named, no other
 
 
 def test_backup_start_wal_reads_the_label(tmp_path: object) -> None:
