@@ -156,6 +156,24 @@ class Result:
     raw: str = field(default="", repr=False)
 
 
+#: Start Borealis, each PgBouncer and each pgbench in a session of its own (``--shared-session`` turns it off).
+#: With the kernel's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``) a session is a scheduling
+#: group: the CPU is shared between sessions first, then between the threads in each. Postgres always runs in a
+#: session of its own (Borealis starts it so). In one shared session, the pooler fights pgbench for that
+#: session's share, which no deployment does.
+OWN_SESSIONS = True
+
+
+def sessions() -> str:
+    """How the processes are grouped for the scheduler, for the record."""
+    try:
+        autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        autogroup = False
+    where = "each in a session of its own" if OWN_SESSIONS else "all in this script's session"
+    return f"Borealis, PgBouncer and pgbench {where} (autogroup scheduling {'on' if autogroup else 'off'})"
+
+
 def pgbench(
     tool: Path, host: str, port: int, user: str, password: str, args: list[str], duration: int, clients: int,
     threads: int, dbname: str, pooler_pid: int | None = None, limit: float = 0,
@@ -167,7 +185,8 @@ def pgbench(
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
     cpu0, t0 = cpu_seconds(pooler_pid), time.monotonic()
     try:
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=limit or duration + 60)
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=limit or duration + 60,
+                             start_new_session=OWN_SESSIONS)  # fmt: skip
     except subprocess.TimeoutExpired:
         return Result(aborted="pgbench timed out")
     cpu1, t1 = cpu_seconds(pooler_pid), time.monotonic()
@@ -299,7 +318,8 @@ class Bench:
         # --src: the proxy from another tree (a `git archive` of an older commit, or build/compiled: the compiled
         # build from scripts/build-compiled), to compare in the same setup.
         env = dict(os.environ, PYTHONPATH=str(Path(src).resolve())) if src else None
-        self.borealis = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile, env=env)
+        self.borealis = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile, env=env,
+                                         start_new_session=OWN_SESSIONS)  # fmt: skip
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.borealis.poll() is not None:
@@ -418,7 +438,7 @@ class Bench:
         log = out.open("wb")
         proc = self.pgbouncers[f"{name}-{pool_size}"] = subprocess.Popen(
             [exe, str(d / "pgbouncer.ini")], stdout=log, stderr=subprocess.STDOUT, cwd=d,
-            preexec_fn=_raise_nofile, **as_user,
+            preexec_fn=_raise_nofile, start_new_session=OWN_SESSIONS, **as_user,
         )  # fmt: skip
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -596,7 +616,7 @@ class Bench:
         print()
         print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load average at the start of each round: "
               f"{', '.join(f'{x:.2f}' for x in loads)}, after: {os.getloadavg()[0]:.2f}; PostgreSQL {pg_version}; "
-              f"{pgb_version}")  # fmt: skip
+              f"{pgb_version}; {sessions()}")  # fmt: skip
         print(
             f"pgbench -j {args.threads} -T {args.duration}, scale {args.scale}, {args.rounds} round(s), interleaved "
             "(the order reverses every round); tps is 'without initial connection time'"
@@ -784,7 +804,12 @@ def main() -> None:
     ap.add_argument("--src", help="run borealis from this tree (PYTHONPATH): build/compiled (scripts/build-compiled) "
                     "for the compiled build")  # fmt: skip
     ap.add_argument("--summarise", type=Path, help="only summarise an existing py-spy raw profile, then exit")
+    ap.add_argument("--shared-session", action="store_true",
+                    help="start Borealis, PgBouncer and pgbench in this script's session (one autogroup: the pooler "
+                         "and pgbench share its CPU; what this bench did until 2026-12-07)")  # fmt: skip
     args = ap.parse_args()
+    global OWN_SESSIONS
+    OWN_SESSIONS = not args.shared_session
     for mode in set(MODES) - set(args.modes):
         del MODES[mode]
     if args.summarise:
