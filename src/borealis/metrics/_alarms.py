@@ -23,8 +23,9 @@ has no SNS.
 A composite alarm (PutCompositeAlarm) is in ALARM while its AlarmRule (``_rule.py``) holds on its children's
 states, else OK; INSUFFICIENT_DATA only from its creation until that first evaluation, which PutCompositeAlarm
 runs at once. It is evaluated again whenever one of its children changes state, within the same change, so its
-parents follow in turn; a composite alarm met again on that path (a cycle) is not evaluated again, as
-CloudWatch stops there too. Its children must exist, and cannot be deleted while it names them.
+parents follow in turn (breadth first, with no recursion: a chain of any length costs no stack). Each composite
+alarm is evaluated at most once per change, so a cycle stops where it comes back, as CloudWatch stops there too.
+Its children must exist, and cannot be deleted while it names them.
 """
 
 from __future__ import annotations
@@ -402,7 +403,8 @@ class AlarmBook:
                 {"type": "Update" if old else "Create", "version": "1.0"},
                 now,
             )
-            self._evaluate_composite(name, now, None, frozenset())
+            if self._evaluate_composite(name, now, None):
+                self._cascade(name, now, {name})
             self._save()
         return {}
 
@@ -418,15 +420,25 @@ class AlarmBook:
         alarm = self.alarms.get(name) or self.composites.get(name)
         return str(alarm["StateValue"]) if alarm is not None else "INSUFFICIENT_DATA"
 
-    def _evaluate_composite(self, name: str, now: float, trigger: str | None, path: frozenset[str]) -> None:
-        """Evaluate composite alarm ``name`` (its child ``trigger`` changed state, if given); ``path``: the
-        composite alarms this change has gone through (a cycle stops there)."""
-        if name in path:
-            return
+    def _cascade(self, changed: str, now: float, done: set[str]) -> None:
+        """``changed`` changed state: evaluate the composite alarms that name it, then theirs, each at most once
+        (``done``: those evaluated already in this change)."""
+        queue = [changed]
+        while queue:
+            child = queue.pop(0)
+            for parent, rule in list(self._rules.items()):
+                if parent not in done and child in rule.children:
+                    done.add(parent)
+                    if self._evaluate_composite(parent, now, child):
+                        queue.append(parent)
+
+    def _evaluate_composite(self, name: str, now: float, trigger: str | None) -> bool:
+        """Evaluate composite alarm ``name`` (its child ``trigger`` changed state, if given), without its
+        parents; whether its state changed."""
         state = "ALARM" if self._rules[name].holds(self._state_of) else "OK"
         alarm = self.composites[name]
         if alarm["StateValue"] == state:
-            return
+            return False
         if trigger is None:
             # No child just changed (a new or updated rule): the child that changed last stands for the cause.
             children = [c for c in self._rules[name].children if c in self.alarms or c in self.composites]
@@ -454,7 +466,8 @@ class AlarmBook:
                     ]
                 }
             )
-        self._transition(name, state, reason, now, data, path | {name})
+        self._transition(name, state, reason, now, data, cascade=False)
+        return True
 
     def _alarm_of(self, arn: Any) -> str:
         """The name of the alarm ``arn`` names; ResourceNotFoundException if there is none."""
@@ -597,10 +610,10 @@ class AlarmBook:
         reason: str,
         now: float,
         data: str | None = None,
-        path: frozenset[str] = frozenset(),
+        *,
+        cascade: bool = True,
     ) -> None:
-        """Set ``name``'s state; on a change, the composite alarms that name it follow (``path``: see
-        :meth:`_evaluate_composite`)."""
+        """Set ``name``'s state; on a change, the composite alarms that name it follow (with ``cascade``)."""
         alarm = self.alarms.get(name) or self.composites[name]
         old, old_reason = alarm["StateValue"], alarm["StateReason"]
         alarm["StateReason"] = reason
@@ -627,9 +640,8 @@ class AlarmBook:
             },
             now,
         )
-        for parent, rule in list(self._rules.items()):
-            if name in rule.children:
-                self._evaluate_composite(parent, now, name, path)
+        if cascade:
+            self._cascade(name, now, set())
 
     def evaluate_all(self, store: MetricStore, now: float) -> int:
         """Evaluate every alarm on the store's data; returns how many changed state."""

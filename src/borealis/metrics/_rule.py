@@ -23,6 +23,9 @@ __all__ = ["Rule", "RuleError", "parse_rule"]
 _STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
 _MAX_LENGTH = 10240  # AlarmRule's length limit in the API model
 _MAX_CHILDREN = 100  # "The rule expression of a composite alarm can include as many as 100 underlying alarms."
+#: Parentheses nested deeper than this are refused: parsing and evaluating recurse once per level, and a rule
+#: is untrusted input (10,240 characters of "(" would otherwise exhaust the stack).
+_MAX_DEPTH = 32
 _TOKEN = re.compile(r'\s*(?:(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<punct>[(),])|(?P<word>[^\s(),"]+))')
 
 
@@ -78,6 +81,7 @@ class _Parser:
             self.tokens.append((m.group(m.lastgroup or "word"), m.start(m.lastgroup or "word")))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> str | None:
         return self.tokens[self.i][0] if self.i < len(self.tokens) else None
@@ -98,35 +102,45 @@ class _Parser:
         token = self.peek()
         return token.upper() if token is not None and not token.startswith('"') else ""
 
+    # A chain of ORs (or ANDs, or NOTs) is one flat node, not one level per operator: evaluating it recurses
+    # only per parenthesis level, which _MAX_DEPTH bounds.
+
     def expression(self) -> Eval:
-        left = self.conjunction()
+        terms = [self.conjunction()]
         while self.keyword() == "OR":
             self.take()
-            right = self.conjunction()
-            left = (lambda a, b: lambda s: a(s) or b(s))(left, right)
-        return left
+            terms.append(self.conjunction())
+        if len(terms) == 1:
+            return terms[0]
+        return lambda s: any(term(s) for term in terms)
 
     def conjunction(self) -> Eval:
-        left = self.negation()
+        terms = [self.negation()]
         while self.keyword() == "AND":
             self.take()
-            right = self.negation()
-            left = (lambda a, b: lambda s: a(s) and b(s))(left, right)
-        return left
+            terms.append(self.negation())
+        if len(terms) == 1:
+            return terms[0]
+        return lambda s: all(term(s) for term in terms)
 
     def negation(self) -> Eval:
-        if self.keyword() == "NOT":
+        negate = False
+        while self.keyword() == "NOT":
             self.take()
-            inner = self.negation()
-            return lambda s: not inner(s)
-        return self.atom()
+            negate = not negate
+        inner = self.atom()
+        return (lambda s: not inner(s)) if negate else inner
 
     def atom(self) -> Eval:
         word = self.keyword()
         if self.peek() == "(":
             self.take()
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise RuleError(f"The alarm rule nests parentheses deeper than {_MAX_DEPTH} levels.")
             inner = self.expression()
             self.take(")")
+            self.depth -= 1
             return inner
         if word in ("TRUE", "FALSE"):
             self.take()

@@ -272,3 +272,26 @@ def test_rule_limits() -> None:
     assert len(parse_rule(many.rsplit(" OR ", 1)[0]).children) == 100
     with pytest.raises(RuleError):
         parse_rule("")
+    # Untrusted input within the length limit: long chains evaluate without deep recursion, deep nesting is refused.
+    for op in ("OR", "AND"):
+        chain = parse_rule(f" {op} ".join(["TRUE"] * 1100))
+        assert chain.holds(lambda name: "OK") is True
+    assert parse_rule("NOT " * 2001 + "TRUE").holds(lambda name: "OK") is False
+    assert parse_rule("(" * 32 + "TRUE" + ")" * 32).holds(lambda name: "OK") is True
+    with pytest.raises(RuleError, match="deeper than 32"):
+        parse_rule("(" * 2000 + "TRUE" + ")" * 2000)
+
+
+def test_a_long_chain_of_composite_alarms_follows_in_one_change(parts: tuple[MetricStore, AlarmBook]) -> None:
+    _, book = parts
+    now = time.time()
+    book.put_metric_alarm(
+        {"AlarmName": "base", "Namespace": "N", "MetricName": "m", "Statistic": "Sum", "Period": 60,
+         "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"}, now,
+    )  # fmt: skip
+    previous = "base"
+    for i in range(1500):  # deeper than Python's recursion limit
+        book.put_composite_alarm({"AlarmName": f"c{i}", "AlarmRule": f"ALARM({previous})"}, now)
+        previous = f"c{i}"
+    book.set_alarm_state({"AlarmName": "base", "StateValue": "ALARM", "StateReason": "x"}, now)
+    assert book.composites["c1499"]["StateValue"] == "ALARM"
