@@ -231,18 +231,7 @@ class AlarmBook:
         with self._lock:
             old = self.alarms.get(name)
             alarm = {
-                "AlarmName": name,
-                "AlarmArn": f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}",
-                "AlarmDescription": p.get("AlarmDescription") or "",
-                "AlarmConfigurationUpdatedTimestamp": _iso(now),
-                "ActionsEnabled": bool(p.get("ActionsEnabled", True)),
-                "OKActions": list(p.get("OKActions") or []),
-                "AlarmActions": list(p.get("AlarmActions") or []),
-                "InsufficientDataActions": list(p.get("InsufficientDataActions") or []),
-                "StateValue": old["StateValue"] if old else "INSUFFICIENT_DATA",
-                "StateReason": old["StateReason"] if old else "Unchecked: Initial alarm creation",
-                "StateUpdatedTimestamp": old["StateUpdatedTimestamp"] if old else _iso(now),
-                "StateTransitionedTimestamp": old["StateTransitionedTimestamp"] if old else _iso(now),
+                **self._common(name, p, old, now),
                 "EvaluationPeriods": periods,
                 "DatapointsToAlarm": to_alarm,
                 "Threshold": float(p["Threshold"]),
@@ -269,13 +258,7 @@ class AlarmBook:
                 self.tags[name] = {}
             # As AWS: tags given to PutMetricAlarm apply to a new alarm; an update adds or changes them.
             self.tags.setdefault(name, {}).update(tags)
-            self._record(
-                name,
-                "ConfigurationUpdate",
-                f'Alarm "{name}" {"updated" if old else "created"}',
-                {"type": "Update" if old else "Create", "version": "1.0"},
-                now,
-            )
+            self._configured(name, bool(old), now)
             self._save()
         return {}
 
@@ -371,21 +354,7 @@ class AlarmBook:
                     "exist",
                 )
             old = self.composites.get(name)
-            alarm: dict[str, Any] = {
-                "AlarmName": name,
-                "AlarmArn": self._arn(name),
-                "AlarmDescription": p.get("AlarmDescription") or "",
-                "AlarmRule": rule.text,
-                "AlarmConfigurationUpdatedTimestamp": _iso(now),
-                "ActionsEnabled": bool(p.get("ActionsEnabled", True)),
-                "OKActions": list(p.get("OKActions") or []),
-                "AlarmActions": list(p.get("AlarmActions") or []),
-                "InsufficientDataActions": list(p.get("InsufficientDataActions") or []),
-                "StateValue": old["StateValue"] if old else "INSUFFICIENT_DATA",
-                "StateReason": old["StateReason"] if old else "Unchecked: Initial alarm creation",
-                "StateUpdatedTimestamp": old["StateUpdatedTimestamp"] if old else _iso(now),
-                "StateTransitionedTimestamp": old["StateTransitionedTimestamp"] if old else _iso(now),
-            }
+            alarm = {**self._common(name, p, old, now), "AlarmRule": rule.text}
             if suppressor:
                 alarm["ActionsSuppressor"] = str(suppressor)
                 alarm["ActionsSuppressorWaitPeriod"] = int(p["ActionsSuppressorWaitPeriod"])
@@ -396,17 +365,33 @@ class AlarmBook:
             self._rules[name] = rule
             if not old:
                 self.tags[name] = dict(tags)  # as on AWS: Tags apply to a new alarm only
-            self._record(
-                name,
-                "ConfigurationUpdate",
-                f'Alarm "{name}" {"updated" if old else "created"}',
-                {"type": "Update" if old else "Create", "version": "1.0"},
-                now,
-            )
+            self._configured(name, bool(old), now)
             if self._evaluate_composite(name, now, None):
                 self._cascade(name, now, {name})
             self._save()
         return {}
+
+    def _configured(self, name: str, updated: bool, now: float) -> None:
+        kind = "Update" if updated else "Create"
+        summary = f'Alarm "{name}" {"updated" if updated else "created"}'
+        self._record(name, "ConfigurationUpdate", summary, {"type": kind, "version": "1.0"}, now)
+
+    def _common(self, name: str, p: Mapping[str, Any], old: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
+        """The fields both kinds of alarm have, from a Put request; an update (``old``) keeps the state."""
+        return {
+            "AlarmName": name,
+            "AlarmArn": self._arn(name),
+            "AlarmDescription": p.get("AlarmDescription") or "",
+            "AlarmConfigurationUpdatedTimestamp": _iso(now),
+            "ActionsEnabled": bool(p.get("ActionsEnabled", True)),
+            "OKActions": list(p.get("OKActions") or []),
+            "AlarmActions": list(p.get("AlarmActions") or []),
+            "InsufficientDataActions": list(p.get("InsufficientDataActions") or []),
+            "StateValue": old["StateValue"] if old else "INSUFFICIENT_DATA",
+            "StateReason": old["StateReason"] if old else "Unchecked: Initial alarm creation",
+            "StateUpdatedTimestamp": old["StateUpdatedTimestamp"] if old else _iso(now),
+            "StateTransitionedTimestamp": old["StateTransitionedTimestamp"] if old else _iso(now),
+        }
 
     def _arn(self, name: str) -> str:
         return f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}"

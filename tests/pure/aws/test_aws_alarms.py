@@ -5,32 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_harness import Harness
 from botocore.exceptions import ClientError
 
 from borealis.metrics import MetricStore
 from borealis.metrics._alarms import AlarmBook
-from borealis.services import monitoring
 
 NS = "MyApp"
 DIMS = [{"Name": "Queue", "Value": "jobs"}]
-
-
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[MetricStore, AlarmBook]]:
-    store = MetricStore(tmp_path / "metrics.db")
-    yield store, AlarmBook(tmp_path / "alarms.json", region="us-east-1", account="123456789012")
-    store.close()
-
-
-@pytest.fixture
-def cloudwatch(harness_factory: Callable[..., Harness], parts: tuple[MetricStore, AlarmBook]) -> Any:
-    return harness_factory({"cloudwatch": monitoring.handlers(*parts)}).client("cloudwatch")
 
 
 def _alarm(**kwargs: Any) -> dict[str, Any]:
