@@ -1,6 +1,7 @@
 // The AWS SDK for JavaScript v3 (@aws-sdk/client-cloudwatch: JSON 1.0, AWS-query-compatible errors) against
 // Borealis's CloudWatch: values put in one second aggregated, a percentile, GetMetricData paged by MaxDatapoints
-// with the SDK's paginator, alarm ARNs refused as AWS does, DescribeAlarms' two lists, alarm tags. Run by
+// with the SDK's paginator, alarm ARNs refused as AWS does, DescribeAlarms' two lists, alarm tags, a composite
+// alarm that follows its child and keeps it from being deleted. Run by
 // tests/integration/monitoring/test_cloudwatch_js.py with BOREALIS_URL, NAMESPACE and AWS credentials in the
 // environment; exits non-zero on the first failed assertion.
 import assert from "node:assert/strict";
@@ -9,6 +10,8 @@ import {
   PutMetricDataCommand,
   GetMetricStatisticsCommand,
   PutMetricAlarmCommand,
+  PutCompositeAlarmCommand,
+  SetAlarmStateCommand,
   DescribeAlarmsCommand,
   ListTagsForResourceCommand,
   DeleteAlarmsCommand,
@@ -80,5 +83,22 @@ assert.deepEqual(described.CompositeAlarms, []);
 assert.equal(described.MetricAlarms[0].StateReason, "Unchecked: Initial alarm creation");
 const tags = await cw.send(new ListTagsForResourceCommand({ ResourceARN: described.MetricAlarms[0].AlarmArn }));
 assert.deepEqual(tags.Tags, [{ Key: "team", Value: "db" }]);
+
+// A composite alarm on it: evaluated at once (OK), ALARM once its child is, and the child cannot go first.
+const composite = `${Namespace}-page`;
+await cw.send(new PutCompositeAlarmCommand({ AlarmName: composite, AlarmRule: `ALARM("${alarm.AlarmName}")` }));
+const kinds = { AlarmNames: [composite], AlarmTypes: ["CompositeAlarm"] };
+assert.equal((await cw.send(new DescribeAlarmsCommand(kinds))).CompositeAlarms[0].StateValue, "OK");
+await cw.send(new SetAlarmStateCommand({ AlarmName: alarm.AlarmName, StateValue: "ALARM", StateReason: "test" }));
+const parent = (await cw.send(new DescribeAlarmsCommand(kinds))).CompositeAlarms[0];
+assert.equal(parent.StateValue, "ALARM");
+assert.ok(parent.StateTransitionedTimestamp instanceof Date);
+assert.equal(JSON.parse(parent.StateReasonData).triggeringAlarms[0].arn, described.MetricAlarms[0].AlarmArn);
+await assert.rejects(cw.send(new DeleteAlarmsCommand({ AlarmNames: [alarm.AlarmName] })), (err) => {
+  assert.equal(err.name, "ValidationException");
+  assert.equal(err.message, `Cannot delete ${alarm.AlarmName} as there are composite alarm(s) depending on it.`);
+  return true;
+});
+await cw.send(new DeleteAlarmsCommand({ AlarmNames: [composite] }));
 await cw.send(new DeleteAlarmsCommand({ AlarmNames: [alarm.AlarmName] }));
 console.log("ok");

@@ -1,6 +1,6 @@
 """CloudWatch through the AWS SDK for JavaScript v3 (tests/clients/cloudwatch_sdk_v3.mjs) on a real Borealis:
 aggregation of values in one second, a percentile, GetMetricData's paginator, AWS's refusal of an action that is
-not an ARN, DescribeAlarms' two lists and alarm tags."""
+not an ARN, DescribeAlarms' two lists, alarm tags, and a composite alarm on a metric alarm."""
 
 from __future__ import annotations
 
