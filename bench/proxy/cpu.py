@@ -1,7 +1,7 @@
 """A measuring stick that the noisy machine moves little: the pooler's CPU per round trip, for a fixed amount of work.
 
     python bench/proxy/cpu.py [--transactions 1000] [--clients 32] [--pool-size 8] [--rounds 2]
-                              [--targets pgbouncer relay proxy] [--modes "select-only simple" ...]
+                              [--targets pgbouncer relay proxy [pgbouncer-unix]] [--modes "select-only simple" ...]
                               [--strace 200] [--profile FILE] [--database bench]
 
 Throughput on 2 shared cores follows whatever else runs; the CPU a pooler spends per transaction does not, much.
@@ -98,7 +98,9 @@ def main() -> None:
     ap.add_argument("--database", default="bench")
     ap.add_argument("--rounds", type=int, default=2, help="runs per (target, mode); the order alternates")
     ap.add_argument("--targets", nargs="+", default=["pgbouncer", "relay", "proxy"],
-                    choices=["pgbouncer", "relay", "proxy", "direct"])  # fmt: skip
+                    choices=["pgbouncer", "pgbouncer-unix", "relay", "proxy", "direct"],
+                    help="pgbouncer-unix: a PgBouncer that reaches postgres over its unix socket, as the proxy "
+                         "does (bench.py --pgbouncer-unix)")  # fmt: skip
     ap.add_argument("--modes", nargs="+", choices=list(MODES),
                     default=["select-only simple", "tpcb-like (sync_commit off)"])  # fmt: skip
     ap.add_argument("--strace", type=int, default=0, help="transactions per client of one strace -c run per target")
@@ -108,6 +110,7 @@ def main() -> None:
                     "build/compiled (scripts/build-compiled) for the compiled build")  # fmt: skip
     args = ap.parse_args()
     args.idle = 0
+    args.pgbouncer_unix = "pgbouncer-unix" in args.targets
     bench = Bench(args)
     budget = 1800 + 60 * args.rounds * len(args.modes) * len(args.targets) * len(args.clients) * len(args.pool_size)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"run over {budget}s")))
@@ -125,7 +128,7 @@ def main() -> None:
 
         def run(target: str, pool: int, clients: int, mode: str, tx: int) -> Any:
             host, port = bench.targets[(target, pool)]
-            pid = bench.pids.get(f"pgbouncer-{pool}" if target == "pgbouncer" else target)
+            pid = bench.pids.get(f"{target}-{pool}" if target.startswith("pgbouncer") else target)
             return pgbench(bench.tool, host, port, bench.user, bench.password, [*MODES[mode], "-t", str(tx)],
                            0, clients, args.threads, args.database, pid, limit=600)  # fmt: skip
 
@@ -187,7 +190,7 @@ def main() -> None:
                 for target in args.targets:
                     if target == "direct":
                         continue
-                    pid = bench.pids[f"pgbouncer-{first_pool}" if target == "pgbouncer" else target]
+                    pid = bench.pids[f"{target}-{first_pool}" if target.startswith("pgbouncer") else target]
                     assert pid is not None
                     done: list[Any] = []
                     counts = strace_counts(
