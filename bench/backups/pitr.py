@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench import _connect, _until  # noqa: E402  (bench.py beside this file: the script directory comes first)
-from tests.integration.conftest import BorealisProcess  # noqa: E402
+# bench.py beside this file: the script's directory comes first on sys.path.
+from bench import _connect, _until
+from tests.integration.conftest import BorealisProcess
 
 
 def _restore(rds: Any, ident: str, **kwargs: Any) -> tuple[float, float]:
@@ -68,9 +69,7 @@ def main() -> None:
                 if pause > 0:
                     time.sleep(pause)
             load_s = time.monotonic() - started
-            row = conn.execute(
-                "SELECT count(*), clock_timestamp() - interval '10 seconds' FROM load"
-            ).fetchone()
+            row = conn.execute("SELECT count(*), clock_timestamp() - interval '10 seconds' FROM load").fetchone()
             assert row is not None
             target: dt.datetime = row[1]
             expected = conn.execute("SELECT count(*) FROM load WHERE at <= %s", [target]).fetchone()
