@@ -31,6 +31,7 @@ Its children must exist, and cannot be deleted while it names them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import decimal
 import json
@@ -344,8 +345,8 @@ class AlarmBook:
         with self._lock:
             if name in self.alarms:
                 raise MetricsError("ValidationError", f"The alarm {name} already exists as a metric alarm.")
-            missing = [c for c in rule.children if c not in self.alarms and c not in self.composites]
-            if suppressor and self._name_of(str(suppressor)) not in (*self.alarms, *self.composites):
+            missing = [c for c in rule.children if self._find(c) is None]
+            if suppressor and self._find(self._name_of(str(suppressor))) is None:
                 missing.append(str(suppressor))
             if missing:
                 raise MetricsError(
@@ -398,19 +399,23 @@ class AlarmBook:
 
     def _name_of(self, ref: str) -> str:
         """The alarm a rule names: an ARN of this region and account names the alarm after ``alarm:``."""
-        prefix = f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:"
+        prefix = self._arn("")
         return ref[len(prefix) :] if ref.startswith(prefix) else ref
 
+    def _find(self, name: str) -> dict[str, Any] | None:
+        """The alarm called ``name``, of either kind (names are unique across both)."""
+        return self.alarms.get(name) or self.composites.get(name)
+
     def _state_of(self, name: str) -> str:
-        alarm = self.alarms.get(name) or self.composites.get(name)
+        alarm = self._find(name)
         return str(alarm["StateValue"]) if alarm is not None else "INSUFFICIENT_DATA"
 
     def _cascade(self, changed: str, now: float, done: set[str]) -> None:
         """``changed`` changed state: evaluate the composite alarms that name it, then theirs, each at most once
         (``done``: those evaluated already in this change)."""
-        queue = [changed]
+        queue = collections.deque([changed])
         while queue:
-            child = queue.pop(0)
+            child = queue.popleft()
             for parent, rule in list(self._rules.items()):
                 if parent not in done and child in rule.children:
                     done.add(parent)
@@ -426,16 +431,13 @@ class AlarmBook:
             return False
         if trigger is None:
             # No child just changed (a new or updated rule): the child that changed last stands for the cause.
-            children = [c for c in self._rules[name].children if c in self.alarms or c in self.composites]
-            trigger = max(
-                children,
-                key=lambda c: (self.alarms.get(c) or self.composites[c])["StateTransitionedTimestamp"],
-                default=None,
-            )
+            known = {c: a for c in self._rules[name].children if (a := self._find(c)) is not None}
+            trigger = max(known, key=lambda c: known[c]["StateTransitionedTimestamp"], default=None)
         if trigger is None:
             reason, data = f"The alarm rule evaluated to {'TRUE' if state == 'ALARM' else 'FALSE'}", None
         else:
-            child = self.alarms.get(trigger) or self.composites[trigger]
+            child = self._find(trigger)
+            assert child is not None, trigger  # it has just changed state, or was found above
             at = _ts(child["StateTransitionedTimestamp"]).timestamp()
             reason = (
                 f"{self._arn(trigger)} transitioned to {child['StateValue']} at "
@@ -456,9 +458,9 @@ class AlarmBook:
 
     def _alarm_of(self, arn: Any) -> str:
         """The name of the alarm ``arn`` names; ResourceNotFoundException if there is none."""
-        prefix = f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:"
+        prefix = self._arn("")
         name = str(arn)[len(prefix) :] if str(arn).startswith(prefix) else None
-        if name is None or (name not in self.alarms and name not in self.composites):
+        if name is None or self._find(name) is None:
             raise MetricsError("ResourceNotFoundException", f"Resource {arn} does not exist.")
         return name
 
@@ -508,22 +510,19 @@ class AlarmBook:
         """DeleteAlarms: all or nothing; an unknown name is ResourceNotFound, and an alarm a composite alarm
         (not deleted in the same call) names is refused, as CloudWatch does."""
         with self._lock:
-            missing = [n for n in names if n not in self.alarms and n not in self.composites]
+            missing = [n for n in names if self._find(n) is None]
             if missing:
                 raise MetricsError("ResourceNotFound", f"The alarm(s) {', '.join(missing)} do not exist.")
-            going = set(names)
-            held = [
-                n
-                for n in dict.fromkeys(names)
-                if any(n in r.children for c, r in self._rules.items() if c not in going)
-            ]
+            going = list(dict.fromkeys(names))
+            gone = set(going)
+            held = [n for n in going if any(n in r.children for c, r in self._rules.items() if c not in gone)]
             if held:
                 raise MetricsError(
                     "ValidationError",
                     f"Cannot delete {','.join(held)} as there are composite alarm(s) depending on "
                     f"{'it' if len(held) == 1 else 'them'}.",
                 )
-            for n in dict.fromkeys(names):
+            for n in going:
                 self._record(n, "ConfigurationUpdate", f'Alarm "{n}" deleted', {"type": "Delete"}, now)
                 self.alarms.pop(n, None)
                 self.composites.pop(n, None)
@@ -536,7 +535,7 @@ class AlarmBook:
         """EnableAlarmActions / DisableAlarmActions (unknown names are skipped, as CloudWatch does)."""
         with self._lock:
             for n in names:
-                alarm = self.alarms.get(n) or self.composites.get(n)
+                alarm = self._find(n)
                 if alarm is not None:
                     alarm["ActionsEnabled"] = enabled
                     alarm["AlarmConfigurationUpdatedTimestamp"] = _iso(now)
@@ -555,7 +554,7 @@ class AlarmBook:
             except ValueError:
                 raise MetricsError("InvalidFormat", "StateReasonData is not valid JSON.") from None
         with self._lock:
-            if name not in self.alarms and name not in self.composites:
+            if self._find(name) is None:
                 raise MetricsError("ResourceNotFound", f"The alarm {name} does not exist.")
             self._transition(name, state, str(p["StateReason"]), now, None if data is None else str(data))
             self._save()
@@ -599,7 +598,8 @@ class AlarmBook:
         cascade: bool = True,
     ) -> None:
         """Set ``name``'s state; on a change, the composite alarms that name it follow (with ``cascade``)."""
-        alarm = self.alarms.get(name) or self.composites[name]
+        alarm = self._find(name)
+        assert alarm is not None, name
         old, old_reason = alarm["StateValue"], alarm["StateReason"]
         alarm["StateReason"] = reason
         alarm.pop("StateReasonData", None)

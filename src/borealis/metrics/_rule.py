@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 __all__ = ["Rule", "RuleError", "parse_rule"]
@@ -26,6 +26,7 @@ _MAX_CHILDREN = 100  # "The rule expression of a composite alarm can include as 
 #: Parentheses nested deeper than this are refused: parsing and evaluating recurse once per level, and a rule
 #: is untrusted input (10,240 characters of "(" would otherwise exhaust the stack).
 _MAX_DEPTH = 32
+_END = re.compile(r"\s*\Z")
 _TOKEN = re.compile(r'\s*(?:(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<punct>[(),])|(?P<word>[^\s(),"]+))')
 
 
@@ -72,9 +73,7 @@ class _Parser:
         self.tokens: list[tuple[str, int]] = []
         self.children: list[str] = []
         pos = 0
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
+        while not _END.match(text, pos):  # (a slice per token would make a long rule quadratic)
             m = _TOKEN.match(text, pos)
             if m is None or m.end() == pos:
                 raise RuleError(f"Unexpected character at position {pos} of the alarm rule.")
@@ -106,22 +105,20 @@ class _Parser:
     # only per parenthesis level, which _MAX_DEPTH bounds.
 
     def expression(self) -> Eval:
-        terms = [self.conjunction()]
-        while self.keyword() == "OR":
-            self.take()
-            terms.append(self.conjunction())
-        if len(terms) == 1:
-            return terms[0]
-        return lambda s: any(term(s) for term in terms)
+        return self._chain("OR", self.conjunction, any)
 
     def conjunction(self) -> Eval:
-        terms = [self.negation()]
-        while self.keyword() == "AND":
+        return self._chain("AND", self.negation, all)
+
+    def _chain(self, word: str, term: Callable[[], Eval], combine: Callable[[Iterable[bool]], bool]) -> Eval:
+        """``term`` (``word`` ``term``)*, as one node that ``combine`` (any, all) evaluates."""
+        terms = [term()]
+        while self.keyword() == word:
             self.take()
-            terms.append(self.negation())
+            terms.append(term())
         if len(terms) == 1:
             return terms[0]
-        return lambda s: all(term(s) for term in terms)
+        return lambda s: combine(t(s) for t in terms)
 
     def negation(self) -> Eval:
         negate = False

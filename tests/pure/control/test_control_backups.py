@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -85,21 +86,14 @@ def test_archive_and_recovery_settings_quote_the_directory(tmp_path: object) -> 
 def _placeholders(command: str, values: dict[str, str]) -> str:
     """``command`` with its placeholders replaced as PostgreSQL 16+ does (common/percentrepl.c): ``%%`` is a
     ``%``, and a ``%`` before any character it does not know (or at the end) is an error."""
-    out, i = [], 0
-    while i < len(command):
-        if command[i] != "%":
-            out.append(command[i])
-            i += 1
-            continue
-        key = command[i + 1 : i + 2]
-        if key == "%":
-            out.append("%")
-        elif key in values:
-            out.append(values[key])
-        else:
+
+    def one(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key != "%" and key not in values:
             raise AssertionError(f"postgres refuses the command: unexpected placeholder %{key} in {command!r}")
-        i += 2
-    return "".join(out)
+        return values.get(key, "%")
+
+    return re.sub(r"%(.?)", one, command, flags=re.DOTALL)
 
 
 @pytest.mark.parametrize("dirname", ["it's archived", "100% archived, 5%f %p %%"])
