@@ -3,7 +3,8 @@
 ``pip install .`` (and ``pip install -e .``) builds the pure-Python package: no compiler, no mypyc. With
 ``BOREALIS_COMPILE=1`` in the environment the modules in :data:`COMPILED` are also compiled with mypyc into C
 extensions, which Python imports instead of the ``.py`` files beside them (the ``.py`` files stay the source of
-truth and ship either way). A compiled build that cannot be made fails: it never falls back to pure silently.
+truth and ship either way), and the proxy's C data path (``borealis/proxy/_fastpath.c``) is built. A compiled
+build that cannot be made fails: it never falls back to pure silently.
 It needs a C compiler and mypy (mypyc comes with it); with pip's build isolation, pip installs mypy into the
 build environment itself. ``scripts/build-compiled`` builds it into a directory of its own for the tests.
 """
@@ -14,7 +15,7 @@ import os
 import runpy
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 #: What the proxy runs per message and per borrow (``bench/proxy/hotpath.py --profile``), listed once in
 #: ``borealis/_build.py`` (read as a file: the package's dependencies need not be installed here). Their native
@@ -43,7 +44,12 @@ def _ext_modules() -> list[object]:
         raise SystemExit("BOREALIS_COMPILE=1 needs mypy (for mypyc) and a C compiler: pip install mypy") from None
     # Third-party packages may be missing from an isolated build environment: their types are then Any,
     # which changes no behaviour (mypyc treats Any as any object).
-    return list(mypycify(["--ignore-missing-imports", "--no-warn-unused-ignores", *COMPILED], opt_level="3"))
+    modules = list(mypycify(["--ignore-missing-imports", "--no-warn-unused-ignores", *COMPILED], opt_level="3"))
+    # The proxy's C data path (hand-written: see its header comment), optional like the rest of this build.
+    modules.append(
+        Extension("borealis.proxy._fastpath", ["src/borealis/proxy/_fastpath.c"], extra_compile_args=["-O2", "-Wall"])
+    )
+    return modules
 
 
 setup(

@@ -11,6 +11,8 @@ What is exposed, and where it comes from:
 * ``borealis_replica_lag_milliseconds{cluster, instance}``: a reader's lag as its writer measures it.
 * ``borealis_proxy_*{proxy}``: each RDS Proxy's counters and gauges (proxy/_stats.py), under snake-case names
   of RDS Proxy's CloudWatch metrics (latencies are averages since start, in microseconds).
+* ``borealis_proxy_fastpath_queries_total{proxy}``: the part of QueryRequests that the proxy's C data path
+  forwarded itself (the compiled build; always 0 in the pure-Python one).
 * ``borealis_rds_<metric>{cluster | instance | proxy, role, ...}``: the newest value of each AWS/RDS series in
   the metrics store (CPUUtilization as ``borealis_rds_cpu_utilization``, ServerlessDatabaseCapacity,
   AuroraReplicaLag, ...), while at most three hours old (the store's one-second resolution); CloudWatch's
@@ -358,6 +360,10 @@ def render(
         counter = metric.endswith(("Received", "Succeeded", "FailedAuth", "Closed", "Requests"))
         name = "borealis_proxy_" + _snake(metric) + ("_total" if counter else "")
         w.family(name, "counter" if counter else "gauge", f"RDS Proxy's {metric} (proxy/_stats.py).", rows)
+    fast: list[_Row] = [("", {"proxy": name}, float(n)) for name, n in proxies.fastpath_queries().items()]
+    w.family("borealis_proxy_fastpath_queries_total", "counter",
+             "Queries the proxy's C data path forwarded itself (a part of QueryRequests; 0 in the pure build).",
+             fast)  # fmt: skip
     if store is not None:
         rds: dict[str, list[_Row]] = {}
         latest: list[_Row] = []

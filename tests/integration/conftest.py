@@ -91,7 +91,7 @@ class BorealisProcess:
         if os.environ.get("BOREALIS_EXPECT_COMPILED") == "1":
             lines = self.output.read_text().splitlines()
             banners = [line for line in lines if line.startswith("Borealis ") and ": starting in " in line]
-            if not banners or "(compiled (mypyc))" not in banners[-1]:
+            if not banners or "(compiled (mypyc) + C data path)" not in banners[-1]:
                 raise RuntimeError(f"borealis up does not run the compiled build: {banners[-1:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:

@@ -48,7 +48,7 @@ from borealis.pgwire import SHAPE_DIGITS, STARTUP, UNPINNED_SHAPES, FrameReader,
 
 from ._auth import MD5Challenge, ScramError, ScramServer
 from ._pool import BorrowTimeout, Pool
-from ._server import ServerConn, ServerError, query_frame
+from ._server import ServerConn, ServerError, close_after_read, link_reading, query_frame, start_link, stop_link
 
 if TYPE_CHECKING:
     from ._manager import ProxyRuntime
@@ -145,6 +145,7 @@ class ClientConn(asyncio.Protocol):
         "_auth",
         "_auth_kind",
         "_last_sql",
+        "_link",
         "_partial",
         "_password",
         "_paused",
@@ -226,6 +227,8 @@ class ClientConn(asyncio.Protocol):
         self._partial = False
         #: The login, TLS upgrade or slow borrow in progress (None when nothing runs for this client).
         self._task: asyncio.Task[None] | None = None
+        #: The C data path's reader of this socket, once ready (None without it, and over TLS).
+        self._link: Any = None
 
     # -------------------------------------------------------------------------------- asyncio protocol
 
@@ -237,6 +240,7 @@ class ClientConn(asyncio.Protocol):
         self.runtime.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._unlink()
         if self.closed and self.transport is None:
             return
         self.closed = True
@@ -257,24 +261,44 @@ class ClientConn(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The client reads slower than the server answers: stop reading the server.
-        if self.server is not None and self.server.transport is not None:
-            self.server.transport.pause_reading()
+        if self.server is not None:
+            self.server.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.server is not None and self.server.transport is not None:
-            self.server.transport.resume_reading()
+        if self.server is not None:
+            self.server.resume_reading()
 
     def pause_reading(self) -> None:
         """The server is not taking our bytes fast enough."""
         if self.transport is not None and not self._paused:
             self._paused = True
-            self.transport.pause_reading()
+            if self._link is not None:
+                link_reading(self._link, False)
+            else:
+                self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         """Resume reading from the client."""
         if self.transport is not None and self._paused:
             self._paused = False
-            self.transport.resume_reading()
+            if self._link is not None:
+                link_reading(self._link, True)
+            else:
+                self.transport.resume_reading()
+
+    def last_seen(self) -> float:
+        """When the client last sent something (monotonic clock), through either data path."""
+        link = self._link
+        return self.last_active if link is None else max(self.last_active, link.last_active)
+
+    def _unlink(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            stop_link(link)
+
+    def _link_closed(self, err: int) -> None:
+        self._unlink()
+        close_after_read(self.transport, err)
 
     def data_received(self, data: bytes) -> None:
         now = self.last_active = _monotonic()
@@ -573,6 +597,8 @@ class ClientConn(asyncio.Protocol):
         out.append(pgwire.ready_for_query("I"))
         self.write(b"".join(out))
         self.state = "ready"
+        if not self.encrypted and not self._paused:
+            self._link = start_link(self.transport, self, False, self.stats.fast)
         self._task = None  # this task, done: an idle client keeps nothing of its login
         self.stats.client_setup_succeeded += 1
         if self.pending:
@@ -977,11 +1003,14 @@ class ClientConn(asyncio.Protocol):
             return
         # What server_at_boundary() does when nothing waits for the boundary, inline: this runs for nearly
         # every answer. Inside a transaction (or pinned, or with frames held) the client keeps the connection.
-        if not self.pinned and not self.busy and server.session.transaction_status == "I":
+        status = server.session.transaction_status
+        if not self.pinned and not self.busy and status == "I":
             self.server = None
             pool = self.pool
             if pool is not None:
                 pool.release(server)
+        elif self._link is not None:
+            self._arm(server, status)
         transport = self.transport
         # As write(), inline.
         if transport is not None and (not self.encrypted or len(data) <= TLS_RECORD_DATA):
@@ -999,8 +1028,25 @@ class ClientConn(asyncio.Protocol):
             else:
                 self._continue()
             return
-        if not self.pinned and not self.busy and server.session.transaction_status == "I":
+        status = server.session.transaction_status
+        if not self.pinned and not self.busy and status == "I":
             self._release()
+        elif self._link is not None and server.link is not None and not server.parsing and not server._partial:
+            self._arm(server, status)
+
+    def _arm(self, server: ServerConn, status: str | None) -> None:
+        """The client keeps ``server``, which has answered everything sent: if every condition of both Python
+        fast paths holds, the next statements and their answers may go through the C path."""
+        if (
+            status is not None
+            and server.link is not None
+            and (status == "T" or self.pinned)
+            and not self.busy
+            and not self.skip_until_sync
+            and not self._partial
+            and self.server is server
+        ):
+            self._link.arm(server.link, status, self.pinned, self._last_sql)
 
     def server_lost(self, server: ServerConn) -> None:
         """The lent server connection broke: the client's transaction or session state is gone."""
@@ -1084,6 +1130,7 @@ class ClientConn(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the client connection; its server connection is cleaned and returned."""
+        self._unlink()
         if self.transport is not None:
             self.transport.close()
 

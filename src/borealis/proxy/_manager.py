@@ -430,7 +430,7 @@ class ProxyManager:
         for rt in self.runtimes.values():
             limit = float(rt.doc["idle_client_timeout"])
             for client in list(rt.clients):
-                if now - client.last_active > limit and not client.busy:
+                if now - client.last_seen() > limit and not client.busy:
                     client.close()
                 elif client.state in _LOGGING_IN and client.connected_at < login_deadline:
                     client.login_timed_out()

@@ -13,26 +13,43 @@ ending in ReadyForQuery. Its frame headers are skimmed (type and length only); i
 (ParameterStatus, ErrorResponse, the copy starts, anything unusual), the chunk goes to the client as it is
 and the transaction status comes from its last byte. Anything else takes the general path, which gives the
 :class:`~borealis.pgwire.Session` every frame but DataRow and CopyData.
+
+With the optional compiled build, a :mod:`._fastpath` Link reads the socket instead of uvloop (see
+``_fastpath.c``): it passes chunks to ``data_received`` as uvloop would, and forwards the statements of a
+transaction (or of a pinned session) and their answers itself, in C, once :meth:`ClientConn.answered` arms it.
+``BOREALIS_FASTPATH=0`` in the environment turns it off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 from collections.abc import Callable
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
 from borealis import pgwire
-from borealis.pgwire import FrameReader, Phase, ProtocolViolation, Session
+from borealis.pgwire import SHAPE_DIGITS, UNPINNED_SHAPES, FrameReader, Phase, ProtocolViolation, Session
 
 from ._auth import md5_response, scram_client
 
 if TYPE_CHECKING:
     from ._client import ClientConn
 
-__all__ = ["ServerConn", "ServerError", "connect_server", "query_frame", "tcp_login"]
+__all__ = [
+    "ServerConn",
+    "ServerError",
+    "close_after_read",
+    "connect_server",
+    "fastpath_counters",
+    "link_reading",
+    "query_frame",
+    "start_link",
+    "stop_link",
+    "tcp_login",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +81,70 @@ _unpack_head = struct.Struct("!Bi").unpack_from
 #: The last 6 bytes of a chunk that ends with ReadyForQuery -> the transaction status it reports.
 _ENDINGS = {b"Z\0\0\0\x05" + s.encode(): s for s in "ITE"}
 _READY = Phase.READY
+
+_fastpath: Any
+try:
+    from . import _fastpath
+except ImportError:  # the pure-Python build: uvloop reads every socket
+    _fastpath = None
+if os.environ.get("BOREALIS_FASTPATH", "1") == "0":
+    _fastpath = None  # the C data path, only when it was built and is not turned off
+_SERVER_COUNTERS: Any = None
+if _fastpath is not None:
+    # The same pre-filter and frame table as the Python fast paths (the shapes dict is shared, not copied).
+    _fastpath.configure(UNPINNED_SHAPES, SHAPE_DIGITS, _QUERY_TABLE)
+    _SERVER_COUNTERS = _fastpath.Counters()  # (a server link counts nothing: its client's link does)
+
+
+def fastpath_counters() -> Any:
+    """A new counter set for one proxy's C data path, or None when it is not there."""
+    return _fastpath.Counters() if _fastpath is not None else None
+
+
+def start_link(transport: Any, protocol: Any, server: bool, counters: Any) -> Any:
+    """Read ``transport``'s socket through the C data path from now on: the Link, or None without it.
+
+    Only for plaintext sockets (a TLS transport's socket carries records, not messages). The transport keeps
+    writing (the Link writes straight to the socket only while the transport buffers nothing).
+    """
+    if _fastpath is None or counters is None or transport is None or transport.is_closing():
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    link = _fastpath.Link(sock.fileno(), protocol, transport, server, counters)
+    transport.pause_reading()
+    asyncio.get_running_loop().add_reader(link.fileno(), link)
+    return link
+
+
+def stop_link(link: Any) -> None:
+    """Stop reading through ``link`` (a Query it forwarded is handed back first) and close its descriptor."""
+    fd = link.fileno()
+    if fd >= 0:
+        asyncio.get_running_loop().remove_reader(fd)
+    link.close()
+
+
+def close_after_read(transport: Any, err: int) -> None:
+    """A Link read EOF (``err`` 0) or failed with ``err``: close the transport as uvloop would have."""
+    if transport is not None:
+        if err:
+            transport.abort()
+        else:
+            transport.close()
+
+
+def link_reading(link: Any, on: bool) -> None:
+    """Pause or resume reading through ``link`` (back-pressure)."""
+    fd = link.fileno()
+    if fd < 0:
+        return
+    loop = asyncio.get_running_loop()
+    if on:
+        loop.add_reader(fd, link)
+    else:
+        loop.remove_reader(fd)
 
 
 #: SQLSTATEs of a server that is going away or not yet up (admin/crash shutdown, "starting up").
@@ -197,6 +278,8 @@ class ServerConn(asyncio.Protocol):
         #: The reader holds part of a message (or failed): the next chunk takes the general path. Kept here
         #: because the fast path asks for every chunk, and ``reader.buffered`` is a computed property.
         self._partial = False
+        #: The C data path's reader of this socket, from login on (None without it).
+        self.link: Any = None
 
     # -------------------------------------------------------------------------------- asyncio protocol
 
@@ -205,6 +288,7 @@ class ServerConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._unlink()
         self.closed = True
         if self._private is not None and not self._private.future.done():
             self._private.future.set_exception(ServerError("server connection lost"))
@@ -214,6 +298,34 @@ class ServerConn(asyncio.Protocol):
         if owner is not None:
             owner.server_lost(self)
         self._on_lost(self)
+
+    def pause_reading(self) -> None:
+        """The client reads slower than this server answers: stop reading this server."""
+        if self.link is not None:
+            link_reading(self.link, False)
+        elif self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.link is not None:
+            link_reading(self.link, True)
+        elif self.transport is not None:
+            self.transport.resume_reading()
+
+    def _unlink(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            stop_link(link)
+
+    def _link_settle(self, sent_at: float) -> None:
+        """The C path forwarded a Query that is still unanswered: record it as :meth:`ClientConn._send_query`
+        would have (the Link calls this before anything else of the pair reaches Python)."""
+        self.session.query()
+        self.sent_at = sent_at
+
+    def _link_closed(self, err: int) -> None:
+        self._unlink()
+        close_after_read(self.transport, err)
 
     def pause_writing(self) -> None:
         if self.owner is not None:
@@ -410,6 +522,8 @@ class ServerConn(asyncio.Protocol):
                 self.backend_key = (msg.process_id, msg.secret_key)
             elif isinstance(msg, pgwire.ReadyForQuery):
                 self._login = None
+                if not self.closed:
+                    self.link = start_link(self.transport, self, True, _SERVER_COUNTERS)
                 return
             elif isinstance(msg, pgwire.NoticeResponse | pgwire.NegotiateProtocolVersion):
                 continue
@@ -423,6 +537,7 @@ class ServerConn(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection (a Terminate first, as a polite client does)."""
+        self._unlink()
         if self.transport is not None and not self.closed:
             self.closed = True
             try:

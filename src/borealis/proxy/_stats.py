@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._server import fastpath_counters
+
 __all__ = ["METRIC_NAMES", "REGISTRY", "MetricsRegistry", "ProxyStats"]
 
 METRIC_NAMES = (
@@ -66,10 +68,23 @@ class ProxyStats:
     borrow_timeouts: int = 0
     in_transaction: Any = field(default=None, repr=False)
     """A callable giving DatabaseConnectionsCurrentlyInTransaction (sampled, not counted on the hot path)."""
+    fast: Any = field(default=None, repr=False)
+    """What the C data path forwarded (``_fastpath.Counters``: queries, responses, latency_us), when built."""
+
+    def queries(self) -> int:
+        """QueryRequests, through either data path."""
+        return self.query_requests + (self.fast.queries if self.fast is not None else 0)
+
+    def response_latency(self) -> tuple[float, int]:
+        """QueryDatabaseResponseLatency's sum (microseconds) and count, through either data path."""
+        if self.fast is None:
+            return self.response_latency_us_sum, self.response_count
+        return self.response_latency_us_sum + self.fast.latency_us, self.response_count + self.fast.responses
 
     def samples(self) -> dict[str, float]:
         """Every metric's current value; latencies are averages since start, in microseconds."""
         in_tx = int(self.in_transaction()) if callable(self.in_transaction) else 0
+        latency, responses = self.response_latency()
         return {
             "ClientConnections": self.client_connections,
             "ClientConnectionsReceived": self.client_connections_received,
@@ -82,8 +97,8 @@ class ProxyStats:
             "DatabaseConnectionsCurrentlySessionPinned": self.pinned,
             "DatabaseConnectionsCurrentlyInTransaction": in_tx,
             "DatabaseConnectionsBorrowLatency": self.borrow_latency_us_sum / max(1, self.borrow_count),
-            "QueryRequests": self.query_requests,
-            "QueryDatabaseResponseLatency": self.response_latency_us_sum / max(1, self.response_count),
+            "QueryRequests": self.queries(),
+            "QueryDatabaseResponseLatency": latency / max(1, responses),
         }
 
 
@@ -97,12 +112,16 @@ class MetricsRegistry:
         """The stats of ``proxy``, created on first use."""
         found = self._stats.get(proxy)
         if found is None:
-            found = self._stats[proxy] = ProxyStats(proxy)
+            found = self._stats[proxy] = ProxyStats(proxy, fast=fastpath_counters())
         return found
 
     def drop(self, proxy: str) -> None:
         """Forget a deleted proxy."""
         self._stats.pop(proxy, None)
+
+    def fastpath_queries(self) -> dict[str, int]:
+        """Queries each proxy's C data path forwarded itself (a part of QueryRequests; 0 without it)."""
+        return {name: s.fast.queries if s.fast is not None else 0 for name, s in sorted(self._stats.items())}
 
     def snapshot(self) -> list[dict[str, Any]]:
         """``[{"MetricName", "Dimensions", "Value"}]`` for every proxy and metric, CloudWatch-shaped."""

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.integration.conftest import BorealisProcess
@@ -73,6 +74,16 @@ def make_proxy(borealis: BorealisProcess, name: str, **pool: Any) -> ProxyInfo:
         rds.modify_db_proxy_target_group(DBProxyName=name, TargetGroupName="default", ConnectionPoolConfig=pool)
     info = ProxyInfo(borealis, name)
     _wait_listening(info)
+    return info
+
+
+def smallest_pool(borealis: BorealisProcess, name: str, borrow_timeout: int) -> ProxyInfo:
+    """A proxy with the smallest pool (1% of max_connections); its size is ``info.cap``."""
+    info = make_proxy(borealis, name, MaxConnectionsPercent=1, ConnectionBorrowTimeout=borrow_timeout)
+    with psycopg.connect(**info.conninfo(), autocommit=True) as conn:
+        row = conn.execute("show max_connections").fetchone()
+        assert row is not None
+        info.cap = max(1, int(row[0]) // 100)  # type: ignore[attr-defined]
     return info
 
 

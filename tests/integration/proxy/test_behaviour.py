@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.conftest import BorealisProcess
 
-from .conftest import ProxyInfo, make_proxy
+from .conftest import ProxyInfo, smallest_pool
 
 
 def _backend_pid(conn: psycopg.Connection[Any]) -> int:
@@ -25,13 +25,8 @@ def _backend_pid(conn: psycopg.Connection[Any]) -> int:
 
 @pytest.fixture(scope="module")
 def tiny(borealis: BorealisProcess) -> ProxyInfo:
-    """A proxy with the smallest pool (1% of max_connections) and a 1-second borrow timeout."""
-    info = make_proxy(borealis, "tiny-proxy", MaxConnectionsPercent=1, ConnectionBorrowTimeout=1)
-    with psycopg.connect(**info.conninfo(), autocommit=True) as conn:
-        row = conn.execute("show max_connections").fetchone()
-        assert row is not None
-        info.cap = max(1, int(row[0]) // 100)  # type: ignore[attr-defined]
-    return info
+    """A proxy with the smallest pool and a 1-second borrow timeout."""
+    return smallest_pool(borealis, "tiny-proxy", 1)
 
 
 def _hold(info: ProxyInfo, sql: str, n: int) -> list[psycopg.Connection[Any]]:

@@ -1,0 +1,271 @@
+"""The statements of a transaction, and of a pinned session, through the proxy: what the C data path forwards
+itself in the compiled build (``_fastpath.c``) and Python forwards in the pure one, with the same answers.
+
+The raw client logs in with libpq, then writes simple-protocol Query messages to the socket itself, so that a
+test decides exactly what goes out in one write, and when (two Queries before the first answer, a socket shut
+while a statement runs). CI runs this file in both builds: pure first, then compiled (scripts/test-compiled),
+where each test also checks that the C path forwarded what it should.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import time
+import urllib.request
+from typing import Any
+
+import psycopg
+import pytest
+
+from borealis._build import fastpath_built
+from tests.integration.conftest import BorealisProcess
+
+from .conftest import ProxyInfo, smallest_pool
+
+#: The C data path runs in the server too (the same PYTHONPATH and environment).
+FAST = fastpath_built() and os.environ.get("BOREALIS_FASTPATH", "1") != "0"
+PINNED = "database_connections_currently_session_pinned"
+
+
+@pytest.fixture(scope="module")
+def fast(borealis: BorealisProcess) -> ProxyInfo:
+    """A proxy with the smallest pool."""
+    info = smallest_pool(borealis, "fastpath-proxy", 10)
+    with psycopg.connect(**info.conninfo(), autocommit=True) as conn:
+        conn.execute("create table if not exists fast_t (id int, note text)")
+    return info
+
+
+def _query(sql: str) -> bytes:
+    body = sql.encode() + b"\0"
+    return b"Q" + struct.pack("!i", len(body) + 4) + body
+
+
+class Raw:
+    """A client logged in by libpq that then speaks the simple protocol itself, message by message."""
+
+    def __init__(self, info: ProxyInfo, **extra: Any) -> None:
+        self.conn = psycopg.connect(**info.conninfo(sslmode="disable", **extra), autocommit=True)
+        self.sock = socket.socket(fileno=os.dup(self.conn.pgconn.socket))
+        self.sock.setblocking(True)
+        self.sock.settimeout(20)
+        self.buf = b""
+
+    def send(self, *sqls: str) -> None:
+        """Every Query in one write."""
+        self.sock.sendall(b"".join(_query(s) for s in sqls))
+
+    def answer(self) -> tuple[list[list[str | None]], list[str], str | None, str]:
+        """Read one answer up to its ReadyForQuery: (rows, command tags, SQLSTATE of an error, status)."""
+        rows: list[list[str | None]] = []
+        tags: list[str] = []
+        error = None
+        while True:
+            while len(self.buf) < 5 or len(self.buf) < 1 + struct.unpack_from("!i", self.buf, 1)[0]:
+                chunk = self.sock.recv(1 << 20)
+                assert chunk, "the proxy closed the connection"
+                self.buf += chunk
+            t, n = self.buf[0:1], struct.unpack_from("!i", self.buf, 1)[0]
+            body, self.buf = self.buf[5 : 1 + n], self.buf[1 + n :]
+            if t == b"D":
+                (count,) = struct.unpack_from("!h", body, 0)
+                pos, row = 2, []
+                for _ in range(count):
+                    (size,) = struct.unpack_from("!i", body, pos)
+                    pos += 4
+                    row.append(None if size < 0 else body[pos : pos + size].decode())
+                    pos += max(size, 0)
+                rows.append(row)
+            elif t == b"C":
+                tags.append(body[:-1].decode())
+            elif t == b"E":
+                fields = dict((f[:1], f[1:]) for f in body.split(b"\0") if f)
+                error = fields[b"C"].decode()
+            elif t == b"Z":
+                return rows, tags, error, body.decode()
+
+    def one(self, sql: str) -> str | None:
+        self.send(sql)
+        rows, _, error, _ = self.answer()
+        assert error is None, f"{sql}: {error}"
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        self.sock.close()
+        self.conn.close()
+
+
+def _fast_queries(borealis: BorealisProcess, metric: str = "fastpath_queries_total") -> float:
+    """``borealis_proxy_<metric>`` of the test proxy, from GET /metrics."""
+    token = (borealis.data_dir / "metrics.token").read_text().strip()
+    req = urllib.request.Request(borealis.url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+    found = re.search(rf'^borealis_proxy_{metric}\{{proxy="fastpath-proxy"\}} (\S+)$', text, re.M)
+    assert found, f"no borealis_proxy_{metric} for fastpath-proxy in /metrics"
+    return float(found.group(1))
+
+
+def _wait_unpinned(borealis: BorealisProcess) -> None:
+    """Until the proxy has seen the last pinned client go (it reads the EOF in its own time)."""
+    deadline = time.monotonic() + 10
+    while _fast_queries(borealis, PINNED) != 0:
+        assert time.monotonic() < deadline, "a pinned client is still counted 10 s after it left"
+        time.sleep(0.05)
+
+
+def test_a_transactions_statements_and_answers(borealis: BorealisProcess, fast: ProxyInfo) -> None:
+    before, queries = _fast_queries(borealis), _fast_queries(borealis, "query_requests_total")
+    raw = Raw(fast)
+    try:
+        raw.send("begin")
+        assert raw.answer()[3] == "T"
+        raw.send("insert into fast_t values (1, 'a'), (2, 'b')")
+        assert raw.answer()[1:] == (["INSERT 0 2"], None, "T")
+        for i in range(20):
+            raw.send(f"select {i}, 'x' || {i}")
+            rows, tags, error, status = raw.answer()
+            assert (rows, tags, error, status) == ([[str(i), f"x{i}"]], ["SELECT 1"], None, "T")
+        raw.send("update fast_t set note = 'c' where id = 2")
+        assert raw.answer()[1:] == (["UPDATE 1"], None, "T")
+        raw.send("select count(*) from fast_t where note = 'c'")
+        assert raw.answer()[0] == [["1"]]
+        raw.send("rollback")
+        assert raw.answer()[1:] == (["ROLLBACK"], None, "I")
+        assert raw.one("select count(*) from fast_t") == "0"
+    finally:
+        raw.close()
+    # QueryRequests counts every statement whichever path forwarded it (begin, insert, 20, update, count,
+    # rollback, count: 26).
+    assert _fast_queries(borealis, "query_requests_total") - queries == 26
+    forwarded = _fast_queries(borealis) - before
+    if FAST:
+        # The statements after BEGIN, up to the ROLLBACK; a text of a new shape goes to Python first, for the
+        # pinning check (may_pin learns the shape): of the 20 selects, at least the last 19 took the C path.
+        assert forwarded >= 19
+    else:
+        assert forwarded == 0
+
+
+def test_a_second_query_before_the_first_answer(borealis: BorealisProcess, fast: ProxyInfo) -> None:
+    raw = Raw(fast)
+    try:
+        raw.send("begin")
+        raw.answer()
+        for _ in range(5):
+            # In two writes: the second arrives while the first is in flight (on the C path: handed back).
+            raw.send("select pg_sleep(0.05), 1")
+            raw.send("select 2")
+            assert raw.answer()[0] == [["", "1"]]
+            assert raw.answer()[0] == [["2"]]
+            # In one write: two messages in one chunk.
+            raw.send("select 3", "select 4")
+            assert raw.answer()[0] == [["3"]]
+            assert raw.answer()[0] == [["4"]]
+            assert raw.one("select 5") == "5"
+        raw.send("commit")
+        assert raw.answer()[3] == "I"
+    finally:
+        raw.close()
+
+
+def test_a_large_answer_in_a_transaction(fast: ProxyInfo) -> None:
+    raw = Raw(fast)
+    try:
+        raw.send("begin")
+        raw.answer()
+        for _ in range(3):
+            raw.send("select repeat('x', 1000) from generate_series(1, 3000)")  # 3 MB: many reads
+            rows, tags, error, status = raw.answer()
+            assert (len(rows), tags, error, status) == (3000, ["SELECT 3000"], None, "T")
+            assert all(r == ["x" * 1000] for r in rows)
+            assert raw.one("select 'small'") == "small"
+        raw.send("commit")
+        assert raw.answer()[3] == "I"
+    finally:
+        raw.close()
+
+
+def test_an_error_in_a_transaction(fast: ProxyInfo) -> None:
+    raw = Raw(fast)
+    try:
+        for _ in range(3):
+            raw.send("begin")
+            raw.answer()
+            assert raw.one("select 1") == "1"
+            raw.send("select 1/0")
+            assert raw.answer()[2:] == ("22012", "E")
+            raw.send("select 1")
+            assert raw.answer()[2:] == ("25P02", "E")
+            raw.send("rollback")
+            assert raw.answer()[2:] == (None, "I")
+            assert raw.one("select 2") == "2"
+    finally:
+        raw.close()
+
+
+def test_a_client_that_vanishes_with_a_statement_running(fast: ProxyInfo) -> None:
+    cap = fast.cap  # type: ignore[attr-defined]
+    for _ in range(3):
+        raw = Raw(fast)
+        raw.send("begin")
+        raw.answer()
+        raw.send("insert into fast_t values (9, 'vanished')")
+        raw.answer()
+        raw.send("select pg_sleep(0.5), 'stale answer'")
+        raw.sock.shutdown(socket.SHUT_RDWR)  # no Terminate: the socket just closes, the statement runs on
+        raw.close()
+        # Every server connection of the pool, at once: none may be lent with that statement's answer to come.
+        clients = [Raw(fast) for _ in range(cap)]
+        try:
+            for c in clients:
+                c.send("begin")
+                assert c.answer()[3] == "T"
+            for i, c in enumerate(clients):
+                assert c.one(f"select {i}") == str(i)
+                assert c.one("select count(*) from fast_t where id = 9") == "0"
+            for c in clients:
+                c.send("commit")
+                assert c.answer()[3] == "I"
+        finally:
+            for c in clients:
+                c.close()
+
+
+def test_a_pinned_session_and_a_pin_inside_a_transaction(borealis: BorealisProcess, fast: ProxyInfo) -> None:
+    raw = Raw(fast)
+    try:
+        assert raw.one("set application_name = 'fastpinned'") is None
+        assert _fast_queries(borealis, PINNED) == 1
+        before = _fast_queries(borealis)
+        for _ in range(10):
+            assert raw.one("select current_setting('application_name')") == "fastpinned"
+        if FAST:
+            assert _fast_queries(borealis) - before == 10  # a pinned session's statements: all on the C path
+        # A sequence function pins the client (its session's currval), on whichever path it arrives.
+        raw.one("create sequence if not exists fast_seq")
+        mine = raw.one("select nextval('fast_seq')")
+        assert raw.one("select currval('fast_seq')") == mine
+    finally:
+        raw.close()
+    raw = Raw(fast)
+    try:
+        raw.send("begin")
+        raw.answer()
+        assert raw.one("select 1") == "1"
+        _wait_unpinned(borealis)
+        assert raw.one("select set_config('application_name', 'pinned in tx', false)") == "pinned in tx"
+        raw.send("commit")
+        raw.answer()
+        # Pinned (set_config may set a session value): the session stays this client's, after the COMMIT too.
+        assert _fast_queries(borealis, PINNED) == 1
+        assert raw.one("select current_setting('application_name')") == "pinned in tx"
+    finally:
+        raw.close()
+    # A pinned connection is cleaned before anyone else gets it.
+    for _ in range(fast.cap):  # type: ignore[attr-defined]
+        with psycopg.connect(**fast.conninfo(), autocommit=True) as conn:
+            assert conn.execute("show application_name").fetchone() not in (("fastpinned",), ("pinned in tx",))
