@@ -227,7 +227,8 @@ class ClientConn(asyncio.Protocol):
         self._partial = False
         #: The login, TLS upgrade or slow borrow in progress (None when nothing runs for this client).
         self._task: asyncio.Task[None] | None = None
-        #: The C data path's reader of this socket, once ready (None without it, and over TLS).
+        #: The C data path's reader of this socket, from the first statement it may forward (None without it,
+        #: and over TLS).
         self._link: Any = None
 
     # -------------------------------------------------------------------------------- asyncio protocol
@@ -597,8 +598,6 @@ class ClientConn(asyncio.Protocol):
         out.append(pgwire.ready_for_query("I"))
         self.write(b"".join(out))
         self.state = "ready"
-        if not self.encrypted and not self._paused:
-            self._link = start_link(self.transport, self, False, self.stats.fast)
         self._task = None  # this task, done: an idle client keeps nothing of its login
         self.stats.client_setup_succeeded += 1
         if self.pending:
@@ -1009,7 +1008,7 @@ class ClientConn(asyncio.Protocol):
             pool = self.pool
             if pool is not None:
                 pool.release(server)
-        elif self._link is not None:
+        elif server.link is not None:
             self._arm(server, status)
         transport = self.transport
         # As write(), inline.
@@ -1031,7 +1030,7 @@ class ClientConn(asyncio.Protocol):
         status = server.session.transaction_status
         if not self.pinned and not self.busy and status == "I":
             self._release()
-        elif self._link is not None and server.link is not None and not server.parsing and not server._partial:
+        elif server.link is not None and not server.parsing and not server._partial:
             self._arm(server, status)
 
     def _arm(self, server: ServerConn, status: str | None) -> None:
@@ -1046,7 +1045,15 @@ class ClientConn(asyncio.Protocol):
             and not self._partial
             and self.server is server
         ):
-            self._link.arm(server.link, status, self.pinned, self._last_sql)
+            link = self._link
+            if link is None:
+                # Made on first use, not at login: an idle client costs no second descriptor (nor the memory).
+                if self.encrypted or self._paused or self.closed:
+                    return
+                link = self._link = start_link(self.transport, self, False, self.stats.fast)
+                if link is None:
+                    return
+            link.arm(server.link, status, self.pinned, self._last_sql)
 
     def server_lost(self, server: ServerConn) -> None:
         """The lent server connection broke: the client's transaction or session state is gone."""
