@@ -1,0 +1,232 @@
+"""The C data path's Link on its own, over socket pairs: what it forwards, what it hands to Python, and that
+nothing it holds outlives a close. It is built in the compiled build only (scripts/test-compiled runs this file
+with BOREALIS_EXPECT_COMPILED=1, where the first test makes sure it is there); the integration tests
+(tests/integration/proxy/test_fastpath.py) run the proxy with it end to end.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import borealis.proxy._server  # noqa: F401  (configures the C path's pre-filter and frame table)
+
+try:
+    from borealis.proxy import _fastpath
+except ImportError:
+    _fastpath = None  # type: ignore[assignment]
+
+needs_fastpath = pytest.mark.skipif(_fastpath is None, reason="the pure build has no C data path")
+
+
+def test_the_compiled_build_has_it() -> None:
+    assert (_fastpath is not None) == (os.environ.get("BOREALIS_EXPECT_COMPILED") == "1")
+
+
+class Proto:
+    """What a Link calls back: data_received, _link_closed, _link_settle."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.closed: list[int] = []
+        self.settled: list[float] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def _link_closed(self, err: int) -> None:
+        self.closed.append(err)
+
+    def _link_settle(self, sent_at: float) -> None:
+        self.settled.append(sent_at)
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.buffered = 0
+        self.written: list[bytes] = []
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def _q(sql: bytes) -> bytes:
+    return b"Q" + struct.pack("!i", len(sql) + 5) + sql + b"\0"
+
+
+def _frame(t: bytes, body: bytes) -> bytes:
+    return t + struct.pack("!i", len(body) + 4) + body
+
+
+def _answer(status: bytes) -> bytes:
+    row = _frame(b"D", struct.pack("!hi", 1, 1) + b"1")
+    return row + _frame(b"C", b"SELECT 1\0") + _frame(b"Z", status)
+
+
+class Pair:
+    """A client link and a server link, each over a socket pair: ``app`` is the client, ``pg`` the server."""
+
+    def __init__(self) -> None:
+        assert _fastpath is not None
+        self.app, client_end = socket.socketpair()
+        self.pg, server_end = socket.socketpair()
+        for s in (self.app, self.pg, client_end, server_end):
+            s.settimeout(5)
+        self.cp, self.sp = Proto(), Proto()
+        self.ct, self.st = Transport(), Transport()
+        self.counters = _fastpath.Counters()
+        self.client = _fastpath.Link(client_end.fileno(), self.cp, self.ct, False, self.counters)
+        self.server = _fastpath.Link(server_end.fileno(), self.sp, self.st, True, self.counters)
+        client_end.close()  # the Links read their own duplicates
+        server_end.close()
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.close()
+        self.app.close()
+        self.pg.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    p = Pair()
+    yield p
+    p.close()
+
+
+@needs_fastpath
+def test_a_transactions_round_trip_stays_in_c(pair: Pair) -> None:
+    sql = b"select 1"
+    assert pair.client.arm(pair.server, "T", False, sql) is True
+    for _ in range(3):
+        pair.app.sendall(_q(sql))
+        pair.client()
+        assert pair.pg.recv(100) == _q(sql)
+        assert pair.server.inflight
+        pair.pg.sendall(_answer(b"T"))
+        pair.server()
+        assert pair.app.recv(100) == _answer(b"T")
+        assert not pair.server.inflight and pair.client.armed
+    assert (pair.counters.queries, pair.counters.responses) == (3, 3)
+    assert pair.cp.data == [] and pair.sp.data == [] and pair.sp.settled == []
+
+
+@needs_fastpath
+def test_anything_else_goes_to_python_with_the_query_in_flight_first(pair: Pair) -> None:
+    sql = b"select 1"
+    pair.client.arm(pair.server, "T", False, sql)
+    pair.app.sendall(_q(sql))
+    pair.client()
+    pair.pg.recv(100)
+    # A second Query before the answer: handed back (settled), then to the client protocol as it came.
+    pair.app.sendall(_q(b"select 2"))
+    pair.client()
+    assert len(pair.sp.settled) == 1 and pair.cp.data == [_q(b"select 2")]
+    assert not pair.client.armed and not pair.server.inflight
+    # The answer now goes to Python too (the pair is disarmed).
+    pair.pg.sendall(_answer(b"T"))
+    pair.server()
+    assert pair.sp.data == [_answer(b"T")]
+    pair.app.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        pair.app.recv(100)  # the client got nothing from the C path
+
+
+@needs_fastpath
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        _q(b"select 1") + _q(b"select 1"),  # two messages in one chunk
+        _q(b"select 1")[:-3],  # part of one
+        b"P" + _q(b"select 1")[1:],  # another type
+        b"Q\0\0\0\x05\0",  # a length that is not the chunk's
+        b"Q\0\0\0\x04",  # too short
+        _q(b"select set_config('a.b', 'c', false)"),  # a text whose shape is not known not to pin
+    ],
+)
+def test_chunks_that_are_not_one_known_query_go_to_python(pair: Pair, chunk: bytes) -> None:
+    pair.client.arm(pair.server, "T", False, b"select 1")
+    pair.app.sendall(chunk)
+    pair.client()
+    assert pair.cp.data == [chunk]
+    assert pair.counters.queries == 0
+    pair.pg.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        pair.pg.recv(100)  # nothing reached the server
+
+
+@needs_fastpath
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer(b"I"),  # the transaction ended: Python releases the connection
+        _frame(b"E", b"SERROR\0C22012\0Mdivision by zero\0\0") + _frame(b"Z", b"E"),
+        _frame(b"S", b"application_name\0x\0") + _frame(b"C", b"SET\0") + _frame(b"Z", b"T"),
+        _answer(b"T")[:-1],  # cut short
+        b"D" + struct.pack("!i", 1000) + b"xx" + _frame(b"Z", b"T"),  # a frame whose length runs past the end
+    ],
+)
+def test_answers_that_are_not_plain_go_to_python(pair: Pair, answer: bytes) -> None:
+    pair.client.arm(pair.server, "T", False, b"select 1")
+    pair.app.sendall(_q(b"select 1"))
+    pair.client()
+    pair.pg.recv(100)
+    pair.pg.sendall(answer)
+    pair.server()
+    assert pair.sp.data == [answer] and len(pair.sp.settled) == 1
+    pair.app.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        pair.app.recv(100)  # the client got nothing from the C path
+
+
+@needs_fastpath
+def test_a_transport_with_bytes_queued_keeps_the_order(pair: Pair) -> None:
+    pair.client.arm(pair.server, "T", False, b"select 1")
+    pair.st.buffered = 10  # the server's transport still holds bytes: ours must go after them
+    pair.app.sendall(_q(b"select 1"))
+    pair.client()
+    assert pair.cp.data == [_q(b"select 1")] and pair.counters.queries == 0
+
+
+@needs_fastpath
+def test_eof_and_close(pair: Pair) -> None:
+    pair.client.arm(pair.server, "T", False, b"select 1")
+    pair.app.sendall(_q(b"select 1"))
+    pair.client()
+    pair.app.shutdown(socket.SHUT_WR)
+    pair.client()
+    # EOF with a Query in flight: handed back first, then the protocol hears of the EOF.
+    assert pair.cp.closed == [0] and len(pair.sp.settled) == 1
+    pair.server.close()
+    assert pair.server.fileno() == -1 and not pair.client.armed
+    pair.server()  # a closed link reads nothing
+    assert pair.sp.data == []
+    with pytest.raises(ValueError):
+        pair.server.arm(pair.client, "T", False, b"")  # a server's link is never armed
+
+
+@needs_fastpath
+def test_links_do_not_leak() -> None:
+    assert _fastpath is not None
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    links: list[Any] = []
+    for _ in range(50):
+        p = Pair()
+        p.client.arm(p.server, "T", True, b"")
+        links.append(p)
+    for p in links:
+        p.app.close()
+        p.pg.close()
+    del links, p
+    gc.collect()  # armed pairs and their protocols' bound methods form cycles: the collector frees them
+    assert len(os.listdir("/proc/self/fd")) == before
