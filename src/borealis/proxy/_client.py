@@ -301,6 +301,16 @@ class ClientConn(asyncio.Protocol):
         self._unlink()
         close_after_read(self.transport, err)
 
+    def _link_release(self) -> None:
+        """The C path is forwarding the answer that ended this client's transaction (it was armed unpinned, in
+        a transaction): give the connection back first, as :meth:`answered` does."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.session.transaction_status = "I"
+            pool = self.pool
+            if pool is not None:
+                pool.release(server)
+
     def data_received(self, data: bytes) -> None:
         now = self.last_active = _monotonic()
         try:

@@ -6,8 +6,9 @@
  *
  *   - a client that holds a server connection (in a transaction, or pinned) sends one whole simple Query whose
  *     text is known not to pin: it goes to the server as it came;
- *   - the answer to such a Query ends in ReadyForQuery with the transaction status unchanged and holds only
- *     frames the Python fast path also passes without a look: it goes to the client as it came.
+ *   - the answer to such a Query ends in ReadyForQuery with the transaction status unchanged, or ending the
+ *     transaction of an unpinned client (then the protocol's _link_release gives the connection back first),
+ *     and holds only frames the Python fast path also passes without a look: it goes to the client as it came.
  *
  * That is the round trip a transaction's statements make between its BEGIN and its COMMIT (and every statement
  * of a pinned session). Python arms a client's link after an answer it handled itself, when every condition of
@@ -51,6 +52,7 @@ typedef struct Link {
     PyObject *on_data;   /* protocol.data_received */
     PyObject *on_closed; /* protocol._link_closed(errno): EOF or a read error */
     PyObject *on_settle; /* server links: protocol._link_settle(sent_at) */
+    PyObject *on_release; /* client links: protocol._link_release(), when a transaction ends here */
     PyObject *transport;
     PyObject *buffered; /* transport.get_write_buffer_size */
     struct Link *peer; /* client: the server link while armed; server: that client while armed */
@@ -210,7 +212,12 @@ answer_fast(Link *self, Py_ssize_t n, double now)
     if (client == NULL || client->fd < 0 || client->expect == 0 || n < 6)
         return 0;
     const char *end = rbuf + n - 6;
-    if (end[0] != 'Z' || be32(end + 1) != 5 || end[5] != client->expect)
+    if (end[0] != 'Z' || be32(end + 1) != 5)
+        return 0;
+    /* The status stays, or (COMMIT, ROLLBACK) the transaction of an unpinned client ends: Python takes the
+     * connection back (the client's _link_release) before the answer goes out, as ClientConn.answered does. */
+    int release = end[5] == 'I' && client->expect == 'T' && !client->pinned;
+    if (end[5] != client->expect && !release)
         return 0;
     Py_ssize_t pos = 0, stop = n - 6;
     while (pos < stop) {
@@ -228,7 +235,20 @@ answer_fast(Link *self, Py_ssize_t n, double now)
     Counters *c = client->counters;
     c->responses++;
     c->latency_us += (now - self->sent_at) * 1e6;
-    return send_all(client, rbuf, n) < 0 ? -1 : 1;
+    if (!release)
+        return send_all(client, rbuf, n) < 0 ? -1 : 1;
+    Py_INCREF(client);
+    unpair(client);
+    PyObject *r = PyObject_CallNoArgs(client->on_release);
+    int rc = -1;
+    if (r != NULL) {
+        Py_DECREF(r);
+        /* (The hook may have closed the client's link: the answer goes with it.) */
+        rc = client->fd >= 0 ? send_all(client, rbuf, n) : 0;
+        rc = rc < 0 ? -1 : 1;
+    }
+    Py_DECREF(client);
+    return rc;
 }
 
 /* The event loop's reader callback: the socket is readable. */
@@ -296,15 +316,17 @@ Link_init(Link *self, PyObject *args, PyObject *kwargs)
     PyObject *on_data = PyObject_GetAttrString(proto, "data_received");
     PyObject *on_closed = PyObject_GetAttrString(proto, "_link_closed");
     PyObject *on_settle = is_server ? PyObject_GetAttrString(proto, "_link_settle") : NULL;
+    PyObject *on_release = is_server ? NULL : PyObject_GetAttrString(proto, "_link_release");
     PyObject *buffered = PyObject_GetAttr(transport, str_get_write_buffer_size);
     int dup_fd = -1;
-    if (on_data == NULL || on_closed == NULL || (is_server && on_settle == NULL) || buffered == NULL ||
+    if (on_data == NULL || on_closed == NULL || (is_server ? on_settle == NULL : on_release == NULL) || buffered == NULL ||
         (dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         if (dup_fd < 0 && !PyErr_Occurred())
             PyErr_SetFromErrno(PyExc_OSError);
         Py_XDECREF(on_data);
         Py_XDECREF(on_closed);
         Py_XDECREF(on_settle);
+        Py_XDECREF(on_release);
         Py_XDECREF(buffered);
         return -1;
     }
@@ -313,6 +335,7 @@ Link_init(Link *self, PyObject *args, PyObject *kwargs)
     self->on_data = on_data;
     self->on_closed = on_closed;
     self->on_settle = on_settle;
+    self->on_release = on_release;
     self->transport = Py_NewRef(transport);
     self->buffered = buffered;
     self->counters = (Counters *)Py_NewRef(counters);
@@ -341,6 +364,7 @@ Link_release(Link *self)
     Py_CLEAR(self->on_data);
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->on_settle);
+    Py_CLEAR(self->on_release);
     Py_CLEAR(self->transport);
     Py_CLEAR(self->buffered);
     Py_CLEAR(self->last_sql);
@@ -352,6 +376,7 @@ Link_traverse(Link *self, visitproc visit, void *arg)
     Py_VISIT(self->on_data);
     Py_VISIT(self->on_closed);
     Py_VISIT(self->on_settle);
+    Py_VISIT(self->on_release);
     Py_VISIT(self->transport);
     Py_VISIT(self->buffered);
     Py_VISIT((PyObject *)self->peer);

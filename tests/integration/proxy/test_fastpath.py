@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import time
 import urllib.request
 from typing import Any
@@ -269,3 +270,30 @@ def test_a_pinned_session_and_a_pin_inside_a_transaction(borealis: BorealisProce
     for _ in range(fast.cap):  # type: ignore[attr-defined]
         with psycopg.connect(**fast.conninfo(), autocommit=True) as conn:
             assert conn.execute("show application_name").fetchone() not in (("fastpinned",), ("pinned in tx",))
+
+
+def test_pgbench_tpcb_like_keeps_its_sums(borealis: BorealisProcess, fast: ProxyInfo) -> None:
+    """16 clients over the smallest pool: every transaction's statements, and its end, through either path."""
+    env = dict(os.environ, PGHOST=fast.host, PGPORT=str(fast.port), PGUSER=fast.user, PGPASSWORD=fast.password)
+    env.update(PGDATABASE="postgres", PGSSLMODE="disable")
+    subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, capture_output=True, timeout=120, check=True)
+    before = _fast_queries(borealis)
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "simple", "-c", "16", "-j", "2", "-t", "100"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "number of transactions actually processed: 1600/1600" in out.stdout
+    with psycopg.connect(**fast.conninfo(), autocommit=True) as conn:
+        sums = conn.execute(
+            "select (select sum(abalance) from pgbench_accounts), (select sum(bbalance) from pgbench_branches),"
+            " (select sum(tbalance) from pgbench_tellers), (select sum(delta) from pgbench_history),"
+            " (select count(*) from pgbench_history)"
+        ).fetchone()
+    assert sums is not None and sums[0] == sums[1] == sums[2] == sums[3] and sums[4] == 1600
+    if FAST:
+        # BEGIN goes through Python (it borrows); the other six statements of each transaction may not.
+        assert _fast_queries(borealis) - before >= 1600 * 5

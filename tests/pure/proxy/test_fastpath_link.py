@@ -30,12 +30,16 @@ def test_the_compiled_build_has_it() -> None:
 
 
 class Proto:
-    """What a Link calls back: data_received, _link_closed, _link_settle."""
+    """What a Link calls back: data_received, _link_closed, _link_settle, _link_release."""
 
     def __init__(self) -> None:
         self.data: list[bytes] = []
         self.closed: list[int] = []
         self.settled: list[float] = []
+        self.released = 0
+
+    def _link_release(self) -> None:
+        self.released += 1
 
     def data_received(self, data: bytes) -> None:
         self.data.append(data)
@@ -168,7 +172,6 @@ def test_chunks_that_are_not_one_known_query_go_to_python(pair: Pair, chunk: byt
 @pytest.mark.parametrize(
     "answer",
     [
-        _answer(b"I"),  # the transaction ended: Python releases the connection
         _frame(b"E", b"SERROR\0C22012\0Mdivision by zero\0\0") + _frame(b"Z", b"E"),
         _frame(b"S", b"application_name\0x\0") + _frame(b"C", b"SET\0") + _frame(b"Z", b"T"),
         _answer(b"T")[:-1],  # cut short
@@ -186,6 +189,27 @@ def test_answers_that_are_not_plain_go_to_python(pair: Pair, answer: bytes) -> N
     pair.app.setblocking(False)
     with pytest.raises(BlockingIOError):
         pair.app.recv(100)  # the client got nothing from the C path
+
+
+@needs_fastpath
+def test_the_end_of_a_transaction(pair: Pair) -> None:
+    # Unpinned: the connection goes back (the client protocol's _link_release), then the answer goes out.
+    pair.client.arm(pair.server, "T", False, b"commit")
+    pair.app.sendall(_q(b"commit"))
+    pair.client()
+    pair.pg.recv(100)
+    pair.pg.sendall(_answer(b"I"))
+    pair.server()
+    assert pair.cp.released == 1 and pair.app.recv(100) == _answer(b"I")
+    assert not pair.client.armed and pair.sp.data == [] and pair.sp.settled == []
+    # Pinned: the session is the client's, whatever the status; an answer that changes it goes to Python.
+    pair.client.arm(pair.server, "T", True, b"")
+    pair.app.sendall(_q(b"commit"))
+    pair.client()
+    pair.pg.recv(100)
+    pair.pg.sendall(_answer(b"I"))
+    pair.server()
+    assert pair.cp.released == 1 and pair.sp.data == [_answer(b"I")] and len(pair.sp.settled) == 1
 
 
 @needs_fastpath
