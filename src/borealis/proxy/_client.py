@@ -659,7 +659,22 @@ class ClientConn(asyncio.Protocol):
             # may_pin's own first test (a shape known not to pin) needs no call.
             if sql != self._last_sql and sql.translate(None, SHAPE_DIGITS) not in UNPINNED_SHAPES and may_pin(sql):
                 self._classify(sql)
-        server.session.query()
+        session = server.session
+        if (
+            server.link is not None
+            and not self.pinned
+            and session.transaction_status == "I"
+            and session.at_boundary
+            and not server.parsing
+            and not server._partial
+            and server._private is None
+            and self._linked()
+            and self._link.sent(server.link, now)
+        ):
+            # Its answer may go out from the C path (which hands the Query back first if anything else comes).
+            server.transport.write(data)  # type: ignore[union-attr]
+            return
+        session.query()
         server.sent_at = now
         server.transport.write(data)  # type: ignore[union-attr]  # (set from connection_made on)
 
@@ -1054,16 +1069,18 @@ class ClientConn(asyncio.Protocol):
             and not self.skip_until_sync
             and not self._partial
             and self.server is server
+            and self._linked()
         ):
-            link = self._link
-            if link is None:
-                # Made on first use, not at login: an idle client costs no second descriptor (nor the memory).
-                if self.encrypted or self._paused or self.closed:
-                    return
-                link = self._link = start_link(self.transport, self, False, self.stats.fast)
-                if link is None:
-                    return
-            link.arm(server.link, status, self.pinned, self._last_sql)
+            self._link.arm(server.link, status, self.pinned, self._last_sql)
+
+    def _linked(self) -> bool:
+        """Whether the client's socket is read through the C path: made on first use, not at login, so that an
+        idle client costs no second descriptor (nor the memory)."""
+        if self._link is None:
+            if self.encrypted or self._paused or self.closed or self.state != "ready":
+                return False
+            self._link = start_link(self.transport, self, False, self.stats.fast)
+        return self._link is not None
 
     def server_lost(self, server: ServerConn) -> None:
         """The lent server connection broke: the client's transaction or session state is gone."""

@@ -214,9 +214,10 @@ answer_fast(Link *self, Py_ssize_t n, double now)
     const char *end = rbuf + n - 6;
     if (end[0] != 'Z' || be32(end + 1) != 5)
         return 0;
-    /* The status stays, or (COMMIT, ROLLBACK) the transaction of an unpinned client ends: Python takes the
-     * connection back (the client's _link_release) before the answer goes out, as ClientConn.answered does. */
-    int release = end[5] == 'I' && client->expect == 'T' && !client->pinned;
+    /* The status stays, or the transaction of an unpinned client ends (COMMIT, ROLLBACK, an autocommit statement):
+     * Python takes the connection back (the client's _link_release) before the answer goes out, as
+     * ClientConn.answered does. */
+    int release = end[5] == 'I' && !client->pinned;
     if (end[5] != client->expect && !release)
         return 0;
     Py_ssize_t pos = 0, stop = n - 6;
@@ -431,6 +432,32 @@ Link_arm(Link *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* Python sent an autocommit Query of an unpinned client to a connection it lent: its answer may go out here. */
+static PyObject *
+Link_sent(Link *self, PyObject *args)
+{
+    Link *server;
+    double sent_at;
+    if (!PyArg_ParseTuple(args, "O!d", &LinkType, &server, &sent_at))
+        return NULL;
+    if (self->is_server || !server->is_server) {
+        PyErr_SetString(PyExc_ValueError, "a client's link, with a server's");
+        return NULL;
+    }
+    if (self->fd < 0 || server->fd < 0 || server->inflight || (server->peer != NULL && server->peer != self))
+        Py_RETURN_FALSE;
+    if (self->peer != server) {
+        unpair(self);
+        self->peer = (Link *)Py_NewRef(server);
+        server->peer = (Link *)Py_NewRef(self);
+    }
+    self->expect = 'I';
+    self->pinned = 0;
+    server->inflight = 1;
+    server->sent_at = sent_at;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *
 Link_settle(Link *self, PyObject *unused)
 {
@@ -468,6 +495,9 @@ static PyMethodDef Link_methods[] = {
     {"arm", (PyCFunction)Link_arm, METH_VARARGS,
      "arm(server_link, status, pinned, last_sql): forward Queries to that server connection here while its "
      "answers keep the transaction status; False when the pair cannot be armed now."},
+    {"sent", (PyCFunction)Link_sent, METH_VARARGS,
+     "sent(server_link, sent_at): Python sent an unpinned client's autocommit Query to that connection; its "
+     "answer may go out (and the connection back) here. False when the pair cannot take it now."},
     {"settle", (PyCFunction)Link_settle, METH_NOARGS,
      "Hand a Query in flight back to Python (the server protocol's _link_settle) and disarm the pair."},
     {"close", (PyCFunction)Link_close, METH_NOARGS, "Settle, then close the descriptor and drop every reference."},

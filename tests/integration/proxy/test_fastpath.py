@@ -14,6 +14,7 @@ import re
 import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -297,3 +298,34 @@ def test_pgbench_tpcb_like_keeps_its_sums(borealis: BorealisProcess, fast: Proxy
     if FAST:
         # BEGIN goes through Python (it borrows); the other six statements of each transaction may not.
         assert _fast_queries(borealis) - before >= 1600 * 5
+
+
+def test_autocommit_clients_over_a_full_pool(borealis: BorealisProcess, fast: ProxyInfo) -> None:
+    """More clients than connections, each Query borrowing: the connection goes back as its answer goes out
+    (on the C path, the next client's Query is sent from there), and every client gets its own answers."""
+    n = fast.cap * 3 + 1  # type: ignore[attr-defined]
+    queries = _fast_queries(borealis, "query_requests_total")
+    clients = [Raw(fast) for _ in range(n)]
+    errors: list[str] = []
+
+    def run(k: int, raw: Raw) -> None:
+        try:
+            for i in range(40):
+                got = raw.one(f"select {k * 1000 + i}, pg_backend_pid()")
+                if got != str(k * 1000 + i):
+                    errors.append(f"client {k} query {i}: {got}")
+            raw.send("select 1 / 0")
+            if raw.answer()[2:] != ("22012", "I"):
+                errors.append(f"client {k}: no error")
+        except Exception as exc:  # reported below, with the others
+            errors.append(f"client {k}: {exc!r}")
+
+    threads = [threading.Thread(target=run, args=(k, c)) for k, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for c in clients:
+        c.close()
+    assert not errors, errors[:5]
+    assert _fast_queries(borealis, "query_requests_total") - queries == n * 41

@@ -213,6 +213,31 @@ def test_the_end_of_a_transaction(pair: Pair) -> None:
 
 
 @needs_fastpath
+def test_an_autocommit_query_python_sent(pair: Pair) -> None:
+    # Python lent the connection and wrote the Query; the answer (still autocommit) goes out here, after the
+    # connection went back.
+    assert pair.client.sent(pair.server, 1.0) is True
+    assert pair.server.inflight and pair.client.armed
+    pair.pg.sendall(_answer(b"I"))
+    pair.server()
+    assert pair.cp.released == 1 and pair.app.recv(100) == _answer(b"I")
+    assert not pair.client.armed and pair.counters.responses == 1
+    # A BEGIN: the status changes, so the answer goes to Python, with the Query handed back first.
+    assert pair.client.sent(pair.server, 2.0) is True
+    pair.pg.sendall(_answer(b"T"))
+    pair.server()
+    assert pair.sp.settled == [2.0] and pair.sp.data == [_answer(b"T")] and pair.cp.released == 1
+    # One Query in flight on a connection at a time, for one client.
+    assert pair.client.sent(pair.server, 3.0) is True
+    assert pair.client.sent(pair.server, 4.0) is False
+    other = Pair()
+    try:
+        assert other.client.sent(pair.server, 5.0) is False
+    finally:
+        other.close()
+
+
+@needs_fastpath
 def test_a_transport_with_bytes_queued_keeps_the_order(pair: Pair) -> None:
     pair.client.arm(pair.server, "T", False, b"select 1")
     pair.st.buffered = 10  # the server's transport still holds bytes: ours must go after them
