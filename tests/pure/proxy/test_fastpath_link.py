@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 import borealis.proxy._server  # noqa: F401  (configures the C path's pre-filter and frame table)
 
@@ -279,3 +281,67 @@ def test_links_do_not_leak() -> None:
     del links, p
     gc.collect()  # armed pairs and their protocols' bound methods form cycles: the collector frees them
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+_frames = st.lists(
+    st.tuples(st.sampled_from(b"QPBDCTZESINnst1239\x00\xff"), st.binary(max_size=40), st.integers(-8, 60)),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _build(frames: list[tuple[int, bytes, int]]) -> bytes:
+    """Frames of any type, body and declared length (the true one, or off by up to +-8)."""
+    out = b""
+    for t, body, skew in frames:
+        size = len(body) + 4 + (skew if skew <= 8 else 0)
+        out += bytes([t]) + struct.pack("!i", size) + body
+    return out
+
+
+#: A Query as a client sends it (its text without NULs), or any frames.
+_chunks = st.one_of(_frames.map(_build), st.binary(max_size=40).map(lambda b: _q(b.replace(b"\0", b""))))
+#: An answer made of frames the C path passes, ending in ReadyForQuery of any status, or any frames.
+_answers = st.one_of(
+    _frames.map(_build),
+    st.tuples(
+        st.lists(st.tuples(st.sampled_from(b"DCTINE"), st.binary(max_size=30)), max_size=4),
+        st.sampled_from([b"I", b"T", b"E"]),
+    ).map(lambda a: b"".join(_frame(bytes([t]), body) for t, body in a[0]) + _frame(b"Z", a[1])),
+)
+
+
+@needs_fastpath
+@settings(max_examples=400, deadline=None)
+@given(sent=_chunks, answer=_answers, pinned=st.booleans(), status=st.sampled_from("TIE"))
+def test_any_bytes_either_go_through_whole_or_reach_python_whole(
+    sent: bytes, answer: bytes, pinned: bool, status: str
+) -> None:
+    p = Pair()
+    try:
+        p.pg.setblocking(False)
+        p.app.setblocking(False)
+        p.client.arm(p.server, status, pinned, b"")
+        p.app.sendall(sent)
+        p.client()
+        try:
+            forwarded = p.pg.recv(1 << 16)
+        except BlockingIOError:
+            forwarded = b""
+        # Either the server got the chunk as it came and Python nothing, or the other way round.
+        assert (forwarded, p.cp.data) in ((sent, []), (b"", [sent]))
+        event("Query through C" if forwarded else "Query to Python")
+        if not forwarded:
+            return
+        p.pg.sendall(answer)
+        p.server()
+        try:
+            got = p.app.recv(1 << 16)
+        except BlockingIOError:
+            got = b""
+        assert (got, p.sp.data) in ((answer, []), (b"", [answer]))
+        event("answer through C" if got else "answer to Python")
+        # Whatever did not go through was handed back with the Query in flight first.
+        assert len(p.sp.settled) == (0 if got else 1)
+    finally:
+        p.close()
