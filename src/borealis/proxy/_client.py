@@ -1172,6 +1172,7 @@ class ClientConn(asyncio.Protocol):
         """Make a server connection whose client left safe for the next client, or close it."""
         if server.closed:
             return
+        server.resume_reading()  # paused for this client's slow reading: nothing would read the ROLLBACK's answer
         session = server.session
         if not session.at_boundary or server.reader.buffered or session.copy_in or session.copy_out:
             # Mid-response: the simplest safe thing is a fresh connection later.

@@ -116,6 +116,39 @@ send_all(Link *link, const char *buf, Py_ssize_t n)
     return 0;
 }
 
+/* Call one of a link's callbacks (NULL: it was dropped by a close, a no-op). The reference is taken first: the
+ * callback may close the link, which drops the link's own. */
+static PyObject *
+callback(PyObject *cb, PyObject *arg)
+{
+    if (cb == NULL)
+        return Py_NewRef(Py_None);
+    Py_INCREF(cb);
+    PyObject *r = arg != NULL ? PyObject_CallOneArg(cb, arg) : PyObject_CallNoArgs(cb);
+    Py_DECREF(cb);
+    return r;
+}
+
+/* A callback raised (or memory ran out): the protocol's state is unknown, so the connection goes, as uvloop
+ * aborts a transport whose data_received raised. The exception stays set for the event loop to report. */
+static void
+abort_transport(Link *link)
+{
+    PyObject *transport = link->transport;
+    if (transport == NULL)
+        return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    Py_INCREF(transport);
+    PyObject *r = PyObject_CallMethod(transport, "abort", NULL);
+    Py_DECREF(transport);
+    if (r == NULL)
+        PyErr_Clear();
+    else
+        Py_DECREF(r);
+    PyErr_Restore(type, value, tb);
+}
+
 /* Break the armed pair, if any, without telling Python. */
 static void
 unpair(Link *link)
@@ -146,7 +179,7 @@ settle(Link *link)
         if (sent == NULL)
             rc = -1;
         else {
-            PyObject *r = server->on_settle ? PyObject_CallOneArg(server->on_settle, sent) : NULL;
+            PyObject *r = callback(server->on_settle, sent);
             Py_DECREF(sent);
             if (r == NULL)
                 rc = -1;
@@ -240,13 +273,33 @@ answer_fast(Link *self, Py_ssize_t n, double now)
         return send_all(client, rbuf, n) < 0 ? -1 : 1;
     Py_INCREF(client);
     unpair(client);
-    PyObject *r = PyObject_CallNoArgs(client->on_release);
-    int rc = -1;
-    if (r != NULL) {
-        Py_DECREF(r);
-        /* (The hook may have closed the client's link: the answer goes with it.) */
-        rc = client->fd >= 0 ? send_all(client, rbuf, n) : 0;
-        rc = rc < 0 ? -1 : 1;
+    PyObject *r = callback(client->on_release, NULL);
+    int rc = r == NULL ? -1 : 1;
+    Py_XDECREF(r);
+    /* The answer goes out even if the hook failed (the error is reported and this connection aborted after).
+     * The hook ran pool code: the client's link may have closed (the answer goes with it), or its transport may
+     * hold bytes now (then the answer queues behind them). The read buffer is still this chunk's: nothing in
+     * the hook reads a link. */
+    if (client->fd >= 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        int buffered = write_buffered(client);
+        int sent = -1;
+        if (buffered == 0)
+            sent = send_all(client, rbuf, n);
+        else if (buffered > 0) {
+            PyObject *data = PyBytes_FromStringAndSize(rbuf, n);
+            PyObject *w = data != NULL ? PyObject_CallMethodOneArg(client->transport, str_write, data) : NULL;
+            Py_XDECREF(data);
+            Py_XDECREF(w);
+            sent = w != NULL ? 0 : -1;
+        }
+        if (type != NULL)
+            PyErr_Restore(type, value, tb); /* the hook's error is the one to report */
+        else if (sent < 0)
+            rc = -1;
+        else
+            PyErr_Clear();
     }
     Py_DECREF(client);
     return rc;
@@ -268,35 +321,39 @@ Link_call(Link *self, PyObject *args, PyObject *kwargs)
         if (settle(self) == 0) {
             PyObject *code = PyLong_FromLong(err);
             if (code != NULL) {
-                r = PyObject_CallOneArg(self->on_closed, code);
+                r = callback(self->on_closed, code);
                 Py_DECREF(code);
             }
         }
+        if (r == NULL)
+            abort_transport(self);
         Py_DECREF(self);
         return r;
     }
     double now = monotonic();
     int done = 0;
+    Py_INCREF(self);
     if (self->is_server) {
         if (self->inflight)
             done = answer_fast(self, n, now);
     } else if (self->expect) {
         done = query_fast(self, n, now);
     }
-    if (done < 0)
-        return NULL;
-    if (done)
-        Py_RETURN_NONE;
-    /* The general path. The bytes are copied out first: Python may read another link before it returns. */
-    PyObject *data = PyBytes_FromStringAndSize(rbuf, n);
-    if (data == NULL)
-        return NULL;
-    Py_INCREF(self);
     PyObject *r = NULL;
-    if (settle(self) == 0)
-        r = self->on_data != NULL ? PyObject_CallOneArg(self->on_data, data) : Py_NewRef(Py_None);
+    if (done > 0)
+        r = Py_NewRef(Py_None);
+    else if (done == 0) {
+        /* The general path. The bytes are copied out first: Python may read another link before it returns. */
+        PyObject *data = PyBytes_FromStringAndSize(rbuf, n);
+        if (data != NULL) {
+            if (settle(self) == 0)
+                r = callback(self->on_data, data);
+            Py_DECREF(data);
+        }
+    }
+    if (r == NULL)
+        abort_transport(self);
     Py_DECREF(self);
-    Py_DECREF(data);
     return r;
 }
 
@@ -310,7 +367,7 @@ Link_init(Link *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOpO!", kwlist, &fd, &proto, &transport, &is_server,
                                      &CountersType, &counters))
         return -1;
-    if (self->fd >= 0 || self->on_data != NULL) {
+    if (self->fd >= 0 || self->on_data != NULL || self->counters != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Link is initialised once");
         return -1;
     }

@@ -112,9 +112,16 @@ def start_link(transport: Any, protocol: Any, server: bool, counters: Any) -> An
     sock = transport.get_extra_info("socket")
     if sock is None:
         return None
-    link = _fastpath.Link(sock.fileno(), protocol, transport, server, counters)
+    try:
+        link = _fastpath.Link(sock.fileno(), protocol, transport, server, counters)
+    except OSError:  # out of descriptors (the dup): uvloop keeps reading, as without the C path
+        return None
+    try:
+        asyncio.get_running_loop().add_reader(link.fileno(), link)
+    except (OSError, RuntimeError):
+        link.close()
+        return None
     transport.pause_reading()
-    asyncio.get_running_loop().add_reader(link.fileno(), link)
     return link
 
 

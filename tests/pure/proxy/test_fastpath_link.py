@@ -57,6 +57,10 @@ class Transport:
     def __init__(self) -> None:
         self.buffered = 0
         self.written: list[bytes] = []
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
@@ -246,6 +250,93 @@ def test_a_transport_with_bytes_queued_keeps_the_order(pair: Pair) -> None:
     pair.app.sendall(_q(b"select 1"))
     pair.client()
     assert pair.cp.data == [_q(b"select 1")] and pair.counters.queries == 0
+
+
+@needs_fastpath
+def test_the_clients_transport_holding_bytes(pair: Pair) -> None:
+    pair.client.arm(pair.server, "T", False, b"select 1")
+    pair.app.sendall(_q(b"select 1"))
+    pair.client()
+    pair.pg.recv(100)
+    pair.ct.buffered = 10  # the answer must queue behind them: Python writes it
+    pair.pg.sendall(_answer(b"T"))
+    pair.server()
+    assert pair.sp.data == [_answer(b"T")] and len(pair.sp.settled) == 1 and pair.counters.responses == 0
+
+
+class Raising(Proto):
+    def data_received(self, data: bytes) -> None:
+        raise RuntimeError("data_received failed")
+
+    def _link_release(self) -> None:
+        raise RuntimeError("release failed")
+
+
+@needs_fastpath
+def test_a_callback_that_raises_aborts_its_connection() -> None:
+    assert _fastpath is not None
+    app, end = socket.socketpair()
+    t = Transport()
+    link = _fastpath.Link(end.fileno(), Raising(), t, False, _fastpath.Counters())
+    end.close()
+    try:
+        app.sendall(b"anything")
+        with pytest.raises(RuntimeError, match="data_received failed"):
+            link()
+        assert t.aborted  # as uvloop aborts a transport whose data_received raised
+    finally:
+        link.close()
+        app.close()
+
+
+@needs_fastpath
+def test_a_release_that_raises_still_answers_and_aborts_the_server(pair: Pair) -> None:
+    assert _fastpath is not None
+    pair.client.close()
+    app, end = socket.socketpair()
+    ct = Transport()
+    client = _fastpath.Link(end.fileno(), Raising(), ct, False, pair.counters)
+    end.close()
+    try:
+        client.arm(pair.server, "T", False, b"commit")
+        app.sendall(_q(b"commit"))
+        client()
+        pair.pg.recv(100)
+        pair.pg.sendall(_answer(b"I"))
+        with pytest.raises(RuntimeError, match="release failed"):
+            pair.server()
+        app.settimeout(5)
+        assert app.recv(100) == _answer(b"I")  # the client has its answer
+        assert pair.st.aborted and not ct.aborted  # the connection whose state is unknown goes
+    finally:
+        client.close()
+        app.close()
+
+
+@needs_fastpath
+def test_start_link_falls_back_when_the_descriptor_cannot_be_duplicated() -> None:
+    from borealis.proxy._server import start_link
+
+    class Sock:
+        def fileno(self) -> int:
+            return 1 << 20  # not open: the dup fails as it would with no descriptor left
+
+    class Tr(Transport):
+        paused = False
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_extra_info(self, name: str) -> Any:
+            return Sock() if name == "socket" else None
+
+        def pause_reading(self) -> None:
+            self.paused = True
+
+    assert _fastpath is not None
+    tr = Tr()
+    assert start_link(tr, Proto(), False, _fastpath.Counters()) is None
+    assert not tr.paused  # uvloop keeps reading
 
 
 @needs_fastpath
