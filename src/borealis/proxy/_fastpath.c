@@ -464,6 +464,25 @@ Link_fileno(Link *self, PyObject *unused)
     return PyLong_FromLong(self->fd);
 }
 
+/* Pair a client's link with a server's (arm, sent): 1 when paired, 0 when the pair cannot be made now (a link
+ * closed, the server busy with a Query or another client), -1 (ValueError) for links of the wrong kinds. */
+static int
+pair(Link *client, Link *server)
+{
+    if (client->is_server || !server->is_server) {
+        PyErr_SetString(PyExc_ValueError, "a client's link pairs with a server's");
+        return -1;
+    }
+    if (client->fd < 0 || server->fd < 0 || server->inflight || (server->peer != NULL && server->peer != client))
+        return 0;
+    if (client->peer != server) {
+        unpair(client);
+        client->peer = (Link *)Py_NewRef(server);
+        server->peer = (Link *)Py_NewRef(client);
+    }
+    return 1;
+}
+
 static PyObject *
 Link_arm(Link *self, PyObject *args)
 {
@@ -472,17 +491,9 @@ Link_arm(Link *self, PyObject *args)
     PyObject *last_sql;
     if (!PyArg_ParseTuple(args, "O!CpO", &LinkType, &server, &status, &pinned, &last_sql))
         return NULL;
-    if (self->is_server || !server->is_server) {
-        PyErr_SetString(PyExc_ValueError, "arm a client's link with a server's");
-        return NULL;
-    }
-    if (self->fd < 0 || server->fd < 0 || server->inflight || (server->peer != NULL && server->peer != self))
-        Py_RETURN_FALSE;
-    if (self->peer != server) {
-        unpair(self);
-        self->peer = (Link *)Py_NewRef(server);
-        server->peer = (Link *)Py_NewRef(self);
-    }
+    int paired = pair(self, server);
+    if (paired <= 0)
+        return paired < 0 ? NULL : Py_NewRef(Py_False);
     self->expect = (char)status;
     self->pinned = (char)pinned;
     Py_XSETREF(self->last_sql, PyBytes_Check(last_sql) ? Py_NewRef(last_sql) : NULL);
@@ -497,17 +508,9 @@ Link_sent(Link *self, PyObject *args)
     double sent_at;
     if (!PyArg_ParseTuple(args, "O!d", &LinkType, &server, &sent_at))
         return NULL;
-    if (self->is_server || !server->is_server) {
-        PyErr_SetString(PyExc_ValueError, "a client's link, with a server's");
-        return NULL;
-    }
-    if (self->fd < 0 || server->fd < 0 || server->inflight || (server->peer != NULL && server->peer != self))
-        Py_RETURN_FALSE;
-    if (self->peer != server) {
-        unpair(self);
-        self->peer = (Link *)Py_NewRef(server);
-        server->peer = (Link *)Py_NewRef(self);
-    }
+    int paired = pair(self, server);
+    if (paired <= 0)
+        return paired < 0 ? NULL : Py_NewRef(Py_False);
     self->expect = 'I';
     self->pinned = 0;
     server->inflight = 1;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +42,12 @@ class ProxyInfo:
             "connect_timeout": 10,
             **extra,
         }
+
+    def pg_env(self, **extra: str) -> dict[str, str]:
+        """The environment for libpq's tools (psql, pgbench) to reach this proxy."""
+        env = dict(os.environ, PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user)
+        env.update(PGPASSWORD=self.password, PGDATABASE="postgres", **extra)
+        return env
 
     def dsn(self) -> str:
         """A libpq URL (for psql, pgbench, asyncpg)."""

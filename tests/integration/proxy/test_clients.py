@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import threading
 from typing import Any
@@ -15,14 +14,6 @@ import pytest
 from tests.integration.conftest import BorealisProcess
 
 from .conftest import ProxyInfo
-
-
-def _pg_env(proxy: ProxyInfo) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PGHOST=proxy.host, PGPORT=str(proxy.port), PGUSER=proxy.user, PGPASSWORD=proxy.password, PGDATABASE="postgres"
-    )
-    return env
 
 
 def test_psycopg_prepared_across_transactions(proxy: ProxyInfo) -> None:
@@ -77,7 +68,7 @@ def test_asyncpg_default_statement_cache(proxy: ProxyInfo) -> None:
 def test_psql(proxy: ProxyInfo) -> None:
     out = subprocess.run(
         ["psql", "-X", "-At", "-c", "select 40 + 2", "-c", "begin; select 1; commit;"],
-        env=_pg_env(proxy),
+        env=proxy.pg_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -88,7 +79,7 @@ def test_psql(proxy: ProxyInfo) -> None:
 
 @pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
 def test_pgbench(proxy: ProxyInfo, borealis: BorealisProcess, mode: str) -> None:
-    env = _pg_env(proxy)
+    env = proxy.pg_env()
     subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, capture_output=True, timeout=120, check=True)
     out = subprocess.run(
         ["pgbench", "-n", "-S", "-M", mode, "-c", "16", "-j", "2", "-t", "200"],

@@ -275,8 +275,7 @@ def test_a_pinned_session_and_a_pin_inside_a_transaction(borealis: BorealisProce
 
 def test_pgbench_tpcb_like_keeps_its_sums(borealis: BorealisProcess, fast: ProxyInfo) -> None:
     """16 clients over the smallest pool: every transaction's statements, and its end, through either path."""
-    env = dict(os.environ, PGHOST=fast.host, PGPORT=str(fast.port), PGUSER=fast.user, PGPASSWORD=fast.password)
-    env.update(PGDATABASE="postgres", PGSSLMODE="disable")
+    env = fast.pg_env(PGSSLMODE="disable")
     subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, capture_output=True, timeout=120, check=True)
     before = _fast_queries(borealis)
     out = subprocess.run(
