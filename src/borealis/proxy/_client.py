@@ -146,6 +146,7 @@ class ClientConn(asyncio.Protocol):
         "_auth_kind",
         "_last_sql",
         "_link",
+        "_parked",
         "_partial",
         "_password",
         "_paused",
@@ -230,6 +231,8 @@ class ClientConn(asyncio.Protocol):
         #: The C data path's reader of this socket, from the first statement it may forward (None without it,
         #: and over TLS).
         self._link: Any = None
+        #: The last borrow parked the Query in the pool's C lane (read and cleared by the borrow's caller).
+        self._parked = False
 
     # -------------------------------------------------------------------------------- asyncio protocol
 
@@ -310,6 +313,7 @@ class ClientConn(asyncio.Protocol):
             pool = self.pool
             if pool is not None:
                 pool.release(server)
+                self._idle_link(pool)
 
     def data_received(self, data: bytes) -> None:
         now = self.last_active = _monotonic()
@@ -326,8 +330,11 @@ class ClientConn(asyncio.Protocol):
                 # The simple protocol's usual chunk: exactly one Query. No framing, no frame list.
                 server = self.server
                 if server is None:
-                    server = self._borrow_now(now)
+                    server = self._borrow_now(now, data)
                     if server is None:
+                        if self._parked:
+                            self._parked = False
+                            return  # in the pool's C lane, which sends it (or hands it back)
                         # Queued in the pool, or a Task borrows: the Query waits (pool_grant/_continue send it).
                         self.busy = True
                         self.pending = [(_Q, data)]  # (the frame as bytes: what a view would give, no view made)
@@ -854,7 +861,7 @@ class ClientConn(asyncio.Protocol):
                 victims.append(sname)
         return victims
 
-    def _borrow_now(self, now: float) -> ServerConn | None:
+    def _borrow_now(self, now: float, query: bytes | None = None) -> ServerConn | None:
         """Borrow without waiting if a connection is idle; else queue in the pool or start a slow borrow.
 
         Returns the connection (attached, parameters as the client wants them), or None when the frames
@@ -872,7 +879,7 @@ class ClientConn(asyncio.Protocol):
                 # since its readers are taken in turn.
                 self._route = pool if self.role != "READ_ONLY" else None
         if pool is not None:
-            server = pool.borrow(self, now, runtime.borrow_seconds)
+            server = pool.borrow(self, now, runtime.borrow_seconds, query)
             if server is not None:
                 server.owner = self
                 self.server = server
@@ -881,8 +888,8 @@ class ClientConn(asyncio.Protocol):
                     return server
                 self._task = _spawn(self._apply_and_continue(pool, server))
                 return None
-            if self.waiting:
-                return None  # queued: the pool calls pool_grant() or pool_fail()
+            if self.waiting or self._parked:
+                return None  # queued: the pool calls pool_grant() or pool_fail(), or the lane sends it
         self._task = _spawn(self._borrow())
         return None
 
@@ -919,6 +926,66 @@ class ClientConn(asyncio.Protocol):
             self._continue()
         else:
             self._task = _spawn(self._apply_and_continue(pool, conn))
+
+    def park(self, lane: Any, query: bytes, now: float, timeout: float) -> bool:
+        """Wait in the pool's C lane with ``query``, this client's one autocommit Query, if its text is known not
+        to pin (as the C path checks it: the last text checked, or a shape known not to pin)."""
+        link = self._link
+        if (
+            link is None
+            or self.pinned
+            or self.skip_until_sync
+            or self._partial
+            or self._paused
+            or self.closed
+            or self.state != "ready"
+        ):
+            return False
+        sql = query[5:-1]
+        if sql != self._last_sql and sql.translate(None, SHAPE_DIGITS) not in UNPINNED_SHAPES:
+            return False
+        lane.timeout = timeout
+        if not lane.park(link, query, now, self.params, self._last_sql):
+            return False
+        self._parked = True
+        return True
+
+    def _lane_resume(self, query: bytes) -> None:
+        """The Query that waited in the pool's C lane waits here again, for pool_grant() or pool_fail()."""
+        self.busy = True
+        self.pending = [(_Q, query)]
+        self._pending_raw = query
+
+    def _link_adopt(self, server: ServerConn) -> None:
+        """A connection the pool's C lane lent this client (Python did not know) is this client's, as if Python
+        had lent it: the C path hands something of the pair to Python next."""
+        server.owner = self
+        self.server = server
+        self.pool = server.pool
+
+    def _link_began(self, server: ServerConn) -> None:
+        """The C path is forwarding the answer to this client's autocommit Query that opened a transaction (BEGIN):
+        the client keeps the connection (if the lane lent it, Python learns of it now), in a transaction."""
+        server.owner = self
+        self.server = server
+        self.pool = server.pool
+        server.session.transaction_status = "T"
+
+    def _idle_link(self, pool: Pool) -> None:
+        """The client gave its connection back: while the pool is saturated, its next Query may park in C."""
+        link = self._link
+        lane = pool.lane
+        if (
+            link is not None
+            and lane is not None
+            and lane.open
+            and not self.pinned
+            and not self.busy
+            and not self.skip_until_sync
+            and not self._partial
+            and not self.closed
+        ):
+            link.park_when_idle(lane, self.params, self._last_sql)
 
     def pool_fail(self, pool: Pool, exc: Exception) -> None:
         """Our wait in the pool's queue ended without a connection."""
@@ -1011,6 +1078,7 @@ class ClientConn(asyncio.Protocol):
         server, self.server = self.server, None
         if server is not None and self.pool is not None:
             self.pool.release(server)
+            self._idle_link(self.pool)
 
     def answered(self, server: ServerConn, data: bytes) -> None:
         """``data`` is the server's whole answer to everything sent, ending in ReadyForQuery: send it to the
@@ -1033,6 +1101,8 @@ class ClientConn(asyncio.Protocol):
             pool = self.pool
             if pool is not None:
                 pool.release(server)
+                if self._link is not None:
+                    self._idle_link(pool)
         elif server.link is not None:
             self._arm(server, status)
         transport = self.transport

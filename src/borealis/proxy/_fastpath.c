@@ -23,6 +23,7 @@
 #include <Python.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <string.h>
 #include <structmember.h>
 #include <sys/socket.h>
@@ -43,7 +44,26 @@ typedef struct {
     long long queries;   /* QueryRequests forwarded here */
     long long responses; /* answers forwarded here (QueryDatabaseResponseLatency's count) */
     double latency_us;   /* and the sum of their latencies */
+    long long borrows;   /* connections lent by a Lane (DatabaseConnectionsBorrowLatency's count) */
+    double borrow_us;    /* and the sum of the waits */
 } Counters;
+
+struct Link;
+
+/* A pool's queue of parked Queries (see Lane below): FIFO through Link.qprev/qnext, one reference each. */
+typedef struct Lane {
+    PyObject_HEAD
+    struct Link *head, *tail;
+    Py_ssize_t count;
+    double py_since;     /* when the first waiter of the pool's Python queue started waiting (HUGE_VAL: none) */
+    double timeout;      /* seconds a Query parked by C may wait (the pool's timer times it out) */
+    int open;            /* C may park Queries here (the pool is the client's current route) */
+    PyObject *on_return; /* pool._lane_return(server_protocol): a connection the lane gives back */
+    Counters *counters;
+} Lane;
+
+#define MODE_IDLE 1   /* client: holds no connection; its next Query may park in its lane */
+#define MODE_PARKED 2 /* client: its Query (held) waits in its lane's queue */
 
 typedef struct Link {
     PyObject_HEAD
@@ -63,9 +83,17 @@ typedef struct Link {
     double last_active; /* client: when it last sent something through this path */
     PyObject *last_sql; /* client: the last text checked and found not to pin, or NULL */
     Counters *counters;
+    PyObject *protocol; /* the protocol object the callbacks belong to */
+    Lane *lane;         /* client: the lane it parks in (mode); server: the lane that lent it (a lane-held pair) */
+    char mode;          /* client: 0, MODE_IDLE or MODE_PARKED */
+    PyObject *held;     /* client, parked: its Query */
+    double since;       /* client, parked: when the Query came */
+    PyObject *params;   /* client: its startup parameters (dict); lane-held server: the parameters applied */
+    struct Link *qprev, *qnext;
 } Link;
 
-static PyTypeObject LinkType, CountersType;
+static PyTypeObject LinkType, CountersType, LaneType;
+static PyObject *str_link_adopt, *str_link_began;
 
 static double
 monotonic(void)
@@ -149,6 +177,79 @@ abort_transport(Link *link)
     PyErr_Restore(type, value, tb);
 }
 
+/* Append a client's link to its lane's queue (the queue takes a reference). */
+static void
+lane_append(Lane *lane, Link *link)
+{
+    Py_INCREF(link);
+    link->qprev = lane->tail;
+    link->qnext = NULL;
+    if (lane->tail != NULL)
+        lane->tail->qnext = link;
+    else
+        lane->head = link;
+    lane->tail = link;
+    lane->count++;
+}
+
+/* Take a link out of its lane's queue, dropping the queue's reference: the caller holds one of its own. */
+static void
+lane_remove(Lane *lane, Link *link)
+{
+    if (link->qprev != NULL)
+        link->qprev->qnext = link->qnext;
+    else
+        lane->head = link->qnext;
+    if (link->qnext != NULL)
+        link->qnext->qprev = link->qprev;
+    else
+        lane->tail = link->qprev;
+    link->qprev = link->qnext = NULL;
+    lane->count--;
+    Py_DECREF(link);
+}
+
+/* The client leaves the lane's hands (Python takes it over): out of the queue, if parked. Returns its parked
+ * Query (a new reference) or NULL. The caller holds a reference to the link. */
+static PyObject *
+leave(Link *c)
+{
+    if (c->mode == MODE_PARKED && c->lane != NULL)
+        lane_remove(c->lane, c);
+    PyObject *held = c->held;
+    c->held = NULL;
+    c->mode = 0;
+    Py_CLEAR(c->lane);
+    Py_CLEAR(c->params);
+    return held;
+}
+
+static PyObject *
+leave_if_client(Link *link)
+{
+    return link->is_server || (link->mode == 0 && link->lane == NULL) ? NULL : leave(link);
+}
+
+/* Send bytes after whatever the link's transport still buffers: straight to the socket when it buffers nothing. */
+static int
+send_ordered(Link *link, const char *buf, Py_ssize_t n)
+{
+    int buffered = write_buffered(link);
+    if (buffered < 0)
+        return -1;
+    if (buffered == 0)
+        return send_all(link, buf, n);
+    PyObject *data = PyBytes_FromStringAndSize(buf, n);
+    if (data == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethodOneArg(link->transport, str_write, data);
+    Py_DECREF(data);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* Break the armed pair, if any, without telling Python. */
 static void
 unpair(Link *link)
@@ -172,6 +273,23 @@ settle(Link *link)
 {
     Link *server = link->is_server ? link : link->peer;
     int rc = 0;
+    if (server != NULL && server->lane != NULL) {
+        /* A pair the lane made: Python's bookkeeping knows neither side's part yet. The client takes the
+         * connection over (its _link_adopt), as if Python had lent it, before anything else reaches Python. */
+        Link *client = server->peer;
+        Py_CLEAR(server->lane);
+        Py_CLEAR(server->params);
+        if (client != NULL && client->protocol != NULL && server->protocol != NULL) {
+            Py_INCREF(server);
+            PyObject *r = PyObject_CallMethodOneArg(client->protocol, str_link_adopt, server->protocol);
+            if (r == NULL)
+                rc = -1;
+            else
+                Py_DECREF(r);
+            Py_DECREF(server);
+        }
+        server = link->is_server ? link : link->peer;
+    }
     if (server != NULL && server->inflight) {
         server->inflight = 0;
         Py_INCREF(server);
@@ -192,41 +310,48 @@ settle(Link *link)
     return rc;
 }
 
+/* Whether the chunk is one whole simple Query whose text is known not to pin (for this client): 1 yes, 0 no (or
+ * not known: Python looks closer), -1 on error. */
+static int
+query_ok(Link *self, Py_ssize_t n)
+{
+    if (n < 6 || rbuf[0] != 'Q' || be32(rbuf + 1) != (uint32_t)(n - 1) || rbuf[n - 1] != '\0')
+        return 0;
+    if (self->pinned)
+        return 1;
+    const char *sql = rbuf + 5;
+    Py_ssize_t len = n - 6;
+    PyObject *last = self->last_sql;
+    if (last != NULL && PyBytes_GET_SIZE(last) == len && memcmp(PyBytes_AS_STRING(last), sql, (size_t)len) == 0)
+        return 1;
+    /* The shape: the text with its digits removed (pgwire.SHAPE_DIGITS), as the Python path makes it. */
+    PyObject *shape = PyBytes_FromStringAndSize(NULL, len);
+    if (shape == NULL)
+        return -1;
+    char *out = PyBytes_AS_STRING(shape);
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)sql[i];
+        if (!shape_digit[c])
+            out[k++] = (char)c;
+    }
+    if (k != len && _PyBytes_Resize(&shape, k) < 0)
+        return -1;
+    int known = PyDict_Contains(unpinned_shapes, shape);
+    Py_DECREF(shape);
+    return known; /* -1, or 0: may_pin, pinning_reason in Python */
+}
+
 /* A client's chunk: 1 if it was a Query sent on to the armed server here, 0 for Python, -1 on error. */
 static int
 query_fast(Link *self, Py_ssize_t n, double now)
 {
     Link *server = self->peer;
-    if (n < 6 || rbuf[0] != 'Q' || be32(rbuf + 1) != (uint32_t)(n - 1) || rbuf[n - 1] != '\0')
-        return 0;
     if (server == NULL || server->fd < 0 || server->inflight)
         return 0;
-    if (!self->pinned) {
-        const char *sql = rbuf + 5;
-        Py_ssize_t len = n - 6;
-        PyObject *last = self->last_sql;
-        if (last == NULL || PyBytes_GET_SIZE(last) != len || memcmp(PyBytes_AS_STRING(last), sql, (size_t)len) != 0) {
-            /* The shape: the text with its digits removed (pgwire.SHAPE_DIGITS), as the Python path makes it. */
-            PyObject *shape = PyBytes_FromStringAndSize(NULL, len);
-            if (shape == NULL)
-                return -1;
-            char *out = PyBytes_AS_STRING(shape);
-            Py_ssize_t k = 0;
-            for (Py_ssize_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char)sql[i];
-                if (!shape_digit[c])
-                    out[k++] = (char)c;
-            }
-            if (k != len && _PyBytes_Resize(&shape, k) < 0)
-                return -1;
-            int known = PyDict_Contains(unpinned_shapes, shape);
-            Py_DECREF(shape);
-            if (known < 0)
-                return -1;
-            if (!known)
-                return 0; /* Python looks closer (may_pin, pinning_reason) */
-        }
-    }
+    int ok = query_ok(self, n);
+    if (ok <= 0)
+        return ok;
     int buffered = write_buffered(server);
     if (buffered)
         return buffered < 0 ? -1 : 0;
@@ -235,6 +360,87 @@ query_fast(Link *self, Py_ssize_t n, double now)
     self->last_active = now;
     self->counters->queries++;
     return send_all(server, rbuf, n) < 0 ? -1 : 1;
+}
+
+/* An idle client's chunk: 1 if it was a Query parked in the client's lane here (the pool is saturated: others
+ * wait already), 0 for Python, -1 on error. */
+static int
+park(Link *self, Py_ssize_t n, double now)
+{
+    Lane *lane = self->lane;
+    if (lane == NULL || !lane->open || lane->count == 0 || self->params == NULL)
+        return 0;
+    int ok = query_ok(self, n);
+    if (ok <= 0)
+        return ok;
+    PyObject *held = PyBytes_FromStringAndSize(rbuf, n);
+    if (held == NULL)
+        return -1;
+    Py_XSETREF(self->held, held);
+    self->since = now;
+    self->last_active = now;
+    self->mode = MODE_PARKED;
+    lane_append(lane, self);
+    return 1;
+}
+
+/* Lend a lane's server connection to the first parked Query (popped by the caller: ``next`` is its reference
+ * now) and send it. */
+static int
+lend(Lane *lane, Link *next, Link *server, double now)
+{
+    PyObject *held = next->held;
+    next->held = NULL;
+    next->mode = 0;
+    if (server->peer != NULL)
+        unpair(server);
+    next->peer = (Link *)Py_NewRef(server);
+    server->peer = (Link *)Py_NewRef(next);
+    next->expect = 'I';
+    next->pinned = 0;
+    server->inflight = 1;
+    server->sent_at = now;
+    if (server->lane != lane)
+        Py_XSETREF(server->lane, (Lane *)Py_NewRef(lane));
+    Counters *c = lane->counters;
+    if (c != NULL) {
+        c->queries++;
+        c->borrows++;
+        c->borrow_us += (now - next->since) * 1e6;
+    }
+    int rc = held == NULL ? 0 : send_ordered(server, PyBytes_AS_STRING(held), PyBytes_GET_SIZE(held));
+    Py_XDECREF(held);
+    return rc;
+}
+
+/* A lane-held connection's Query was answered: lend it to the next parked Query, or give it back to Python (the
+ * pool's own waiters come first, or the next one needs other parameters SET). */
+static int
+lane_next(Lane *lane, Link *server, double now)
+{
+    Link *next = lane->head;
+    if (next != NULL && next->since <= lane->py_since && server->fd >= 0 && next->params != NULL &&
+        server->params != NULL) {
+        int same = PyObject_RichCompareBool(next->params, server->params, Py_EQ);
+        if (same < 0)
+            return -1;
+        if (same) {
+            Py_INCREF(next);
+            lane_remove(lane, next);
+            int rc = lend(lane, next, server, now);
+            Py_DECREF(next);
+            return rc;
+        }
+    }
+    Py_CLEAR(server->lane);
+    Py_CLEAR(server->params);
+    if (server->protocol == NULL)
+        return 0;
+    PyObject *r = callback(lane->on_return, server->protocol);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 /* A server's chunk: 1 if it was the whole answer to the Query in flight, sent on to the client here. */
@@ -251,7 +457,10 @@ answer_fast(Link *self, Py_ssize_t n, double now)
      * Python takes the connection back (the client's _link_release) before the answer goes out, as
      * ClientConn.answered does. */
     int release = end[5] == 'I' && !client->pinned;
-    if (end[5] != client->expect && !release)
+    /* An autocommit Query that opened a transaction (BEGIN): the client keeps the connection, and the pair stays
+     * armed for the transaction's statements. */
+    int began = client->expect == 'I' && end[5] == 'T' && !client->pinned;
+    if (end[5] != client->expect && !release && !began)
         return 0;
     Py_ssize_t pos = 0, stop = n - 6;
     while (pos < stop) {
@@ -269,13 +478,43 @@ answer_fast(Link *self, Py_ssize_t n, double now)
     Counters *c = client->counters;
     c->responses++;
     c->latency_us += (now - self->sent_at) * 1e6;
+    if (began) {
+        /* Python's books first (the client holds the connection, in a transaction), as answered() and _arm() do;
+         * a connection the lane lent is no longer the lane's. */
+        Py_CLEAR(self->lane);
+        Py_CLEAR(self->params);
+        PyObject *r = client->protocol == NULL ? NULL
+                      : PyObject_CallMethodOneArg(client->protocol, str_link_began, self->protocol);
+        if (r == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_RuntimeError, "a link without its protocol");
+            return -1;
+        }
+        Py_DECREF(r);
+        if (client->fd < 0)
+            return 1; /* closed meanwhile: nothing to send it to */
+        client->expect = 'T';
+        return send_ordered(client, rbuf, n) < 0 ? -1 : 1;
+    }
     if (!release)
         return send_all(client, rbuf, n) < 0 ? -1 : 1;
     Py_INCREF(client);
-    unpair(client);
-    PyObject *r = callback(client->on_release, NULL);
-    int rc = r == NULL ? -1 : 1;
-    Py_XDECREF(r);
+    int rc;
+    if (self->lane != NULL) {
+        /* The lane lent this connection: Python never knew. The client is idle again (its next Query may park),
+         * and the connection goes to the next parked Query, or back to the pool. */
+        Lane *lane = (Lane *)Py_NewRef(self->lane);
+        unpair(client);
+        if (client->lane != NULL && client->params != NULL && client->fd >= 0)
+            client->mode = MODE_IDLE;
+        rc = lane_next(lane, self, now) < 0 ? -1 : 1;
+        Py_DECREF(lane);
+    } else {
+        unpair(client);
+        PyObject *r = callback(client->on_release, NULL);
+        rc = r == NULL ? -1 : 1;
+        Py_XDECREF(r);
+    }
     /* The answer goes out even if the hook failed (the error is reported and this connection aborted after).
      * The hook ran pool code: the client's link may have closed (the answer goes with it), or its transport may
      * hold bytes now (then the answer queues behind them). The read buffer is still this chunk's: nothing in
@@ -318,6 +557,7 @@ Link_call(Link *self, PyObject *args, PyObject *kwargs)
             Py_RETURN_NONE;
         Py_INCREF(self);
         PyObject *r = NULL;
+        Py_XDECREF(leave_if_client(self)); /* a parked Query goes with the connection */
         if (settle(self) == 0) {
             PyObject *code = PyLong_FromLong(err);
             if (code != NULL) {
@@ -338,13 +578,28 @@ Link_call(Link *self, PyObject *args, PyObject *kwargs)
             done = answer_fast(self, n, now);
     } else if (self->expect) {
         done = query_fast(self, n, now);
+    } else if (self->mode == MODE_IDLE) {
+        done = park(self, n, now);
     }
     PyObject *r = NULL;
     if (done > 0)
         r = Py_NewRef(Py_None);
     else if (done == 0) {
-        /* The general path. The bytes are copied out first: Python may read another link before it returns. */
-        PyObject *data = PyBytes_FromStringAndSize(rbuf, n);
+        /* The general path. The bytes are copied out first: Python may read another link before it returns. A
+         * parked Query goes first, since it was never sent (its place in the queue is lost). */
+        PyObject *held = leave_if_client(self);
+        PyObject *data;
+        if (held == NULL)
+            data = PyBytes_FromStringAndSize(rbuf, n);
+        else {
+            Py_ssize_t h = PyBytes_GET_SIZE(held);
+            data = PyBytes_FromStringAndSize(NULL, h + n);
+            if (data != NULL) {
+                memcpy(PyBytes_AS_STRING(data), PyBytes_AS_STRING(held), (size_t)h);
+                memcpy(PyBytes_AS_STRING(data) + h, rbuf, (size_t)n);
+            }
+            Py_DECREF(held);
+        }
         if (data != NULL) {
             if (settle(self) == 0)
                 r = callback(self->on_data, data);
@@ -397,6 +652,7 @@ Link_init(Link *self, PyObject *args, PyObject *kwargs)
     self->transport = Py_NewRef(transport);
     self->buffered = buffered;
     self->counters = (Counters *)Py_NewRef(counters);
+    self->protocol = Py_NewRef(proto);
     self->last_active = monotonic();
     return 0;
 }
@@ -414,6 +670,8 @@ Link_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static void
 Link_release(Link *self)
 {
+    if (!self->is_server)
+        Py_XDECREF(leave(self));
     unpair(self);
     if (self->fd >= 0) {
         close(self->fd);
@@ -426,6 +684,10 @@ Link_release(Link *self)
     Py_CLEAR(self->transport);
     Py_CLEAR(self->buffered);
     Py_CLEAR(self->last_sql);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->lane);
+    Py_CLEAR(self->params);
+    Py_CLEAR(self->held);
 }
 
 static int
@@ -439,6 +701,10 @@ Link_traverse(Link *self, visitproc visit, void *arg)
     Py_VISIT(self->buffered);
     Py_VISIT((PyObject *)self->peer);
     Py_VISIT((PyObject *)self->counters);
+    Py_VISIT(self->protocol);
+    Py_VISIT((PyObject *)self->lane);
+    Py_VISIT(self->params);
+    Py_VISIT(self->held);
     return 0;
 }
 
@@ -473,8 +739,10 @@ pair(Link *client, Link *server)
         PyErr_SetString(PyExc_ValueError, "a client's link pairs with a server's");
         return -1;
     }
-    if (client->fd < 0 || server->fd < 0 || server->inflight || (server->peer != NULL && server->peer != client))
+    if (client->fd < 0 || server->fd < 0 || server->inflight || (server->peer != NULL && server->peer != client) ||
+        client->mode == MODE_PARKED || server->lane != NULL)
         return 0;
+    client->mode = 0; /* Python lent it a connection: no longer idle */
     if (client->peer != server) {
         unpair(client);
         client->peer = (Link *)Py_NewRef(server);
@@ -518,6 +786,31 @@ Link_sent(Link *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* Python gave the client's connection back: its next Query may park in ``lane`` while the pool is saturated. */
+static PyObject *
+Link_idle(Link *self, PyObject *args)
+{
+    Lane *lane;
+    PyObject *params, *last_sql;
+    if (!PyArg_ParseTuple(args, "O!O!O", &LaneType, &lane, &PyDict_Type, &params, &last_sql))
+        return NULL;
+    if (self->is_server) {
+        PyErr_SetString(PyExc_ValueError, "only a client's link parks");
+        return NULL;
+    }
+    if (self->fd < 0 || self->peer != NULL || self->mode == MODE_PARKED)
+        Py_RETURN_FALSE;
+    if (self->lane != lane)
+        Py_XSETREF(self->lane, (Lane *)Py_NewRef(lane));
+    if (self->params != params)
+        Py_XSETREF(self->params, Py_NewRef(params));
+    Py_XSETREF(self->last_sql, PyBytes_Check(last_sql) ? Py_NewRef(last_sql) : NULL);
+    self->pinned = 0;
+    self->expect = 0;
+    self->mode = MODE_IDLE;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *
 Link_settle(Link *self, PyObject *unused)
 {
@@ -550,6 +843,24 @@ Link_get_inflight(Link *self, void *closure)
     return PyBool_FromLong(self->inflight);
 }
 
+static PyObject *
+Link_get_parked(Link *self, void *closure)
+{
+    return PyBool_FromLong(self->mode == MODE_PARKED);
+}
+
+static PyObject *
+Link_get_idle(Link *self, void *closure)
+{
+    return PyBool_FromLong(self->mode == MODE_IDLE);
+}
+
+static PyObject *
+Link_get_lane_held(Link *self, void *closure)
+{
+    return PyBool_FromLong(self->lane != NULL && self->is_server);
+}
+
 static PyMethodDef Link_methods[] = {
     {"fileno", (PyCFunction)Link_fileno, METH_NOARGS, "The descriptor the event loop watches (-1 once closed)."},
     {"arm", (PyCFunction)Link_arm, METH_VARARGS,
@@ -558,6 +869,9 @@ static PyMethodDef Link_methods[] = {
     {"sent", (PyCFunction)Link_sent, METH_VARARGS,
      "sent(server_link, sent_at): Python sent an unpinned client's autocommit Query to that connection; its "
      "answer may go out (and the connection back) here. False when the pair cannot take it now."},
+    {"park_when_idle", (PyCFunction)Link_idle, METH_VARARGS,
+     "park_when_idle(lane, params, last_sql): the client holds no connection; while the pool is saturated its next "
+     "Query (known not to pin) may wait in lane, and be sent from C. False when it cannot now."},
     {"settle", (PyCFunction)Link_settle, METH_NOARGS,
      "Hand a Query in flight back to Python (the server protocol's _link_settle) and disarm the pair."},
     {"close", (PyCFunction)Link_close, METH_NOARGS, "Settle, then close the descriptor and drop every reference."},
@@ -572,6 +886,9 @@ static PyMemberDef Link_members[] = {
 static PyGetSetDef Link_getset[] = {
     {"armed", (getter)Link_get_armed, NULL, "Queries are forwarded here", NULL},
     {"inflight", (getter)Link_get_inflight, NULL, "a Query forwarded here awaits its answer", NULL},
+    {"parked", (getter)Link_get_parked, NULL, "client: its Query waits in its lane", NULL},
+    {"idle", (getter)Link_get_idle, NULL, "client: its next Query may park in its lane", NULL},
+    {"lane_held", (getter)Link_get_lane_held, NULL, "server: lent by a lane (Python does not know to whom)", NULL},
     {NULL},
 };
 
@@ -591,10 +908,244 @@ static PyTypeObject LinkType = {
     .tp_getset = Link_getset,
 };
 
+/* ---------------------------------------------------------------------------------------------------- Lane
+ *
+ * A pool's queue, for the autocommit Queries of clients whose pool is saturated. Python parks the first one (its
+ * Pool.borrow found no connection and no room: Lane.park); while Queries wait here, an idle client's next Query
+ * that is known not to pin parks itself in C (Link_call, park). A connection that Python gives back goes to the
+ * first of them (Pool.release: Lane.grant), which is sent from C; the connection is then "lane-held": Python does
+ * not know which client has it. When its answer ends the statement, the C path lends it to the next parked Query
+ * of the same parameters (lane_next), and gives it back to Python (Pool._lane_return) when none waits, when the
+ * pool's Python queue waited longer, or when the next one needs other parameters. Anything else on either side of
+ * a lane-held pair makes the client adopt the connection first (settle), as if Python had lent it; a parked
+ * client's other bytes take its Query back to Python in front of them. The pool's timer times out what waits
+ * here (Lane.expire), and a closing pool hands everything back (Lane.drain).
+ */
+
+static int
+Lane_init(Lane *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"counters", "on_return", NULL};
+    Counters *counters;
+    PyObject *on_return;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O", kwlist, &CountersType, &counters, &on_return))
+        return -1;
+    Py_XSETREF(self->counters, (Counters *)Py_NewRef(counters));
+    Py_XSETREF(self->on_return, Py_NewRef(on_return));
+    self->py_since = HUGE_VAL;
+    self->timeout = 120.0;
+    self->open = 1;
+    return 0;
+}
+
+static PyObject *
+Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Lane *self = (Lane *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->py_since = HUGE_VAL;
+    return (PyObject *)self;
+}
+
+/* Take the first parked Query out: (protocol, held Query, since), the client back in Python's hands. */
+static PyObject *
+lane_take(Lane *self, Link *link)
+{
+    Py_INCREF(link);
+    double since = link->since;
+    PyObject *held = leave(link); /* removes it from the queue */
+    PyObject *out = Py_BuildValue("(OOd)", link->protocol != NULL ? link->protocol : Py_None,
+                                  held != NULL ? held : Py_None, since);
+    Py_XDECREF(held);
+    Py_DECREF(link);
+    return out;
+}
+
+static PyObject *
+Lane_park(Lane *self, PyObject *args)
+{
+    Link *link;
+    PyObject *held, *params, *last_sql;
+    double since;
+    if (!PyArg_ParseTuple(args, "O!SdO!O", &LinkType, &link, &held, &since, &PyDict_Type, &params, &last_sql))
+        return NULL;
+    if (link->is_server) {
+        PyErr_SetString(PyExc_ValueError, "only a client's link parks");
+        return NULL;
+    }
+    if (link->fd < 0 || link->peer != NULL || link->mode == MODE_PARKED)
+        Py_RETURN_FALSE;
+    if (link->lane != self)
+        Py_XSETREF(link->lane, (Lane *)Py_NewRef(self));
+    Py_XSETREF(link->params, Py_NewRef(params));
+    Py_XSETREF(link->last_sql, PyBytes_Check(last_sql) ? Py_NewRef(last_sql) : NULL);
+    Py_XSETREF(link->held, Py_NewRef(held));
+    link->pinned = 0;
+    link->expect = 0;
+    link->since = since;
+    link->mode = MODE_PARKED;
+    lane_append(self, link);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Lane_grant(Lane *self, PyObject *args)
+{
+    Link *server;
+    PyObject *applied;
+    double now;
+    if (!PyArg_ParseTuple(args, "O!O!d", &LinkType, &server, &PyDict_Type, &applied, &now))
+        return NULL;
+    Link *next = self->head;
+    if (next == NULL || !server->is_server || server->fd < 0 || server->inflight || server->peer != NULL ||
+        next->params == NULL)
+        Py_RETURN_FALSE;
+    int same = PyObject_RichCompareBool(next->params, applied, Py_EQ);
+    if (same <= 0)
+        return same < 0 ? NULL : Py_NewRef(Py_False);
+    Py_XSETREF(server->params, Py_NewRef(applied));
+    Py_INCREF(next);
+    lane_remove(self, next);
+    int rc = lend(self, next, server, now);
+    Py_DECREF(next);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Lane_pop(Lane *self, PyObject *unused)
+{
+    if (self->head == NULL)
+        Py_RETURN_NONE;
+    return lane_take(self, self->head);
+}
+
+static PyObject *
+lane_expire(Lane *self, double now)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    while (self->head != NULL && self->head->since + self->timeout <= now) {
+        PyObject *item = lane_take(self, self->head);
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return out;
+}
+
+static PyObject *
+Lane_expire(Lane *self, PyObject *arg)
+{
+    double now = PyFloat_AsDouble(arg);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    return lane_expire(self, now);
+}
+
+static PyObject *
+Lane_drain(Lane *self, PyObject *unused)
+{
+    self->open = 0;
+    return lane_expire(self, HUGE_VAL); /* everything */
+}
+
+static int
+Lane_traverse(Lane *self, visitproc visit, void *arg)
+{
+    for (Link *l = self->head; l != NULL; l = l->qnext)
+        Py_VISIT((PyObject *)l);
+    Py_VISIT(self->on_return);
+    Py_VISIT((PyObject *)self->counters);
+    return 0;
+}
+
+static int
+Lane_clear(Lane *self)
+{
+    while (self->head != NULL) {
+        Link *l = self->head;
+        Py_INCREF(l);
+        Py_XDECREF(leave(l));
+        Py_DECREF(l);
+    }
+    Py_CLEAR(self->on_return);
+    Py_CLEAR(self->counters);
+    return 0;
+}
+
+static void
+Lane_dealloc(Lane *self)
+{
+    PyObject_GC_UnTrack(self);
+    Lane_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Lane_get_count(Lane *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->count);
+}
+
+static PyObject *
+Lane_get_head_since(Lane *self, void *closure)
+{
+    return PyFloat_FromDouble(self->head != NULL ? self->head->since : HUGE_VAL);
+}
+
+static PyMethodDef Lane_methods[] = {
+    {"park", (PyCFunction)Lane_park, METH_VARARGS,
+     "park(client_link, query, since, params, last_sql): the client's Query waits here (the pool is saturated). "
+     "False when the link cannot park now."},
+    {"grant", (PyCFunction)Lane_grant, METH_VARARGS,
+     "grant(server_link, applied, now): lend a connection given back to the first parked Query and send it from C. "
+     "False when none waits, or the first needs other parameters (then pop() it)."},
+    {"pop", (PyCFunction)Lane_pop, METH_NOARGS, "The first parked Query, out: (protocol, query, since), or None."},
+    {"expire", (PyCFunction)Lane_expire, METH_O, "expire(now): [(protocol, query, since)] of the Queries timed out."},
+    {"drain", (PyCFunction)Lane_drain, METH_NOARGS, "Close the lane: [(protocol, query, since)] of every Query."},
+    {NULL},
+};
+
+static PyMemberDef Lane_members[] = {
+    {"py_since", T_DOUBLE, offsetof(Lane, py_since), 0, "since of the first waiter in the pool's own queue (inf: none)"},
+    {"timeout", T_DOUBLE, offsetof(Lane, timeout), 0, "seconds a Query parked by C may wait"},
+    {"open", T_INT, offsetof(Lane, open), 0, "C may park Queries here"},
+    {NULL},
+};
+
+static PyGetSetDef Lane_getset[] = {
+    {"count", (getter)Lane_get_count, NULL, "Queries parked", NULL},
+    {"head_since", (getter)Lane_get_head_since, NULL, "when the first parked Query came (inf: none)", NULL},
+    {NULL},
+};
+
+static PyTypeObject LaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "borealis.proxy._fastpath.Lane",
+    .tp_basicsize = sizeof(Lane),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Lane(counters, on_return): one pool's queue of parked autocommit Queries.",
+    .tp_new = Lane_new,
+    .tp_init = (initproc)Lane_init,
+    .tp_dealloc = (destructor)Lane_dealloc,
+    .tp_traverse = (traverseproc)Lane_traverse,
+    .tp_clear = (inquiry)Lane_clear,
+    .tp_methods = Lane_methods,
+    .tp_members = Lane_members,
+    .tp_getset = Lane_getset,
+};
+
 static PyMemberDef Counters_members[] = {
     {"queries", T_LONGLONG, offsetof(Counters, queries), READONLY, "Queries forwarded by the C path"},
     {"responses", T_LONGLONG, offsetof(Counters, responses), READONLY, "answers forwarded by the C path"},
     {"latency_us", T_DOUBLE, offsetof(Counters, latency_us), READONLY, "sum of their latencies, microseconds"},
+    {"borrows", T_LONGLONG, offsetof(Counters, borrows), READONLY, "connections lent by lanes"},
+    {"borrow_us", T_DOUBLE, offsetof(Counters, borrow_us), READONLY, "sum of those borrows' waits, microseconds"},
     {NULL},
 };
 
@@ -648,15 +1199,18 @@ PyInit__fastpath(void)
         return PyErr_NoMemory();
     str_get_write_buffer_size = PyUnicode_InternFromString("get_write_buffer_size");
     str_write = PyUnicode_InternFromString("write");
+    str_link_adopt = PyUnicode_InternFromString("_link_adopt");
+    str_link_began = PyUnicode_InternFromString("_link_began");
     unpinned_shapes = PyDict_New();
-    if (str_get_write_buffer_size == NULL || str_write == NULL || unpinned_shapes == NULL)
+    if (str_get_write_buffer_size == NULL || str_write == NULL || str_link_adopt == NULL || str_link_began == NULL || unpinned_shapes == NULL)
         return NULL;
-    if (PyType_Ready(&LinkType) < 0 || PyType_Ready(&CountersType) < 0)
+    if (PyType_Ready(&LinkType) < 0 || PyType_Ready(&CountersType) < 0 || PyType_Ready(&LaneType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddType(m, &LinkType) < 0 || PyModule_AddType(m, &CountersType) < 0) {
+    if (PyModule_AddType(m, &LinkType) < 0 || PyModule_AddType(m, &CountersType) < 0 ||
+        PyModule_AddType(m, &LaneType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -93,7 +93,7 @@ class ProxyRuntime:
         self._targets.clear()
         self._pools.clear()
         for pool in self.pools.values():
-            pool.routed = False
+            pool.set_routed(False)
 
     def config(self) -> dict[str, Any]:
         """The target group's ConnectionPoolConfig."""
@@ -174,7 +174,7 @@ class ProxyRuntime:
         pool = self.pool_for(role, user, database)
         if self._topology is not None and role != "READ_ONLY":  # readers are taken in turn, per borrow
             self._pools[key] = pool
-            pool.routed = True
+            pool.set_routed(True)
         return pool
 
     async def acquire(self, role: str, user: str, database: str) -> tuple[Pool, ServerConn]:

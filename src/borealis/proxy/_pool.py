@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from borealis.engine import Verifier
 
-from ._server import ServerConn, ServerError, connect_server, query_frame
+from ._server import ServerConn, ServerError, connect_server, new_lane, query_frame
 from ._stats import ProxyStats
 
 __all__ = ["BorrowTimeout", "Pool", "Waiter"]
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds to open and log in one server connection.
 _CONNECT_TIMEOUT = 10.0
+_INF = float("inf")
 
 
 class BorrowTimeout(Exception):
@@ -54,6 +55,12 @@ class Waiter(Protocol):
 
     def pool_fail(self, pool: Pool, exc: Exception) -> None:
         """The wait ended without a connection: :class:`BorrowTimeout`, or ServerError (the pool closed)."""
+
+    def park(self, lane: Any, query: bytes, now: float, timeout: float) -> bool:
+        """Wait in the pool's C lane (``query``: the one autocommit Query the waiter holds); False: not this one."""
+
+    def _lane_resume(self, query: bytes) -> None:
+        """A Query that waited in the C lane is the waiter's again: it waits for pool_grant or pool_fail now."""
 
 
 class _FutureWaiter:
@@ -77,6 +84,12 @@ class _FutureWaiter:
         self.waiting = False
         if not self.future.done():
             self.future.set_exception(exc)
+
+    def park(self, lane: Any, query: bytes, now: float, timeout: float) -> bool:
+        return False
+
+    def _lane_resume(self, query: bytes) -> None:
+        pass
 
 
 class Pool:
@@ -125,6 +138,25 @@ class Pool:
         self._timer_at = 0.0
         #: (cap, idle cap), kept once max_connections is known, until limits_changed() (None: work them out).
         self._kept_caps: tuple[int, int] | None = None
+        #: The C data path's queue (``_fastpath.Lane``), or None without it. Clients of a saturated pool park
+        #: their autocommit Queries there; it lends the connections given back to them, from C (see _fastpath.c).
+        #: Its waiters and the ones in ``waiters`` are served in the order they came.
+        self.lane: Any = new_lane(stats.fast, self._lane_return)
+
+    def set_routed(self, routed: bool) -> None:
+        """Mark the pool as its (role, user, database)'s current route, or not: only then may clients park in
+        its lane, and a client whose route may have moved asks the runtime again."""
+        self.routed = routed
+        if self.lane is not None:
+            self.lane.open = 1 if routed and not self.closed else 0
+
+    def _waiters_changed(self) -> None:
+        # The lane serves its own first waiter only before the first of ``waiters`` (which may have stopped
+        # waiting: then the lane asks this pool, which skips it).
+        lane = self.lane
+        if lane is not None:
+            waiters = self.waiters
+            lane.py_since = waiters[0].since if waiters else _INF
 
     # ------------------------------------------------------------------------------------------ limits
 
@@ -176,9 +208,11 @@ class Pool:
                 return conn
         return None
 
-    def borrow(self, waiter: Waiter, now: float, timeout: float) -> ServerConn | None:
+    def borrow(self, waiter: Waiter, now: float, timeout: float, query: bytes | None = None) -> ServerConn | None:
         """An idle connection, lent at once; else None, with ``waiter`` queued from ``now`` (monotonic) for
         ``timeout`` seconds (``waiter.waiting``) when the pool is full, or not queued when one may be opened.
+        With ``query`` (the one autocommit Query it holds), a full pool may queue it in the lane instead
+        (``waiter.park``): then the C path sends it, and the waiter is not ``waiting``.
 
         :meth:`take`, :meth:`can_open` and :meth:`wait` in one call: a client borrows this way per
         transaction, and with more clients than connections nearly every borrow queues.
@@ -199,10 +233,15 @@ class Pool:
         cap = (self._kept_caps or self._caps())[0]
         if len(self.members) + self.opening < cap:
             return None
-        waiter.since = now
-        deadline = waiter.deadline = now + timeout
-        waiter.waiting = True
-        self.waiters.append(waiter)
+        deadline = now + timeout
+        lane = self.lane
+        if query is None or lane is None or not lane.open or not waiter.park(lane, query, now, timeout):
+            waiter.since = now
+            waiter.deadline = deadline
+            waiter.waiting = True
+            self.waiters.append(waiter)
+            if len(self.waiters) == 1:
+                self._waiters_changed()
         if self._timer is None or deadline < self._timer_at:
             self._schedule(deadline)
         return None
@@ -215,6 +254,8 @@ class Pool:
         """Queue ``waiter`` (its ``since`` and ``deadline`` set) for the next connection given back."""
         waiter.waiting = True
         self.waiters.append(waiter)
+        if len(self.waiters) == 1:
+            self._waiters_changed()
         if self._timer is None or waiter.deadline < self._timer_at:
             self._schedule(waiter.deadline)
 
@@ -307,14 +348,36 @@ class Pool:
             conn.close()
             return
         waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if waiter.waiting:
-                waiter.waiting = False
+        lane = self.lane
+        if waiters:
+            first = lane.head_since if lane is not None and lane.count else _INF
+            while waiters:
+                waiter = waiters[0]
+                if waiter.waiting and first < waiter.since:
+                    break  # the lane's first waiter came earlier
+                waiters.popleft()
+                if waiter.waiting:
+                    self._waiters_changed()
+                    waiter.waiting = False
+                    stats.borrow_count += 1
+                    waited = _monotonic() - waiter.since
+                    stats.borrow_latency_us_sum += waited * 1e6
+                    waiter.pool_grant(self, conn)
+                    return
+            self._waiters_changed()
+        if lane is not None and lane.count:
+            link = conn.link
+            if link is not None and lane.grant(link, conn.applied, _monotonic()):
+                return  # lent from C (and its Query sent): the connection is the lane's now
+            # The first parked Query needs other parameters SET first (or the connection has no C path): it
+            # goes the Python way.
+            got = lane.pop()
+            if got is not None:
+                client, query, since = got
                 stats.borrow_count += 1
-                waited = _monotonic() - waiter.since
-                stats.borrow_latency_us_sum += waited * 1e6
-                waiter.pool_grant(self, conn)
+                stats.borrow_latency_us_sum += (_monotonic() - since) * 1e6
+                client._lane_resume(query)
+                client.pool_grant(self, conn)
                 return
         stats.borrowed -= 1
         cap, idle_cap = self._kept_caps or self._caps()
@@ -339,13 +402,26 @@ class Pool:
                 self.idle.remove(conn)
             self._slot_freed()
 
+    def _lane_return(self, conn: ServerConn) -> None:
+        """The lane gives back a connection it lent (no parked Query may take it now): as if its client had."""
+        self.release(conn)
+
     def _slot_freed(self) -> None:
         while self.waiters:
             waiter = self.waiters.popleft()
             if waiter.waiting:
+                self._waiters_changed()
                 waiter.waiting = False
                 waiter.pool_grant(self, None)
                 return
+        self._waiters_changed()
+        lane = self.lane
+        if lane is not None:
+            got = lane.pop()
+            if got is not None:
+                client, query, _since = got
+                client._lane_resume(query)
+                client.pool_grant(self, None)
 
     # ------------------------------------------------------------------------------------------ deadlines
 
@@ -370,12 +446,22 @@ class Pool:
                 continue
             (expired if waiter.deadline <= now else keep).append(waiter)
         self.waiters = keep
-        if keep:
-            self._schedule(min(w.deadline for w in keep))
+        self._waiters_changed()
+        lane = self.lane
+        parked = lane.expire(now) if lane is not None else []
+        nxt = min(w.deadline for w in keep) if keep else _INF
+        if lane is not None and lane.count:
+            nxt = min(nxt, lane.head_since + lane.timeout)
+        if nxt < _INF:
+            self._schedule(nxt)
         for waiter in expired:
             waiter.waiting = False
             self.stats.borrow_timeouts += 1
             waiter.pool_fail(self, BorrowTimeout())
+        for client, query, _since in parked:
+            self.stats.borrow_timeouts += 1
+            client._lane_resume(query)
+            client.pool_fail(self, BorrowTimeout())
 
     # ------------------------------------------------------------------------------------------ upkeep
 
@@ -397,14 +483,19 @@ class Pool:
     def close(self) -> None:
         """Close every connection; waiters are told (and look for the new target)."""
         self.closed = True
-        self.routed = False
+        self.set_routed(False)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         for conn in list(self.members):
             conn.close()
         waiters, self.waiters = self.waiters, collections.deque()
+        self._waiters_changed()
         for waiter in waiters:
             if waiter.waiting:
                 waiter.waiting = False
                 waiter.pool_fail(self, ServerError("the proxy target went away"))
+        if self.lane is not None:
+            for client, query, _since in self.lane.drain():
+                client._lane_resume(query)
+                client.pool_fail(self, ServerError("the proxy target went away"))

@@ -45,6 +45,7 @@ __all__ = [
     "connect_server",
     "fastpath_counters",
     "link_reading",
+    "new_lane",
     "query_frame",
     "start_link",
     "stop_link",
@@ -94,6 +95,16 @@ if _fastpath is not None:
     # The same pre-filter and frame table as the Python fast paths (the shapes dict is shared, not copied).
     _fastpath.configure(UNPINNED_SHAPES, SHAPE_DIGITS, _QUERY_TABLE)
     _SERVER_COUNTERS = _fastpath.Counters()  # (a server link counts nothing: its client's link does)
+
+
+def new_lane(counters: Any, on_return: Callable[[Any], None]) -> Any:
+    """A pool's queue in the C data path (``_fastpath.Lane``, closed until the pool is a route), or None without
+    it."""
+    if _fastpath is None or counters is None:
+        return None
+    lane = _fastpath.Lane(counters, on_return)
+    lane.open = 0
+    return lane
 
 
 def fastpath_counters() -> Any:

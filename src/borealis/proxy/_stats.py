@@ -69,7 +69,7 @@ class ProxyStats:
     in_transaction: Any = field(default=None, repr=False)
     """A callable giving DatabaseConnectionsCurrentlyInTransaction (sampled, not counted on the hot path)."""
     fast: Any = field(default=None, repr=False)
-    """What the C data path forwarded (``_fastpath.Counters``: queries, responses, latency_us), when built."""
+    """What the C data path forwarded and lent (``_fastpath.Counters``), when built."""
 
     def queries(self) -> int:
         """QueryRequests, through either data path."""
@@ -81,10 +81,17 @@ class ProxyStats:
             return self.response_latency_us_sum, self.response_count
         return self.response_latency_us_sum + self.fast.latency_us, self.response_count + self.fast.responses
 
+    def borrow_latency(self) -> tuple[float, int]:
+        """DatabaseConnectionsBorrowLatency's sum (microseconds) and count, with the C path's lanes' lends."""
+        if self.fast is None:
+            return self.borrow_latency_us_sum, self.borrow_count
+        return self.borrow_latency_us_sum + self.fast.borrow_us, self.borrow_count + self.fast.borrows
+
     def samples(self) -> dict[str, float]:
         """Every metric's current value; latencies are averages since start, in microseconds."""
         in_tx = int(self.in_transaction()) if callable(self.in_transaction) else 0
         latency, responses = self.response_latency()
+        waited, borrows = self.borrow_latency()
         return {
             "ClientConnections": self.client_connections,
             "ClientConnectionsReceived": self.client_connections_received,
@@ -96,7 +103,7 @@ class ProxyStats:
             "DatabaseConnectionsCurrentlyBorrowed": self.borrowed,
             "DatabaseConnectionsCurrentlySessionPinned": self.pinned,
             "DatabaseConnectionsCurrentlyInTransaction": in_tx,
-            "DatabaseConnectionsBorrowLatency": self.borrow_latency_us_sum / max(1, self.borrow_count),
+            "DatabaseConnectionsBorrowLatency": waited / max(1, borrows),
             "QueryRequests": self.queries(),
             "QueryDatabaseResponseLatency": latency / max(1, responses),
         }

@@ -39,9 +39,17 @@ class Proto:
         self.closed: list[int] = []
         self.settled: list[float] = []
         self.released = 0
+        self.began: list[Any] = []
+        self.adopted: list[Any] = []
 
     def _link_release(self) -> None:
         self.released += 1
+
+    def _link_began(self, server: Any) -> None:
+        self.began.append(server)
+
+    def _link_adopt(self, server: Any) -> None:
+        self.adopted.append(server)
 
     def data_received(self, data: bytes) -> None:
         self.data.append(data)
@@ -228,11 +236,22 @@ def test_an_autocommit_query_python_sent(pair: Pair) -> None:
     pair.server()
     assert pair.cp.released == 1 and pair.app.recv(100) == _answer(b"I")
     assert not pair.client.armed and pair.counters.responses == 1
-    # A BEGIN: the status changes, so the answer goes to Python, with the Query handed back first.
+    # A BEGIN: the client keeps the connection (Python hears of it first) and the pair stays armed for the
+    # transaction.
     assert pair.client.sent(pair.server, 2.0) is True
     pair.pg.sendall(_answer(b"T"))
     pair.server()
-    assert pair.sp.settled == [2.0] and pair.sp.data == [_answer(b"T")] and pair.cp.released == 1
+    assert pair.cp.began == [pair.sp] and pair.app.recv(100) == _answer(b"T") and pair.cp.released == 1
+    assert pair.client.armed and not pair.server.inflight and pair.sp.data == [] and pair.sp.settled == []
+    # An error in it: the answer goes to Python.
+    assert pair.client.arm(pair.server, "T", False, b"select 1") is True  # (the text as known not to pin)
+    pair.app.sendall(_q(b"select 1"))
+    pair.client()
+    assert pair.pg.recv(100) == _q(b"select 1")
+    error = _frame(b"E", b"SERROR\0C22012\0Mdivision by zero\0\0") + _frame(b"Z", b"E")
+    pair.pg.sendall(error)
+    pair.server()
+    assert len(pair.sp.settled) == 1 and pair.sp.data == [error] and not pair.client.armed
     # One Query in flight on a connection at a time, for one client.
     assert pair.client.sent(pair.server, 3.0) is True
     assert pair.client.sent(pair.server, 4.0) is False

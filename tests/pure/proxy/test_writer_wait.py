@@ -66,6 +66,10 @@ class _Pool:
         self.fail = fail
         self.calls = 0
         self.host, self.port = "127.0.0.1", 5999
+        self.routed = False
+
+    def set_routed(self, routed: bool) -> None:
+        self.routed = routed
 
     async def acquire(self, timeout: float) -> str:
         self.calls += 1
