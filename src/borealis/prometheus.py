@@ -13,6 +13,8 @@ What is exposed, and where it comes from:
   of RDS Proxy's CloudWatch metrics (latencies are averages since start, in microseconds).
 * ``borealis_proxy_fastpath_queries_total{proxy}``: the part of QueryRequests that the proxy's C data path
   forwarded itself (the compiled build; always 0 in the pure-Python one).
+* ``borealis_proxy_fastpath_borrows_total{proxy}``: connections that C data path lent to autocommit Queries
+  parked in a saturated pool's queue.
 * ``borealis_rds_<metric>{cluster | instance | proxy, role, ...}``: the newest value of each AWS/RDS series in
   the metrics store (CPUUtilization as ``borealis_rds_cpu_utilization``, ServerlessDatabaseCapacity,
   AuroraReplicaLag, ...), while at most three hours old (the store's one-second resolution); CloudWatch's
@@ -364,6 +366,10 @@ def render(
     w.family("borealis_proxy_fastpath_queries_total", "counter",
              "Queries the proxy's C data path forwarded itself (a part of QueryRequests; 0 in the pure build).",
              fast)  # fmt: skip
+    lent: list[_Row] = [("", {"proxy": name}, float(n)) for name, n in proxies.fastpath_borrows().items()]
+    w.family("borealis_proxy_fastpath_borrows_total", "counter",
+             "Connections the proxy's C data path lent to the Queries parked in a saturated pool (0 in the pure "
+             "build).", lent)  # fmt: skip
     if store is not None:
         rds: dict[str, list[_Row]] = {}
         latest: list[_Row] = []

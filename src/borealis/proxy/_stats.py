@@ -130,6 +130,10 @@ class MetricsRegistry:
         """Queries each proxy's C data path forwarded itself (a part of QueryRequests; 0 without it)."""
         return {name: s.fast.queries if s.fast is not None else 0 for name, s in sorted(self._stats.items())}
 
+    def fastpath_borrows(self) -> dict[str, int]:
+        """Connections each proxy's C data path lent from its pools' lanes (a part of the borrows; 0 without it)."""
+        return {name: s.fast.borrows if s.fast is not None else 0 for name, s in sorted(self._stats.items())}
+
     def snapshot(self) -> list[dict[str, Any]]:
         """``[{"MetricName", "Dimensions", "Value"}]`` for every proxy and metric, CloudWatch-shaped."""
         out = []

@@ -328,3 +328,111 @@ def test_autocommit_clients_over_a_full_pool(borealis: BorealisProcess, fast: Pr
         c.close()
     assert not errors, errors[:5]
     assert _fast_queries(borealis, "query_requests_total") - queries == n * 41
+
+
+#: A statement whose answer says when it ran (microseconds since the epoch).
+_WHEN = "select (extract(epoch from clock_timestamp()) * 1000000)::bigint"
+
+
+def _hold_all(info: ProxyInfo) -> list[Raw]:
+    """Every connection of the pool, each held by a client inside a transaction."""
+    holders = [Raw(info) for _ in range(info.cap)]  # type: ignore[attr-defined]
+    for h in holders:
+        h.send("begin")
+        assert h.answer()[3] == "T"
+    return holders
+
+
+def _let_go(holders: list[Raw]) -> None:
+    for h in holders:
+        h.send("commit")
+        h.answer()
+        h.close()
+
+
+def _lends(borealis: BorealisProcess) -> float:
+    return _fast_queries(borealis, "fastpath_borrows_total")
+
+
+def test_parked_queries_take_their_turn_with_other_waiters(borealis: BorealisProcess, fast: ProxyInfo) -> None:
+    """A saturated pool serves its waiters in the order they came, whichever queue they wait in: simple Queries
+    parked in C (the first by Python, the next by the C path itself) and an extended-protocol client in Python's."""
+    first, last = Raw(fast), Raw(fast)
+    for raw in (first, last):
+        raw.one(_WHEN)  # the text is checked once; the client then holds no connection
+    lends = _lends(borealis)
+    holders = _hold_all(fast)
+    ran: dict[str, int] = {}
+
+    def extended() -> None:
+        with psycopg.connect(**fast.conninfo(sslmode="disable"), autocommit=True) as conn:
+            row = conn.execute(_WHEN + " + %s::bigint", [0]).fetchone()
+            assert row is not None
+            ran["extended"] = int(row[0])
+
+    waiter = threading.Thread(target=extended)
+    try:
+        first.send(_WHEN)
+        time.sleep(0.3)
+        waiter.start()
+        time.sleep(0.5)
+        last.send(_WHEN)
+        time.sleep(0.3)
+        # One connection comes free: each waiter in turn gets it, on its own.
+        holders[0].send("commit")
+        holders[0].answer()
+        ran["first"] = int(first.answer()[0][0][0] or 0)
+        ran["last"] = int(last.answer()[0][0][0] or 0)
+        waiter.join(30)
+    finally:
+        _let_go(holders)
+        first.close()
+        last.close()
+    assert ran["first"] < ran["extended"] < ran["last"], ran
+    if FAST:
+        assert _lends(borealis) - lends >= 2  # both simple Queries were lent their connection from C
+
+
+def test_parked_queries_time_out_and_their_clients_go_on(borealis: BorealisProcess) -> None:
+    info = smallest_pool(borealis, "lane-timeout-proxy", 1)
+    clients = [Raw(info), Raw(info)]
+    for raw in clients:
+        assert raw.one("select 1") == "1"
+    holders = _hold_all(info)
+    try:
+        for raw in clients:
+            raw.send("select 1")
+            time.sleep(0.2)
+        for raw in clients:
+            rows, _, error, status = raw.answer()
+            assert (rows, error, status) == ([], "53300", "I")
+    finally:
+        _let_go(holders)
+    for raw in clients:
+        assert raw.one("select 2") == "2"
+        raw.close()
+
+
+def test_a_parked_client_that_sends_more_or_leaves(borealis: BorealisProcess, fast: ProxyInfo) -> None:
+    one, more, gone = Raw(fast), Raw(fast), Raw(fast)
+    for raw in (one, more, gone):
+        assert raw.one("select 1") == "1"
+    holders = _hold_all(fast)
+    try:
+        one.send("select 1")  # parked by Python: the pool is full
+        time.sleep(0.2)
+        more.send("select 1")  # parked by the C path
+        time.sleep(0.2)
+        more.send("select 2")  # more bytes: the parked Query goes back to Python, in front of them
+        gone.send("select 1")
+        time.sleep(0.2)
+        gone.close()  # leaves with its Query parked
+        time.sleep(0.2)
+    finally:
+        _let_go(holders)
+    assert one.answer()[0] == [["1"]]
+    assert more.answer()[0] == [["1"]] and more.answer()[0] == [["2"]]
+    one.close()
+    more.close()
+    # Every connection came back: as many clients as connections can each hold one again.
+    _let_go(_hold_all(fast))

@@ -393,6 +393,194 @@ def test_links_do_not_leak() -> None:
     assert len(os.listdir("/proc/self/fd")) == before
 
 
+class Rig:
+    """One server link and ``n`` client links, and a pool's Lane: ``apps[i]`` is client i's end, ``pg`` the server's."""
+
+    def __init__(self, n: int) -> None:
+        assert _fastpath is not None
+        self.counters = _fastpath.Counters()
+        self.returned: list[Any] = []
+        self.lane = _fastpath.Lane(self.counters, self.returned.append)
+        self.pg, server_end = socket.socketpair()
+        self.sp, self.st = Proto(), Transport()
+        self.server = _fastpath.Link(server_end.fileno(), self.sp, self.st, True, self.counters)
+        server_end.close()
+        self.apps: list[socket.socket] = []
+        self.cps: list[Proto] = []
+        self.clients: list[Any] = []
+        for _ in range(n):
+            app, end = socket.socketpair()
+            proto = Proto()
+            self.clients.append(_fastpath.Link(end.fileno(), proto, Transport(), False, self.counters))
+            end.close()
+            self.apps.append(app)
+            self.cps.append(proto)
+        for sock in (self.pg, *self.apps):
+            sock.settimeout(5)
+
+    def ask(self, i: int, sql: bytes) -> None:
+        """Client i sends ``sql`` and the C path reads it."""
+        self.apps[i].sendall(_q(sql))
+        self.clients[i]()
+
+    def answer(self, status: bytes = b"I") -> None:
+        """The server answers the Query in flight, and the C path reads it."""
+        self.pg.sendall(_answer(status))
+        self.server()
+
+    def close(self) -> None:
+        for link in (*self.clients, self.server):
+            link.close()
+        for sock in (self.pg, *self.apps):
+            sock.close()
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    r = Rig(3)
+    yield r
+    r.close()
+
+
+PARAMS = {"application_name": "app"}
+
+
+@needs_fastpath
+def test_a_saturated_pools_queries_park_and_are_lent_in_order(rig: Rig) -> None:
+    sql = b"select 1"
+    # Python parks the first Query (its pool was full); the others, idle clients whose text is known, park in C.
+    assert rig.lane.park(rig.clients[0], _q(sql), 1.0, PARAMS, sql) is True
+    for i in (1, 2):
+        assert rig.clients[i].park_when_idle(rig.lane, dict(PARAMS), sql) is True
+        rig.ask(i, sql)
+        assert rig.clients[i].parked and rig.cps[i].data == []
+    assert rig.lane.count == 3 and rig.lane.head_since == 1.0
+    # A connection given back goes to the first, whose Query is sent from C; each answer lends it to the next.
+    assert rig.lane.grant(rig.server, dict(PARAMS), 2.0) is True
+    assert rig.server.lane_held and rig.lane.count == 2
+    for i in range(3):
+        assert rig.pg.recv(100) == _q(sql)
+        rig.answer()
+        assert rig.apps[i].recv(100) == _answer(b"I")
+        assert rig.clients[i].idle  # its next Query may park again
+    # Nothing waits: the connection goes back to the pool (its server protocol), and Python saw none of it.
+    assert rig.returned == [rig.sp] and not rig.server.lane_held
+    assert all(p.data == [] and p.adopted == [] for p in (*rig.cps, rig.sp))
+    assert rig.counters.borrows == 3 and rig.counters.queries == 3 and rig.counters.responses == 3
+
+
+@needs_fastpath
+def test_an_idle_client_parks_only_behind_others(rig: Rig) -> None:
+    sql = b"select 1"
+    assert rig.clients[0].park_when_idle(rig.lane, PARAMS, sql) is True
+    rig.ask(0, sql)  # nothing waits: Python borrows (there may be an idle connection)
+    assert rig.cps[0].data == [_q(sql)] and not rig.clients[0].parked and not rig.clients[0].idle
+    assert rig.lane.park(rig.clients[1], _q(sql), 1.0, PARAMS, sql) is True
+    assert rig.clients[2].park_when_idle(rig.lane, PARAMS, b"") is True
+    rig.ask(2, b"create temp table t (a int)")  # not known not to pin: Python looks
+    assert rig.cps[2].data == [_q(b"create temp table t (a int)")] and rig.lane.count == 1
+    rig.lane.open = 0  # the pool is no longer the route
+    assert rig.clients[0].park_when_idle(rig.lane, PARAMS, sql) is True
+    rig.ask(0, sql)
+    assert rig.cps[0].data[-1] == _q(sql) and rig.lane.count == 1
+
+
+@needs_fastpath
+def test_the_pools_own_waiters_and_other_parameters_come_first(rig: Rig) -> None:
+    sql = b"select 1"
+    assert rig.lane.park(rig.clients[0], _q(sql), 1.0, PARAMS, sql) is True
+    assert rig.lane.park(rig.clients[1], _q(sql), 2.0, {"application_name": "other"}, sql) is True
+    assert rig.lane.park(rig.clients[2], _q(sql), 3.0, PARAMS, sql) is True
+    assert rig.lane.grant(rig.server, {"application_name": "else"}, 4.0) is False  # SET first: Python's way
+    got = rig.lane.pop()
+    assert got is not None and got[0] is rig.cps[0] and got[1] == _q(sql) and got[2] == 1.0
+    assert not rig.clients[0].parked
+    rig.lane.park(rig.clients[0], _q(sql), 3.5, PARAMS, sql)  # (back, at the tail)
+    assert rig.lane.grant(rig.server, dict(PARAMS), 4.0) is False  # the head needs other parameters
+    assert rig.lane.pop() is not None  # client 1, Python's way
+    assert rig.lane.grant(rig.server, dict(PARAMS), 4.0) is True  # client 2 came first now
+    assert rig.pg.recv(100) == _q(sql)
+    rig.lane.py_since = 2.5  # one of the pool's own waiters came before client 0
+    rig.answer()
+    assert rig.apps[2].recv(100) == _answer(b"I") and rig.returned == [rig.sp] and rig.lane.count == 1
+
+
+@needs_fastpath
+def test_a_parked_client_that_sends_more_or_leaves(rig: Rig) -> None:
+    sql = b"select 1"
+    for i in range(3):
+        assert rig.lane.park(rig.clients[i], _q(sql), float(i), PARAMS, sql) is True
+    # More bytes: the parked Query goes to Python in front of them, and leaves the queue.
+    rig.ask(1, b"select 2")
+    assert rig.cps[1].data == [_q(sql) + _q(b"select 2")] and rig.lane.count == 2
+    # EOF: the Query goes with the connection.
+    rig.apps[2].close()
+    rig.clients[2]()
+    assert rig.cps[2].closed == [0] and rig.lane.count == 1
+    # Python closes one: out of the queue too.
+    rig.clients[0].close()
+    assert rig.lane.count == 0 and rig.lane.head_since == float("inf")
+
+
+@needs_fastpath
+def test_timeouts_and_a_closing_pool(rig: Rig) -> None:
+    sql = b"select 1"
+    rig.lane.timeout = 5.0
+    for i in range(3):
+        assert rig.lane.park(rig.clients[i], _q(sql), float(i), PARAMS, sql) is True
+    assert [g[0] for g in rig.lane.expire(6.5)] == [rig.cps[0], rig.cps[1]]
+    assert rig.lane.count == 1 and not rig.clients[0].parked
+    assert [g[0] for g in rig.lane.drain()] == [rig.cps[2]] and rig.lane.count == 0 and rig.lane.open == 0
+
+
+@needs_fastpath
+def test_a_lane_held_pair_goes_to_python_adopted(rig: Rig) -> None:
+    sql = b"select 1"
+    rig.lane.park(rig.clients[0], _q(sql), 1.0, PARAMS, sql)
+    rig.lane.grant(rig.server, dict(PARAMS), 2.0)
+    assert rig.pg.recv(100) == _q(sql)
+    # An error: the client takes the connection over (Python learns who has it) before the answer reaches Python.
+    error = _frame(b"E", b"SERROR\0C22012\0Mdivision by zero\0\0") + _frame(b"Z", b"I")
+    rig.pg.sendall(error)
+    rig.server()
+    assert rig.cps[0].adopted == [rig.sp] and rig.sp.settled == [2.0] and rig.sp.data == [error]
+    assert not rig.server.lane_held and rig.returned == []
+
+
+@needs_fastpath
+def test_a_lent_begin_keeps_the_connection(rig: Rig) -> None:
+    sql = b"begin"
+    rig.lane.park(rig.clients[0], _q(sql), 1.0, PARAMS, sql)
+    rig.lane.park(rig.clients[1], _q(sql), 1.5, PARAMS, sql)
+    rig.lane.grant(rig.server, dict(PARAMS), 2.0)
+    assert rig.pg.recv(100) == _q(sql)
+    rig.answer(b"T")
+    # The client holds it in Python's books now (_link_began), armed for its transaction; nobody else gets it.
+    assert rig.cps[0].began == [rig.sp] and rig.apps[0].recv(100) == _answer(b"T")
+    assert not rig.server.lane_held and rig.clients[0].armed and rig.lane.count == 1
+
+
+@needs_fastpath
+def test_lanes_do_not_leak() -> None:
+    assert _fastpath is not None
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    rigs = []
+    for _ in range(20):
+        r = Rig(3)
+        r.lane.park(r.clients[0], _q(b"select 1"), 1.0, PARAMS, b"select 1")
+        r.lane.park(r.clients[1], _q(b"select 1"), 1.0, PARAMS, b"select 1")
+        r.lane.grant(r.server, dict(PARAMS), 2.0)
+        rigs.append(r)
+    for r in rigs:
+        r.pg.close()
+        for app in r.apps:
+            app.close()
+    del rigs, r
+    gc.collect()  # lanes, parked links and their protocols form cycles: the collector frees them
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 _frames = st.lists(
     st.tuples(st.sampled_from(b"QPBDCTZESINnst1239\x00\xff"), st.binary(max_size=40), st.integers(-8, 60)),
     min_size=1,
