@@ -931,8 +931,11 @@ class ClientConn(asyncio.Protocol):
         """Wait in the pool's C lane with ``query``, this client's one autocommit Query, if its text is known not
         to pin (as the C path checks it: the last text checked, or a shape known not to pin)."""
         link = self._link
+        route = self._route
         if (
             link is None
+            or route is None
+            or route.lane is not lane
             or self.pinned
             or self.skip_until_sync
             or self._partial
@@ -971,13 +974,26 @@ class ClientConn(asyncio.Protocol):
         self.pool = server.pool
         server.session.transaction_status = "T"
 
+    def settle_link(self) -> None:
+        """Make Python's books exact for this client: a connection the pool's C lane lent it becomes its own, and
+        its Query in flight is recorded (the answer then comes through Python)."""
+        if self._link is not None:
+            self._link.settle()
+
+    def parked(self) -> bool:
+        """Whether the client's Query waits in a pool's C lane (it waits for a connection, as ``busy`` does)."""
+        link = self._link
+        return link is not None and bool(link.parked)
+
     def _idle_link(self, pool: Pool) -> None:
-        """The client gave its connection back: while the pool is saturated, its next Query may park in C."""
+        """The client gave its connection back: while the pool is saturated, its next Query may park in C (only
+        in its kept route's lane: a reader endpoint's client asks the runtime per borrow)."""
         link = self._link
         lane = pool.lane
         if (
             link is not None
             and lane is not None
+            and pool is self._route
             and lane.open
             and not self.pinned
             and not self.busy

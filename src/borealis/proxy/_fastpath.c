@@ -280,13 +280,17 @@ settle(Link *link)
         Py_CLEAR(server->lane);
         Py_CLEAR(server->params);
         if (client != NULL && client->protocol != NULL && server->protocol != NULL) {
+            /* (references of our own: the hook may close either link, which drops the links' own) */
+            PyObject *cp = Py_NewRef(client->protocol), *sp = Py_NewRef(server->protocol);
             Py_INCREF(server);
-            PyObject *r = PyObject_CallMethodOneArg(client->protocol, str_link_adopt, server->protocol);
+            PyObject *r = PyObject_CallMethodOneArg(cp, str_link_adopt, sp);
             if (r == NULL)
                 rc = -1;
             else
                 Py_DECREF(r);
             Py_DECREF(server);
+            Py_DECREF(cp);
+            Py_DECREF(sp);
         }
         server = link->is_server ? link : link->peer;
     }
@@ -398,6 +402,7 @@ lend(Lane *lane, Link *next, Link *server, double now)
     server->peer = (Link *)Py_NewRef(next);
     next->expect = 'I';
     next->pinned = 0;
+    next->last_active = now; /* (the janitor's clock: it was waiting, not idle) */
     server->inflight = 1;
     server->sent_at = now;
     if (server->lane != lane)
@@ -436,7 +441,9 @@ lane_next(Lane *lane, Link *server, double now)
     Py_CLEAR(server->params);
     if (server->protocol == NULL)
         return 0;
-    PyObject *r = callback(lane->on_return, server->protocol);
+    PyObject *sp = Py_NewRef(server->protocol);
+    PyObject *r = callback(lane->on_return, sp);
+    Py_DECREF(sp);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -483,8 +490,10 @@ answer_fast(Link *self, Py_ssize_t n, double now)
          * a connection the lane lent is no longer the lane's. */
         Py_CLEAR(self->lane);
         Py_CLEAR(self->params);
-        PyObject *r = client->protocol == NULL ? NULL
-                      : PyObject_CallMethodOneArg(client->protocol, str_link_began, self->protocol);
+        PyObject *cp = Py_XNewRef(client->protocol), *sp = Py_XNewRef(self->protocol);
+        PyObject *r = cp == NULL || sp == NULL ? NULL : PyObject_CallMethodOneArg(cp, str_link_began, sp);
+        Py_XDECREF(cp);
+        Py_XDECREF(sp);
         if (r == NULL) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_RuntimeError, "a link without its protocol");

@@ -86,6 +86,8 @@ class ProxyRuntime:
         self.routes_moved()
         for pool in self.pools.values():
             pool.limits_changed()  # MaxConnectionsPercent, MaxIdleConnectionsPercent may have moved
+            if pool.lane is not None:
+                pool.lane.timeout = self.borrow_seconds  # (what the Queries the C path parks may wait)
 
     def routes_moved(self) -> None:
         """A target may have moved (the topology's generation moved, or the proxy's record changed): every
@@ -390,6 +392,8 @@ class ProxyManager:
         client = self._keys.get(pid)
         if client is None or client.key[1] != secret:
             return  # as PostgreSQL: a wrong key is ignored silently
+        if client.server is None:
+            client.settle_link()  # a connection the pool's C lane lent it: Python's books learn of it first
         server = client.server
         if server is None or server.backend_key is None or client.pool is None:
             return
@@ -430,7 +434,7 @@ class ProxyManager:
         for rt in self.runtimes.values():
             limit = float(rt.doc["idle_client_timeout"])
             for client in list(rt.clients):
-                if now - client.last_seen() > limit and not client.busy:
+                if now - client.last_seen() > limit and not client.busy and not client.parked():
                     client.close()
                 elif client.state in _LOGGING_IN and client.connected_at < login_deadline:
                     client.login_timed_out()

@@ -407,15 +407,19 @@ class Pool:
         self.release(conn)
 
     def _slot_freed(self) -> None:
+        lane = self.lane
+        first = lane.head_since if lane is not None and lane.count else _INF
         while self.waiters:
-            waiter = self.waiters.popleft()
+            waiter = self.waiters[0]
+            if waiter.waiting and first < waiter.since:
+                break  # the lane's first waiter came earlier
+            self.waiters.popleft()
             if waiter.waiting:
                 self._waiters_changed()
                 waiter.waiting = False
                 waiter.pool_grant(self, None)
                 return
         self._waiters_changed()
-        lane = self.lane
         if lane is not None:
             got = lane.pop()
             if got is not None:

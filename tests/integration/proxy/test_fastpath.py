@@ -436,3 +436,56 @@ def test_a_parked_client_that_sends_more_or_leaves(borealis: BorealisProcess, fa
     more.close()
     # Every connection came back: as many clients as connections can each hold one again.
     _let_go(_hold_all(fast))
+
+
+def test_a_query_lent_from_the_lane_can_be_cancelled(fast: ProxyInfo) -> None:
+    raw = Raw(fast)
+    raw.one("select pg_sleep(0)")
+    holders = _hold_all(fast)
+    try:
+        raw.send("select pg_sleep(8)")  # parked: the pool is full
+        time.sleep(0.3)
+        holders[0].send("commit")  # lent its connection (from C, in the compiled build), and running
+        holders[0].answer()
+        time.sleep(0.5)
+        started = time.monotonic()
+        raw.conn.cancel()
+        _, _, error, status = raw.answer()
+        took = time.monotonic() - started
+    finally:
+        _let_go(holders[1:])
+        holders[0].close()
+        raw.close()
+    assert (error, status) == ("57014", "I") and took < 5, (error, took)
+
+
+def test_the_janitor_spares_a_client_whose_query_waits(borealis: BorealisProcess) -> None:
+    """IdleClientTimeout closes idle clients; one whose Query waits for a connection is not idle."""
+    info = smallest_pool(borealis, "lane-janitor-proxy", 30)
+    borealis.client("rds").modify_db_proxy(DBProxyName="lane-janitor-proxy", IdleClientTimeout=2)
+    parked, queued = Raw(info), Raw(info)
+    for raw in (parked, queued):
+        assert raw.one("select 1") == "1"
+    holders = _hold_all(info)
+    stop = threading.Event()
+
+    def keep_busy() -> None:  # the holders are not idle
+        while not stop.is_set():
+            for h in holders:
+                h.one("select 1")
+            time.sleep(0.3)
+
+    busy = threading.Thread(target=keep_busy)
+    busy.start()
+    try:
+        parked.send("select 1")  # parked (in the C lane, in the compiled build)
+        queued.send("select 7 /* not known */")  # in the pool's own queue
+        time.sleep(4.5)
+    finally:
+        stop.set()
+        busy.join()
+        _let_go(holders)
+    assert parked.answer()[0] == [["1"]]
+    assert queued.answer()[0] == [["7"]]
+    parked.close()
+    queued.close()
