@@ -643,3 +643,105 @@ def test_any_bytes_either_go_through_whole_or_reach_python_whole(
         assert len(p.sp.settled) == (0 if got else 1)
     finally:
         p.close()
+
+
+def _echo(chunk: bytes, status: bytes) -> bytes:
+    """A server's answers to the Queries in ``chunk``: each one's text as its only row."""
+    out, pos = b"", 0
+    while pos + 5 <= len(chunk):
+        (size,) = struct.unpack_from("!i", chunk, pos + 1)
+        text = chunk[pos + 5 : pos + size]
+        out += _frame(b"D", struct.pack("!hi", 1, len(text)) + text) + _frame(b"C", b"SELECT 1\0")
+        out += _frame(b"Z", status)
+        pos += 1 + size
+    return out
+
+
+#: (operation, client, server, flag): parks, lends and answers weighted up, so that most runs lend from C.
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from([0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 6, 7, 8, 9, 10, 11]),
+        st.integers(0, 3),
+        st.integers(0, 1),
+        st.booleans(),
+    ),
+    min_size=10,
+    max_size=80,
+)
+
+
+@needs_fastpath
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS)
+def test_any_sequence_of_lane_operations_keeps_each_answer_with_its_client(
+    ops: list[tuple[int, int, int, bool]],
+) -> None:
+    """Parks, lends, answers (ending the statement or opening a transaction), other bytes, closes, timeouts,
+    pops, the pool's own waiters and a closed route, in any order: the queue holds exactly the parked clients,
+    and every row a client gets is the answer to its own Query."""
+    assert _fastpath is not None
+    rig = Rig(4)
+    pgs, servers, sps = [rig.pg], [rig.server], [rig.sp]
+    pg2, end = socket.socketpair()
+    sps.append(Proto())
+    servers.append(_fastpath.Link(end.fileno(), sps[1], Transport(), True, rig.counters))
+    end.close()
+    pgs.append(pg2)
+    for sock in (*pgs, *rig.apps):
+        sock.setblocking(False)
+    now = 0.0
+    try:
+        for op, i, j, flag in ops:
+            now += 0.01
+            sql = b"select %d" % i
+            client, server = rig.clients[i], servers[j]
+            if op == 0:
+                rig.lane.park(client, _q(sql), now, PARAMS, sql)
+            elif op == 1:
+                client.park_when_idle(rig.lane, PARAMS, sql)
+            elif op == 2 and client.fileno() >= 0:
+                rig.apps[i].sendall(_q(sql))
+                client()
+            elif op == 3:
+                rig.lane.grant(server, dict(PARAMS) if flag else {"application_name": "other"}, now)
+            elif op == 4 and server.fileno() >= 0:
+                try:
+                    asked = pgs[j].recv(1 << 16)
+                except BlockingIOError:
+                    asked = b""
+                if asked:
+                    pgs[j].sendall(_echo(asked, b"T" if flag and i == 0 else b"I"))
+                    server()
+            elif op == 5 and client.fileno() >= 0:
+                rig.apps[i].sendall(b"S\0\0\0\x04")  # a Sync: not a Query
+                client()
+            elif op == 6 and flag:
+                client.close()
+            elif op == 7:
+                rig.lane.pop()
+            elif op == 8:
+                rig.lane.expire(now - (0.5 if flag else 0.05))
+            elif op == 9:
+                rig.lane.py_since = now - 0.2 if flag else float("inf")
+            elif op == 10 and flag and i == 0:
+                server.close()
+            elif op == 11:
+                rig.lane.open = int(flag)
+            assert rig.lane.count == sum(1 for c in rig.clients if c.parked)
+        event("lent from C" if rig.counters.borrows else "nothing lent")
+        event("answered from C" if rig.counters.responses else "nothing answered from C")
+        for i, app in enumerate(rig.apps):
+            try:
+                got = app.recv(1 << 20)
+            except BlockingIOError:
+                got = b""
+            pos = 0
+            while pos + 5 <= len(got):
+                (size,) = struct.unpack_from("!i", got, pos + 1)
+                if got[pos : pos + 1] == b"D":
+                    assert got[pos + 11 : pos + 1 + size] == b"select %d" % i
+                pos += 1 + size
+    finally:
+        servers[1].close()
+        pg2.close()
+        rig.close()
