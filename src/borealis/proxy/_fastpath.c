@@ -7,11 +7,13 @@
  *   - a client that holds a server connection (in a transaction, or pinned) sends one whole simple Query whose
  *     text is known not to pin: it goes to the server as it came;
  *   - the answer to such a Query ends in ReadyForQuery with the transaction status unchanged, or ending the
- *     transaction of an unpinned client (then the protocol's _link_release gives the connection back first),
- *     and holds only frames the Python fast path also passes without a look: it goes to the client as it came.
+ *     transaction of an unpinned client (then the protocol's _link_release gives the connection back first), or
+ *     opening one with an autocommit Query (BEGIN: the protocol's _link_began records it), and holds only frames
+ *     the Python fast path also passes without a look: it goes to the client as it came.
  *
  * That is the round trip a transaction's statements make between its BEGIN and its COMMIT (and every statement
- * of a pinned session). Python arms a client's link after an answer it handled itself, when every condition of
+ * of a pinned session). A saturated pool's autocommit Queries also wait, and are lent connections, here: see
+ * Lane below. Python arms a client's link after an answer it handled itself, when every condition of
  * its own fast path holds (ClientConn.answered); any other chunk on either side first hands back the Query in
  * flight (the server protocol's _link_settle(sent_at) records it as Python's own path would have), disarms the
  * pair, and then goes to Python. Writes go straight to the socket only when its transport buffers nothing, and
