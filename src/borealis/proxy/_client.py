@@ -966,6 +966,30 @@ class ClientConn(asyncio.Protocol):
         self.server = server
         self.pool = server.pool
 
+    def _link_ended(self, server: ServerConn) -> dict[str, str] | None:
+        """The C path is forwarding the answer that ended this client's transaction while Queries wait in its
+        pool's lane: let go of the connection. Returns its applied parameters when the lane may lend it on from
+        C (as ``Pool.release`` would give it to the first of them), or None when it went back here."""
+        self.server = None
+        server.session.transaction_status = "I"
+        pool = self.pool
+        if pool is None:
+            return None
+        if (
+            pool is self._route
+            and not server.closed
+            and not pool.closed
+            and not self.busy
+            and not self.skip_until_sync
+            and not self._partial
+            and not self.closed
+        ):
+            server.owner = None
+            return server.applied
+        pool.release(server)
+        self._idle_link(pool)
+        return None
+
     def _link_began(self, server: ServerConn) -> None:
         """The C path is forwarding the answer to this client's autocommit Query that opened a transaction (BEGIN):
         the client keeps the connection (if the lane lent it, Python learns of it now), in a transaction."""

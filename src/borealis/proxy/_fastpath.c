@@ -36,6 +36,13 @@
 #define READ_SIZE (256 * 1024)
 static char *rbuf;
 
+/* Shapes found in unpinned_shapes, by hash (see query_ok). */
+#define SHAPE_SLOTS 1024
+static struct shape_slot {
+    uint64_t hash;
+    PyObject *shape;
+} shape_cache[SHAPE_SLOTS];
+
 static PyObject *unpinned_shapes; /* dict of bytes (pgwire.UNPINNED_SHAPES, shared): query shapes (digits removed) known not to pin */
 static unsigned char shape_digit[256];
 static unsigned char query_table[256]; /* backend frame types an answer may hold and stay on this path */
@@ -95,7 +102,7 @@ typedef struct Link {
 } Link;
 
 static PyTypeObject LinkType, CountersType, LaneType;
-static PyObject *str_link_adopt, *str_link_began;
+static PyObject *str_link_adopt, *str_link_began, *str_link_ended;
 
 static double
 monotonic(void)
@@ -330,21 +337,45 @@ query_ok(Link *self, Py_ssize_t n)
     PyObject *last = self->last_sql;
     if (last != NULL && PyBytes_GET_SIZE(last) == len && memcmp(PyBytes_AS_STRING(last), sql, (size_t)len) == 0)
         return 1;
-    /* The shape: the text with its digits removed (pgwire.SHAPE_DIGITS), as the Python path makes it. */
-    PyObject *shape = PyBytes_FromStringAndSize(NULL, len);
-    if (shape == NULL)
-        return -1;
-    char *out = PyBytes_AS_STRING(shape);
+    /* The shape: the text with its digits removed (pgwire.SHAPE_DIGITS), as the Python path makes it. A shape
+     * once known not to pin stays so (it is a property of the text), so the last one seen per hash slot is kept
+     * here: a statement repeated with other numbers is then checked without an allocation. */
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)sql[i];
-        if (!shape_digit[c])
-            out[k++] = (char)c;
+        if (!shape_digit[c]) {
+            h = (h ^ c) * 1099511628211ULL;
+            k++;
+        }
     }
-    if (k != len && _PyBytes_Resize(&shape, k) < 0)
+    struct shape_slot *slot = &shape_cache[h & (SHAPE_SLOTS - 1)];
+    if (slot->shape != NULL && slot->hash == h && PyBytes_GET_SIZE(slot->shape) == k) {
+        const char *known = PyBytes_AS_STRING(slot->shape);
+        Py_ssize_t j = 0;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)sql[i];
+            if (!shape_digit[c] && known[j++] != (char)c)
+                break;
+            if (i == len - 1)
+                return 1;
+        }
+    }
+    PyObject *shape = PyBytes_FromStringAndSize(NULL, k);
+    if (shape == NULL)
         return -1;
+    char *out = PyBytes_AS_STRING(shape);
+    for (Py_ssize_t i = 0, j = 0; i < len; i++) {
+        unsigned char c = (unsigned char)sql[i];
+        if (!shape_digit[c])
+            out[j++] = (char)c;
+    }
     int known = PyDict_Contains(unpinned_shapes, shape);
-    Py_DECREF(shape);
+    if (known == 1) {
+        slot->hash = h;
+        Py_XSETREF(slot->shape, shape); /* (the slot takes our reference) */
+    } else
+        Py_DECREF(shape);
     return known; /* -1, or 0: may_pin, pinning_reason in Python */
 }
 
@@ -519,6 +550,30 @@ answer_fast(Link *self, Py_ssize_t n, double now)
         if (client->lane != NULL && client->params != NULL && client->fd >= 0)
             client->mode = MODE_IDLE;
         rc = lane_next(lane, self, now) < 0 ? -1 : 1;
+        Py_DECREF(lane);
+    } else if (client->lane != NULL && client->lane->open && client->lane->count > 0 && client->params != NULL &&
+               client->protocol != NULL && self->protocol != NULL) {
+        /* A transaction ends while Queries wait in the client's lane: Python's books let go of the connection
+         * (the client's _link_ended gives the connection's parameters back, or None when Python released it
+         * itself), and the lane lends it to the next of them here. */
+        Lane *lane = (Lane *)Py_NewRef(client->lane);
+        unpair(client);
+        PyObject *cp = Py_NewRef(client->protocol), *sp = Py_NewRef(self->protocol);
+        PyObject *applied = PyObject_CallMethodOneArg(cp, str_link_ended, sp);
+        Py_DECREF(cp);
+        Py_DECREF(sp);
+        if (applied == NULL)
+            rc = -1;
+        else if (PyDict_Check(applied)) {
+            Py_XSETREF(self->lane, (Lane *)Py_NewRef(lane));
+            Py_XSETREF(self->params, applied);
+            if (client->lane != NULL && client->params != NULL && client->fd >= 0)
+                client->mode = MODE_IDLE;
+            rc = lane_next(lane, self, now) < 0 ? -1 : 1;
+        } else {
+            Py_DECREF(applied);
+            rc = 1;
+        }
         Py_DECREF(lane);
     } else {
         unpair(client);
@@ -1212,8 +1267,9 @@ PyInit__fastpath(void)
     str_write = PyUnicode_InternFromString("write");
     str_link_adopt = PyUnicode_InternFromString("_link_adopt");
     str_link_began = PyUnicode_InternFromString("_link_began");
+    str_link_ended = PyUnicode_InternFromString("_link_ended");
     unpinned_shapes = PyDict_New();
-    if (str_get_write_buffer_size == NULL || str_write == NULL || str_link_adopt == NULL || str_link_began == NULL || unpinned_shapes == NULL)
+    if (str_get_write_buffer_size == NULL || str_write == NULL || str_link_adopt == NULL || str_link_began == NULL || str_link_ended == NULL || unpinned_shapes == NULL)
         return NULL;
     if (PyType_Ready(&LinkType) < 0 || PyType_Ready(&CountersType) < 0 || PyType_Ready(&LaneType) < 0)
         return NULL;

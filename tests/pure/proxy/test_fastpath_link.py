@@ -18,6 +18,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import borealis.proxy._server  # noqa: F401  (configures the C path's pre-filter and frame table)
+from borealis.pgwire import may_pin
 
 try:
     from borealis.proxy import _fastpath
@@ -41,12 +42,19 @@ class Proto:
         self.released = 0
         self.began: list[Any] = []
         self.adopted: list[Any] = []
+        self.ended: list[Any] = []
+        #: What _link_ended answers: the connection's parameters (the lane lends it on), or None.
+        self.lend_on: dict[str, str] | None = None
 
     def _link_release(self) -> None:
         self.released += 1
 
     def _link_began(self, server: Any) -> None:
         self.began.append(server)
+
+    def _link_ended(self, server: Any) -> dict[str, str] | None:
+        self.ended.append(server)
+        return self.lend_on
 
     def _link_adopt(self, server: Any) -> None:
         self.adopted.append(server)
@@ -260,6 +268,30 @@ def test_an_autocommit_query_python_sent(pair: Pair) -> None:
         assert other.client.sent(pair.server, 5.0) is False
     finally:
         other.close()
+
+
+@needs_fastpath
+def test_a_known_shape_with_other_numbers_stays_in_c(pair: Pair) -> None:
+    assert not may_pin(b"select abalance from shape_cache_t where aid = 17")
+    assert pair.client.arm(pair.server, "T", False, b"") is True
+    for aid in (1, 22, 333, 1):  # the shape found in UNPINNED_SHAPES once, then kept in C
+        sql = b"select abalance from shape_cache_t where aid = %d" % aid
+        pair.app.sendall(_q(sql))
+        pair.client()
+        assert pair.pg.recv(100) == _q(sql)
+        pair.pg.sendall(_answer(b"T"))
+        pair.server()
+        assert pair.app.recv(100) == _answer(b"T")
+    # Another shape, never checked (the same length, the same digits): Python looks.
+    for sql in (
+        b"select abalance from shape_cache_t where bid = 1",
+        b"select abalance from shape_cache_u where aid = 1",
+    ):
+        pair.app.sendall(_q(sql))
+        pair.client()
+        assert pair.cp.data[-1] == _q(sql)
+        pair.client.arm(pair.server, "T", False, b"")
+    assert pair.counters.queries == 4
 
 
 @needs_fastpath
@@ -558,6 +590,22 @@ def test_a_lent_begin_keeps_the_connection(rig: Rig) -> None:
     # The client holds it in Python's books now (_link_began), armed for its transaction; nobody else gets it.
     assert rig.cps[0].began == [rig.sp] and rig.apps[0].recv(100) == _answer(b"T")
     assert not rig.server.lane_held and rig.clients[0].armed and rig.lane.count == 1
+    # Its COMMIT ends it while a Query waits: Python lets go (_link_ended) and the lane lends it on from C.
+    assert not may_pin(b"commit")
+    rig.cps[0].lend_on = dict(PARAMS)
+    rig.ask(0, b"commit")
+    assert rig.pg.recv(100) == _q(b"commit")
+    rig.answer(b"I")
+    assert rig.cps[0].ended == [rig.sp] and rig.cps[0].released == 0 and rig.apps[0].recv(100) == _answer(b"I")
+    assert rig.pg.recv(100) == _q(sql) and rig.server.lane_held and rig.lane.count == 0 and rig.clients[0].idle
+    # Its BEGIN: the same again, but now nothing waits: the connection goes back through Python's own hook.
+    rig.answer(b"T")
+    assert rig.cps[1].began == [rig.sp]
+    rig.apps[1].recv(100)
+    rig.ask(1, b"commit")
+    rig.pg.recv(100)
+    rig.answer(b"I")
+    assert rig.cps[1].ended == [] and rig.cps[1].released == 1 and rig.apps[1].recv(100) == _answer(b"I")
 
 
 @needs_fastpath
