@@ -970,13 +970,10 @@ class ClientConn(asyncio.Protocol):
         """The C path is forwarding the answer that ended this client's transaction while Queries wait in its
         pool's lane: let go of the connection. Returns its applied parameters when the lane may lend it on from
         C (as ``Pool.release`` would give it to the first of them), or None when it went back here."""
-        self.server = None
-        server.session.transaction_status = "I"
         pool = self.pool
-        if pool is None:
-            return None
         if (
-            pool is self._route
+            pool is not None
+            and pool is self._route
             and not server.closed
             and not pool.closed
             and not self.busy
@@ -984,10 +981,11 @@ class ClientConn(asyncio.Protocol):
             and not self._partial
             and not self.closed
         ):
+            self.server = None
+            server.session.transaction_status = "I"
             server.owner = None
             return server.applied
-        pool.release(server)
-        self._idle_link(pool)
+        self._link_release()
         return None
 
     def _link_began(self, server: ServerConn) -> None:

@@ -453,22 +453,33 @@ lend(Lane *lane, Link *next, Link *server, double now)
 
 /* A lane-held connection's Query was answered: lend it to the next parked Query, or give it back to Python (the
  * pool's own waiters come first, or the next one needs other parameters SET). */
+/* Lend ``server`` (its parameters ``applied``) to the first parked Query if that client asked for the same
+ * parameters: 1 when lent, 0 when not (none parked, or other parameters), -1 on error. */
+static int
+lend_first(Lane *lane, Link *server, PyObject *applied, double now)
+{
+    Link *next = lane->head;
+    if (next == NULL || next->params == NULL || server->fd < 0)
+        return 0;
+    int same = PyObject_RichCompareBool(next->params, applied, Py_EQ);
+    if (same <= 0)
+        return same;
+    if (server->params != applied)
+        Py_XSETREF(server->params, Py_NewRef(applied));
+    Py_INCREF(next);
+    lane_remove(lane, next);
+    int rc = lend(lane, next, server, now);
+    Py_DECREF(next);
+    return rc < 0 ? -1 : 1;
+}
+
 static int
 lane_next(Lane *lane, Link *server, double now)
 {
-    Link *next = lane->head;
-    if (next != NULL && next->since <= lane->py_since && server->fd >= 0 && next->params != NULL &&
-        server->params != NULL) {
-        int same = PyObject_RichCompareBool(next->params, server->params, Py_EQ);
-        if (same < 0)
-            return -1;
-        if (same) {
-            Py_INCREF(next);
-            lane_remove(lane, next);
-            int rc = lend(lane, next, server, now);
-            Py_DECREF(next);
-            return rc;
-        }
+    if (lane->head != NULL && lane->head->since <= lane->py_since && server->params != NULL) {
+        int lent = lend_first(lane, server, server->params, now);
+        if (lent != 0)
+            return lent < 0 ? -1 : 0;
     }
     Py_CLEAR(server->lane);
     Py_CLEAR(server->params);
@@ -588,17 +599,7 @@ answer_fast(Link *self, Py_ssize_t n, double now)
     if (client->fd >= 0) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        int buffered = write_buffered(client);
-        int sent = -1;
-        if (buffered == 0)
-            sent = send_all(client, rbuf, n);
-        else if (buffered > 0) {
-            PyObject *data = PyBytes_FromStringAndSize(rbuf, n);
-            PyObject *w = data != NULL ? PyObject_CallMethodOneArg(client->transport, str_write, data) : NULL;
-            Py_XDECREF(data);
-            Py_XDECREF(w);
-            sent = w != NULL ? 0 : -1;
-        }
+        int sent = send_ordered(client, rbuf, n);
         if (type != NULL)
             PyErr_Restore(type, value, tb); /* the hook's error is the one to report */
         else if (sent < 0)
@@ -1062,21 +1063,12 @@ Lane_grant(Lane *self, PyObject *args)
     double now;
     if (!PyArg_ParseTuple(args, "O!O!d", &LinkType, &server, &PyDict_Type, &applied, &now))
         return NULL;
-    Link *next = self->head;
-    if (next == NULL || !server->is_server || server->fd < 0 || server->inflight || server->peer != NULL ||
-        next->params == NULL)
+    if (!server->is_server || server->inflight || server->peer != NULL)
         Py_RETURN_FALSE;
-    int same = PyObject_RichCompareBool(next->params, applied, Py_EQ);
-    if (same <= 0)
-        return same < 0 ? NULL : Py_NewRef(Py_False);
-    Py_XSETREF(server->params, Py_NewRef(applied));
-    Py_INCREF(next);
-    lane_remove(self, next);
-    int rc = lend(self, next, server, now);
-    Py_DECREF(next);
-    if (rc < 0)
+    int lent = lend_first(self, server, applied, now);
+    if (lent < 0)
         return NULL;
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(lent);
 }
 
 static PyObject *
@@ -1269,7 +1261,8 @@ PyInit__fastpath(void)
     str_link_began = PyUnicode_InternFromString("_link_began");
     str_link_ended = PyUnicode_InternFromString("_link_ended");
     unpinned_shapes = PyDict_New();
-    if (str_get_write_buffer_size == NULL || str_write == NULL || str_link_adopt == NULL || str_link_began == NULL || str_link_ended == NULL || unpinned_shapes == NULL)
+    if (str_get_write_buffer_size == NULL || str_write == NULL || str_link_adopt == NULL || str_link_began == NULL ||
+        str_link_ended == NULL || unpinned_shapes == NULL)
         return NULL;
     if (PyType_Ready(&LinkType) < 0 || PyType_Ready(&CountersType) < 0 || PyType_Ready(&LaneType) < 0)
         return NULL;

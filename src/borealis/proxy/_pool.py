@@ -347,24 +347,13 @@ class Pool:
             stats.borrowed -= 1
             conn.close()
             return
-        waiters = self.waiters
+        waiter = self._first_waiter() if self.waiters else None
+        if waiter is not None:
+            stats.borrow_count += 1
+            stats.borrow_latency_us_sum += (_monotonic() - waiter.since) * 1e6
+            waiter.pool_grant(self, conn)
+            return
         lane = self.lane
-        if waiters:
-            first = lane.head_since if lane is not None and lane.count else _INF
-            while waiters:
-                waiter = waiters[0]
-                if waiter.waiting and first < waiter.since:
-                    break  # the lane's first waiter came earlier
-                waiters.popleft()
-                if waiter.waiting:
-                    self._waiters_changed()
-                    waiter.waiting = False
-                    stats.borrow_count += 1
-                    waited = _monotonic() - waiter.since
-                    stats.borrow_latency_us_sum += waited * 1e6
-                    waiter.pool_grant(self, conn)
-                    return
-            self._waiters_changed()
         if lane is not None and lane.count:
             link = conn.link
             if link is not None and lane.grant(link, conn.applied, _monotonic()):
@@ -406,20 +395,31 @@ class Pool:
         """The lane gives back a connection it lent (no parked Query may take it now): as if its client had."""
         self.release(conn)
 
-    def _slot_freed(self) -> None:
+    def _first_waiter(self) -> Waiter | None:
+        """The first waiter of ``waiters`` (out of the queue, no longer waiting), unless the lane's first came
+        earlier or none waits; those that stopped waiting are dropped on the way."""
+        waiters = self.waiters
         lane = self.lane
         first = lane.head_since if lane is not None and lane.count else _INF
-        while self.waiters:
-            waiter = self.waiters[0]
+        found: Waiter | None = None
+        while waiters:
+            waiter = waiters[0]
             if waiter.waiting and first < waiter.since:
                 break  # the lane's first waiter came earlier
-            self.waiters.popleft()
+            waiters.popleft()
             if waiter.waiting:
-                self._waiters_changed()
                 waiter.waiting = False
-                waiter.pool_grant(self, None)
-                return
+                found = waiter
+                break
         self._waiters_changed()
+        return found
+
+    def _slot_freed(self) -> None:
+        waiter = self._first_waiter()
+        if waiter is not None:
+            waiter.pool_grant(self, None)
+            return
+        lane = self.lane
         if lane is not None:
             got = lane.pop()
             if got is not None:
